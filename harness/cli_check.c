@@ -1,0 +1,193 @@
+/* q35lab check: the correctness sweep and golden-file checks. */
+#include "cli.h"
+#include "cpu_features.h"
+#include "deltarule.h"
+#include "deltarule_check.h"
+#include "deltarule_golden.h"
+#include "deltarule_inputs.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *status_name(dr_cell_status s)
+{
+    switch (s) {
+    case CELL_PASS: return "PASS";
+    case CELL_FAIL: return "FAIL";
+    case CELL_UNCLAIMED: return "unclaimed";
+    default: return "ERROR";
+    }
+}
+
+static void progress(const char *what, int done, int total)
+{
+    if (!isatty(2)) return;
+    fprintf(stderr, "\r[check deltarule] %3d/%d cases  (%s)          ", done, total, what);
+    if (done == total) fprintf(stderr, "\r%60s\r", "");
+}
+
+static int write_json(const char *path, const dr_check_row *rows, int n)
+{
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "deltarule");
+    cJSON_AddStringToObject(root, "isa", cpu_isa_name(cpu_isa()));
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            const dr_cell *c = &rows[i].cell[r];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "impl", rows[i].impl->name);
+            cJSON_AddNumberToObject(o, "chunk", rows[i].chunk ? rows[i].chunk : rows[i].impl->defaults.chunk);
+            cJSON_AddStringToObject(o, "regime", dr_regime_name(r));
+            /* JSON has no inf: a non-finite result is null plus the count */
+            if (c->worst.nonfinite) cJSON_AddNullToObject(o, "normwise");
+            else cJSON_AddNumberToObject(o, "normwise", c->worst.normwise);
+            cJSON_AddNumberToObject(o, "maxabs", c->worst.maxabs);
+            cJSON_AddNumberToObject(o, "nonfinite", (double)c->worst.nonfinite);
+            cJSON_AddStringToObject(o, "worst_case", c->worst_case);
+            cJSON_AddStringToObject(o, "status", status_name(c->status));
+            cJSON_AddItemToArray(arr, o);
+        }
+    char *txt = cJSON_Print(root);
+    cJSON_Delete(root);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    int ok = f && txt && fputs(txt, f) >= 0;
+    if (f && fclose(f)) ok = 0;
+    free(txt);
+    if (!ok || rename(tmp, path)) {
+        fprintf(stderr, "q35lab: could not write %s\n", path);
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_matrix(const dr_check_row *rows, int n)
+{
+    printf("%-20s %-16s %10s %10s %9s  %-34s %s\n", "implementation", "regime", "normwise", "max|err|",
+           "nonfinite", "worst case", "status");
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            const dr_cell *c = &rows[i].cell[r];
+            if (c->status == CELL_ERROR) {
+                printf("%-20s %-16s ERROR: %s\n", rows[i].label, dr_regime_name(r), c->error);
+                continue;
+            }
+            printf("%-20s %-16s %10.2e %10.2e %9zu  %-34s %s\n", rows[i].label, dr_regime_name(r),
+                   c->worst.normwise, c->worst.maxabs, c->worst.nonfinite, c->worst_case, status_name(c->status));
+        }
+}
+
+static int check_sweep(dr_check_config *cfg, const char *json)
+{
+    dr_check_row *rows;
+    int n;
+    char err[256] = "";
+    printf("check deltarule: every implementation x regime against ref/ (double), ISA path %s%s\n",
+           cpu_isa_name(cpu_isa()), cfg->quick ? ", quick grid" : "");
+    int failed = dr_check_run(cfg, &rows, &n, err, sizeof err);
+    if (failed < 0) {
+        fprintf(stderr, "q35lab: check deltarule: %s\n", err);
+        return 2;
+    }
+    print_matrix(rows, n);
+    int pass = 0, unclaimed = 0;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            pass += rows[i].cell[r].status == CELL_PASS;
+            unclaimed += rows[i].cell[r].status == CELL_UNCLAIMED;
+        }
+    printf("check deltarule: %d claims PASS, %d FAIL, %d unclaimed cells (tolerance: normwise error per "
+           "implementation, `q35lab list`)\n", pass, failed, unclaimed);
+    int rc = failed ? 1 : 0;
+    if (json && write_json(json, rows, n)) rc = 2;
+    free(rows);
+    return rc;
+}
+
+static int check_golden(const char *path, const char *impl_name)
+{
+    dr_golden g;
+    char err[512] = "";
+    if (dr_golden_load(path, &g, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return 2;
+    }
+    const deltarule_problem *p = &g.c.p;
+    printf("golden %s: B=%d T=%d Hk=%d Hv=%d Dk=%d Dv=%d l2norm=%d scale=%g%s%s; pass when |x-e| <= %g + %g|e|\n",
+           path, p->B, p->T, p->Hk, p->Hv, p->Dk, p->Dv, p->use_qk_l2norm, (double)deltarule_scale(p),
+           p->initial_state ? " initial_state" : "", p->seq_len ? " seq_len" : "", g.atol, g.rtol);
+    printf("%-16s %10s %10s %10s %10s  %s\n", "implementation", "out norm", "out max", "state norm", "state max",
+           "status");
+    int failed = 0, ran = 0;
+    for (int i = 0; i < deltarule_n_impls; i++) {
+        const deltarule_impl *im = &deltarule_impls[i];
+        if (strcmp(impl_name, "all") && strcmp(impl_name, im->name)) continue;
+        if (im->available && !im->available()) continue;
+        dr_golden_result r;
+        ran++;
+        if (dr_golden_check(&g, im, NULL, &r, err, sizeof err)) {
+            printf("%-16s ERROR: %s\n", im->name, err);
+            failed++;
+            continue;
+        }
+        const int ok = !r.bad_out && !r.bad_state;
+        /* An implementation that does not claim every regime may miss a
+         * golden case outside its claims: report it, do not fail on it. */
+        const int claims_all = (im->claims & DR_CLAIM_ALL) == DR_CLAIM_ALL;
+        printf("%-16s %10.2e %10.2e %10.2e %10.2e  %s", im->name, r.out.normwise, r.out.maxabs,
+               r.state.normwise, r.state.maxabs, ok ? "PASS" : claims_all ? "FAIL" : "miss (unclaimed)");
+        if (!ok)
+            printf("  (%zu out, %zu state elements outside tolerance)", r.bad_out, r.bad_state);
+        printf("\n");
+        failed += !ok && claims_all;
+    }
+    dr_golden_free(&g);
+    if (!ran) {
+        fprintf(stderr, "q35lab: no implementation named '%s'\n", impl_name);
+        return 2;
+    }
+    return failed ? 1 : 0;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    if (argc < 2 || (strcmp(argv[1], "deltarule") && strcmp(argv[1], "all"))) {
+        fprintf(stderr, "usage: q35lab check deltarule|all [--impl NAME|all] [--seeds N] [--quick] "
+                        "[--chunks 16,32,64] [--json FILE] [--golden FILE]\n");
+        return 2;
+    }
+    dr_check_config cfg = {0};
+    int chunks[8];
+    const char *json = NULL, *golden = NULL, *impl = "all", *v;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) cfg.quick = 1;
+        else if (!strcmp(argv[i], "--impl")) { if (!(impl = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--json")) { if (!(json = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--seeds")) {
+            if (!(v = cli_value(argc, argv, &i)) || cli_int("--seeds", v, 1, 1000, &cfg.seeds)) return 2;
+        } else if (!strcmp(argv[i], "--chunks")) {
+            if (!(v = cli_value(argc, argv, &i))) return 2;
+            if ((cfg.n_chunks = cli_int_list(v, chunks, 8, 1, 1024)) < 0) {
+                fprintf(stderr, "q35lab: --chunks expects up to 8 sizes in [1, 1024], e.g. 16,32,64\n");
+                return 2;
+            }
+            cfg.chunks = chunks;
+        } else {
+            fprintf(stderr, "q35lab: check: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (strcmp(impl, "all") && !deltarule_find(impl)) {
+        fprintf(stderr, "q35lab: no deltarule implementation named '%s' (see `q35lab list`)\n", impl);
+        return 2;
+    }
+    if (golden) return check_golden(golden, impl);
+    cfg.only_impl = impl;
+    cfg.progress = progress;
+    return check_sweep(&cfg, json);
+}

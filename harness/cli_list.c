@@ -1,0 +1,27 @@
+/* q35lab list: every family's implementation table. */
+#include "cli.h"
+#include "cpu_features.h"
+#include "deltarule.h"
+#include "deltarule_inputs.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_list(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    printf("CPU: best ISA path %s, in use %s\n\n", cpu_isa_name(cpu_isa_best()), cpu_isa_name(cpu_isa()));
+    printf("family deltarule (gated delta rule, docs/deltarule.md)\n");
+    printf("  %-16s %-10s %s\n", "implementation", "claim tol", "summary / regimes claimed");
+    for (int i = 0; i < deltarule_n_impls; i++) {
+        const deltarule_impl *im = &deltarule_impls[i];
+        const int ok = !im->available || im->available();
+        printf("  %-16s %-10.0e %s%s\n", im->name, im->claim_tol, im->summary,
+               ok ? "" : "  [not supported on this CPU]");
+        printf("  %-16s %-10s claims:", "", "");
+        for (int r = 0; r < DR_REGIME_COUNT; r++)
+            if (im->claims & DR_CLAIM(r)) printf(" %s", dr_regime_name(r));
+        printf("\n");
+    }
+    return 0;
+}

@@ -1,0 +1,70 @@
+/* q35lab: list, check and golden for the kernel families. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: q35lab <command> [options]\n"
+            "  list                                  families and implementations\n"
+            "  check deltarule|all [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--json FILE]\n"
+            "  check deltarule --golden FILE [--impl NAME|all]\n"
+            "  golden deltarule --out FILE [--B n --T n --Hk n --Hv n --Dk n --Dv n]\n"
+            "                   [--regime NAME] [--seed n] [--initial-state] [--seq-len] [--no-l2norm]\n"
+            "See README.md for every option.\n");
+}
+
+const char *cli_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "q35lab: option %s needs a value\n", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_int(const char *opt, const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "q35lab: %s expects an integer in [%d, %d], got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_int_list(const char *s, int *out, int max, int lo, int hi)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < lo || v > hi || n == max || (*end && *end != ',')) return -1;
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
+    }
+    return n ? n : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "list")) return cmd_list(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "check")) return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "golden")) return cmd_golden(argc - 1, argv + 1);
+    fprintf(stderr, "q35lab: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,155 @@
+#include "deltarule_golden.h"
+#include "safetensors.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dr_golden_free(dr_golden *g)
+{
+    dr_case_free(&g->c);
+    free(g->expect_out);
+    free(g->expect_state);
+    memset(g, 0, sizeof *g);
+}
+
+/* A metadata number: absent -> dflt; present but not a finite number -> error. */
+static int meta_double(const st_file *f, const char *key, double dflt, double *out,
+                       const char *path, char *err, size_t errlen)
+{
+    const char *s = st_meta(f, key);
+    if (!s) { *out = dflt; return 0; }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !isfinite(v)) {
+        snprintf(err, errlen, "%s: metadata '%s' = \"%s\" is not a finite number", path, key, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+#define TRY(x) do { if (x) goto fail; } while (0)
+
+int dr_golden_load(const char *path, dr_golden *g, char *err, size_t errlen)
+{
+    memset(g, 0, sizeof *g);
+    if (errlen) err[0] = 0;
+    st_file f;
+    if (st_open(path, &f, err, errlen)) return -1;
+    deltarule_problem *p = &g->c.p;
+    const st_tensor *tq = st_find(&f, "q"), *tv = st_find(&f, "v");
+    if (!tq || !tv || tq->ndim != 4 || tv->ndim != 4) {
+        snprintf(err, errlen, "%s: needs 4-d tensors 'q' [B,T,Hk,Dk] and 'v' [B,T,Hv,Dv]", path);
+        goto fail;
+    }
+    for (int i = 0; i < 4; i++)
+        if (tq->shape[i] <= 0 || tq->shape[i] > (1 << 24) || tv->shape[i] <= 0 || tv->shape[i] > (1 << 24)) {
+            snprintf(err, errlen, "%s: q and v dimensions must be in [1, 2^24]", path);
+            goto fail;
+        }
+    p->B = (int)tq->shape[0]; p->T = (int)tq->shape[1]; p->Hk = (int)tq->shape[2]; p->Dk = (int)tq->shape[3];
+    p->Hv = (int)tv->shape[2]; p->Dv = (int)tv->shape[3];
+    const int64_t sqk[] = {p->B, p->T, p->Hk, p->Dk}, sv[] = {p->B, p->T, p->Hv, p->Dv};
+    const int64_t sg[] = {p->B, p->T, p->Hv}, ss[] = {p->B, p->Hv, p->Dk, p->Dv};
+    TRY(st_load_f32(&f, "q", 4, sqk, &g->c.q, err, errlen));
+    TRY(st_load_f32(&f, "k", 4, sqk, &g->c.k, err, errlen));
+    TRY(st_load_f32(&f, "v", 4, sv, &g->c.v, err, errlen));
+    TRY(st_load_f32(&f, "g", 3, sg, &g->c.g, err, errlen));
+    TRY(st_load_f32(&f, "beta", 3, sg, &g->c.beta, err, errlen));
+    TRY(st_load_f32(&f, "out", 4, sv, &g->expect_out, err, errlen));
+    TRY(st_load_f32(&f, "final_state", 4, ss, &g->expect_state, err, errlen));
+    if (st_find(&f, "initial_state")) TRY(st_load_f32(&f, "initial_state", 4, ss, &g->c.initial_state, err, errlen));
+    const st_tensor *tl = st_find(&f, "seq_len");
+    if (tl) {
+        if (tl->ndim != 1 || tl->shape[0] != p->B) {
+            snprintf(err, errlen, "%s: tensor 'seq_len': expected shape [%d]", path, p->B);
+            goto fail;
+        }
+        TRY(!(g->c.seq_len = malloc(sizeof(int32_t) * p->B)));
+        TRY(st_read_i32(tl, g->c.seq_len, p->B, err, errlen));
+    }
+    const char *l2 = st_meta(&f, "use_qk_l2norm");
+    if (!l2 || (strcmp(l2, "0") && strcmp(l2, "1"))) {
+        snprintf(err, errlen, "%s: metadata 'use_qk_l2norm' must be \"1\" or \"0\" (got %s)", path, l2 ? l2 : "nothing");
+        goto fail;
+    }
+    p->use_qk_l2norm = l2[0] == '1';
+    const char *rep = st_meta(&f, "qk_heads_repeat");
+    if (rep && strcmp(rep, "interleave")) {
+        snprintf(err, errlen, "%s: qk_heads_repeat \"%s\" is not supported (only \"interleave\")", path, rep);
+        goto fail;
+    }
+    double scale;
+    TRY(meta_double(&f, "scale", 0.0, &scale, path, err, errlen));
+    TRY(meta_double(&f, "atol", DR_GOLDEN_DEFAULT_ATOL, &g->atol, path, err, errlen));
+    TRY(meta_double(&f, "rtol", DR_GOLDEN_DEFAULT_RTOL, &g->rtol, path, err, errlen));
+    p->scale = (float)scale;
+    TRY(dr_case_alloc_outputs(&g->c, &g->c.out, &g->c.final_state));
+    p->q = g->c.q; p->k = g->c.k; p->v = g->c.v; p->g = g->c.g; p->beta = g->c.beta;
+    p->initial_state = g->c.initial_state; p->seq_len = g->c.seq_len;
+    p->out = g->c.out; p->final_state = g->c.final_state;
+    char why[256];
+    if (deltarule_validate(p, 1, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        goto fail;
+    }
+    st_close(&f);
+    return 0;
+fail:
+    if (!err[0]) snprintf(err, errlen, "%s: out of memory", path);
+    st_close(&f);
+    dr_golden_free(g);
+    return -1;
+}
+
+int dr_golden_write(const char *path, const dr_case *c, const float *out, const float *final_state,
+                    double atol, double rtol, const char *note, char *err, size_t errlen)
+{
+    const deltarule_problem *p = &c->p;
+    const int64_t sqk[] = {p->B, p->T, p->Hk, p->Dk}, sv[] = {p->B, p->T, p->Hv, p->Dv};
+    const int64_t sg[] = {p->B, p->T, p->Hv}, ss[] = {p->B, p->Hv, p->Dk, p->Dv}, sl[] = {p->B};
+    char num[64];
+    st_writer *w = st_writer_new();
+    int rc = !w;
+    rc = rc || st_writer_add(w, "q", ST_F32, 4, sqk, p->q) || st_writer_add(w, "k", ST_F32, 4, sqk, p->k) ||
+         st_writer_add(w, "v", ST_F32, 4, sv, p->v) || st_writer_add(w, "g", ST_F32, 3, sg, p->g) ||
+         st_writer_add(w, "beta", ST_F32, 3, sg, p->beta) || st_writer_add(w, "out", ST_F32, 4, sv, out) ||
+         st_writer_add(w, "final_state", ST_F32, 4, ss, final_state);
+    if (!rc && p->initial_state) rc = st_writer_add(w, "initial_state", ST_F32, 4, ss, p->initial_state);
+    if (!rc && p->seq_len) rc = st_writer_add(w, "seq_len", ST_I32, 1, sl, p->seq_len);
+    rc = rc || st_writer_meta(w, "use_qk_l2norm", p->use_qk_l2norm ? "1" : "0");
+    snprintf(num, sizeof num, "%.9g", (double)deltarule_scale(p));
+    rc = rc || st_writer_meta(w, "scale", num) || st_writer_meta(w, "l2norm_eps", "1e-6") ||
+         st_writer_meta(w, "qk_heads_repeat", "interleave");
+    snprintf(num, sizeof num, "%.3g", atol);
+    rc = rc || st_writer_meta(w, "atol", num);
+    snprintf(num, sizeof num, "%.3g", rtol);
+    rc = rc || st_writer_meta(w, "rtol", num);
+    if (!rc && note) rc = st_writer_meta(w, "note", note);
+    if (rc) {
+        snprintf(err, errlen, "%s: could not build the file: %s", path, w ? st_writer_error(w) : "out of memory");
+        st_writer_free(w);
+        return -1;
+    }
+    rc = st_writer_write(w, path, err, errlen);
+    st_writer_free(w);
+    return rc;
+}
+
+int dr_golden_check(dr_golden *g, const deltarule_impl *impl, const deltarule_opts *o,
+                    dr_golden_result *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    const deltarule_problem *p = &g->c.p;
+    if (deltarule_run(impl, p, o, err, errlen)) return -1;
+    const size_t nv = dr_v_elems(p), ns = dr_state_elems(p);
+    r->out = err_compare(p->out, g->expect_out, nv);
+    r->state = err_compare(p->final_state, g->expect_state, ns);
+    r->bad_out = err_allclose_violations(p->out, g->expect_out, nv, g->atol, g->rtol, &r->first_bad_out);
+    r->bad_state = err_allclose_violations(p->final_state, g->expect_state, ns, g->atol, g->rtol, &r->first_bad_state);
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* Deterministic delta-rule problems for checks, tests and benches.
+ * Each input regime is a named generator (docs/deltarule.md §6 says what
+ * each stresses); the same (shape, regime, seed) always gives the same bytes.
+ */
+#ifndef Q35_DELTARULE_INPUTS_H
+#define Q35_DELTARULE_INPUTS_H
+
+#include "deltarule.h"
+
+typedef struct {
+    int B, T, Hk, Hv, Dk, Dv;
+    int with_initial_state; /* random initial state instead of zeros */
+    int with_seq_len;       /* right-padded batch with random valid lengths */
+} dr_shape;
+
+/* A problem that owns its buffers: p points into them. */
+typedef struct {
+    deltarule_problem p;
+    float *q, *k, *v, *g, *beta, *initial_state, *out, *final_state;
+    int32_t *seq_len;
+} dr_case;
+
+/* Fills c for shape s (the `long` regime raises T to 2048) and regime r.
+ * Returns 0, or -1 with a message (bad shape, out of memory). */
+int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, char *err, size_t errlen);
+void dr_case_free(dr_case *c);
+/* A second output/state pair of the same sizes, for comparing two runs. */
+int dr_case_alloc_outputs(const dr_case *c, float **out, float **final_state);
+
+const char *dr_regime_name(int regime);
+int dr_regime_from_name(const char *name); /* -1 if unknown */
+
+size_t dr_qk_elems(const deltarule_problem *p);
+size_t dr_v_elems(const deltarule_problem *p);
+size_t dr_gate_elems(const deltarule_problem *p);
+size_t dr_state_elems(const deltarule_problem *p);
+
+#endif

@@ -1,0 +1,102 @@
+/* safetensors.h - read and write the safetensors tensor container format.
+ *
+ * Layout: u64 little-endian N, N bytes of UTF-8 JSON header, data area.
+ * The header maps tensor name -> {"dtype","shape","data_offsets"} and may
+ * hold "__metadata__": {string: string}.  Offsets are relative to the data
+ * area, which starts at byte 8+N.
+ *
+ * Reading mmaps the file read-only and validates the whole header up front,
+ * so every st_tensor handed out afterwards is known to lie inside the map.
+ * Tensor data in the map may be unaligned; the st_read_* helpers copy with
+ * memcpy.  The host is assumed little-endian (checked at compile time).
+ *
+ * All functions returning int give 0 on success and -1 on failure; those
+ * taking (err, errlen) then write a one-line message there (err may be NULL).
+ */
+#ifndef Q35LAB_SAFETENSORS_H
+#define Q35LAB_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { ST_F32, ST_F16, ST_BF16, ST_I32, ST_I64 } st_dtype;
+#define ST_MAX_DIMS 8
+
+/* Header length above this is rejected as absurd (same limit as the
+ * reference Rust implementation). */
+#define ST_MAX_HEADER_LEN 100000000ull
+
+typedef struct {
+    char *name;
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const void *data;   /* points into the map; valid until st_close */
+    size_t nbytes;
+} st_tensor;
+
+typedef struct {
+    int n_tensors;
+    st_tensor *tensors;  /* in header order */
+    int n_meta;
+    char **meta_keys;
+    char **meta_vals;
+    void *map;
+    size_t map_len;
+} st_file;
+
+/* mmap read-only + validate everything; 0 ok, -1 with message.
+ * On failure *f is left zeroed, so st_close(f) is a harmless no-op. */
+int st_open(const char *path, st_file *f, char *err, size_t errlen);
+/* Safe on a zeroed or failed st_file, and idempotent (re-zeroes *f). */
+void st_close(st_file *f);
+const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
+const char *st_meta(const st_file *f, const char *key);       /* NULL if absent */
+
+size_t st_dtype_size(st_dtype t);       /* 0 for an invalid value */
+const char *st_dtype_name(st_dtype t);  /* "?" for an invalid value */
+/* Parse "F32".."I64"; 0 ok, -1 if unknown. */
+int st_dtype_parse(const char *s, st_dtype *out);
+int64_t st_numel(const st_tensor *t);   /* 1 for a scalar (ndim 0) */
+
+/* Copy a tensor into a caller buffer of n floats, converting F32/F16/BF16
+ * exactly.  Error if dtype is an integer type or numel != n. */
+int st_read_f32(const st_tensor *t, float *dst, size_t n, char *err, size_t errlen);
+/* I32, or I64 narrowed with a range check. */
+int st_read_i32(const st_tensor *t, int32_t *dst, size_t n, char *err, size_t errlen);
+
+/* Load a tensor by name into a freshly malloc'd float array (free() it),
+ * checking its rank and shape; expect[i] < 0 means any, and expect == NULL
+ * checks the rank only.  On failure *out is NULL and the message names the
+ * tensor and the expected and actual shapes. */
+int st_load_f32(const st_file *f, const char *name, int ndim, const int64_t *expect,
+                float **out, char *err, size_t errlen);
+
+/* bf16 is the top 16 bits of an f32; f16 is IEEE binary16 (subnormals,
+ * inf, nan).  f32 -> 16-bit conversions round to nearest even; NaN stays
+ * NaN (quiet), overflow becomes inf. */
+float st_bf16_to_f32(uint16_t h);
+uint16_t st_f32_to_bf16(float f);
+float st_f16_to_f32(uint16_t h);
+uint16_t st_f32_to_f16(float f);
+
+/* Writer: tensors keep pointing at caller data until st_writer_write.
+ * Tensors are laid out in the order added, back to back. */
+typedef struct st_writer st_writer;
+st_writer *st_writer_new(void);                 /* NULL if out of memory */
+/* Rejects a NULL/empty/"__metadata__"/duplicate name, a bad dtype, ndim
+ * outside [0, ST_MAX_DIMS], negative dims, size overflow, and NULL data for
+ * a non-empty tensor.  The reason is available from st_writer_error. */
+int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
+                  const int64_t *shape, const void *data);
+/* Rejects NULL key/value and duplicate keys. */
+int st_writer_meta(st_writer *w, const char *key, const char *val);
+/* Writes PATH.tmp.<pid> (no fsync), then rename(): nothing half-written is
+ * ever left at PATH.  The header is padded with spaces to a multiple of 8 so
+ * the data area is 8-aligned.  The writer stays usable afterwards. */
+int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen);
+/* Message for the last failed st_writer_add/st_writer_meta ("" if none). */
+const char *st_writer_error(const st_writer *w);
+void st_writer_free(st_writer *w);              /* NULL is fine */
+
+#endif /* Q35LAB_SAFETENSORS_H */

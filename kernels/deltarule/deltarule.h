@@ -1,0 +1,104 @@
+/* The gated delta rule family: one problem struct, one implementation table.
+ *
+ * The math (and every equation number cited in the kernels) is in
+ * docs/deltarule.md.  The executable spec is ref/deltarule_ref.c; it has the
+ * same signature as the optimized kernels and sits in the same table.
+ */
+#ifndef Q35_DELTARULE_H
+#define Q35_DELTARULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Layouts (row-major, innermost last):
+ *   q, k          [B, T, Hk, Dk]
+ *   v, out        [B, T, Hv, Dv]
+ *   g, beta       [B, T, Hv]
+ *   state         [B, Hv, Dk, Dv]
+ * Value head h reads key head h / (Hv / Hk) ("interleaved" repeat). */
+typedef struct {
+    int B, T, Hk, Hv, Dk, Dv;
+    const float *q, *k, *v, *g, *beta;
+    const float *initial_state; /* NULL: zeros */
+    const int32_t *seq_len;     /* NULL: every sequence has T valid tokens */
+    float *out;                 /* required */
+    float *final_state;         /* NULL: not wanted; may equal initial_state */
+    int use_qk_l2norm;          /* eq. (1) */
+    float scale;                /* 0: 1/sqrt(Dk) */
+} deltarule_problem;
+
+/* Intra-chunk solvers for (I + A)^{-1} (docs/deltarule.md §3). */
+typedef enum {
+    DR_SOLVER_DEFAULT = 0,
+    DR_SOLVER_FWDSUB,         /* dense forward substitution on the right-hand side */
+    DR_SOLVER_FWDSUB_BLOCKED, /* 16x16 diagonal blocks by forward substitution, merged */
+    DR_SOLVER_NEUMANN_DENSE,  /* (I-A)(I+A^2)(I+A^4)... over the whole chunk */
+    DR_SOLVER_NEUMANN_BLOCKED /* the Neumann product on 16x16 blocks, merged */
+} deltarule_solver;
+
+/* Tuning knobs; 0 means "the implementation's default". */
+typedef struct {
+    int chunk;          /* chunk length C for chunked forms */
+    int solver;         /* deltarule_solver */
+    int neumann_order;  /* number of Neumann factors; 0 = exact (ceil(log2 C)) */
+    int threads;        /* 0: OpenMP default */
+} deltarule_opts;
+
+/* Input regimes the checker generates (harness/deltarule_inputs.c). */
+enum {
+    DR_REGIME_RANDOM = 0,
+    DR_REGIME_SLOW_DECAY,
+    DR_REGIME_STRONG_DECAY,
+    DR_REGIME_CORRELATED_KEYS,
+    DR_REGIME_REPEATED_TOKENS,
+    DR_REGIME_ZERO_GATES,
+    DR_REGIME_LONG,
+    DR_REGIME_COUNT
+};
+#define DR_CLAIM(r) (1u << (r))
+#define DR_CLAIM_ALL ((1u << DR_REGIME_COUNT) - 1u)
+
+typedef int (*deltarule_fn)(const deltarule_problem *p, const deltarule_opts *o);
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    deltarule_fn run;
+    deltarule_opts defaults;
+    unsigned claims;    /* DR_CLAIM bits: regimes this implementation holds */
+    double claim_tol;   /* normwise relative error it promises on them */
+    int (*available)(void); /* NULL: runs on every CPU */
+} deltarule_impl;
+
+extern const deltarule_impl deltarule_impls[];
+extern const int deltarule_n_impls;
+
+const deltarule_impl *deltarule_find(const char *name);
+
+/* Checks shapes, pointers and (if check_values) that inputs are finite.
+ * Returns 0, or -1 with a message in err. */
+int deltarule_validate(const deltarule_problem *p, int check_values, char *err, size_t errlen);
+
+/* Validates, merges opts over impl->defaults, runs. 0 on success. */
+int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
+                  const deltarule_opts *opts, char *err, size_t errlen);
+
+/* Effective scale and key-head mapping, shared by every implementation. */
+static inline float deltarule_scale(const deltarule_problem *p)
+{
+    return p->scale != 0.0f ? p->scale : 1.0f / __builtin_sqrtf((float)p->Dk);
+}
+static inline int deltarule_valid_len(const deltarule_problem *p, int b)
+{
+    if (!p->seq_len) return p->T;
+    int n = p->seq_len[b];
+    return n < 0 ? 0 : (n > p->T ? p->T : n);
+}
+
+/* The implementations (one file each). */
+int deltarule_ref(const deltarule_problem *p, const deltarule_opts *o);       /* ref/ */
+int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o);
+int deltarule_chunked(const deltarule_problem *p, const deltarule_opts *o);
+int deltarule_neumann(const deltarule_problem *p, const deltarule_opts *o);
+
+#endif

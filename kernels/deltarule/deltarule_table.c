@@ -1,0 +1,107 @@
+/* The delta-rule implementation table, problem validation and dispatch.
+ *
+ * A new implementation is one new file plus one line in deltarule_impls[].
+ * Claims are measured facts (docs/deltarule.md, "Measured errors"): an entry
+ * claims a regime only where `q35lab check deltarule` shows it holds
+ * claim_tol there.
+ */
+#include "deltarule.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Regimes the dense Neumann product holds in fp32: everything except keys
+ * that are correlated or repeated, where the powers of A must cancel
+ * (docs/deltarule.md eq. (14)). */
+#define NEUMANN_DENSE_CLAIMS \
+    (DR_CLAIM(DR_REGIME_RANDOM) | DR_CLAIM(DR_REGIME_STRONG_DECAY) | DR_CLAIM(DR_REGIME_ZERO_GATES))
+
+const deltarule_impl deltarule_impls[] = {
+    {"ref", "scalar reference, double accumulation (ref/deltarule_ref.c)",
+     deltarule_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL},
+    {"recurrent", "token by token, column blocks of the state in L1, SIMD + OpenMP",
+     deltarule_recurrent, {0}, DR_CLAIM_ALL, 1e-5, NULL},
+    {"chunked", "chunkwise WY form, dense forward substitution, BLAS GEMMs",
+     deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB}, DR_CLAIM_ALL, 1e-5, NULL},
+    {"chunked-blocked", "chunkwise WY form, 16x16 blocked forward substitution",
+     deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL},
+    {"neumann", "chunkwise, Neumann product on 16x16 blocks merged by block GEMMs",
+     deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL},
+    {"neumann-dense", "chunkwise, dense Neumann product (I-A)(I+A^2)(I+A^4)... over the chunk",
+     deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_DENSE}, NEUMANN_DENSE_CLAIMS, 1e-5, NULL},
+};
+const int deltarule_n_impls = (int)(sizeof deltarule_impls / sizeof deltarule_impls[0]);
+
+const deltarule_impl *deltarule_find(const char *name)
+{
+    for (int i = 0; i < deltarule_n_impls; i++)
+        if (!strcmp(deltarule_impls[i].name, name)) return &deltarule_impls[i];
+    return NULL;
+}
+
+static int first_nonfinite(const float *x, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) { *at = i; return 1; }
+    return 0;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+int deltarule_validate(const deltarule_problem *p, int check_values, char *err, size_t errlen)
+{
+    if (!p) FAIL("deltarule: no problem given");
+    if (p->B <= 0 || p->T <= 0 || p->Hk <= 0 || p->Hv <= 0 || p->Dk <= 0 || p->Dv <= 0)
+        FAIL("deltarule: every dimension must be positive (B=%d T=%d Hk=%d Hv=%d Dk=%d Dv=%d)",
+             p->B, p->T, p->Hk, p->Hv, p->Dk, p->Dv);
+    if (p->Hv % p->Hk)
+        FAIL("deltarule: Hv=%d is not a multiple of Hk=%d (value heads repeat key heads)", p->Hv, p->Hk);
+    if (p->Dv > 1 << 16 || p->Dk > 1 << 16)
+        FAIL("deltarule: head dimensions Dk=%d Dv=%d are larger than 65536", p->Dk, p->Dv);
+    const struct { const char *name; const void *ptr; } need[] = {
+        {"q", p->q}, {"k", p->k}, {"v", p->v}, {"g", p->g}, {"beta", p->beta}, {"out", p->out}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (!need[i].ptr) FAIL("deltarule: missing tensor '%s'", need[i].name);
+    if (!isfinite(p->scale) || p->scale < 0) FAIL("deltarule: scale %g is not a finite non-negative number", p->scale);
+    if (p->seq_len)
+        for (int b = 0; b < p->B; b++)
+            if (p->seq_len[b] < 0 || p->seq_len[b] > p->T)
+                FAIL("deltarule: seq_len[%d]=%d outside [0, T=%d]", b, p->seq_len[b], p->T);
+    if (check_values) {
+        const size_t nqk = (size_t)p->B * p->T * p->Hk * p->Dk, nv = (size_t)p->B * p->T * p->Hv * p->Dv;
+        const size_t ng = (size_t)p->B * p->T * p->Hv, ns = (size_t)p->B * p->Hv * p->Dk * p->Dv;
+        const struct { const char *name; const float *x; size_t n; } t[] = {
+            {"q", p->q, nqk}, {"k", p->k, nqk}, {"v", p->v, nv}, {"g", p->g, ng},
+            {"beta", p->beta, ng}, {"initial_state", p->initial_state, p->initial_state ? ns : 0}};
+        size_t at;
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            if (first_nonfinite(t[i].x, t[i].n, &at))
+                FAIL("deltarule: input '%s' has a non-finite value (%g) at flat index %zu",
+                     t[i].name, t[i].x[at], at);
+        for (size_t i = 0; i < ng; i++)
+            if (p->g[i] > 0)
+                FAIL("deltarule: g[%zu]=%g is positive; g is a log-decay and must be <= 0", i, p->g[i]);
+    }
+    return 0;
+}
+
+int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
+                  const deltarule_opts *opts, char *err, size_t errlen)
+{
+    if (!impl) FAIL("deltarule: no implementation given");
+    if (impl->available && !impl->available())
+        FAIL("deltarule: implementation '%s' is not supported on this CPU", impl->name);
+    if (deltarule_validate(p, 0, err, errlen)) return -1;
+    deltarule_opts o = impl->defaults;
+    if (opts) {
+        if (opts->chunk) o.chunk = opts->chunk;
+        if (opts->solver) o.solver = opts->solver;
+        if (opts->neumann_order) o.neumann_order = opts->neumann_order;
+        if (opts->threads) o.threads = opts->threads;
+    }
+    if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule: chunk size %d outside [1, 1024]", o.chunk);
+    if (o.neumann_order < 0) FAIL("deltarule: Neumann order %d is negative", o.neumann_order);
+    if (impl->run(p, &o)) FAIL("deltarule: implementation '%s' failed (out of memory?)", impl->name);
+    return 0;
+}

@@ -1,0 +1,39 @@
+/* One column block of one head's state, carried across a run of tokens.
+ *
+ * The recurrence is separable over the Dv columns of the state (docs/
+ * deltarule.md eq. (3)): a block of W columns (Dk x W floats, 16 KiB for
+ * Dk = 128, W = 32) stays in L1 while the keys stream past, and each token
+ * costs one pass over it.  The l2 norms of q and k are folded into per-token
+ * scalars (qscale, kscale) so the inner loop reads raw q and k rows.
+ */
+#ifndef Q35_RECURRENT_COLBLOCK_H
+#define Q35_RECURRENT_COLBLOCK_H
+
+#include <stddef.h>
+
+typedef struct {
+    int Dk, ncols, ntok;          /* rows of state, columns in this block, tokens */
+    const float *q, *k;           /* raw rows of token 0; next token at +qk_stride */
+    ptrdiff_t qk_stride;
+    const float *v;               /* value row of token 0 at this block's first column */
+    float *o;                     /* output row of token 0, same column offset */
+    ptrdiff_t vo_stride;          /* v and out: floats between tokens */
+    const float *g, *beta;        /* token 0; next token at +gb_stride */
+    ptrdiff_t gb_stride;
+    const float *qscale, *kscale; /* per token, contiguous: scale/||q||, 1/||k|| (eq. 1) */
+    const float *src;             /* state before token 0 (row stride src_ld) */
+    float *dst;                   /* state after each token (row stride dst_ld); may be src */
+    ptrdiff_t src_ld, dst_ld;
+} dr_colblock;
+
+/* Any ncols; plain C (the compiler may auto-vectorize at the baseline ISA). */
+void dr_colblock_generic(const dr_colblock *c);
+/* ncols must equal the variant's block width (DR_COLBLOCK_W_AVX2 / _AVX512). */
+void dr_colblock_avx2(const dr_colblock *c);
+void dr_colblock_avx512(const dr_colblock *c);
+
+#define DR_COLBLOCK_W_GENERIC 32
+#define DR_COLBLOCK_W_AVX2 32
+#define DR_COLBLOCK_W_AVX512 64
+
+#endif
