@@ -81,7 +81,29 @@ static void print_matrix(const dr_check_row *rows, int n)
         }
 }
 
-static int check_sweep(dr_check_config *cfg, const char *json)
+/* Rows = implementation@chunk, columns = regimes, cells = worst normwise
+ * error: the table in docs/deltarule.md. */
+static void print_markdown(const dr_check_row *rows, int n)
+{
+    printf("\n| implementation | chunk |");
+    for (int r = 0; r < DR_REGIME_COUNT; r++) printf(" %s |", dr_regime_name(r));
+    printf("\n|---|---|");
+    for (int r = 0; r < DR_REGIME_COUNT; r++) printf("---|");
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        const int chunk = rows[i].chunk ? rows[i].chunk : rows[i].impl->defaults.chunk;
+        if (chunk) printf("| %s | %d |", rows[i].impl->name, chunk);
+        else printf("| %s | - |", rows[i].impl->name);
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            const dr_cell *c = &rows[i].cell[r];
+            if (c->status == CELL_ERROR) printf(" error |");
+            else printf(" %.1e%s |", c->worst.normwise, c->status == CELL_FAIL ? " FAIL" : "");
+        }
+        printf("\n");
+    }
+}
+
+static int check_sweep(dr_check_config *cfg, const char *json, int markdown)
 {
     dr_check_row *rows;
     int n;
@@ -94,6 +116,7 @@ static int check_sweep(dr_check_config *cfg, const char *json)
         return 2;
     }
     print_matrix(rows, n);
+    if (markdown) print_markdown(rows, n);
     int pass = 0, unclaimed = 0;
     for (int i = 0; i < n; i++)
         for (int r = 0; r < DR_REGIME_COUNT; r++) {
@@ -157,14 +180,16 @@ int cmd_check(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "deltarule") && strcmp(argv[1], "all"))) {
         fprintf(stderr, "usage: q35lab check deltarule|all [--impl NAME|all] [--seeds N] [--quick] "
-                        "[--chunks 16,32,64] [--json FILE] [--golden FILE]\n");
+                        "[--chunks 16,32,64] [--markdown] [--json FILE] [--golden FILE]\n");
         return 2;
     }
     dr_check_config cfg = {0};
     int chunks[8];
     const char *json = NULL, *golden = NULL, *impl = "all", *v;
+    int markdown = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) cfg.quick = 1;
+        else if (!strcmp(argv[i], "--markdown")) markdown = 1;
         else if (!strcmp(argv[i], "--impl")) { if (!(impl = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(argv[i], "--json")) { if (!(json = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
@@ -189,5 +214,5 @@ int cmd_check(int argc, char **argv)
     if (golden) return check_golden(golden, impl);
     cfg.only_impl = impl;
     cfg.progress = progress;
-    return check_sweep(&cfg, json);
+    return check_sweep(&cfg, json, markdown);
 }

@@ -12,7 +12,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: q35lab <command> [options]\n"
             "  list                                  families and implementations\n"
-            "  check deltarule|all [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--json FILE]\n"
+            "  check deltarule|all [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--markdown] [--json FILE]\n"
             "  check deltarule --golden FILE [--impl NAME|all]\n"
             "  golden deltarule --out FILE [--B n --T n --Hk n --Hv n --Dk n --Dv n]\n"
             "                   [--regime NAME] [--seed n] [--initial-state] [--seq-len] [--no-l2norm]\n"

@@ -40,6 +40,7 @@ static int build_rows(const dr_check_config *cfg, dr_check_row **rows, int *n_ro
         snprintf(r[n].label, sizeof r[n].label, "%s", im->name);
         n++;
         for (int c = 0; c < cfg->n_chunks && im->defaults.chunk > 0; c++) {
+            if (cfg->chunks[c] == im->defaults.chunk) continue; /* that is the main row */
             r[n].impl = im;
             r[n].chunk = cfg->chunks[c];
             snprintf(r[n].label, sizeof r[n].label, "%s@%d", im->name, cfg->chunks[c]);
