@@ -54,23 +54,22 @@ void dr_colblock_generic(const dr_colblock *c)
     }
 }
 
-/* eq. (1) folded into per-token scalars: qscale = scale/||q||, kscale = 1/||k||.
- * Layout [B, Hk, T] so one task reads its tokens contiguously. */
-static void token_scales(const deltarule_problem *p, float *qs, float *ks)
+/* eq. (1) folded into per-token scalars for the n tokens of one (b, key
+ * head): qs = scale/||q||, ks = 1/||k||.  Each task computes its own: the
+ * cost is 4*Dk flops per token against 6*Dk*W for the block, and it saves a
+ * second parallel region, which matters at T = 1 (decode). */
+static void token_scales(const deltarule_problem *p, const float *q, const float *k, int n,
+                         float *qs, float *ks)
 {
     const float scale = deltarule_scale(p);
-    const int T = p->T, Hk = p->Hk, Dk = p->Dk;
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < (long)p->B * T * Hk; i++) {
-        const int hk = (int)(i % Hk);
-        const long bt = i / Hk, b = bt / T, t = bt % T;
-        const float *q = p->q + i * Dk, *k = p->k + i * Dk;
+    const ptrdiff_t stride = (ptrdiff_t)p->Hk * p->Dk;
+    for (int t = 0; t < n; t++) {
+        if (!p->use_qk_l2norm) { qs[t] = scale; ks[t] = 1.0f; continue; }
+        const float *qt = q + t * stride, *kt = k + t * stride;
         double sq = 0.0, sk = 0.0;
-        if (p->use_qk_l2norm)
-            for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
-        const size_t o = ((size_t)b * Hk + hk) * T + t;
-        qs[o] = p->use_qk_l2norm ? (float)(scale / sqrt(sq + 1e-6)) : scale;
-        ks[o] = p->use_qk_l2norm ? (float)(1.0 / sqrt(sk + 1e-6)) : 1.0f;
+        for (int d = 0; d < p->Dk; d++) { sq += (double)qt[d] * qt[d]; sk += (double)kt[d] * kt[d]; }
+        qs[t] = (float)(scale / sqrt(sq + 1e-6));
+        ks[t] = (float)(1.0 / sqrt(sk + 1e-6));
     }
 }
 
@@ -93,24 +92,25 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     int W;
     pick_kernel(Dv, &simd, &W);
     const int nblk = (Dv + W - 1) / W;
-    float *qs = malloc(sizeof(float) * (size_t)B * Hk * T + 1);
-    float *ks = malloc(sizeof(float) * (size_t)B * Hk * T + 1);
-    int failed = !qs || !ks;
-    if (!failed) token_scales(p, qs, ks);
-
+    int failed = 0;
     const long ntask = (long)B * Hv * nblk;
-#pragma omp parallel num_threads(o->threads > 0 ? o->threads : omp_get_max_threads()) if (!failed)
+#pragma omp parallel num_threads(o->threads > 0 ? o->threads : omp_get_max_threads())
     {
-        float *scratch = NULL; /* state block when the caller wants no final state */
-        if (!p->final_state) scratch = malloc(sizeof(float) * (size_t)Dk * W);
-        if (!p->final_state && !scratch) {
+        /* per thread: token scales, and a state block when the caller wants no final state */
+        float *scales = malloc(sizeof(float) * 2 * (size_t)T);
+        float *scratch = p->final_state ? NULL : malloc(sizeof(float) * (size_t)Dk * W);
+        const int ok = scales && (p->final_state || scratch);
+        if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(dynamic)
         for (long task = 0; task < ntask; task++) {
-            if (!p->final_state && !scratch) continue;
-            const int blk = (int)(task % nblk), h = (int)((task / nblk) % Hv), b = (int)(task / nblk / Hv);
+            if (!ok) continue;
+            /* Column block slowest: tasks running at the same time are other
+             * heads, so no two threads write neighbouring bytes of one output
+             * row every token (false sharing). */
+            const int h = (int)(task % Hv), b = (int)((task / Hv) % B), blk = (int)(task / Hv / B);
             const int hk = h / (Hv / Hk), c0 = blk * W, ncols = Dv - c0 < W ? Dv - c0 : W;
             const int len = deltarule_valid_len(p, b);
             const size_t soff = ((size_t)b * Hv + h) * (size_t)Dk * Dv + c0;
@@ -124,10 +124,11 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
                 .vo_stride = (ptrdiff_t)Hv * Dv,
                 .g = p->g + (size_t)b * T * Hv + h, .beta = p->beta + (size_t)b * T * Hv + h,
                 .gb_stride = Hv,
-                .qscale = qs + ((size_t)b * Hk + hk) * T, .kscale = ks + ((size_t)b * Hk + hk) * T,
+                .qscale = scales, .kscale = scales + T,
                 .dst = p->final_state ? p->final_state + soff : scratch,
                 .dst_ld = p->final_state ? Dv : W,
             };
+            token_scales(p, c.q, c.k, len, scales, scales + T);
             if (p->initial_state) {
                 c.src = p->initial_state + soff;
                 c.src_ld = Dv;
@@ -149,8 +150,7 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
                 memset(c.o + (ptrdiff_t)t * c.vo_stride, 0, sizeof(float) * ncols);
         }
         free(scratch);
+        free(scales);
     }
-    free(qs);
-    free(ks);
     return failed ? -1 : 0;
 }
