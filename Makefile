@@ -16,13 +16,13 @@ endif
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror
-INCS := -Ikernels -Ikernels/deltarule -Iref -Iharness
+INCS := -Ikernels -Ikernels/deltarule -Iref -Iharness -Ibench
 # fp-contract=fast lets the kernels use FMA; the reference opts out below.
 CFLAGS_ALL := $(CSTD) $(OPT) -g $(WARN) -fopenmp -ffp-contract=fast $(INCS) $(SANFLAGS) $(CFLAGS)
-LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lm $(LDFLAGS)
+LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLAGS)
 
 LIB_SRCS := $(wildcard kernels/*.c kernels/*/*.c ref/*.c) $(filter-out harness/cli_%.c,$(wildcard harness/*.c))
-CLI_SRCS := $(wildcard harness/cli_*.c)
+CLI_SRCS := $(wildcard harness/cli_*.c bench/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)

@@ -16,6 +16,9 @@ static void usage(FILE *f)
             "  check deltarule --golden FILE [--impl NAME|all]\n"
             "  golden deltarule --out FILE [--B n --T n --Hk n --Hv n --Dk n --Dv n]\n"
             "                   [--regime NAME] [--seed n] [--initial-state] [--seq-len] [--no-l2norm]\n"
+            "  calibrate [--threads 1,2] [--quick] [--out FILE]   measure this machine's limits\n"
+            "  bench deltarule [--impl all] [--shape NAME] [--T 1,64,512,2048] [--B 1] [--threads 1,2]\n"
+            "                  [--reps N] [--cold] [--counters default|cache|flops|none|EVENTS] [--json F] [--csv F]\n"
             "See README.md for every option.\n");
 }
 
@@ -64,6 +67,8 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "list")) return cmd_list(argc - 1, argv + 1);
     if (!strcmp(argv[1], "check")) return cmd_check(argc - 1, argv + 1);
     if (!strcmp(argv[1], "golden")) return cmd_golden(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
     fprintf(stderr, "q35lab: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

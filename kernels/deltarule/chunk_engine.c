@@ -13,6 +13,7 @@
  * (eq. 10).  GEMMs go to OpenBLAS, single-threaded: parallelism is over heads.
  */
 #include "chunk_engine.h"
+#include "counters.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -185,6 +186,10 @@ int dr_chunk_run(const deltarule_problem *p, const deltarule_opts *o, dr_chunk_s
                 if (ok) run_head(&w, p, o, solve, b, h);
         if (ok) ws_free(&w);
     }
+    long long chunks = 0; /* one solve per chunk (docs/counters.md) */
+    for (int b = 0; b < p->B; b++) chunks += (long long)p->Hv * ((deltarule_valid_len(p, b) + C - 1) / C);
+    q35_sde_add(Q35_SDE_CHUNKS, chunks);
+    q35_sde_add(Q35_SDE_SOLVER_CALLS, chunks);
     return failed ? -1 : 0;
 }
 

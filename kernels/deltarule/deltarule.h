@@ -68,7 +68,10 @@ typedef struct {
     unsigned claims;    /* DR_CLAIM bits: regimes this implementation holds */
     double claim_tol;   /* normwise relative error it promises on them */
     int (*available)(void); /* NULL: runs on every CPU */
+    unsigned solvers;   /* DR_SOLVER_BIT(s) for each solver option it accepts; 0: none */
 } deltarule_impl;
+#define DR_SOLVER_BIT(s) (1u << (s))
+const char *deltarule_solver_name(int solver);
 
 extern const deltarule_impl deltarule_impls[];
 extern const int deltarule_n_impls;

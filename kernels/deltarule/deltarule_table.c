@@ -6,6 +6,7 @@
  * claim_tol there.
  */
 #include "deltarule.h"
+#include "counters.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -18,21 +19,35 @@
 #define NEUMANN_DENSE_CLAIMS \
     (DR_CLAIM_ALL & ~(DR_CLAIM(DR_REGIME_CORRELATED_KEYS) | DR_CLAIM(DR_REGIME_REPEATED_TOKENS)))
 
+#define FWDSUB_SOLVERS (DR_SOLVER_BIT(DR_SOLVER_FWDSUB) | DR_SOLVER_BIT(DR_SOLVER_FWDSUB_BLOCKED))
+#define NEUMANN_SOLVERS (DR_SOLVER_BIT(DR_SOLVER_NEUMANN_DENSE) | DR_SOLVER_BIT(DR_SOLVER_NEUMANN_BLOCKED))
+
 const deltarule_impl deltarule_impls[] = {
     {"ref", "scalar reference, double accumulation (ref/deltarule_ref.c)",
-     deltarule_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL},
+     deltarule_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL, 0},
     {"recurrent", "token by token, column blocks of the state in L1, SIMD + OpenMP",
-     deltarule_recurrent, {0}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_recurrent, {0}, DR_CLAIM_ALL, 1e-5, NULL, 0},
     {"chunked", "chunkwise WY form, dense forward substitution, BLAS GEMMs",
-     deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB}, DR_CLAIM_ALL, 1e-5, NULL, FWDSUB_SOLVERS},
     {"chunked-blocked", "chunkwise WY form, 16x16 blocked forward substitution",
-     deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL, FWDSUB_SOLVERS},
     {"neumann", "chunkwise, Neumann product on 16x16 blocks merged by block GEMMs",
-     deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL, NEUMANN_SOLVERS},
     {"neumann-dense", "chunkwise, dense Neumann product (I-A)(I+A^2)(I+A^4)... over the chunk",
-     deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_DENSE}, NEUMANN_DENSE_CLAIMS, 1e-5, NULL},
+     deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_DENSE}, NEUMANN_DENSE_CLAIMS, 1e-5, NULL, NEUMANN_SOLVERS},
 };
 const int deltarule_n_impls = (int)(sizeof deltarule_impls / sizeof deltarule_impls[0]);
+
+const char *deltarule_solver_name(int solver)
+{
+    switch (solver) {
+    case DR_SOLVER_FWDSUB: return "fwdsub";
+    case DR_SOLVER_FWDSUB_BLOCKED: return "fwdsub-blocked";
+    case DR_SOLVER_NEUMANN_DENSE: return "neumann-dense";
+    case DR_SOLVER_NEUMANN_BLOCKED: return "neumann-blocked";
+    default: return "?";
+    }
+}
 
 const deltarule_impl *deltarule_find(const char *name)
 {
@@ -87,6 +102,22 @@ int deltarule_validate(const deltarule_problem *p, int check_values, char *err, 
     return 0;
 }
 
+/* Software-defined counters (docs/counters.md): the useful work of the
+ * problem, the same for every implementation.  Flops in the recurrent form,
+ * 6*Dk*Dv per valid token and value head (docs/deltarule.md §5); bytes are
+ * each datum once. */
+static void count_work(const deltarule_problem *p)
+{
+    long long tokens = 0;
+    for (int b = 0; b < p->B; b++) tokens += deltarule_valid_len(p, b);
+    const long long state = 4LL * p->B * p->Hv * p->Dk * p->Dv;
+    q35_sde_add(Q35_SDE_TOKENS, tokens);
+    q35_sde_add(Q35_SDE_FLOPS, 6LL * p->Dk * p->Dv * p->Hv * tokens);
+    q35_sde_add(Q35_SDE_STATE_BYTES_READ, p->initial_state ? state : 0);
+    q35_sde_add(Q35_SDE_STATE_BYTES_WRITTEN, p->final_state ? state : 0);
+    q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, 4LL * tokens * (2LL * p->Hk * p->Dk + (long long)p->Hv * p->Dv + 2LL * p->Hv));
+}
+
 int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
                   const deltarule_opts *opts, char *err, size_t errlen)
 {
@@ -103,6 +134,10 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
     }
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule: Neumann order %d is negative", o.neumann_order);
+    if (o.threads < 0) FAIL("deltarule: thread count %d is negative", o.threads);
+    if (o.solver && !(o.solver < 32 && (impl->solvers & DR_SOLVER_BIT(o.solver))))
+        FAIL("deltarule: implementation '%s' has no solver '%s' (%d)", impl->name, deltarule_solver_name(o.solver), o.solver);
     if (impl->run(p, &o)) FAIL("deltarule: implementation '%s' failed (out of memory?)", impl->name);
+    count_work(p);
     return 0;
 }

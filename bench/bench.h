@@ -1,0 +1,49 @@
+/* What every benchmark shares: one row of results per configuration, every
+ * implementation side by side with its ratio to the fastest, printed as a
+ * table and appended to results/ as JSON lines and CSV with the machine's
+ * metadata.
+ */
+#ifndef Q35_BENCH_H
+#define Q35_BENCH_H
+
+#include "counters.h"
+#include "timing.h"
+
+#include <stdio.h>
+
+#define BENCH_MAX_IMPLS 16
+#define BENCH_MAX_COUNTERS 16
+
+typedef struct {
+    const char *impl;
+    q35_stats stats;          /* seconds per run */
+    double flops, bytes, tokens;
+    double other_load;        /* fraction of the machine other processes used meanwhile */
+    double peak_gflops, bw_gbs; /* calibrated limits at this thread count; 0 if unknown */
+    int n_counters;
+    char counter_name[BENCH_MAX_COUNTERS][64];
+    int counter_avail[BENCH_MAX_COUNTERS];
+    double counter_per_run[BENCH_MAX_COUNTERS];
+} bench_result;
+
+typedef struct {
+    const char *family;
+    FILE *json, *csv;
+    char meta[1024];          /* JSON object text: machine and build metadata */
+    char commit[64], date[32], cpu[128];
+    int B, T, threads;
+    bench_result res[BENCH_MAX_IMPLS];
+    int n;
+} bench_report;
+
+/* json/csv NULL: results/bench_<family>.jsonl / .csv.  Appends. */
+int bench_report_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine);
+void bench_row_begin(bench_report *r, int B, int T, int threads);
+void bench_result_add(bench_report *r, const bench_result *res, const q35_counters *ctr, int reps);
+void bench_row_end(bench_report *r); /* prints the row's table and writes the records */
+void bench_report_close(bench_report *r);
+void bench_progress(const char *family, const char *impl, int B, int T, int threads);
+
+int bench_deltarule(int argc, char **argv);
+
+#endif

@@ -1,0 +1,227 @@
+/* q35lab bench deltarule: every implementation side by side, per (T, B,
+ * threads), as medians with spread and as fractions of the limits
+ * `q35lab calibrate` measured on this machine (results/machine.json).
+ *
+ * Flops are counted in the recurrent form, 6*Dk*Dv per valid token and value
+ * head (docs/deltarule.md §5), whatever the implementation does, so GFLOP/s
+ * compare implementations on the same useful work.  Bytes are the state read
+ * and written plus the inputs and outputs touched once.
+ */
+#include "bench.h"
+#include "calibrate.h"
+#include "cli.h"
+#include "counters.h"
+#include "cpu_features.h"
+#include "deltarule.h"
+#include "deltarule_inputs.h"
+#include "timing.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int Hk, Hv, Dk, Dv, deltanet_layers; /* layers: how many states --cold rotates over */
+} dr_bench_shape;
+
+/* From the released configs: linear_num_key_heads, linear_num_value_heads,
+ * linear_key_head_dim, linear_value_head_dim; 3 of 4 layers are DeltaNet. */
+static const dr_bench_shape shapes[] = {
+    {"qwen3.5-0.8b", 16, 16, 128, 128, 18},
+    {"qwen3.5-35b-a3b", 16, 32, 128, 128, 30},
+};
+
+typedef struct {
+    dr_bench_shape shape;
+    int Ts[16], nT, Bs[8], nB, threads[8], nthreads, reps, cold;
+    const char *impl, *counters, *json, *csv, *machine;
+} dr_bench_config;
+
+static int parse_shape(const char *s, dr_bench_shape *out)
+{
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        if (!strcmp(s, shapes[i].name)) { *out = shapes[i]; return 0; }
+    int v[4];
+    if (!strncmp(s, "custom:", 7) && cli_int_list(s + 7, v, 4, 1, 65536) == 4 && v[1] % v[0] == 0) {
+        *out = (dr_bench_shape){"custom", v[0], v[1], v[2], v[3], 18};
+        return 0;
+    }
+    fprintf(stderr, "q35lab: --shape expects qwen3.5-0.8b, qwen3.5-35b-a3b or custom:Hk,Hv,Dk,Dv "
+                    "(Hv a multiple of Hk), got '%s'\n", s);
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, dr_bench_config *c)
+{
+    *c = (dr_bench_config){.shape = shapes[0], .Ts = {1, 64, 512, 2048}, .nT = 4, .Bs = {1}, .nB = 1,
+                           .threads = {omp_get_num_procs()}, .nthreads = 1, .reps = 10, .impl = "all",
+                           .counters = "default", .machine = "results/machine.json"};
+    const char *v;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--cold")) { c->cold = 1; continue; }
+        if (!(v = cli_value(argc, argv, &i))) return -1;
+        if (!strcmp(a, "--impl")) c->impl = v;
+        else if (!strcmp(a, "--counters")) c->counters = v;
+        else if (!strcmp(a, "--json")) c->json = v;
+        else if (!strcmp(a, "--csv")) c->csv = v;
+        else if (!strcmp(a, "--machine")) c->machine = v;
+        else if (!strcmp(a, "--shape")) { if (parse_shape(v, &c->shape)) return -1; }
+        else if (!strcmp(a, "--reps")) { if (cli_int(a, v, 1, 100000, &c->reps)) return -1; }
+        else if (!strcmp(a, "--T")) { if ((c->nT = cli_int_list(v, c->Ts, 16, 1, 1 << 20)) < 0) goto bad; }
+        else if (!strcmp(a, "--B")) { if ((c->nB = cli_int_list(v, c->Bs, 8, 1, 4096)) < 0) goto bad; }
+        else if (!strcmp(a, "--threads")) { if ((c->nthreads = cli_int_list(v, c->threads, 8, 1, 1024)) < 0) goto bad; }
+        else { fprintf(stderr, "q35lab: bench deltarule: unknown option '%s'\n", a); return -1; }
+        continue;
+    bad:
+        fprintf(stderr, "q35lab: %s expects a comma-separated list of positive integers, got '%s'\n", a, v);
+        return -1;
+    }
+    if (strcmp(c->impl, "all")) {
+        char list[256];
+        snprintf(list, sizeof list, "%s", c->impl);
+        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+            if (!deltarule_find(tok)) {
+                fprintf(stderr, "q35lab: no deltarule implementation '%s' (see `q35lab list`)\n", tok);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+static int impl_selected(const dr_bench_config *c, const char *name)
+{
+    if (!strcmp(c->impl, "all")) return strcmp(name, "ref") != 0; /* ref is the spec, not a contender */
+    char list[256];
+    snprintf(list, sizeof list, "%s", c->impl);
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+        if (!strcmp(tok, name)) return 1;
+    return 0;
+}
+
+/* The states one run touches: with --cold, one per DeltaNet layer, visited
+ * in turn so that a layer's state has left the caches when it comes back
+ * (the decode case in a real model); otherwise one, warm. */
+typedef struct {
+    float **state;
+    int n;
+    size_t elems;
+} state_ring;
+
+static int ring_make(state_ring *r, const dr_case *c, int layers)
+{
+    r->n = layers;
+    r->elems = dr_state_elems(&c->p);
+    r->state = calloc(layers, sizeof *r->state);
+    if (!r->state) return -1;
+    for (int i = 0; i < layers; i++) {
+        if (!(r->state[i] = q35_alloc_huge(r->elems * sizeof(float)))) return -1;
+        memcpy(r->state[i], c->initial_state, r->elems * sizeof(float));
+    }
+    return 0;
+}
+
+static void ring_free(state_ring *r)
+{
+    for (int i = 0; i < r->n && r->state; i++)
+        if (r->state[i]) q35_free_huge(r->state[i], r->elems * sizeof(float));
+    free(r->state);
+}
+
+/* Times `reps` runs of one implementation; the state is updated in place
+ * (final_state == initial_state), as a model does. */
+static int time_impl(const deltarule_impl *im, dr_case *c, state_ring *ring, int reps, int threads,
+                     q35_counters *ctr, double *times, char *err, size_t errlen)
+{
+    deltarule_opts o = {.threads = threads};
+    deltarule_problem p = c->p;
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up, not timed */
+        float *s = ring->state[(r + 1) % ring->n];
+        p.initial_state = p.final_state = s;
+        if (r >= 0 && ctr) q35_counters_start(ctr);
+        const double t0 = q35_now();
+        const int rc = deltarule_run(im, &p, &o, err, errlen);
+        const double t1 = q35_now();
+        if (r >= 0 && ctr) q35_counters_stop(ctr);
+        if (rc) return -1;
+        if (r >= 0) times[r] = t1 - t0;
+    }
+    return 0;
+}
+
+int bench_deltarule(int argc, char **argv)
+{
+    dr_bench_config cfg;
+    if (parse_args(argc, argv, &cfg)) return 2;
+    char err[512] = "";
+    q35_machine_limits lim;
+    const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
+    if (!have_limits)
+        fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate` for %% of peak\n", err);
+    q35_counters *ctr = NULL;
+    if (strcmp(cfg.counters, "none")) {
+        if (!(ctr = q35_counters_open(cfg.counters, err, sizeof err))) {
+            fprintf(stderr, "q35lab: --counters: %s\n", err);
+            return 2;
+        }
+        q35_counters_report_unavailable(ctr, stderr);
+    }
+    bench_report rep;
+    if (bench_report_open(&rep, "deltarule", cfg.json, cfg.csv, cfg.machine)) return 2;
+    const dr_bench_shape *sh = &cfg.shape;
+    printf("bench deltarule: shape %s (Hk=%d Hv=%d Dk=%d Dv=%d), %s state, %d reps, ISA %s\n", sh->name, sh->Hk,
+           sh->Hv, sh->Dk, sh->Dv, cfg.cold ? "cold (rotating over layers)" : "warm", cfg.reps,
+           cpu_isa_name(cpu_isa()));
+    int rc = 0;
+    for (int ib = 0; ib < cfg.nB && !rc; ib++)
+        for (int it = 0; it < cfg.nT && !rc; it++)
+            for (int ith = 0; ith < cfg.nthreads && !rc; ith++) {
+                const int B = cfg.Bs[ib], T = cfg.Ts[it], th = cfg.threads[ith];
+                dr_shape s = {B, T, sh->Hk, sh->Hv, sh->Dk, sh->Dv, 1, 0};
+                dr_case c;
+                state_ring ring = {0};
+                if (dr_case_make(&c, &s, DR_REGIME_RANDOM, 1, err, sizeof err) ||
+                    ring_make(&ring, &c, cfg.cold ? sh->deltanet_layers : 1)) {
+                    fprintf(stderr, "q35lab: bench: %s\n", err[0] ? err : "out of memory");
+                    ring_free(&ring);
+                    rc = 2;
+                    break;
+                }
+                const double flops = 6.0 * sh->Dk * sh->Dv * (double)B * T * sh->Hv;
+                const double bytes = 4.0 * ((double)dr_state_elems(&c.p) * 2 + 2.0 * dr_qk_elems(&c.p) +
+                                            2.0 * dr_v_elems(&c.p) + 2.0 * dr_gate_elems(&c.p));
+                bench_row_begin(&rep, B, T, th);
+                for (int i = 0; i < deltarule_n_impls && !rc; i++) {
+                    const deltarule_impl *im = &deltarule_impls[i];
+                    if (!impl_selected(&cfg, im->name) || (im->available && !im->available())) continue;
+                    double *times = calloc(cfg.reps, sizeof *times);
+                    if (ctr) q35_counters_reset(ctr);
+                    q35_load_mark lm;
+                    q35_load_begin(&lm);
+                    bench_progress("deltarule", im->name, B, T, th);
+                    if (!times || time_impl(im, &c, &ring, cfg.reps, th, ctr, times, err, sizeof err)) {
+                        fprintf(stderr, "q35lab: bench %s: %s\n", im->name, times ? err : "out of memory");
+                        rc = 2;
+                    } else {
+                        bench_result r = {.impl = im->name, .stats = q35_stats_of(times, cfg.reps),
+                                          .flops = flops, .bytes = bytes, .tokens = (double)B * T,
+                                          .other_load = q35_load_end_other_fraction(&lm)};
+                        if (have_limits) {
+                            r.peak_gflops = q35_limit_fma_peak(&lim, th);
+                            r.bw_gbs = q35_limit_mem_bw(&lim, "triad", th);
+                        }
+                        bench_result_add(&rep, &r, ctr, cfg.reps);
+                    }
+                    free(times);
+                }
+                bench_row_end(&rep);
+                ring_free(&ring);
+                dr_case_free(&c);
+            }
+    bench_report_close(&rep);
+    q35_counters_close(ctr);
+    return rc;
+}

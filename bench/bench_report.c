@@ -1,0 +1,160 @@
+#include "bench.h"
+#include "cpu_features.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void read_line_of(const char *cmd, char *buf, size_t n)
+{
+    FILE *p = popen(cmd, "r");
+    buf[0] = 0;
+    if (p) {
+        if (fgets(buf, (int)n, p)) buf[strcspn(buf, "\n")] = 0;
+        pclose(p);
+    }
+    if (!buf[0]) snprintf(buf, n, "unknown");
+}
+
+static void cpu_model(char *buf, size_t n)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    snprintf(buf, n, "unknown");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *c = strchr(line, ':');
+            if (c) { snprintf(buf, n, "%s", c + 2); buf[strcspn(buf, "\n")] = 0; }
+            break;
+        }
+    if (f) fclose(f);
+}
+
+static FILE *open_append(const char *path, const char *dflt, const char *family, int *is_new)
+{
+    char p[512];
+    if (!path) {
+        mkdir("results", 0755);
+        snprintf(p, sizeof p, "results/bench_%s.%s", family, dflt);
+        path = p;
+    }
+    struct stat st;
+    *is_new = stat(path, &st) != 0 || st.st_size == 0;
+    FILE *f = fopen(path, "a");
+    if (!f) fprintf(stderr, "q35lab: cannot append to %s\n", path);
+    return f;
+}
+
+int bench_report_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine)
+{
+    memset(r, 0, sizeof *r);
+    r->family = family;
+    int json_new, csv_new;
+    r->json = open_append(json, "jsonl", family, &json_new);
+    r->csv = open_append(csv, "csv", family, &csv_new);
+    if (!r->json || !r->csv) {
+        bench_report_close(r);
+        return -1;
+    }
+    read_line_of("git rev-parse --short HEAD 2>/dev/null", r->commit, sizeof r->commit);
+    time_t now = time(NULL);
+    strftime(r->date, sizeof r->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cpu_model(r->cpu, sizeof r->cpu);
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    snprintf(r->meta, sizeof r->meta,
+             "{\"date\":\"%s\",\"commit\":\"%s\",\"cpu\":\"%s\",\"cores\":%ld,\"isa\":\"%s\","
+             "\"openblas_coretype\":\"%s\",\"machine_json\":\"%s\",\"papi\":\"%s\"}",
+             r->date, r->commit, r->cpu, sysconf(_SC_NPROCESSORS_ONLN), cpu_isa_name(cpu_isa()),
+             ct ? ct : "", machine ? machine : "", q35_papi_summary());
+    if (csv_new)
+        fprintf(r->csv, "date,commit,cpu,family,impl,B,T,threads,median_s,min_s,max_s,ci95_lo_s,ci95_hi_s,"
+                        "tokens_per_s,gflops,gbs,arith_intensity,pct_fma_peak,pct_bw,ratio_to_fastest,"
+                        "other_load,busy\n");
+    (void)json_new;
+    return 0;
+}
+
+void bench_row_begin(bench_report *r, int B, int T, int threads)
+{
+    r->B = B; r->T = T; r->threads = threads; r->n = 0;
+}
+
+void bench_result_add(bench_report *r, const bench_result *res, const q35_counters *ctr, int reps)
+{
+    if (r->n == BENCH_MAX_IMPLS) return;
+    bench_result *d = &r->res[r->n++];
+    *d = *res;
+    d->n_counters = 0;
+    for (int i = 0; ctr && i < q35_counters_n(ctr) && i < BENCH_MAX_COUNTERS; i++) {
+        snprintf(d->counter_name[i], sizeof d->counter_name[i], "%s", q35_counters_event_name(ctr, i));
+        d->counter_avail[i] = q35_counters_available(ctr, i);
+        d->counter_per_run[i] = d->counter_avail[i] ? (double)q35_counters_value(ctr, i) / reps : 0.0;
+        d->n_counters++;
+    }
+}
+
+static int busy(const bench_result *x) { return x->other_load > 0.10; }
+
+void bench_row_end(bench_report *r)
+{
+    if (!r->n) return;
+    if (isatty(2)) fprintf(stderr, "\r%78s\r", "");
+    double best = 1e300;
+    for (int i = 0; i < r->n; i++)
+        if (r->res[i].stats.median < best) best = r->res[i].stats.median;
+    printf("\nB=%d T=%d threads=%d\n", r->B, r->T, r->threads);
+    printf("  %-16s %11s %23s %11s %8s %7s %6s %6s %6s %6s\n", "implementation", "median", "[min, max]",
+           "tokens/s", "GFLOP/s", "GB/s", "AI", "%peak", "%bw", "x best");
+    for (int i = 0; i < r->n; i++) {
+        const bench_result *x = &r->res[i];
+        const double t = x->stats.median, gf = x->flops / t * 1e-9, gb = x->bytes / t * 1e-9;
+        char peak[16] = "  n/a", bw[16] = "  n/a";
+        if (x->peak_gflops > 0) snprintf(peak, sizeof peak, "%5.1f", 100.0 * gf / x->peak_gflops);
+        if (x->bw_gbs > 0) snprintf(bw, sizeof bw, "%5.1f", 100.0 * gb / x->bw_gbs);
+        printf("  %-16s %9.1f us [%9.1f, %9.1f] %11.0f %8.1f %7.1f %6.1f %6s %6s %6.2f%s\n", x->impl, t * 1e6,
+               x->stats.min * 1e6, x->stats.max * 1e6, x->tokens / t, gf, gb, x->flops / x->bytes, peak, bw,
+               t / best, busy(x) ? "  BUSY" : "");
+        int shown = 0; /* available counters on one line, per run; n/a ones were reported once at start */
+        for (int k = 0; k < x->n_counters; k++) {
+            if (!x->counter_avail[k]) continue;
+            const char *nm = x->counter_name[k];
+            if (!strncmp(nm, "sde:::q35lab::", 14)) nm += 14;
+            printf("%s %s=%.4g", shown++ ? "" : "      per run:", nm, x->counter_per_run[k]);
+        }
+        if (shown) printf("\n");
+        fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n",
+                r->date, r->commit, r->cpu, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min,
+                x->stats.max, x->stats.ci95_lo, x->stats.ci95_hi, x->tokens / t, gf, gb, x->flops / x->bytes,
+                x->peak_gflops > 0 ? 100.0 * gf / x->peak_gflops : NAN, x->bw_gbs > 0 ? 100.0 * gb / x->bw_gbs : NAN,
+                t / best, x->other_load, busy(x));
+        fprintf(r->json, "{\"meta\":%s,\"family\":\"%s\",\"impl\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
+                         "\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g,\"ci95_s\":[%.9g,%.9g],\"reps\":%d,"
+                         "\"flops\":%.6g,\"bytes\":%.6g,\"tokens_per_s\":%.6g,\"gflops\":%.6g,\"gbs\":%.6g,"
+                         "\"peak_gflops\":%.6g,\"bw_gbs\":%.6g,\"ratio_to_fastest\":%.6g,\"other_load\":%.4f,"
+                         "\"busy\":%s,\"counters\":{",
+                r->meta, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min, x->stats.max,
+                x->stats.ci95_lo, x->stats.ci95_hi, x->stats.n, x->flops, x->bytes, x->tokens / t, gf, gb,
+                x->peak_gflops, x->bw_gbs, t / best, x->other_load, busy(x) ? "true" : "false");
+        for (int k = 0; k < x->n_counters; k++) {
+            if (x->counter_avail[k]) fprintf(r->json, "%s\"%s\":%.6g", k ? "," : "", x->counter_name[k], x->counter_per_run[k]);
+            else fprintf(r->json, "%s\"%s\":null", k ? "," : "", x->counter_name[k]);
+        }
+        fprintf(r->json, "}}\n");
+    }
+    fflush(stdout);
+}
+
+void bench_report_close(bench_report *r)
+{
+    if (r->json) fclose(r->json);
+    if (r->csv) fclose(r->csv);
+    r->json = r->csv = NULL;
+}
+
+void bench_progress(const char *family, const char *impl, int B, int T, int threads)
+{
+    if (isatty(2)) fprintf(stderr, "\r[bench %s] %-16s B=%d T=%d threads=%d ...", family, impl, B, T, threads);
+}

@@ -1,0 +1,163 @@
+/* Timing, statistics, huge-page allocation and machine-load marks (see timing.h). */
+#include "timing.h"
+
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_sort.h>
+#include <gsl/gsl_statistics_double.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HUGE_2M ((size_t)2 << 20)
+
+double q35_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+q35_stats q35_stats_of(const double *x, int n)
+{
+    q35_stats s = {0, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    if (!x || n <= 0) return s;
+    double *c = malloc((size_t)n * sizeof *c);
+    if (!c) return s;
+    memcpy(c, x, (size_t)n * sizeof *c);
+    gsl_sort(c, 1, (size_t)n);
+    s.n = n;
+    s.min = c[0];
+    s.max = c[n - 1];
+    s.median = gsl_stats_median_from_sorted_data(c, 1, (size_t)n);
+    s.mean = gsl_stats_mean(c, 1, (size_t)n);
+    if (n == 1) {
+        s.stddev = 0.0;
+        s.ci95_lo = s.ci95_hi = c[0];
+    } else {
+        s.stddev = gsl_stats_sd(c, 1, (size_t)n);
+        double half = gsl_cdf_tdist_Pinv(0.975, (double)(n - 1)) * s.stddev / sqrt((double)n);
+        s.ci95_lo = s.mean - half;
+        s.ci95_hi = s.mean + half;
+    }
+    free(c);
+    return s;
+}
+
+static size_t round_2m(size_t bytes) { return (bytes + HUGE_2M - 1) & ~(HUGE_2M - 1); }
+
+void *q35_alloc_huge(size_t bytes)
+{
+    if (!bytes || bytes > SIZE_MAX - 2 * HUGE_2M) return NULL;
+    size_t len = round_2m(bytes);
+    /* Over-allocate by 2 MiB, then unmap the unaligned head and the tail. */
+    size_t span = len + HUGE_2M;
+    char *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uintptr_t a = ((uintptr_t)raw + HUGE_2M - 1) & ~(uintptr_t)(HUGE_2M - 1);
+    char *p = (char *)a;
+    size_t head = (size_t)(p - raw), tail = span - head - len;
+    if (head) munmap(raw, head);
+    if (tail) munmap(p + len, tail);
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); /* advisory: without THP the memory is still usable */
+#endif
+    return p;
+}
+
+void q35_free_huge(void *p, size_t bytes)
+{
+    if (p && bytes) munmap(p, round_2m(bytes));
+}
+
+size_t q35_huge_backed_bytes(const void *p, size_t *mapping_bytes)
+{
+    if (mapping_bytes) *mapping_bytes = 0;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[512];
+    int inside = 0;
+    size_t kb = 0;
+    uintptr_t addr = (uintptr_t)p;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char dash;
+        if (sscanf(line, "%lx%c%lx ", &lo, &dash, &hi) == 3 && dash == '-') {
+            if (inside) break; /* past our mapping */
+            inside = addr >= lo && addr < hi;
+            if (inside && mapping_bytes) *mapping_bytes = (size_t)(hi - lo);
+            continue;
+        }
+        unsigned long v;
+        if (inside && sscanf(line, "AnonHugePages: %lu kB", &v) == 1) {
+            kb = v;
+            break;
+        }
+    }
+    fclose(f);
+    return kb * 1024;
+}
+
+void q35_thp_mode(char *buf, size_t len)
+{
+    if (!buf || !len) return;
+    snprintf(buf, len, "unavailable");
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return;
+    char line[256];
+    if (fgets(line, sizeof line, f)) {
+        char *o = strchr(line, '['), *c = o ? strchr(o, ']') : NULL;
+        if (o && c) snprintf(buf, len, "%.*s", (int)(c - o - 1), o + 1);
+    }
+    fclose(f);
+}
+
+/* Busy jiffies of all CPUs (first line of /proc/stat); -1 if unreadable. */
+static double stat_busy(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long u = 0, ni = 0, sy = 0, id = 0, io = 0, irq = 0, sirq = 0, st = 0;
+    int k = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &u, &ni, &sy, &id, &io, &irq, &sirq, &st);
+    fclose(f);
+    if (k < 4) return -1;
+    return (double)(u + ni + sy + irq + sirq + st);
+}
+
+/* utime + stime of this process, in clock ticks; -1 if unreadable. */
+static double self_busy(void)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f) return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* the command name may contain spaces and parentheses */
+    unsigned long ut, stt;
+    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &stt) != 2) return -1;
+    return (double)ut + (double)stt;
+}
+
+void q35_load_begin(q35_load_mark *m)
+{
+    m->busy_total = stat_busy();
+    m->busy_self = self_busy();
+    m->wall = q35_now();
+}
+
+double q35_load_end_other_fraction(const q35_load_mark *m)
+{
+    double total = stat_busy(), self = self_busy(), wall = q35_now() - m->wall;
+    long hz = sysconf(_SC_CLK_TCK), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (total < 0 || self < 0 || m->busy_total < 0 || m->busy_self < 0 || hz <= 0 || ncpu <= 0 || wall <= 0)
+        return 0.0;
+    double other = (total - m->busy_total) - (self - m->busy_self);
+    double frac = other / (wall * (double)hz * (double)ncpu);
+    if (!(frac > 0)) return 0.0;
+    return frac > 1 ? 1.0 : frac;
+}

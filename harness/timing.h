@@ -1,0 +1,60 @@
+/* Timing, statistics and measurement hygiene shared by calibrate and the benches.
+ *
+ * q35_now()          monotonic wall clock in seconds.
+ * q35_stats_of()     median / min / max / mean / sd and a 95% t-interval of the mean.
+ * q35_alloc_huge()   2 MiB-aligned anonymous memory advised for transparent huge pages.
+ * q35_load_*()       how much of the machine other processes used during a region, so a
+ *                    measurement taken on a busy machine can be flagged instead of trusted.
+ */
+#ifndef Q35_TIMING_H
+#define Q35_TIMING_H
+
+#include <stddef.h>
+
+/* Seconds from CLOCK_MONOTONIC. */
+double q35_now(void);
+
+/* Summary of n samples.  ci95 is the two-sided 95% confidence interval of the mean from the
+ * t-distribution with n-1 degrees of freedom (gsl_cdf_tdist_Pinv); stddev is the sample
+ * standard deviation (n-1).  n = 1: stddev 0 and ci = [x, x].  n <= 0 or x NULL: n = 0 and
+ * every other field NaN. */
+typedef struct {
+    int n;
+    double median, min, max, mean, stddev, ci95_lo, ci95_hi;
+} q35_stats;
+
+q35_stats q35_stats_of(const double *x, int n);  /* works on a copy; x is not reordered */
+
+/* Anonymous mmap of bytes rounded up to 2 MiB, 2 MiB aligned, madvise(MADV_HUGEPAGE) so the
+ * kernel backs it with transparent huge pages when /sys/kernel/mm/transparent_hugepage/enabled
+ * is "always" or "madvise".  Memory is zero-filled and not yet touched (first touch decides
+ * the NUMA node).  NULL on failure (or bytes == 0).  Free with the same byte count. */
+void *q35_alloc_huge(size_t bytes);
+void q35_free_huge(void *p, size_t bytes);
+
+/* Bytes of the mapping (VMA) that contains p currently backed by huge pages (AnonHugePages in
+ * /proc/self/smaps); 0 if none or unknown.  *mapping_bytes (if not NULL) gets the VMA's size,
+ * which may span neighbouring allocations the kernel merged.  Call after first touch. */
+size_t q35_huge_backed_bytes(const void *p, size_t *mapping_bytes);
+
+/* The THP mode in brackets in /sys/kernel/mm/transparent_hugepage/enabled ("always",
+ * "madvise", "never"), or "unavailable"; writes at most len bytes including the NUL. */
+void q35_thp_mode(char *buf, size_t len);
+
+/* CPU time other processes used during a region, from /proc/stat (busy jiffies of all CPUs:
+ * user+nice+system+irq+softirq+steal) minus this process's utime+stime (/proc/self/stat),
+ * as a fraction of wall time x online CPUs.  Steal counts as "other": the hypervisor took it.
+ * Resolution is one clock tick (usually 10 ms) per CPU, so regions shorter than ~0.5 s give a
+ * coarse figure. */
+typedef struct {
+    double busy_total, busy_self, wall;
+} q35_load_mark;
+
+#define Q35_BUSY_THRESHOLD 0.10 /* a run is "busy" when others used more than this fraction */
+
+void q35_load_begin(q35_load_mark *m);
+/* Fraction (0..1) of the machine's CPU capacity used by others since q35_load_begin(m);
+ * 0 if /proc is unreadable. */
+double q35_load_end_other_fraction(const q35_load_mark *m);
+
+#endif

@@ -1,0 +1,389 @@
+/* test_calibrate.c - cmocka suite for harness/calibrate.{h,c}.
+ *
+ * The group setup runs the calibration once in the tiny configuration (threads {1}, 8 MiB
+ * arrays, millisecond repetitions) and writes machine.json into a mkdtemp directory; the
+ * tests parse it back with cJSON and check the schema (every key, its type, finite positive
+ * measured figures, the AVX-512 entry n/a on a CPU without it), then q35_limits_load.
+ * No test asserts a speed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "calibrate.h"
+
+static char g_dir[64];
+static char g_json[128];
+static q35_calib_result *g_res;
+static cJSON *g_root;
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf) buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int write_text(const char *path, const char *txt)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs(txt, f);
+    return fclose(f);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(g_dir, "/tmp/calib_test_XXXXXX");
+    if (!mkdtemp(g_dir)) return -1;
+    snprintf(g_json, sizeof g_json, "%s/machine.json", g_dir);
+    q35_calib_config cfg;
+    q35_calib_config_tiny(&cfg);
+    g_res = malloc(sizeof *g_res);
+    char err[256];
+    if (!g_res || q35_calibrate(&cfg, g_res, err, sizeof err)) {
+        fprintf(stderr, "calibrate failed: %s\n", g_res ? err : "oom");
+        return -1;
+    }
+    if (q35_calib_write_json(g_res, g_json, err, sizeof err)) {
+        fprintf(stderr, "write failed: %s\n", err);
+        return -1;
+    }
+    char *txt = slurp(g_json);
+    g_root = txt ? cJSON_Parse(txt) : NULL;
+    free(txt);
+    return g_root ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    cJSON_Delete(g_root);
+    free(g_res);
+    DIR *d = opendir(g_dir);
+    if (!d) return -1;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    return rmdir(g_dir);
+}
+
+static const cJSON *get(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) fprintf(stderr, "missing key '%s'\n", key);
+    assert_non_null(v);
+    return v;
+}
+
+static void check_string(const cJSON *o, const char *key)
+{
+    const cJSON *v = get(o, key);
+    assert_true(cJSON_IsString(v));
+    assert_true(v->valuestring[0] != 0);
+}
+
+static double check_number(const cJSON *o, const char *key)
+{
+    const cJSON *v = get(o, key);
+    assert_true(cJSON_IsNumber(v));
+    assert_true(isfinite(v->valuedouble));
+    return v->valuedouble;
+}
+
+/* A measured figure: {n, median, min, max, mean, stddev, ci95_lo, ci95_hi}, finite, positive. */
+static double check_stats(const cJSON *s, int reps)
+{
+    assert_true(cJSON_IsObject(s));
+    assert_int_equal((int)check_number(s, "n"), reps);
+    double med = check_number(s, "median"), lo = check_number(s, "min"), hi = check_number(s, "max");
+    double mean = check_number(s, "mean"), sd = check_number(s, "stddev");
+    double c0 = check_number(s, "ci95_lo"), c1 = check_number(s, "ci95_hi");
+    assert_true(lo > 0 && med > 0 && mean > 0);
+    assert_true(lo <= med && med <= hi);
+    assert_true(lo <= mean && mean <= hi);
+    assert_true(sd >= 0 && c0 <= mean && mean <= c1);
+    return med;
+}
+
+/* {"1": stats} for the tiny run's thread list {1}. */
+static double check_per_threads(const cJSON *o, int reps)
+{
+    assert_true(cJSON_IsObject(o));
+    assert_int_equal(cJSON_GetArraySize(o), 1);
+    return check_stats(get(o, "1"), reps);
+}
+
+static void test_metadata(void **state)
+{
+    (void)state;
+    const cJSON *r = g_root;
+    const cJSON *schema = get(r, "schema");
+    assert_true(cJSON_IsString(schema));
+    assert_string_equal(schema->valuestring, "q35lab-machine/1");
+    check_string(r, "date");
+    int y, mo, d, h, mi, s;
+    char z = 0;
+    assert_int_equal(sscanf(get(r, "date")->valuestring, "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &z), 7);
+    assert_int_equal(z, 'Z');
+    check_string(r, "git_commit");
+    const cJSON *dirty = get(r, "git_dirty");
+    assert_true(cJSON_IsBool(dirty) || cJSON_IsNull(dirty));
+    check_string(r, "hostname");
+    check_string(r, "cpu_model");
+    const cJSON *flags = get(r, "cpu_flags");
+    assert_true(cJSON_IsObject(flags));
+    for (int i = 0; i < Q35_NCPU_FLAGS; i++) assert_true(cJSON_IsBool(get(flags, q35_cpu_flag_names[i])));
+    assert_int_equal(cJSON_IsTrue(get(flags, "avx512f")), !!__builtin_cpu_supports("avx512f"));
+    assert_true(check_number(r, "cores") >= 1);
+    check_string(r, "kernel");
+    check_string(r, "compiler");
+    assert_true(check_number(r, "omp_max_threads") >= 1);
+
+    const cJSON *ob = get(r, "openblas");
+    assert_true(cJSON_IsObject(ob));
+    check_string(ob, "version");
+    check_string(ob, "corename");
+    check_string(ob, "config");
+    check_number(ob, "parallel");
+    const cJSON *ct = get(r, "openblas_coretype");
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    if (env) assert_true(cJSON_IsString(ct) && !strcmp(ct->valuestring, env));
+    else assert_true(cJSON_IsNull(ct));
+
+    check_string(r, "thp_enabled");
+    assert_true(cJSON_IsBool(get(r, "huge_pages_used")));
+    double hf = check_number(r, "huge_page_fraction");
+    assert_true(hf >= 0 && hf <= 1);
+
+    const cJSON *papi = get(r, "papi");
+    assert_true(cJSON_IsObject(papi));
+    const cJSON *avail = get(papi, "available");
+    assert_true(cJSON_IsBool(avail));
+    if (cJSON_IsTrue(avail)) {
+        assert_true(check_number(papi, "num_components") >= 1);
+        assert_true(check_number(papi, "hw_counters") >= 0);
+        check_string(papi, "component0");
+    } else {
+        check_string(papi, "error");
+    }
+
+    const cJSON *cfg = get(r, "config");
+    assert_true(cJSON_IsArray(get(cfg, "threads")));
+    assert_true(cJSON_IsTrue(get(cfg, "quick")));
+    check_string(cfg, "bandwidth_isa");
+    assert_true(check_number(cfg, "fma_accumulators") >= 10);
+
+    double load = check_number(r, "load_other_fraction");
+    assert_true(load >= 0 && load <= 1);
+    const cJSON *pl = get(r, "load_other_fraction_by_phase");
+    static const char *const ph[] = {"fma", "mem", "cache", "sgemm"};
+    for (int i = 0; i < 4; i++) {
+        double f = check_number(pl, ph[i]);
+        assert_true(f >= 0 && f <= 1);
+    }
+    assert_true(cJSON_IsBool(get(r, "busy")));
+    assert_int_equal(cJSON_IsTrue(get(r, "busy")), load > Q35_BUSY_THRESHOLD);
+    assert_true(check_number(r, "runtime_seconds") > 0);
+}
+
+static void test_measurements(void **state)
+{
+    (void)state;
+    const q35_calib_config *cfg = &g_res->cfg;
+    const cJSON *fma = get(g_root, "fma_peak_gflops");
+    assert_true(cJSON_IsObject(fma));
+    const cJSON *avx2 = get(fma, "avx2"), *avx512 = get(fma, "avx512");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) check_per_threads(avx2, cfg->fma_reps);
+    else assert_true(cJSON_IsString(avx2) && !strncmp(avx2->valuestring, "n/a", 3));
+    if (__builtin_cpu_supports("avx512f")) {
+        check_per_threads(avx512, cfg->fma_reps);
+    } else {
+        assert_true(cJSON_IsString(avx512)); /* marked n/a, not a number */
+        assert_string_equal(avx512->valuestring, "n/a: CPU has no AVX-512F");
+    }
+
+    const cJSON *mem = get(g_root, "mem_bw_gbs");
+    assert_int_equal(cJSON_GetArraySize(mem), 3);
+    check_per_threads(get(mem, "read"), cfg->mem_reps);
+    check_per_threads(get(mem, "copy"), cfg->mem_reps);
+    check_per_threads(get(mem, "triad"), cfg->mem_reps);
+
+    const cJSON *cache = get(g_root, "cache_bw_gbs");
+    static const char *const sizes[] = {"32KiB", "512KiB", "4MiB"};
+    assert_int_equal(cJSON_GetArraySize(cache), 3);
+    for (int i = 0; i < 3; i++) {
+        const cJSON *c = get(cache, sizes[i]);
+        check_per_threads(get(c, "read"), cfg->cache_reps);
+        check_per_threads(get(c, "triad"), cfg->cache_reps);
+    }
+
+    const cJSON *sg = get(g_root, "sgemm_gflops");
+    assert_int_equal(cJSON_GetArraySize(sg), 3);
+    check_per_threads(get(sg, "64x128x128"), cfg->sgemm_reps);
+    check_per_threads(get(sg, "128x128x64"), cfg->sgemm_reps);
+    char key[48];
+    snprintf(key, sizeof key, "%dx%dx%d", cfg->sgemm_shapes[2][0], cfg->sgemm_shapes[2][1], cfg->sgemm_shapes[2][2]);
+    check_per_threads(get(sg, key), cfg->sgemm_reps);
+}
+
+/* Medians read back equal the JSON's; unmeasured thread counts and unknown names give 0. */
+static void test_limits_load(void **state)
+{
+    (void)state;
+    q35_machine_limits lim;
+    char err[256] = "";
+    assert_int_equal(q35_limits_load(g_json, &lim, err, sizeof err), 0);
+    int want = Q35_HAVE_MEM | Q35_HAVE_CACHE | Q35_HAVE_SGEMM;
+    if (g_res->fma_ran[Q35_FMA_AVX2] || g_res->fma_ran[Q35_FMA_AVX512]) want |= Q35_HAVE_FMA;
+    assert_int_equal(lim.have, want);
+
+    double best = 0;
+    for (int isa = 0; isa < Q35_FMA_NISA; isa++)
+        if (g_res->fma_ran[isa] && g_res->fma[isa][0].median > best) best = g_res->fma[isa][0].median;
+    assert_true(fabs(q35_limit_fma_peak(&lim, 1) - best) <= 1e-9 * best);
+    assert_true(lim.fma_peak[Q35_FMA_AVX512][1] == 0 || __builtin_cpu_supports("avx512f"));
+
+    const cJSON *tri = get(get(get(g_root, "mem_bw_gbs"), "triad"), "1");
+    double m = get(tri, "median")->valuedouble;
+    assert_true(m > 0 && fabs(q35_limit_mem_bw(&lim, "triad", 1) - m) <= 1e-9 * m);
+    assert_true(q35_limit_mem_bw(&lim, "read", 1) > 0);
+    assert_true(q35_limit_mem_bw(&lim, "copy", 1) > 0);
+    assert_true(q35_limit_mem_bw(&lim, "triad", 2) == 0); /* not measured in the tiny run */
+    assert_true(q35_limit_mem_bw(&lim, "write", 1) == 0);
+    assert_true(q35_limit_mem_bw(&lim, "triad", 0) == 0);
+    assert_true(q35_limit_mem_bw(&lim, "triad", 100000) == 0);
+    assert_true(q35_limit_cache_bw(&lim, "32KiB", "read", 1) > 0);
+    assert_true(q35_limit_cache_bw(&lim, "4MiB", "triad", 1) > 0);
+    assert_true(q35_limit_cache_bw(&lim, "1GiB", "read", 1) == 0);
+    assert_true(q35_limit_sgemm(&lim, 64, 128, 128, 1) > 0);
+    assert_true(q35_limit_sgemm(&lim, 128, 128, 64, 1) > 0);
+    assert_true(q35_limit_sgemm(&lim, 2048, 1024, 6144, 1) == 0); /* the tiny run used a smaller shape */
+    assert_int_equal(lim.nshapes, 3);
+    assert_int_equal(lim.busy, g_res->busy);
+    assert_int_equal(lim.huge_pages_used, g_res->huge_pages_used);
+    assert_true(lim.date[0] && lim.cpu_model[0]);
+}
+
+static void test_limits_load_errors(void **state)
+{
+    (void)state;
+    q35_machine_limits lim;
+    char err[256], p[160];
+    err[0] = 0;
+    snprintf(p, sizeof p, "%s/absent.json", g_dir);
+    assert_int_equal(q35_limits_load(p, &lim, err, sizeof err), -1);
+    assert_non_null(strstr(err, "absent.json"));
+
+    snprintf(p, sizeof p, "%s/bad.json", g_dir);
+    assert_int_equal(write_text(p, "{\"schema\": "), 0);
+    err[0] = 0;
+    assert_int_equal(q35_limits_load(p, &lim, err, sizeof err), -1);
+    assert_true(err[0] != 0);
+
+    assert_int_equal(write_text(p, "{\"schema\": \"q35lab-machine/2\"}"), 0);
+    err[0] = 0;
+    assert_int_equal(q35_limits_load(p, &lim, err, sizeof err), -1);
+    assert_non_null(strstr(err, "schema"));
+
+    /* the right schema with missing or malformed sections: loads, everything 0 */
+    assert_int_equal(write_text(p, "{\"schema\": \"q35lab-machine/1\", \"mem_bw_gbs\": {\"triad\": {\"1\": 5, "
+                                   "\"x\": {\"median\": 3}, \"2\": {\"median\": \"fast\"}}}, \"sgemm_gflops\": "
+                                   "{\"64x128\": {\"1\": {\"median\": 9}}}, \"fma_peak_gflops\": {\"avx512\": \"n/a\"}}"),
+                     0);
+    assert_int_equal(q35_limits_load(p, &lim, err, sizeof err), 0);
+    assert_int_equal(lim.have, 0);
+    assert_true(q35_limit_mem_bw(&lim, "triad", 1) == 0 && q35_limit_mem_bw(&lim, "triad", 2) == 0);
+    assert_true(q35_limit_fma_peak(&lim, 1) == 0);
+    assert_int_equal(lim.nshapes, 0);
+}
+
+/* The write is atomic: no temporary left behind, and a failed write names the path. */
+static void test_write_atomic(void **state)
+{
+    (void)state;
+    DIR *d = opendir(g_dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) assert_null(strstr(e->d_name, ".tmp"));
+    closedir(d);
+
+    char err[256] = "";
+    assert_int_equal(q35_calib_write_json(g_res, "/nonexistent-dir-q35/machine.json", err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent-dir-q35/machine.json"));
+}
+
+static void test_table_and_config(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    q35_calib_print_table(f, g_res);
+    fclose(f);
+    assert_non_null(strstr(buf, "memory triad"));
+    assert_non_null(strstr(buf, "sgemm 64x128x128"));
+    if (!__builtin_cpu_supports("avx512f")) assert_non_null(strstr(buf, "n/a: CPU has no AVX-512F"));
+    free(buf);
+
+    /* invalid configurations are refused before anything runs */
+    q35_calib_config cfg;
+    q35_calib_result *r = malloc(sizeof *r);
+    char err[256];
+    assert_non_null(r);
+    q35_calib_config_tiny(&cfg);
+    cfg.nthreads = 0;
+    assert_int_equal(q35_calibrate(&cfg, r, err, sizeof err), -1);
+    q35_calib_config_tiny(&cfg);
+    cfg.threads[0] = Q35_MAX_THREADS + 1;
+    assert_int_equal(q35_calibrate(&cfg, r, err, sizeof err), -1);
+    q35_calib_config_tiny(&cfg);
+    cfg.sgemm_shapes[1][2] = 0;
+    assert_int_equal(q35_calibrate(&cfg, r, err, sizeof err), -1);
+    free(r);
+
+    /* the default configuration measures 1 and all cores, the kernels' sgemm shapes */
+    q35_calib_config_default(&cfg);
+    assert_int_equal(cfg.threads[0], 1);
+    assert_true(cfg.nthreads == 1 || cfg.nthreads == 2);
+    assert_true(cfg.mem_bytes == (size_t)1 << 30);
+    assert_int_equal(cfg.sgemm_shapes[2][0], 2048);
+    assert_int_equal(cfg.sgemm_shapes[2][1], 1024);
+    assert_int_equal(cfg.sgemm_shapes[2][2], 6144);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metadata),          cmocka_unit_test(test_measurements),
+        cmocka_unit_test(test_limits_load),       cmocka_unit_test(test_limits_load_errors),
+        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_table_and_config),
+    };
+    return cmocka_run_group_tests_name("calibrate", tests, group_setup, group_teardown);
+}
