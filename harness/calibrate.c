@@ -707,6 +707,9 @@ static void read_cpuinfo(q35_machine_info *mi)
 
 static void papi_info(q35_machine_info *mi)
 {
+    static const char *const pmus[] = {"/sys/bus/event_source/devices/cpu", "/sys/bus/event_source/devices/cpu_core",
+                                       "/sys/bus/event_source/devices/cpu_atom"};
+    for (int i = 0; i < 3; i++) mi->cpu_pmu |= access(pmus[i], F_OK) == 0;
     int v = PAPI_is_initialized() ? (int)PAPI_VER_CURRENT : PAPI_library_init(PAPI_VER_CURRENT);
     snprintf(mi->papi_version, sizeof mi->papi_version, "%d.%d.%d.%d", PAPI_VERSION_MAJOR(PAPI_VERSION),
              PAPI_VERSION_MINOR(PAPI_VERSION), PAPI_VERSION_REVISION(PAPI_VERSION),
@@ -855,14 +858,23 @@ static cJSON *stats_json(const q35_stats *s)
     return o;
 }
 
-/* {"1": stats, "2": stats, ...} */
-static cJSON *per_threads(const q35_calib_config *cfg, const q35_stats *s)
+int q35_stats_noisy(const q35_stats *s)
+{
+    return s->n > 1 && s->median > 0 && s->max - s->min > Q35_NOISY_SPREAD * s->median;
+}
+
+/* {"1": stats, "2": stats, ...}; the noisy ones are named "prefix.t" in the noisy array. */
+static cJSON *per_threads(const q35_calib_config *cfg, const q35_stats *s, cJSON *noisy, const char *prefix)
 {
     cJSON *o = cJSON_CreateObject();
     for (int ti = 0; ti < cfg->nthreads; ti++) {
-        char key[16];
+        char key[16], name[128];
         snprintf(key, sizeof key, "%d", cfg->threads[ti]);
         cJSON_AddItemToObject(o, key, stats_json(&s[ti]));
+        if (q35_stats_noisy(&s[ti])) {
+            snprintf(name, sizeof name, "%s.%s", prefix, key);
+            cJSON_AddItemToArray(noisy, cJSON_CreateString(name));
+        }
     }
     return o;
 }
@@ -910,6 +922,9 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
     if (mi->papi_ok) {
         cJSON_AddNumberToObject(pp, "num_components", mi->papi_components);
         cJSON_AddNumberToObject(pp, "hw_counters", mi->papi_hw_counters);
+        cJSON_AddBoolToObject(pp, "cpu_pmu", mi->cpu_pmu);
+        cJSON_AddBoolToObject(pp, "hw_counters_usable", mi->cpu_pmu && mi->papi_hw_counters > 0 &&
+                                                            !mi->papi_component0_disabled);
         cJSON_AddStringToObject(pp, "component0", mi->papi_component0);
         cJSON_AddBoolToObject(pp, "component0_disabled", mi->papi_component0_disabled);
         if (mi->papi_component0_disabled) cJSON_AddStringToObject(pp, "component0_reason", mi->papi_component0_reason);
@@ -934,25 +949,35 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
     cJSON_AddStringToObject(c, "bandwidth_isa", r->bw_isa ? r->bw_isa : "?");
     cJSON_AddNumberToObject(c, "fma_accumulators", FMA_NACC);
 
+    cJSON *noisy = cJSON_CreateArray();
+    char path[96];
     cJSON *fm = cJSON_AddObjectToObject(root, "fma_peak_gflops");
     for (int isa = 0; isa < Q35_FMA_NISA; isa++) {
-        if (r->fma_ran[isa]) cJSON_AddItemToObject(fm, fma_isa_names[isa], per_threads(cfg, r->fma[isa]));
+        snprintf(path, sizeof path, "fma_peak_gflops.%s", fma_isa_names[isa]);
+        if (r->fma_ran[isa]) cJSON_AddItemToObject(fm, fma_isa_names[isa], per_threads(cfg, r->fma[isa], noisy, path));
         else cJSON_AddStringToObject(fm, fma_isa_names[isa], r->fma_na[isa][0] ? r->fma_na[isa] : "n/a");
     }
     cJSON *mb = cJSON_AddObjectToObject(root, "mem_bw_gbs");
-    for (int k = 0; k < Q35_BW_NKIND; k++) cJSON_AddItemToObject(mb, bw_kind_names[k], per_threads(cfg, r->mem[k]));
+    for (int k = 0; k < Q35_BW_NKIND; k++) {
+        snprintf(path, sizeof path, "mem_bw_gbs.%s", bw_kind_names[k]);
+        cJSON_AddItemToObject(mb, bw_kind_names[k], per_threads(cfg, r->mem[k], noisy, path));
+    }
     cJSON *cb = cJSON_AddObjectToObject(root, "cache_bw_gbs");
     for (int s = 0; s < Q35_CACHE_NSIZES; s++) {
         cJSON *so = cJSON_AddObjectToObject(cb, cache_size_names[s]);
-        for (int k = 0; k < Q35_CACHE_NKIND; k++)
-            cJSON_AddItemToObject(so, cache_kind_names[k], per_threads(cfg, r->cache[s][k]));
+        for (int k = 0; k < Q35_CACHE_NKIND; k++) {
+            snprintf(path, sizeof path, "cache_bw_gbs.%s.%s", cache_size_names[s], cache_kind_names[k]);
+            cJSON_AddItemToObject(so, cache_kind_names[k], per_threads(cfg, r->cache[s][k], noisy, path));
+        }
     }
     cJSON *sg = cJSON_AddObjectToObject(root, "sgemm_gflops");
     for (int s = 0; s < Q35_SGEMM_NSHAPES; s++) {
         char key[48];
         snprintf(key, sizeof key, "%dx%dx%d", cfg->sgemm_shapes[s][0], cfg->sgemm_shapes[s][1], cfg->sgemm_shapes[s][2]);
-        cJSON_AddItemToObject(sg, key, per_threads(cfg, r->sgemm[s]));
+        snprintf(path, sizeof path, "sgemm_gflops.%s", key);
+        cJSON_AddItemToObject(sg, key, per_threads(cfg, r->sgemm[s], noisy, path));
     }
+    cJSON_AddItemToObject(root, "noisy_figures", noisy);
 
     cJSON_AddNumberToObject(root, "load_other_fraction", r->load_other_fraction);
     cJSON *pl = cJSON_AddObjectToObject(root, "load_other_fraction_by_phase");
@@ -991,9 +1016,11 @@ int q35_calib_write_json(const q35_calib_result *r, const char *path, char *err,
     return 0;
 }
 
-static void table_row(FILE *f, const char *fig, int t, const q35_stats *s)
+static int table_row(FILE *f, const char *fig, int t, const q35_stats *s)
 {
-    fprintf(f, "  %-34s %7d %10.1f   %9.1f - %-9.1f\n", fig, t, s->median, s->min, s->max);
+    int noisy = q35_stats_noisy(s);
+    fprintf(f, "  %-34s %7d %10.1f   %9.1f - %-9.1f%s\n", fig, t, s->median, s->min, s->max, noisy ? " noisy" : "");
+    return noisy;
 }
 
 void q35_calib_print_table(FILE *f, const q35_calib_result *r)
@@ -1001,6 +1028,7 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
     const q35_calib_config *cfg = &r->cfg;
     const q35_machine_info *mi = &r->info;
     char fig[64];
+    int noisy = 0;
     fprintf(f, "machine: %s, %d cores, %s; OpenBLAS %s (core %s%s%s)\n", mi->cpu_model, mi->cores, mi->compiler,
             mi->openblas_version, mi->openblas_corename, mi->openblas_coretype_set ? ", OPENBLAS_CORETYPE=" : "",
             mi->openblas_coretype);
@@ -1013,25 +1041,29 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
             fprintf(f, "  %-34s %7s %10s   %s\n", fig, "-", "-", r->fma_na[isa]);
             continue;
         }
-        for (int ti = 0; ti < cfg->nthreads; ti++) table_row(f, fig, cfg->threads[ti], &r->fma[isa][ti]);
+        for (int ti = 0; ti < cfg->nthreads; ti++) noisy += table_row(f, fig, cfg->threads[ti], &r->fma[isa][ti]);
     }
     for (int k = 0; k < Q35_BW_NKIND; k++)
         for (int ti = 0; ti < cfg->nthreads; ti++) {
             snprintf(fig, sizeof fig, "memory %s (GB/s)", bw_kind_names[k]);
-            table_row(f, fig, cfg->threads[ti], &r->mem[k][ti]);
+            noisy += table_row(f, fig, cfg->threads[ti], &r->mem[k][ti]);
         }
     for (int s = 0; s < Q35_CACHE_NSIZES; s++)
         for (int k = 0; k < Q35_CACHE_NKIND; k++)
             for (int ti = 0; ti < cfg->nthreads; ti++) {
                 snprintf(fig, sizeof fig, "cache %s/thread %s (GB/s)", cache_size_names[s], cache_kind_names[k]);
-                table_row(f, fig, cfg->threads[ti], &r->cache[s][k][ti]);
+                noisy += table_row(f, fig, cfg->threads[ti], &r->cache[s][k][ti]);
             }
     for (int s = 0; s < Q35_SGEMM_NSHAPES; s++)
         for (int ti = 0; ti < cfg->nthreads; ti++) {
             snprintf(fig, sizeof fig, "sgemm %dx%dx%d (GFLOP/s)", cfg->sgemm_shapes[s][0], cfg->sgemm_shapes[s][1],
                      cfg->sgemm_shapes[s][2]);
-            table_row(f, fig, cfg->threads[ti], &r->sgemm[s][ti]);
+            noisy += table_row(f, fig, cfg->threads[ti], &r->sgemm[s][ti]);
         }
+    if (noisy)
+        fprintf(f, "\n%d figure%s marked noisy: repetitions spread by more than %.0f%% of the median (on a VM the host\n"
+                   "may be taking or sharing a vCPU, which this guest cannot see); rerun and compare before trusting them.\n",
+                noisy, noisy > 1 ? "s" : "", 100 * Q35_NOISY_SPREAD);
     fprintf(f, "\nother processes used %.1f%% of the CPUs during the run%s; %.1f s\n", 100.0 * r->load_other_fraction,
             r->busy ? " -- BUSY: figures are likely low, rerun on a quiet machine" : "", r->seconds);
 }
@@ -1140,6 +1172,8 @@ int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t
     lim->busy = cJSON_IsTrue(v);
     v = cJSON_GetObjectItemCaseSensitive(root, "huge_pages_used");
     lim->huge_pages_used = cJSON_IsTrue(v);
+    v = cJSON_GetObjectItemCaseSensitive(root, "noisy_figures");
+    if (cJSON_IsArray(v)) lim->noisy_figures = cJSON_GetArraySize(v);
     v = cJSON_GetObjectItemCaseSensitive(root, "load_other_fraction");
     if (cJSON_IsNumber(v)) lim->load_other_fraction = v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(root, "date");

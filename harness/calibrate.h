@@ -84,6 +84,9 @@ typedef struct {
     char papi_error[160];
     char papi_version[32];
     int papi_components, papi_hw_counters; /* PAPI_num_components, PAPI_num_cmp_hwctrs(0) */
+    int cpu_pmu;            /* the kernel exposes a CPU PMU (/sys/bus/event_source/devices/cpu*):
+                             * without one (many VMs) PAPI still reports the model's counter
+                             * count, but no hardware event can be read */
     char papi_component0[64];
     int papi_component0_disabled;
     char papi_component0_reason[256];
@@ -114,6 +117,12 @@ typedef struct {
     double seconds;                /* wall time of the run */
 } q35_calib_result;
 
+/* A figure is "noisy" when its repetitions spread (max - min) by more than this fraction of the
+ * median: on a VM that is usually the host taking a vCPU or sharing its core, which the guest's
+ * own load figures cannot see.  machine.json lists the noisy figures; the table marks them. */
+#define Q35_NOISY_SPREAD 0.25
+int q35_stats_noisy(const q35_stats *s);
+
 /* Runs the measurements.  0 on success; -1 with err filled (allocation failure, OpenMP
  * giving fewer threads than asked, ...). */
 int q35_calibrate(const q35_calib_config *cfg, q35_calib_result *r, char *err, size_t errlen);
@@ -141,6 +150,7 @@ typedef struct {
     double sgemm[Q35_LIMITS_MAX_SHAPES][Q35_MAX_THREADS + 1]; /* GFLOP/s */
     int have;                      /* Q35_HAVE_* of the sections that held a figure */
     int busy, huge_pages_used;
+    int noisy_figures;             /* length of machine.json's noisy_figures */
     double load_other_fraction;
     char date[32], cpu_model[128];
 } q35_machine_limits;

@@ -189,6 +189,9 @@ static void test_metadata(void **state)
         assert_true(check_number(papi, "num_components") >= 1);
         assert_true(check_number(papi, "hw_counters") >= 0);
         check_string(papi, "component0");
+        assert_true(cJSON_IsBool(get(papi, "cpu_pmu")));
+        assert_true(cJSON_IsBool(get(papi, "hw_counters_usable")));
+        if (cJSON_IsTrue(get(papi, "hw_counters_usable"))) assert_true(cJSON_IsTrue(get(papi, "cpu_pmu")));
     } else {
         check_string(papi, "error");
     }
@@ -210,6 +213,28 @@ static void test_metadata(void **state)
     assert_true(cJSON_IsBool(get(r, "busy")));
     assert_int_equal(cJSON_IsTrue(get(r, "busy")), load > Q35_BUSY_THRESHOLD);
     assert_true(check_number(r, "runtime_seconds") > 0);
+
+    /* noisy_figures: names of figures whose repetitions spread by more than 25% of the median */
+    const cJSON *noisy = get(r, "noisy_figures"), *e;
+    assert_true(cJSON_IsArray(noisy));
+    cJSON_ArrayForEach(e, noisy)
+    {
+        assert_true(cJSON_IsString(e));
+        const char *n = e->valuestring;
+        assert_true(!strncmp(n, "fma_peak_gflops.", 16) || !strncmp(n, "mem_bw_gbs.", 11) ||
+                    !strncmp(n, "cache_bw_gbs.", 13) || !strncmp(n, "sgemm_gflops.", 13));
+        assert_true(n[strlen(n) - 2] == '.' && n[strlen(n) - 1] == '1'); /* ends in the thread count */
+    }
+}
+
+static void test_noisy_rule(void **state)
+{
+    (void)state;
+    const double steady[] = {100, 101, 99, 110}, jumpy[] = {100, 101, 60, 99};
+    q35_stats a = q35_stats_of(steady, 4), b = q35_stats_of(jumpy, 4), one = q35_stats_of(steady, 1);
+    assert_false(q35_stats_noisy(&a)); /* spread 11 of median 100.5 */
+    assert_true(q35_stats_noisy(&b));  /* spread 41 */
+    assert_false(q35_stats_noisy(&one));
 }
 
 static void test_measurements(void **state)
@@ -287,6 +312,7 @@ static void test_limits_load(void **state)
     assert_int_equal(lim.nshapes, 3);
     assert_int_equal(lim.busy, g_res->busy);
     assert_int_equal(lim.huge_pages_used, g_res->huge_pages_used);
+    assert_int_equal(lim.noisy_figures, cJSON_GetArraySize(get(g_root, "noisy_figures")));
     assert_true(lim.date[0] && lim.cpu_model[0]);
 }
 
@@ -381,7 +407,8 @@ static void test_table_and_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_metadata),          cmocka_unit_test(test_measurements),
+        cmocka_unit_test(test_metadata),          cmocka_unit_test(test_noisy_rule),
+        cmocka_unit_test(test_measurements),
         cmocka_unit_test(test_limits_load),       cmocka_unit_test(test_limits_load_errors),
         cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_table_and_config),
     };

@@ -54,26 +54,33 @@ void dr_colblock_generic(const dr_colblock *c)
     }
 }
 
-/* eq. (1) folded into per-token scalars for the n tokens of one (b, key
- * head): qs = scale/||q||, ks = 1/||k||.  Each task computes its own: the
- * cost is 4*Dk flops per token against 6*Dk*W for the block, and it saves a
- * second parallel region, which matters at T = 1 (decode). */
-static void token_scales(const deltarule_problem *p, const float *q, const float *k, int n,
-                         float *qs, float *ks)
+/* eq. (1) folded into per-token scalars, qscale = scale/||q|| and kscale =
+ * 1/||k||, laid out [B, Hk, T] so a task reads its tokens contiguously.
+ * Computed once per (sequence, token, key head) by the team that then runs
+ * the tasks (no second parallel region: that costs ~10 us at T = 1). */
+static void token_scales(const deltarule_problem *p, float *qs, float *ks)
 {
     const float scale = deltarule_scale(p);
-    const ptrdiff_t stride = (ptrdiff_t)p->Hk * p->Dk;
-    for (int t = 0; t < n; t++) {
-        if (!p->use_qk_l2norm) { qs[t] = scale; ks[t] = 1.0f; continue; }
-        const float *qt = q + t * stride, *kt = k + t * stride;
+    const int T = p->T, Hk = p->Hk, Dk = p->Dk;
+#pragma omp for schedule(static)
+    for (long i = 0; i < (long)p->B * T * Hk; i++) {
+        const long b = i / ((long)T * Hk), t = (i / Hk) % T, hk = i % Hk;
+        const size_t o = ((size_t)b * Hk + hk) * T + t;
+        if (!p->use_qk_l2norm) { qs[o] = scale; ks[o] = 1.0f; continue; }
+        const float *q = p->q + i * Dk, *k = p->k + i * Dk;
         double sq = 0.0, sk = 0.0;
-        for (int d = 0; d < p->Dk; d++) { sq += (double)qt[d] * qt[d]; sk += (double)kt[d] * kt[d]; }
-        qs[t] = (float)(scale / sqrt(sq + 1e-6));
-        ks[t] = (float)(1.0 / sqrt(sk + 1e-6));
+#pragma omp simd reduction(+ : sq, sk)
+        for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
+        qs[o] = (float)(scale / sqrt(sq + 1e-6));
+        ks[o] = (float)(1.0 / sqrt(sk + 1e-6));
     }
 }
 
 typedef void (*colblock_fn)(const dr_colblock *);
+
+/* From this many tokens on, a column block is copied to a contiguous buffer
+ * first (see the task loop); copying costs about one token's pass. */
+#define PACK_MIN_TOKENS 4
 
 static void pick_kernel(int Dv, colblock_fn *fn, int *W)
 {
@@ -92,18 +99,21 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     int W;
     pick_kernel(Dv, &simd, &W);
     const int nblk = (Dv + W - 1) / W;
-    int failed = 0;
     const long ntask = (long)B * Hv * nblk;
+    float *scales = malloc(sizeof(float) * 2 * (size_t)B * Hk * T);
+    if (!scales) return -1;
+    float *qs = scales, *ks = scales + (size_t)B * Hk * T;
+    int failed = 0;
 #pragma omp parallel num_threads(o->threads > 0 ? o->threads : omp_get_max_threads())
     {
-        /* per thread: token scales, and a state block when the caller wants no final state */
-        float *scales = malloc(sizeof(float) * 2 * (size_t)T);
-        float *scratch = p->final_state ? NULL : malloc(sizeof(float) * (size_t)Dk * W);
-        const int ok = scales && (p->final_state || scratch);
+        /* per thread: a packed copy of the state block */
+        float *packed = malloc(sizeof(float) * (size_t)Dk * W);
+        const int ok = packed != NULL;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
+        token_scales(p, qs, ks); /* ends with the team's barrier */
 #pragma omp for schedule(dynamic)
         for (long task = 0; task < ntask; task++) {
             if (!ok) continue;
@@ -114,6 +124,8 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
             const int hk = h / (Hv / Hk), c0 = blk * W, ncols = Dv - c0 < W ? Dv - c0 : W;
             const int len = deltarule_valid_len(p, b);
             const size_t soff = ((size_t)b * Hv + h) * (size_t)Dk * Dv + c0;
+            const float *init = p->initial_state ? p->initial_state + soff : NULL;
+            float *fin = p->final_state ? p->final_state + soff : NULL;
             dr_colblock c = {
                 .Dk = Dk, .ncols = ncols, .ntok = len,
                 .q = p->q + ((size_t)b * T * Hk + hk) * Dk,
@@ -124,18 +136,30 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
                 .vo_stride = (ptrdiff_t)Hv * Dv,
                 .g = p->g + (size_t)b * T * Hv + h, .beta = p->beta + (size_t)b * T * Hv + h,
                 .gb_stride = Hv,
-                .qscale = scales, .kscale = scales + T,
-                .dst = p->final_state ? p->final_state + soff : scratch,
-                .dst_ld = p->final_state ? Dv : W,
+                .qscale = qs + ((size_t)b * Hk + hk) * T, .kscale = ks + ((size_t)b * Hk + hk) * T,
             };
-            token_scales(p, c.q, c.k, len, scales, scales + T);
-            if (p->initial_state) {
-                c.src = p->initial_state + soff;
-                c.src_ld = Dv;
-            } else { /* zero state: clear the destination and run in place */
-                for (int r = 0; r < Dk; r++) memset(c.dst + r * c.dst_ld, 0, sizeof(float) * ncols);
-                c.src = c.dst;
-                c.src_ld = c.dst_ld;
+            /* Rows of a block in the state are Dv floats apart: with Dv = 128
+             * they fall in a quarter of L1's sets and evict each other every
+             * token.  Over many tokens the block is worked on packed (rows W
+             * floats apart, contiguous); a short run works in place. */
+            const int use_packed = !fin || len >= PACK_MIN_TOKENS;
+            if (use_packed) {
+                for (int r = 0; r < Dk; r++)
+                    if (init) memcpy(packed + r * W, init + r * Dv, sizeof(float) * ncols);
+                    else memset(packed + r * W, 0, sizeof(float) * ncols);
+                c.src = c.dst = packed;
+                c.src_ld = c.dst_ld = W;
+            } else {
+                c.dst = fin;
+                c.dst_ld = Dv;
+                if (init) {
+                    c.src = init;
+                    c.src_ld = Dv;
+                } else { /* zero state: clear the destination and run in place */
+                    for (int r = 0; r < Dk; r++) memset(fin + r * Dv, 0, sizeof(float) * ncols);
+                    c.src = fin;
+                    c.src_ld = Dv;
+                }
             }
             if (len == 0) { /* nothing valid: the state passes through */
                 if (c.src != c.dst)
@@ -146,11 +170,13 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
             } else {
                 dr_colblock_generic(&c);
             }
+            if (use_packed && fin)
+                for (int r = 0; r < Dk; r++) memcpy(fin + r * Dv, packed + r * W, sizeof(float) * ncols);
             for (int t = len; t < T; t++) /* right padding gives zero output */
                 memset(c.o + (ptrdiff_t)t * c.vo_stride, 0, sizeof(float) * ncols);
         }
-        free(scratch);
-        free(scales);
+        free(packed);
     }
+    free(scales);
     return failed ? -1 : 0;
 }

@@ -1,7 +1,9 @@
 /* AVX2+FMA instance of the recurrent column-block kernel: 32 columns. */
 #include "recurrent_colblock.h"
+#include <immintrin.h>
 #include <math.h>
 #define VW 8
 #define FN dr_colblock_avx2
 #define TARGET "avx2,fma"
+#define BCAST(p) ((vf)_mm256_broadcast_ss(p))
 #include "recurrent_colblock_simd.inc"

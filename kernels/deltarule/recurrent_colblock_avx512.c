@@ -1,7 +1,9 @@
 /* AVX-512F instance of the recurrent column-block kernel: 64 columns. */
 #include "recurrent_colblock.h"
+#include <immintrin.h>
 #include <math.h>
 #define VW 16
 #define FN dr_colblock_avx512
 #define TARGET "avx512f"
+#define BCAST(p) ((vf)_mm512_set1_ps(*(p)))
 #include "recurrent_colblock_simd.inc"
