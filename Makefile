@@ -29,7 +29,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test run clean check-deps
+.PHONY: all test run clean check-deps plots
 all: $(BUILD)/q35lab
 
 $(BUILD)/obj/ref/%.o: CFLAGS_ALL += -ffp-contract=off
@@ -59,6 +59,12 @@ test: check-deps $(TEST_BINS) $(BUILD)/q35lab
 run: $(BUILD)/q35lab
 	./$(BUILD)/q35lab list
 	./$(BUILD)/q35lab check all --quick
+
+# Figures in results/ from the CSVs bench/run_deltarule.sh writes.
+plots:
+	@command -v gnuplot >/dev/null || { echo "gnuplot is missing: apt-get install -y gnuplot-nox"; exit 1; }
+	gnuplot bench/plots.gp
+	@ls -1 results/*.png
 
 clean:
 	rm -rf build build-san

@@ -13,6 +13,7 @@
 #include "counters.h"
 #include "cpu_features.h"
 #include "deltarule.h"
+#include "deltarule_crossover.h"
 #include "deltarule_inputs.h"
 #include "timing.h"
 
@@ -37,7 +38,8 @@ static const dr_bench_shape shapes[] = {
 typedef struct {
     dr_bench_shape shape;
     int Ts[16], nT, Bs[8], nB, threads[8], nthreads, reps, cold;
-    const char *impl, *counters, *json, *csv, *machine;
+    int chunks[8], nchunks; /* chunk sizes for the chunked forms; 0: their defaults */
+    const char *impl, *counters, *json, *csv, *machine, *crossover;
 } dr_bench_config;
 
 static int parse_shape(const char *s, dr_bench_shape *out)
@@ -58,7 +60,8 @@ static int parse_args(int argc, char **argv, dr_bench_config *c)
 {
     *c = (dr_bench_config){.shape = shapes[0], .Ts = {1, 64, 512, 2048}, .nT = 4, .Bs = {1}, .nB = 1,
                            .threads = {omp_get_num_procs()}, .nthreads = 1, .reps = 10, .impl = "all",
-                           .counters = "default", .machine = "results/machine.json"};
+                           .counters = "default", .machine = "results/machine.json",
+                           .crossover = DR_CROSSOVER_FILE};
     const char *v;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -69,6 +72,8 @@ static int parse_args(int argc, char **argv, dr_bench_config *c)
         else if (!strcmp(a, "--json")) c->json = v;
         else if (!strcmp(a, "--csv")) c->csv = v;
         else if (!strcmp(a, "--machine")) c->machine = v;
+        else if (!strcmp(a, "--crossover")) c->crossover = v;
+        else if (!strcmp(a, "--chunk")) { if ((c->nchunks = cli_int_list(v, c->chunks, 8, 1, 1024)) < 0) goto bad; }
         else if (!strcmp(a, "--shape")) { if (parse_shape(v, &c->shape)) return -1; }
         else if (!strcmp(a, "--reps")) { if (cli_int(a, v, 1, 100000, &c->reps)) return -1; }
         else if (!strcmp(a, "--T")) { if ((c->nT = cli_int_list(v, c->Ts, 16, 1, 1 << 20)) < 0) goto bad; }
@@ -133,10 +138,10 @@ static void ring_free(state_ring *r)
 
 /* Times `reps` runs of one implementation; the state is updated in place
  * (final_state == initial_state), as a model does. */
-static int time_impl(const deltarule_impl *im, dr_case *c, state_ring *ring, int reps, int threads,
+static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring *ring, int reps, int threads,
                      q35_counters *ctr, double *times, char *err, size_t errlen)
 {
-    deltarule_opts o = {.threads = threads};
+    deltarule_opts o = {.threads = threads, .chunk = chunk};
     deltarule_problem p = c->p;
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up, not timed */
         float *s = ring->state[(r + 1) % ring->n];
@@ -150,6 +155,49 @@ static int time_impl(const deltarule_impl *im, dr_case *c, state_ring *ring, int
         if (r >= 0) times[r] = t1 - t0;
     }
     return 0;
+}
+
+/* Medians of recurrent and chunked per (T index, thread index), for auto. */
+typedef struct {
+    double rec[16][8], chk[16][8];
+} crossover_medians;
+
+static void record_crossover(crossover_medians *x, const char *impl, int it, int ith, double median)
+{
+    if (!strcmp(impl, "recurrent")) x->rec[it][ith] = median;
+    if (!strcmp(impl, "chunked")) x->chk[it][ith] = median;
+}
+
+/* Writes auto's crossover when both forms were measured at two or more T
+ * (ascending) for every thread count; otherwise leaves the file alone. */
+static void write_crossover(const dr_bench_config *c, const crossover_medians *x)
+{
+    if (c->nT < 2 || c->cold || !strcmp(c->crossover, "none")) return;
+    for (int i = 1; i < c->nT; i++)
+        if (c->Ts[i] <= c->Ts[i - 1]) return;
+    int from[8];
+    for (int th = 0; th < c->nthreads; th++) {
+        double rec[16], chk[16];
+        for (int i = 0; i < c->nT; i++) {
+            rec[i] = x->rec[i][th];
+            chk[i] = x->chk[i][th];
+            if (rec[i] <= 0 || chk[i] <= 0) return;
+        }
+        from[th] = dr_crossover_from_medians(c->Ts, rec, chk, c->nT);
+    }
+    char what[160], err[256];
+    snprintf(what, sizeof what, "bench deltarule, shape %s, B=%d, %d reps", c->shape.name, c->Bs[0], c->reps);
+    if (dr_crossover_write(c->crossover, c->threads, from, c->nthreads, what, err, sizeof err))
+        fprintf(stderr, "q35lab: %s\n", err);
+    else {
+        printf("\nauto: crossover written to %s:", c->crossover);
+        for (int th = 0; th < c->nthreads; th++) {
+            printf(" %d thread%s: ", c->threads[th], c->threads[th] > 1 ? "s" : "");
+            if (from[th]) printf("chunked from T=%d;", from[th]);
+            else printf("recurrent always;");
+        }
+        printf("\n");
+    }
 }
 
 int bench_deltarule(int argc, char **argv)
@@ -176,6 +224,7 @@ int bench_deltarule(int argc, char **argv)
            sh->Hv, sh->Dk, sh->Dv, cfg.cold ? "cold (rotating over layers)" : "warm", cfg.reps,
            cpu_isa_name(cpu_isa()));
     int rc = 0;
+    crossover_medians xo = {0};
     for (int ib = 0; ib < cfg.nB && !rc; ib++)
         for (int it = 0; it < cfg.nT && !rc; it++)
             for (int ith = 0; ith < cfg.nthreads && !rc; ith++) {
@@ -194,28 +243,38 @@ int bench_deltarule(int argc, char **argv)
                 const double bytes = 4.0 * ((double)dr_state_elems(&c.p) * 2 + 2.0 * dr_qk_elems(&c.p) +
                                             2.0 * dr_v_elems(&c.p) + 2.0 * dr_gate_elems(&c.p));
                 bench_row_begin(&rep, B, T, th);
+                char labels[BENCH_MAX_IMPLS][48];
+                int nl = 0;
                 for (int i = 0; i < deltarule_n_impls && !rc; i++) {
                     const deltarule_impl *im = &deltarule_impls[i];
                     if (!impl_selected(&cfg, im->name) || (im->available && !im->available())) continue;
-                    double *times = calloc(cfg.reps, sizeof *times);
-                    if (ctr) q35_counters_reset(ctr);
-                    q35_load_mark lm;
-                    q35_load_begin(&lm);
-                    bench_progress("deltarule", im->name, B, T, th);
-                    if (!times || time_impl(im, &c, &ring, cfg.reps, th, ctr, times, err, sizeof err)) {
-                        fprintf(stderr, "q35lab: bench %s: %s\n", im->name, times ? err : "out of memory");
-                        rc = 2;
-                    } else {
-                        bench_result r = {.impl = im->name, .stats = q35_stats_of(times, cfg.reps),
-                                          .flops = flops, .bytes = bytes, .tokens = (double)B * T,
-                                          .other_load = q35_load_end_other_fraction(&lm)};
-                        if (have_limits) {
-                            r.peak_gflops = q35_limit_fma_peak(&lim, th);
-                            r.bw_gbs = q35_limit_mem_bw(&lim, "triad", th);
+                    const int variants = im->defaults.chunk > 0 && cfg.nchunks ? cfg.nchunks : 1;
+                    for (int v = 0; v < variants && !rc && nl < BENCH_MAX_IMPLS; v++) {
+                        const int chunk = variants > 1 || cfg.nchunks ? (im->defaults.chunk > 0 ? cfg.chunks[v] : 0) : 0;
+                        if (chunk) snprintf(labels[nl], sizeof labels[nl], "%s@%d", im->name, chunk);
+                        else snprintf(labels[nl], sizeof labels[nl], "%s", im->name);
+                        double *times = calloc(cfg.reps, sizeof *times);
+                        if (ctr) q35_counters_reset(ctr);
+                        q35_load_mark lm;
+                        q35_load_begin(&lm);
+                        bench_progress("deltarule", labels[nl], B, T, th);
+                        if (!times || time_impl(im, chunk, &c, &ring, cfg.reps, th, ctr, times, err, sizeof err)) {
+                            fprintf(stderr, "q35lab: bench %s: %s\n", labels[nl], times ? err : "out of memory");
+                            rc = 2;
+                        } else {
+                            bench_result r = {.impl = labels[nl], .stats = q35_stats_of(times, cfg.reps),
+                                              .flops = flops, .bytes = bytes, .tokens = (double)B * T,
+                                              .other_load = q35_load_end_other_fraction(&lm)};
+                            if (have_limits) {
+                                r.peak_gflops = q35_limit_fma_peak(&lim, th);
+                                r.bw_gbs = q35_limit_mem_bw(&lim, "triad", th);
+                            }
+                            bench_result_add(&rep, &r, ctr, cfg.reps);
+                            if (ib == 0 && !chunk) record_crossover(&xo, im->name, it, ith, r.stats.median);
                         }
-                        bench_result_add(&rep, &r, ctr, cfg.reps);
+                        free(times);
+                        nl++;
                     }
-                    free(times);
                 }
                 bench_row_end(&rep);
                 ring_free(&ring);
@@ -223,5 +282,6 @@ int bench_deltarule(int argc, char **argv)
             }
     bench_report_close(&rep);
     q35_counters_close(ctr);
+    if (!rc) write_crossover(&cfg, &xo);
     return rc;
 }

@@ -72,7 +72,7 @@ int bench_report_open(bench_report *r, const char *family, const char *json, con
     if (csv_new)
         fprintf(r->csv, "date,commit,cpu,family,impl,B,T,threads,median_s,min_s,max_s,ci95_lo_s,ci95_hi_s,"
                         "tokens_per_s,gflops,gbs,arith_intensity,pct_fma_peak,pct_bw,ratio_to_fastest,"
-                        "other_load,busy\n");
+                        "other_load,busy,peak_gflops,bw_gbs\n");
     (void)json_new;
     return 0;
 }
@@ -125,11 +125,11 @@ void bench_row_end(bench_report *r)
             printf("%s %s=%.4g", shown++ ? "" : "      per run:", nm, x->counter_per_run[k]);
         }
         if (shown) printf("\n");
-        fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d\n",
+        fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d,%.6g,%.6g\n",
                 r->date, r->commit, r->cpu, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min,
                 x->stats.max, x->stats.ci95_lo, x->stats.ci95_hi, x->tokens / t, gf, gb, x->flops / x->bytes,
                 x->peak_gflops > 0 ? 100.0 * gf / x->peak_gflops : NAN, x->bw_gbs > 0 ? 100.0 * gb / x->bw_gbs : NAN,
-                t / best, x->other_load, busy(x));
+                t / best, x->other_load, busy(x), x->peak_gflops, x->bw_gbs);
         fprintf(r->json, "{\"meta\":%s,\"family\":\"%s\",\"impl\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
                          "\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g,\"ci95_s\":[%.9g,%.9g],\"reps\":%d,"
                          "\"flops\":%.6g,\"bytes\":%.6g,\"tokens_per_s\":%.6g,\"gflops\":%.6g,\"gbs\":%.6g,"

@@ -176,6 +176,47 @@ static int check_golden(const char *path, const char *impl_name)
     return failed ? 1 : 0;
 }
 
+/* Error against T (random regime, Qwen3.5 head size): the data behind the
+ * error plot in results/.  One CSV row per implementation and T. */
+static int error_sweep(const int *Ts, int nT, const char *csv_path)
+{
+    FILE *f = fopen(csv_path, "w");
+    if (!f) { fprintf(stderr, "q35lab: cannot write %s\n", csv_path); return 2; }
+    fprintf(f, "impl,T,regime,normwise,maxabs\n");
+    char err[256];
+    for (int i = 0; i < nT; i++)
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            if (r == DR_REGIME_LONG) continue; /* T is the variable here */
+            dr_shape s = {1, Ts[i], 2, 2, 128, 128, 1, 0};
+            dr_case c;
+            float *ro, *rs;
+            if (dr_case_make(&c, &s, r, 1, err, sizeof err) || dr_case_alloc_outputs(&c, &ro, &rs)) {
+                fprintf(stderr, "q35lab: %s\n", err);
+                fclose(f);
+                return 2;
+            }
+            deltarule_problem pr = c.p;
+            pr.out = ro;
+            pr.final_state = rs;
+            int rc = deltarule_run(deltarule_find("ref"), &pr, NULL, err, sizeof err);
+            for (int k = 0; k < deltarule_n_impls && !rc; k++) {
+                const deltarule_impl *im = &deltarule_impls[k];
+                if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
+                if ((rc = deltarule_run(im, &c.p, NULL, err, sizeof err))) break;
+                err_stats e = err_worst(err_compare(c.out, ro, dr_v_elems(&c.p)),
+                                        err_compare(c.final_state, rs, dr_state_elems(&c.p)));
+                fprintf(f, "%s,%d,%s,%.4g,%.4g\n", im->name, Ts[i], dr_regime_name(r), e.normwise, e.maxabs);
+            }
+            free(ro); free(rs); dr_case_free(&c);
+            if (rc) { fprintf(stderr, "q35lab: %s\n", err); fclose(f); return 2; }
+            if (isatty(2)) fprintf(stderr, "\r[error sweep] T=%d %s        ", Ts[i], dr_regime_name(r));
+        }
+    if (isatty(2)) fprintf(stderr, "\n");
+    fclose(f);
+    printf("wrote %s\n", csv_path);
+    return 0;
+}
+
 int cmd_check(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "deltarule") && strcmp(argv[1], "all"))) {
@@ -186,10 +227,18 @@ int cmd_check(int argc, char **argv)
     dr_check_config cfg = {0};
     int chunks[8];
     const char *json = NULL, *golden = NULL, *impl = "all", *v;
-    int markdown = 0;
+    int markdown = 0, sweepT[16], nsweep = 0;
+    const char *csv = NULL;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) cfg.quick = 1;
         else if (!strcmp(argv[i], "--markdown")) markdown = 1;
+        else if (!strcmp(argv[i], "--csv")) { if (!(csv = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--error-vs-T")) {
+            if (!(v = cli_value(argc, argv, &i)) || (nsweep = cli_int_list(v, sweepT, 16, 1, 1 << 20)) < 0) {
+                fprintf(stderr, "q35lab: --error-vs-T expects up to 16 sequence lengths, e.g. 1,64,1024\n");
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--impl")) { if (!(impl = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(argv[i], "--json")) { if (!(json = cli_value(argc, argv, &i))) return 2; }
         else if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
@@ -212,6 +261,7 @@ int cmd_check(int argc, char **argv)
         return 2;
     }
     if (golden) return check_golden(golden, impl);
+    if (nsweep) return error_sweep(sweepT, nsweep, csv ? csv : "results/deltarule_error_vs_T.csv");
     cfg.only_impl = impl;
     cfg.progress = progress;
     return check_sweep(&cfg, json, markdown);

@@ -23,5 +23,6 @@ int cmd_list(int argc, char **argv)
             if (im->claims & DR_CLAIM(r)) printf(" %s", dr_regime_name(r));
         printf("\n");
     }
+    printf("  auto's crossover: %s\n", deltarule_auto_crossover()->source);
     return 0;
 }

@@ -1,11 +1,13 @@
 /* q35lab: list, check and golden for the kernel families. */
 #include "cli.h"
+#include "deltarule_crossover.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -58,8 +60,25 @@ int cli_int_list(const char *s, int *out, int max, int lo, int hi)
     return n ? n : -1;
 }
 
+/* OpenMP threads that spin while waiting steal the core of any other
+ * process on a shared machine (llama.cpp's 2-thread figures collapsed 10-20x
+ * that way here).  libgomp reads its spin limit when it is loaded, before
+ * main, so when the user has set neither knob we set a short one (~10k spins,
+ * a few microseconds: decode steps are ~50 us apart) and re-execute once. */
+static void bound_openmp_spinning(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    setenv("GOMP_SPINCOUNT", "10000", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on with libgomp's default */
+}
+
 int main(int argc, char **argv)
 {
+    bound_openmp_spinning(argv);
+    char err[256];
+    if (!access(DR_CROSSOVER_FILE, R_OK) && dr_crossover_load(DR_CROSSOVER_FILE, err, sizeof err))
+        fprintf(stderr, "q35lab: ignoring %s (auto uses its built-in default)\n", err);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

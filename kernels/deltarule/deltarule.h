@@ -98,10 +98,22 @@ static inline int deltarule_valid_len(const deltarule_problem *p, int b)
     return n < 0 ? 0 : (n > p->T ? p->T : n);
 }
 
+/* auto's crossover table: per thread count, the T from which `chunked`
+ * beats `recurrent` (0: never).  Measured by `q35lab bench deltarule`. */
+#define DR_CROSSOVER_MAX_THREADS 65
+typedef struct {
+    int chunked_from_T[DR_CROSSOVER_MAX_THREADS];
+    char source[160];
+} deltarule_crossover;
+void deltarule_auto_configure(const deltarule_crossover *x);
+const deltarule_crossover *deltarule_auto_crossover(void);
+const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const deltarule_opts *o);
+
 /* The implementations (one file each). */
 int deltarule_ref(const deltarule_problem *p, const deltarule_opts *o);       /* ref/ */
 int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o);
 int deltarule_chunked(const deltarule_problem *p, const deltarule_opts *o);
 int deltarule_neumann(const deltarule_problem *p, const deltarule_opts *o);
+int deltarule_auto(const deltarule_problem *p, const deltarule_opts *o);
 
 #endif

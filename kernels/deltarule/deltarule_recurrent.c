@@ -78,9 +78,13 @@ static void token_scales(const deltarule_problem *p, float *qs, float *ks)
 
 typedef void (*colblock_fn)(const dr_colblock *);
 
-/* From this many tokens on, a column block is copied to a contiguous buffer
- * first (see the task loop); copying costs about one token's pass. */
+/* From this many tokens on, column blocks are copied to a contiguous buffer
+ * first (see run_group); copying costs about one token's pass. */
 #define PACK_MIN_TOKENS 4
+/* Tokens per time block: every column block of a head runs these tokens
+ * before the next ones, so their q/k/v rows (~1 KiB a token) are read from
+ * memory once and from L2 by the other column blocks. */
+#define TIME_BLOCK 256
 
 static void pick_kernel(int Dv, colblock_fn *fn, int *W)
 {
@@ -92,89 +96,109 @@ static void pick_kernel(int Dv, colblock_fn *fn, int *W)
     if (Dv < *W) { *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; }
 }
 
+typedef struct {
+    const deltarule_problem *p;
+    colblock_fn simd;
+    int W, nblk, group;       /* block width, blocks per head, blocks per task */
+    const float *qs, *ks;     /* token scales [B, Hk, T] */
+} recurrent_plan;
+
+static void run_block(const recurrent_plan *pl, dr_colblock *c, int ncols)
+{
+    if (ncols == pl->W && pl->simd != dr_colblock_generic) pl->simd(c);
+    else dr_colblock_generic(c);
+}
+
+/* Column blocks [blk0, blk0 + group) of head (b, h), all tokens.  packed:
+ * group * Dk * W floats of this thread's. */
+static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *packed)
+{
+    const deltarule_problem *p = pl->p;
+    const int T = p->T, Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, Dv = p->Dv, W = pl->W;
+    const int hk = h / (Hv / Hk), len = deltarule_valid_len(p, b);
+    const int nb = blk0 + pl->group <= pl->nblk ? pl->group : pl->nblk - blk0;
+    const size_t head = ((size_t)b * Hv + h) * (size_t)Dk * Dv;
+    const float *init = p->initial_state ? p->initial_state + head : NULL;
+    float *fin = p->final_state ? p->final_state + head : NULL;
+    const dr_colblock base = {
+        .Dk = Dk, .qk_stride = (ptrdiff_t)Hk * Dk, .vo_stride = (ptrdiff_t)Hv * Dv, .gb_stride = Hv,
+        .q = p->q + ((size_t)b * T * Hk + hk) * Dk, .k = p->k + ((size_t)b * T * Hk + hk) * Dk,
+        .v = p->v + ((size_t)b * T * Hv + h) * Dv, .o = p->out + ((size_t)b * T * Hv + h) * Dv,
+        .g = p->g + (size_t)b * T * Hv + h, .beta = p->beta + (size_t)b * T * Hv + h,
+        .qscale = pl->qs + ((size_t)b * Hk + hk) * T, .kscale = pl->ks + ((size_t)b * Hk + hk) * T,
+    };
+    /* Rows of a block in the state are Dv floats apart: with Dv = 128 they
+     * fall in a quarter of L1's sets and evict each other every token.  Over
+     * many tokens blocks are worked on packed (rows W floats apart); a short
+     * run (decode) works in place on the caller's state. */
+    const int use_packed = !fin || len >= PACK_MIN_TOKENS;
+    for (int i = 0; i < nb; i++) {
+        const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
+        float *dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
+        const ptrdiff_t ld = use_packed ? W : Dv;
+        for (int r = 0; r < Dk; r++) {
+            if (init && (use_packed || init != fin)) memmove(dst + r * ld, init + c0 + (size_t)r * Dv, sizeof(float) * ncols);
+            else if (!init) memset(dst + r * ld, 0, sizeof(float) * ncols);
+        }
+        for (int t = len; t < T; t++) /* right padding gives zero output */
+            memset(base.o + (ptrdiff_t)t * base.vo_stride + c0, 0, sizeof(float) * ncols);
+    }
+    for (int t0 = 0; t0 < len; t0 += TIME_BLOCK)
+        for (int i = 0; i < nb; i++) {
+            const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
+            dr_colblock c = base;
+            c.ncols = ncols;
+            c.ntok = len - t0 < TIME_BLOCK ? len - t0 : TIME_BLOCK;
+            c.q += t0 * c.qk_stride; c.k += t0 * c.qk_stride;
+            c.v += t0 * c.vo_stride + c0; c.o += t0 * c.vo_stride + c0;
+            c.g += t0 * c.gb_stride; c.beta += t0 * c.gb_stride;
+            c.qscale += t0; c.kscale += t0;
+            c.dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
+            c.dst_ld = use_packed ? W : Dv;
+            c.src = c.dst; /* the state was put in place above */
+            c.src_ld = c.dst_ld;
+            run_block(pl, &c, ncols);
+        }
+    if (use_packed && fin)
+        for (int i = 0; i < nb; i++) {
+            const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
+            for (int r = 0; r < Dk; r++)
+                memcpy(fin + c0 + (size_t)r * Dv, packed + (size_t)i * Dk * W + (size_t)r * W, sizeof(float) * ncols);
+        }
+}
+
 int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
 {
     const int B = p->B, T = p->T, Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, Dv = p->Dv;
-    colblock_fn simd;
-    int W;
-    pick_kernel(Dv, &simd, &W);
-    const int nblk = (Dv + W - 1) / W;
-    const long ntask = (long)B * Hv * nblk;
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    recurrent_plan pl = {.p = p};
+    pick_kernel(Dv, &pl.simd, &pl.W);
+    pl.nblk = (Dv + pl.W - 1) / pl.W;
+    /* Whole heads per task when there are enough heads to keep every thread
+     * busy (time blocking then shares the token rows between blocks); single
+     * column blocks otherwise. */
+    pl.group = (long)B * Hv >= 2L * threads ? pl.nblk : 1;
+    const int groups = (pl.nblk + pl.group - 1) / pl.group;
+    const long ntask = (long)B * Hv * groups;
     float *scales = malloc(sizeof(float) * 2 * (size_t)B * Hk * T);
     if (!scales) return -1;
-    float *qs = scales, *ks = scales + (size_t)B * Hk * T;
+    pl.qs = scales;
+    pl.ks = scales + (size_t)B * Hk * T;
     int failed = 0;
-#pragma omp parallel num_threads(o->threads > 0 ? o->threads : omp_get_max_threads())
+#pragma omp parallel num_threads(threads)
     {
-        /* per thread: a packed copy of the state block */
-        float *packed = malloc(sizeof(float) * (size_t)Dk * W);
+        float *packed = malloc(sizeof(float) * (size_t)pl.group * Dk * pl.W);
         const int ok = packed != NULL;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
-        token_scales(p, qs, ks); /* ends with the team's barrier */
+        token_scales(p, scales, scales + (size_t)B * Hk * T); /* ends with the team's barrier */
+        /* Head fastest: tasks running at the same time are other heads, so
+         * no two threads write neighbouring bytes of one output row. */
 #pragma omp for schedule(dynamic)
-        for (long task = 0; task < ntask; task++) {
-            if (!ok) continue;
-            /* Column block slowest: tasks running at the same time are other
-             * heads, so no two threads write neighbouring bytes of one output
-             * row every token (false sharing). */
-            const int h = (int)(task % Hv), b = (int)((task / Hv) % B), blk = (int)(task / Hv / B);
-            const int hk = h / (Hv / Hk), c0 = blk * W, ncols = Dv - c0 < W ? Dv - c0 : W;
-            const int len = deltarule_valid_len(p, b);
-            const size_t soff = ((size_t)b * Hv + h) * (size_t)Dk * Dv + c0;
-            const float *init = p->initial_state ? p->initial_state + soff : NULL;
-            float *fin = p->final_state ? p->final_state + soff : NULL;
-            dr_colblock c = {
-                .Dk = Dk, .ncols = ncols, .ntok = len,
-                .q = p->q + ((size_t)b * T * Hk + hk) * Dk,
-                .k = p->k + ((size_t)b * T * Hk + hk) * Dk,
-                .qk_stride = (ptrdiff_t)Hk * Dk,
-                .v = p->v + ((size_t)b * T * Hv + h) * Dv + c0,
-                .o = p->out + ((size_t)b * T * Hv + h) * Dv + c0,
-                .vo_stride = (ptrdiff_t)Hv * Dv,
-                .g = p->g + (size_t)b * T * Hv + h, .beta = p->beta + (size_t)b * T * Hv + h,
-                .gb_stride = Hv,
-                .qscale = qs + ((size_t)b * Hk + hk) * T, .kscale = ks + ((size_t)b * Hk + hk) * T,
-            };
-            /* Rows of a block in the state are Dv floats apart: with Dv = 128
-             * they fall in a quarter of L1's sets and evict each other every
-             * token.  Over many tokens the block is worked on packed (rows W
-             * floats apart, contiguous); a short run works in place. */
-            const int use_packed = !fin || len >= PACK_MIN_TOKENS;
-            if (use_packed) {
-                for (int r = 0; r < Dk; r++)
-                    if (init) memcpy(packed + r * W, init + r * Dv, sizeof(float) * ncols);
-                    else memset(packed + r * W, 0, sizeof(float) * ncols);
-                c.src = c.dst = packed;
-                c.src_ld = c.dst_ld = W;
-            } else {
-                c.dst = fin;
-                c.dst_ld = Dv;
-                if (init) {
-                    c.src = init;
-                    c.src_ld = Dv;
-                } else { /* zero state: clear the destination and run in place */
-                    for (int r = 0; r < Dk; r++) memset(fin + r * Dv, 0, sizeof(float) * ncols);
-                    c.src = fin;
-                    c.src_ld = Dv;
-                }
-            }
-            if (len == 0) { /* nothing valid: the state passes through */
-                if (c.src != c.dst)
-                    for (int r = 0; r < Dk; r++)
-                        memmove(c.dst + r * c.dst_ld, c.src + r * c.src_ld, sizeof(float) * ncols);
-            } else if (ncols == W && simd != dr_colblock_generic) {
-                simd(&c);
-            } else {
-                dr_colblock_generic(&c);
-            }
-            if (use_packed && fin)
-                for (int r = 0; r < Dk; r++) memcpy(fin + r * Dv, packed + r * W, sizeof(float) * ncols);
-            for (int t = len; t < T; t++) /* right padding gives zero output */
-                memset(c.o + (ptrdiff_t)t * c.vo_stride, 0, sizeof(float) * ncols);
-        }
+        for (long task = 0; task < ntask; task++)
+            if (ok) run_group(&pl, (int)((task / Hv) % B), (int)(task % Hv), (int)(task / Hv / B) * pl.group, packed);
         free(packed);
     }
     free(scales);

@@ -35,6 +35,8 @@ const deltarule_impl deltarule_impls[] = {
      deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_BLOCKED}, DR_CLAIM_ALL, 1e-5, NULL, NEUMANN_SOLVERS},
     {"neumann-dense", "chunkwise, dense Neumann product (I-A)(I+A^2)(I+A^4)... over the chunk",
      deltarule_neumann, {.chunk = 64, .solver = DR_SOLVER_NEUMANN_DENSE}, NEUMANN_DENSE_CLAIMS, 1e-5, NULL, NEUMANN_SOLVERS},
+    {"auto", "the fastest of recurrent / chunked for this T and thread count (measured crossover)",
+     deltarule_auto, {0}, DR_CLAIM_ALL, 1e-5, NULL, 0},
 };
 const int deltarule_n_impls = (int)(sizeof deltarule_impls / sizeof deltarule_impls[0]);
 

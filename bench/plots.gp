@@ -1,0 +1,47 @@
+# make plots: the delta-rule figures in results/ from the CSV files that
+# bench/run_deltarule.sh writes.  Columns: see bench/bench_report.c.
+set datafile separator ","
+set terminal pngcairo size 900,600 noenhanced font ",11"
+set key outside right top
+set grid
+impls = "recurrent chunked chunked-blocked neumann neumann-dense"
+warm = "results/deltarule_warm.csv"
+errs = "results/deltarule_error_vs_T.csv"
+
+# 1. time per token against T, 2 threads
+set output "results/deltarule_time_per_token.png"
+set title "Gated delta rule, Qwen3.5-0.8B shape (16 heads, 128x128 state), B=1, 2 threads"
+set logscale xy
+set xlabel "sequence length T (tokens)"
+set ylabel "median time per token (us)"
+plot for [im in impls] warm using (strcol(5) eq im && $8 == 2 ? $7 : NaN):(1e6 * $9 / $7) \
+     with linespoints lw 2 title im
+
+# 2. roofline: useful GFLOP/s (recurrent-form flops) against arithmetic
+#    intensity, under the calibrated FMA peak and memory-bandwidth roof
+set output "results/deltarule_roofline.png"
+set title "Roofline, 2 threads (roofs from results/machine.json via calibrate)"
+set xlabel "arithmetic intensity (useful flops / byte)"
+set ylabel "GFLOP/s"
+stats warm using ($8 == 2 ? $23 : NaN) name "PEAK" nooutput
+stats warm using ($8 == 2 ? $24 : NaN) name "BW" nooutput
+set xrange [0.1:200]
+set yrange [1:400]
+roof(x) = (BW_max * x < PEAK_max) ? BW_max * x : PEAK_max
+plot roof(x) with lines lw 3 lc rgb "black" title sprintf("roof: %.0f GFLOP/s, %.0f GB/s", PEAK_max, BW_max), \
+     for [im in impls] warm using (strcol(5) eq im && $8 == 2 ? $17 : NaN):15 with points pt 7 ps 1.5 title im
+
+# 3. error against T (normwise, against the double reference)
+set output "results/deltarule_error_vs_T.png"
+set title "Normwise error vs the double reference, Dk=Dv=128"
+set xlabel "sequence length T"
+set ylabel "||x - ref|| / ||ref||"
+set autoscale
+set yrange [1e-8:10]
+set multiplot layout 1,2
+set title "random keys"
+set key inside top left
+plot for [im in impls] errs using (strcol(1) eq im && strcol(3) eq "random" ? $2 : NaN):4 with linespoints lw 2 title im
+set title "correlated keys (cosine ~0.9)"
+plot for [im in impls] errs using (strcol(1) eq im && strcol(3) eq "correlated-keys" ? $2 : NaN):4 with linespoints lw 2 title im
+unset multiplot
