@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     const char *name;
@@ -114,11 +115,32 @@ typedef struct {
     float **state;
     int n;
     size_t elems;
+    float *flush;       /* --cold: streamed between repetitions, outside the timing */
+    size_t flush_elems;
 } state_ring;
 
-static int ring_make(state_ring *r, const dr_case *c, int layers)
+/* Reads the flush buffer so the next run finds neither its state nor its
+ * inputs in cache: in a real model the layer's weights (hundreds of MB)
+ * stream through the caches between two visits of one layer's state, and
+ * 18 layers' states alone (18 MiB) would still fit this CPU's 32 MiB L3. */
+static void flush_caches(const state_ring *r)
+{
+    volatile float sink = 0.0f;
+    float acc = 0.0f;
+    for (size_t i = 0; i < r->flush_elems; i += 16) acc += r->flush[i];
+    sink = acc;
+    (void)sink;
+}
+
+static int ring_make(state_ring *r, const dr_case *c, int layers, int cold)
 {
     r->n = layers;
+    if (cold) {
+        long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+        r->flush_elems = (size_t)(l3 > 0 ? 2 * l3 : 64L << 20) / sizeof(float);
+        if (!(r->flush = q35_alloc_huge(r->flush_elems * sizeof(float)))) return -1;
+        for (size_t i = 0; i < r->flush_elems; i++) r->flush[i] = 1.0f;
+    }
     r->elems = dr_state_elems(&c->p);
     r->state = calloc(layers, sizeof *r->state);
     if (!r->state) return -1;
@@ -134,6 +156,7 @@ static void ring_free(state_ring *r)
     for (int i = 0; i < r->n && r->state; i++)
         if (r->state[i]) q35_free_huge(r->state[i], r->elems * sizeof(float));
     free(r->state);
+    if (r->flush) q35_free_huge(r->flush, r->flush_elems * sizeof(float));
 }
 
 /* Times `reps` runs of one implementation; the state is updated in place
@@ -146,6 +169,7 @@ static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up, not timed */
         float *s = ring->state[(r + 1) % ring->n];
         p.initial_state = p.final_state = s;
+        if (ring->flush) flush_caches(ring);
         if (r >= 0 && ctr) q35_counters_start(ctr);
         const double t0 = q35_now();
         const int rc = deltarule_run(im, &p, &o, err, errlen);
@@ -233,7 +257,7 @@ int bench_deltarule(int argc, char **argv)
                 dr_case c;
                 state_ring ring = {0};
                 if (dr_case_make(&c, &s, DR_REGIME_RANDOM, 1, err, sizeof err) ||
-                    ring_make(&ring, &c, cfg.cold ? sh->deltanet_layers : 1)) {
+                    ring_make(&ring, &c, cfg.cold ? sh->deltanet_layers : 1, cfg.cold)) {
                     fprintf(stderr, "q35lab: bench: %s\n", err[0] ? err : "out of memory");
                     ring_free(&ring);
                     rc = 2;

@@ -14,8 +14,9 @@ set title "Gated delta rule, Qwen3.5-0.8B shape (16 heads, 128x128 state), B=1, 
 set logscale xy
 set xlabel "sequence length T (tokens)"
 set ylabel "median time per token (us)"
-plot for [im in impls] warm using (strcol(5) eq im && $8 == 2 ? $7 : NaN):(1e6 * $9 / $7) \
-     with linespoints lw 2 title im
+# rows of one implementation at 2 threads, so each line is drawn unbroken
+rows(f, im) = sprintf("< awk -F, '$5 == \"%s\" && $8 == 2' %s", im, f)
+plot for [im in impls] rows(warm, im) using 7:(1e6 * $9 / $7) with linespoints lw 2 title im
 
 # 2. roofline: useful GFLOP/s (recurrent-form flops) against arithmetic
 #    intensity, under the calibrated FMA peak and memory-bandwidth roof
@@ -29,7 +30,7 @@ set xrange [0.1:200]
 set yrange [1:400]
 roof(x) = (BW_max * x < PEAK_max) ? BW_max * x : PEAK_max
 plot roof(x) with lines lw 3 lc rgb "black" title sprintf("roof: %.0f GFLOP/s, %.0f GB/s", PEAK_max, BW_max), \
-     for [im in impls] warm using (strcol(5) eq im && $8 == 2 ? $17 : NaN):15 with points pt 7 ps 1.5 title im
+     for [im in impls] rows(warm, im) using 17:15 with points pt 7 ps 1.5 title im
 
 # 3. error against T (normwise, against the double reference)
 set output "results/deltarule_error_vs_T.png"
@@ -38,10 +39,12 @@ set xlabel "sequence length T"
 set ylabel "||x - ref|| / ||ref||"
 set autoscale
 set yrange [1e-8:10]
+set format y "%.0e"
 set multiplot layout 1,2
 set title "random keys"
 set key inside top left
-plot for [im in impls] errs using (strcol(1) eq im && strcol(3) eq "random" ? $2 : NaN):4 with linespoints lw 2 title im
+erows(im, regime) = sprintf("< awk -F, '$1 == \"%s\" && $3 == \"%s\"' %s", im, regime, errs)
+plot for [im in impls] erows(im, "random") using 2:4 with linespoints lw 2 title im
 set title "correlated keys (cosine ~0.9)"
-plot for [im in impls] errs using (strcol(1) eq im && strcol(3) eq "correlated-keys" ? $2 : NaN):4 with linespoints lw 2 title im
+plot for [im in impls] erows(im, "correlated-keys") using 2:4 with linespoints lw 2 title im
 unset multiplot

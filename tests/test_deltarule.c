@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cpu_features.h"
+#include "counters.h"
 #include "deltarule.h"
 #include "deltarule_golden.h"
 #include "deltarule_inputs.h"
@@ -1262,6 +1263,41 @@ static void test_invalid_solver_for_impl(void **state)
     dr_case_free(&c);
 }
 
+/* The software-defined counters a run adds are the problem's analytic work
+ * (docs/counters.md): recurrent-form flops 6*Dk*Dv per valid token and value
+ * head, state read and written once, every input datum once, and for the
+ * chunked forms one chunk and one solve per ceil(len/C) per head. */
+static void test_sde_counts_match_analytic(void **state)
+{
+    (void)state;
+    const dr_shape s = {3, 70, 2, 4, 48, 100, 1, 1};
+    dr_case c;
+    char err[256];
+    assert_int_equal(dr_case_make(&c, &s, DR_REGIME_RANDOM, 5, err, sizeof err), 0);
+    long long tokens = 0, chunks = 0;
+    for (int b = 0; b < s.B; b++) {
+        tokens += c.seq_len[b];
+        chunks += 4LL * ((c.seq_len[b] + 15) / 16);
+    }
+    const char *impls[] = {"chunked", "recurrent"};
+    for (int i = 0; i < 2; i++) {
+        long long before[Q35_SDE_COUNT];
+        for (int k = 0; k < Q35_SDE_COUNT; k++) before[k] = q35_sde_value((q35_sde_id)k);
+        deltarule_opts o = {.chunk = i == 0 ? 16 : 0};
+        assert_int_equal(deltarule_run(deltarule_find(impls[i]), &c.p, &o, err, sizeof err), 0);
+        long long d[Q35_SDE_COUNT];
+        for (int k = 0; k < Q35_SDE_COUNT; k++) d[k] = q35_sde_value((q35_sde_id)k) - before[k];
+        assert_int_equal(d[Q35_SDE_TOKENS], tokens);
+        assert_int_equal(d[Q35_SDE_FLOPS], 6LL * 48 * 100 * 4 * tokens);
+        assert_int_equal(d[Q35_SDE_STATE_BYTES_READ], 4LL * 3 * 4 * 48 * 100);
+        assert_int_equal(d[Q35_SDE_STATE_BYTES_WRITTEN], 4LL * 3 * 4 * 48 * 100);
+        assert_int_equal(d[Q35_SDE_WEIGHT_BYTES_READ], 4LL * tokens * (2 * 2 * 48 + 4 * 100 + 2 * 4));
+        assert_int_equal(d[Q35_SDE_CHUNKS], i == 0 ? chunks : 0);
+        assert_int_equal(d[Q35_SDE_SOLVER_CALLS], i == 0 ? chunks : 0);
+    }
+    dr_case_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest grid[] = {
@@ -1299,6 +1335,7 @@ int main(void)
         cmocka_unit_test(test_invalid_impl_names),
         cmocka_unit_test(test_invalid_options),
         cmocka_unit_test(test_invalid_solver_for_impl),
+        cmocka_unit_test(test_sde_counts_match_analytic),
     };
     int fails = 0;
     fails += cmocka_run_group_tests_name("grid", grid, NULL, grid_teardown);
