@@ -7,6 +7,7 @@
  * attributes (like the lab's kernels) and chosen at run time.
  */
 #include "calibrate.h"
+#include "json_file.h"
 #include "timing.h"
 
 #include <cblas.h>
@@ -990,30 +991,10 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
 int q35_calib_write_json(const q35_calib_result *r, const char *path, char *err, size_t errlen)
 {
     cJSON *root = q35_calib_to_json(r);
-    char *txt = root ? cJSON_Print(root) : NULL;
+    if (!root) return set_err(err, errlen, "out of memory formatting JSON"), -1;
+    const int rc = q35_json_write_atomic(root, path, err, errlen);
     cJSON_Delete(root);
-    if (!txt) return set_err(err, errlen, "out of memory formatting JSON"), -1;
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp) {
-        free(txt);
-        return set_err(err, errlen, "out of memory"), -1;
-    }
-    snprintf(tmp, n, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(txt, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = errno;
-    if (f && fclose(f)) ok = 0, e = errno;
-    free(txt);
-    if (!ok || rename(tmp, path)) {
-        if (ok) e = errno;
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(e));
-        remove(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    return rc;
 }
 
 static int table_row(FILE *f, const char *fig, int t, const q35_stats *s)

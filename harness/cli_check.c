@@ -5,6 +5,7 @@
 #include "deltarule_check.h"
 #include "deltarule_golden.h"
 #include "deltarule_inputs.h"
+#include "json_file.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -49,20 +50,11 @@ static int write_json(const char *path, const dr_check_row *rows, int n)
             cJSON_AddStringToObject(o, "status", status_name(c->status));
             cJSON_AddItemToArray(arr, o);
         }
-    char *txt = cJSON_Print(root);
+    char err[512];
+    const int rc = q35_json_write_atomic(root, path, err, sizeof err);
     cJSON_Delete(root);
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && txt && fputs(txt, f) >= 0;
-    if (f && fclose(f)) ok = 0;
-    free(txt);
-    if (!ok || rename(tmp, path)) {
-        fprintf(stderr, "q35lab: could not write %s\n", path);
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    if (rc) fprintf(stderr, "q35lab: %s\n", err);
+    return rc;
 }
 
 static void print_matrix(const dr_check_row *rows, int n)

@@ -1,4 +1,5 @@
 #include "deltarule_crossover.h"
+#include "json_file.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -67,18 +68,7 @@ int dr_crossover_write(const char *path, const int *threads, const int *from, in
     }
     cJSON_AddStringToObject(root, "measured", what);
     cJSON_AddStringToObject(root, "meaning", "per thread count: the T from which chunked beats recurrent; 0 = never");
-    char *txt = cJSON_Print(root);
+    const int rc = q35_json_write_atomic(root, path, err, errlen);
     cJSON_Delete(root);
-    char tmp[512];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && txt && fputs(txt, f) >= 0;
-    if (f && fclose(f)) ok = 0;
-    free(txt);
-    if (!ok || rename(tmp, path)) {
-        remove(tmp);
-        snprintf(err, errlen, "cannot write %s", path);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
