@@ -30,6 +30,8 @@ CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test run clean check-deps plots
+# keep objects of the test binaries (they are intermediate files to make)
+.SECONDARY:
 all: $(BUILD)/q35lab
 
 $(BUILD)/obj/ref/%.o: CFLAGS_ALL += -ffp-contract=off
