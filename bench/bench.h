@@ -20,6 +20,7 @@ typedef struct {
     double flops, bytes, tokens;
     double other_load;        /* fraction of the machine other processes used meanwhile */
     double peak_gflops, bw_gbs; /* calibrated limits at this thread count; 0 if unknown */
+    char note[96];            /* family-specific facts of the run, printed and recorded */
     int n_counters;
     char counter_name[BENCH_MAX_COUNTERS][64];
     int counter_avail[BENCH_MAX_COUNTERS];
@@ -32,6 +33,7 @@ typedef struct {
     char meta[1024];          /* JSON object text: machine and build metadata */
     char commit[64], date[32], cpu[128];
     int B, T, threads;
+    char variant[32];         /* e.g. the weight dtype; "" if none */
     bench_result res[BENCH_MAX_IMPLS];
     int n;
 } bench_report;
@@ -45,5 +47,6 @@ void bench_report_close(bench_report *r);
 void bench_progress(const char *family, const char *impl, int B, int T, int threads);
 
 int bench_deltarule(int argc, char **argv);
+int bench_moe(int argc, char **argv);
 
 #endif

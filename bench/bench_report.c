@@ -72,7 +72,7 @@ int bench_report_open(bench_report *r, const char *family, const char *json, con
     if (csv_new)
         fprintf(r->csv, "date,commit,cpu,family,impl,B,T,threads,median_s,min_s,max_s,ci95_lo_s,ci95_hi_s,"
                         "tokens_per_s,gflops,gbs,arith_intensity,pct_fma_peak,pct_bw,ratio_to_fastest,"
-                        "other_load,busy,peak_gflops,bw_gbs\n");
+                        "other_load,busy,peak_gflops,bw_gbs,variant,note\n");
     (void)json_new;
     return 0;
 }
@@ -80,6 +80,7 @@ int bench_report_open(bench_report *r, const char *family, const char *json, con
 void bench_row_begin(bench_report *r, int B, int T, int threads)
 {
     r->B = B; r->T = T; r->threads = threads; r->n = 0;
+    r->variant[0] = 0;
 }
 
 void bench_result_add(bench_report *r, const bench_result *res, const q35_counters *ctr, int reps)
@@ -105,7 +106,7 @@ void bench_row_end(bench_report *r)
     double best = 1e300;
     for (int i = 0; i < r->n; i++)
         if (r->res[i].stats.median < best) best = r->res[i].stats.median;
-    printf("\nB=%d T=%d threads=%d\n", r->B, r->T, r->threads);
+    printf("\nB=%d T=%d threads=%d%s%s\n", r->B, r->T, r->threads, r->variant[0] ? " " : "", r->variant);
     printf("  %-16s %11s %23s %11s %8s %7s %6s %6s %6s %6s\n", "implementation", "median", "[min, max]",
            "tokens/s", "GFLOP/s", "GB/s", "AI", "%peak", "%bw", "x best");
     for (int i = 0; i < r->n; i++) {
@@ -117,6 +118,7 @@ void bench_row_end(bench_report *r)
         printf("  %-16s %9.1f us [%9.1f, %9.1f] %11.0f %8.1f %7.1f %6.1f %6s %6s %6.2f%s\n", x->impl, t * 1e6,
                x->stats.min * 1e6, x->stats.max * 1e6, x->tokens / t, gf, gb, x->flops / x->bytes, peak, bw,
                t / best, busy(x) ? "  BUSY" : "");
+        if (x->note[0]) printf("      %s\n", x->note);
         int shown = 0; /* available counters on one line, per run; n/a ones were reported once at start */
         for (int k = 0; k < x->n_counters; k++) {
             if (!x->counter_avail[k]) continue;
@@ -125,19 +127,19 @@ void bench_row_end(bench_report *r)
             printf("%s %s=%.4g", shown++ ? "" : "      per run:", nm, x->counter_per_run[k]);
         }
         if (shown) printf("\n");
-        fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d,%.6g,%.6g\n",
+        fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d,%.6g,%.6g,%s,\"%s\"\n",
                 r->date, r->commit, r->cpu, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min,
                 x->stats.max, x->stats.ci95_lo, x->stats.ci95_hi, x->tokens / t, gf, gb, x->flops / x->bytes,
                 x->peak_gflops > 0 ? 100.0 * gf / x->peak_gflops : NAN, x->bw_gbs > 0 ? 100.0 * gb / x->bw_gbs : NAN,
-                t / best, x->other_load, busy(x), x->peak_gflops, x->bw_gbs);
+                t / best, x->other_load, busy(x), x->peak_gflops, x->bw_gbs, r->variant, x->note);
         fprintf(r->json, "{\"meta\":%s,\"family\":\"%s\",\"impl\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
                          "\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g,\"ci95_s\":[%.9g,%.9g],\"reps\":%d,"
                          "\"flops\":%.6g,\"bytes\":%.6g,\"tokens_per_s\":%.6g,\"gflops\":%.6g,\"gbs\":%.6g,"
                          "\"peak_gflops\":%.6g,\"bw_gbs\":%.6g,\"ratio_to_fastest\":%.6g,\"other_load\":%.4f,"
-                         "\"busy\":%s,\"counters\":{",
+                         "\"busy\":%s,\"variant\":\"%s\",\"note\":\"%s\",\"counters\":{",
                 r->meta, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min, x->stats.max,
                 x->stats.ci95_lo, x->stats.ci95_hi, x->stats.n, x->flops, x->bytes, x->tokens / t, gf, gb,
-                x->peak_gflops, x->bw_gbs, t / best, x->other_load, busy(x) ? "true" : "false");
+                x->peak_gflops, x->bw_gbs, t / best, x->other_load, busy(x) ? "true" : "false", r->variant, x->note);
         for (int k = 0; k < x->n_counters; k++) {
             if (x->counter_avail[k]) fprintf(r->json, "%s\"%s\":%.6g", k ? "," : "", x->counter_name[k], x->counter_per_run[k]);
             else fprintf(r->json, "%s\"%s\":null", k ? "," : "", x->counter_name[k]);

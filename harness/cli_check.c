@@ -1,5 +1,6 @@
 /* q35lab check: the correctness sweep and golden-file checks. */
 #include "cli.h"
+#include "cli_moe.h"
 #include "cpu_features.h"
 #include "deltarule.h"
 #include "deltarule_check.h"
@@ -211,8 +212,22 @@ static int error_sweep(const int *Ts, int nT, const char *csv_path)
 
 int cmd_check(int argc, char **argv)
 {
-    if (argc < 2 || (strcmp(argv[1], "deltarule") && strcmp(argv[1], "all"))) {
-        fprintf(stderr, "usage: q35lab check deltarule|all [--impl NAME|all] [--seeds N] [--quick] "
+    if (argc >= 2 && !strcmp(argv[1], "moe")) return cmd_check_moe(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "all")) { /* every family; only the options they share */
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--quick") && !(!strcmp(argv[i], "--seeds") && i + 1 < argc && ++i)) {
+                fprintf(stderr, "q35lab: check all takes --quick and --seeds N; '%s' belongs to one family: "
+                                "use check deltarule|moe\n", argv[i]);
+                return 2;
+            }
+        argv[1] = "deltarule";
+        const int dr = cmd_check(argc, argv);
+        argv[1] = "moe";
+        const int moe = cmd_check_moe(argc, argv);
+        return dr > moe ? dr : moe;
+    }
+    if (argc < 2 || strcmp(argv[1], "deltarule")) {
+        fprintf(stderr, "usage: q35lab check deltarule|moe|all [--impl NAME|all] [--seeds N] [--quick] "
                         "[--chunks 16,32,64] [--markdown] [--json FILE] [--golden FILE]\n");
         return 2;
     }

@@ -1,5 +1,6 @@
 /* q35lab golden deltarule: writes a golden file from ref/. */
 #include "cli.h"
+#include "cli_moe.h"
 #include "deltarule.h"
 #include "deltarule_golden.h"
 #include "deltarule_inputs.h"
@@ -10,6 +11,7 @@
 
 int cmd_golden(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "moe")) return cmd_golden_moe(argc, argv);
     if (argc < 2 || strcmp(argv[1], "deltarule")) {
         fprintf(stderr, "usage: q35lab golden deltarule --out FILE [--B n --T n --Hk n --Hv n --Dk n --Dv n] "
                         "[--regime NAME] [--seed n] [--initial-state] [--seq-len] [--no-l2norm]\n");

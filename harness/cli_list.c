@@ -3,6 +3,7 @@
 #include "cpu_features.h"
 #include "deltarule.h"
 #include "deltarule_inputs.h"
+#include "moe.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -24,5 +25,13 @@ int cmd_list(int argc, char **argv)
         printf("\n");
     }
     printf("  auto's crossover: %s\n", deltarule_auto_crossover()->source);
+    printf("\nfamily moe (sparse MoE block: router, top-k experts, shared expert; docs/moe.md)\n");
+    printf("  %-16s %-10s %-10s %s\n", "implementation", "tol f32", "tol bf16", "summary");
+    for (int i = 0; i < moe_n_impls; i++) {
+        const moe_impl *im = &moe_impls[i];
+        const int ok = !im->available || im->available();
+        printf("  %-16s %-10.0e %-10.0e %s%s\n", im->name, im->tol_f32, im->tol_bf16, im->summary,
+               ok ? "" : "  [not supported on this CPU]");
+    }
     return 0;
 }

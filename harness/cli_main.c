@@ -14,8 +14,10 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: q35lab <command> [options]\n"
             "  list                                  families and implementations\n"
-            "  check deltarule|all [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--markdown] [--json FILE]\n"
+            "  check deltarule|moe|all [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--markdown] [--json FILE]\n"
             "  check deltarule --golden FILE [--impl NAME|all]\n"
+            "  check moe [--impl NAME|all] [--quick] [--seeds N] [--json FILE] | --golden FILE [--bf16] [--fused]\n"
+            "  golden moe --out FILE [--T n --hidden n --E n --k n --I n --Is n --seed n --skew x --no-norm]\n"
             "  golden deltarule --out FILE [--B n --T n --Hk n --Hv n --Dk n --Dv n]\n"
             "                   [--regime NAME] [--seed n] [--initial-state] [--seq-len] [--no-l2norm]\n"
             "  calibrate [--threads 1,2] [--quick] [--out FILE]   measure this machine's limits\n"

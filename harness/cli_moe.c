@@ -1,0 +1,436 @@
+/* q35lab check moe: every MoE implementation against ref over a grid of
+ * shapes, weight dtypes and routing cases; check moe --golden FILE; and
+ * golden moe: a golden file from ref.  docs/moe.md §5-§7. */
+#include "cli.h"
+#include "cli_moe.h"
+#include "cpu_features.h"
+#include "json_file.h"
+#include "metrics.h"
+#include "moe.h"
+#include "moe_golden.h"
+#include "moe_inputs.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* The grid                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Case kinds: the rows of the matrix (docs/moe.md §6). */
+enum {
+    KIND_RANDOM,       /* skew 0, shared expert, norm_topk_prob */
+    KIND_SKEW,         /* skew 0.9: most tokens on a few hot experts */
+    KIND_ONE_EXPERT,   /* every token's first choice is one expert */
+    KIND_EMPTY_EXPERT, /* one expert gets no token (k < E) */
+    KIND_TIES,         /* duplicated router rows: exact ties to the lower index (E >= 2) */
+    KIND_FUSED,        /* gate/up in one [E, 2I, hidden] array */
+    KIND_NO_NORM,      /* norm_topk_prob = 0 */
+    KIND_NO_SHARED,    /* Is = 0 */
+    KIND_ODD,          /* hidden 37, I 13, Is 7: no dimension a multiple of a SIMD width */
+    KIND_QWEN,         /* hidden 256, I 128, Is 128, E 64, k 8 */
+    KIND_COUNT
+};
+static const char *const kind_names[KIND_COUNT] = {"random", "skew-0.9", "one-expert", "empty-expert", "ties",
+                                                   "fused-gate-up", "no-norm", "no-shared", "odd-dims", "qwen-like"};
+
+#define SMALL_HIDDEN 64
+#define SMALL_I 32
+#define SMALL_IS 32
+
+/* The shape of one case of a kind, or 0 if the kind does not apply. */
+static int kind_shape(int kind, int T, int E, int k, q35_wtype wt, moe_shape *s)
+{
+    *s = (moe_shape){.T = T, .hidden = SMALL_HIDDEN, .E = E, .top_k = k, .inter = SMALL_I,
+                     .inter_shared = SMALL_IS, .norm_topk_prob = 1, .wt = wt, .routing = MOE_ROUTING_RANDOM};
+    switch (kind) {
+    case KIND_SKEW: s->skew = 0.9; return E > 1;
+    case KIND_ONE_EXPERT: s->routing = MOE_ROUTING_ONE_EXPERT; return E > 1;
+    case KIND_EMPTY_EXPERT: s->routing = MOE_ROUTING_EMPTY_EXPERT; return k < E;
+    case KIND_TIES: s->routing = MOE_ROUTING_TIES; return E >= 2;
+    case KIND_FUSED: s->fused_gate_up = 1; return 1;
+    case KIND_NO_NORM: s->norm_topk_prob = 0; return 1;
+    case KIND_NO_SHARED: s->inter_shared = 0; return 1;
+    case KIND_ODD: s->hidden = 37; s->inter = 13; s->inter_shared = 7; return 1;
+    case KIND_QWEN:
+        s->hidden = 256; s->inter = 128; s->inter_shared = 128; s->E = 64; s->top_k = 8;
+        return E == 64 && k == 8; /* once per T */
+    default: return 1;
+    }
+}
+
+typedef struct {
+    err_stats worst;
+    double worst_weight;   /* max |w - w_ref| over matched (id, weight) pairs */
+    size_t id_mismatch;    /* tokens whose expert set differs from ref's */
+    size_t stats_mismatch; /* runs whose moe_stats disagree with ref's */
+    int cases;
+    char worst_case[96];
+    int status;            /* 0 pass, 1 fail, 2 error */
+    char error[400];
+} moe_cell;
+
+typedef struct {
+    int quick, seeds;
+    const char *only;
+} check_cfg;
+
+static const moe_impl *selected(const char *only, int i)
+{
+    const moe_impl *im = &moe_impls[i];
+    if (strcmp(only, "all") && strcmp(only, im->name)) return NULL;
+    if (im->available && !im->available()) return NULL;
+    return im;
+}
+
+static void progress(int done, int total)
+{
+    if (!isatty(2)) return;
+    fprintf(stderr, "\r[check moe] %4d/%d cases          ", done, total);
+    if (done == total) fprintf(stderr, "\r%60s\r", "");
+}
+
+/* One implementation on one case against ref's outputs. */
+static void run_cell(const moe_impl *im, moe_case *c, const float *r_out, const int32_t *r_ids, const float *r_w,
+                     const moe_stats *r_st, const char *label, moe_cell *cell)
+{
+    moe_problem *p = &c->p;
+    const size_t th = (size_t)p->T * p->hidden, tk = (size_t)p->T * p->top_k;
+    for (size_t i = 0; i < th; i++) c->out[i] = NAN;
+    for (size_t i = 0; i < tk; i++) { c->topk_ids[i] = -1; c->topk_weights[i] = NAN; }
+    moe_stats st;
+    char err[256];
+    if (moe_run(im, p, NULL, &st, err, sizeof err)) {
+        cell->status = 2;
+        snprintf(cell->error, sizeof cell->error, "%s: %s", label, err);
+        return;
+    }
+    moe_compare cmp;
+    moe_compare_outputs(p, c->out, c->topk_ids, c->topk_weights, NULL, r_out, r_ids, r_w, NULL, 0.0, 0.0, &cmp);
+    cell->cases++;
+    if (cell->cases == 1 || cmp.out.normwise > cell->worst.normwise)
+        snprintf(cell->worst_case, sizeof cell->worst_case, "%s", label);
+    cell->worst = err_worst(cell->worst, cmp.out);
+    if (cmp.max_weight_err > cell->worst_weight || cmp.max_weight_err != cmp.max_weight_err)
+        cell->worst_weight = cmp.max_weight_err;
+    cell->id_mismatch += cmp.bad_ids;
+    if (st.rows != r_st->rows || st.experts_touched != r_st->experts_touched || st.max_load != r_st->max_load)
+        cell->stats_mismatch++;
+}
+
+static double cell_tol(const moe_impl *im, int dtype) { return dtype ? im->tol_bf16 : im->tol_f32; }
+
+static int cell_status(const moe_impl *im, int dtype, const moe_cell *c)
+{
+    if (c->status == 2) return 2;
+    const double tol = cell_tol(im, dtype);
+    /* weights lie in [0, 1]: held to the same tolerance, absolutely */
+    return c->worst.normwise <= tol && c->worst_weight <= tol && !c->id_mismatch && !c->stats_mismatch ? 0 : 1;
+}
+
+static int write_json(const char *path, const moe_cell *cells, const check_cfg *cfg)
+{
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "moe");
+    cJSON_AddStringToObject(root, "isa", cpu_isa_name(cpu_isa()));
+    for (int i = 0; i < moe_n_impls; i++) {
+        const moe_impl *im = selected(cfg->only, i);
+        if (!im) continue;
+        for (int d = 0; d < 2; d++)
+            for (int k = 0; k < KIND_COUNT; k++) {
+                const moe_cell *c = &cells[(i * 2 + d) * KIND_COUNT + k];
+                if (!c->cases && c->status != 2) continue;
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "impl", im->name);
+                cJSON_AddStringToObject(o, "dtype", d ? "bf16" : "f32");
+                cJSON_AddStringToObject(o, "case", kind_names[k]);
+                cJSON_AddNumberToObject(o, "cases", c->cases);
+                if (c->worst.nonfinite) cJSON_AddNullToObject(o, "normwise");
+                else cJSON_AddNumberToObject(o, "normwise", c->worst.normwise);
+                cJSON_AddNumberToObject(o, "maxabs", c->worst.maxabs);
+                cJSON_AddNumberToObject(o, "nonfinite", (double)c->worst.nonfinite);
+                cJSON_AddNumberToObject(o, "weight_maxabs", c->worst_weight);
+                cJSON_AddNumberToObject(o, "id_mismatch_tokens", (double)c->id_mismatch);
+                cJSON_AddNumberToObject(o, "stats_mismatch_runs", (double)c->stats_mismatch);
+                cJSON_AddNumberToObject(o, "tolerance", cell_tol(im, d));
+                cJSON_AddStringToObject(o, "worst_case", c->worst_case);
+                const int s = cell_status(im, d, c);
+                cJSON_AddStringToObject(o, "status", s == 0 ? "PASS" : s == 1 ? "FAIL" : "ERROR");
+                if (s == 2) cJSON_AddStringToObject(o, "error", c->error);
+                cJSON_AddItemToArray(arr, o);
+            }
+    }
+    char err[512];
+    const int rc = q35_json_write_atomic(root, path, err, sizeof err);
+    cJSON_Delete(root);
+    if (rc) fprintf(stderr, "q35lab: %s\n", err);
+    return rc;
+}
+
+static int check_sweep(const check_cfg *cfg, const char *json)
+{
+    static const int T_full[] = {1, 2, 7, 64, 333}, T_quick[] = {1, 7, 64};
+    static const int Es[] = {1, 8, 64}, ks[] = {1, 2, 8};
+    const int *Ts = cfg->quick ? T_quick : T_full;
+    const int nT = cfg->quick ? 3 : 5;
+    moe_cell *cells = calloc((size_t)moe_n_impls * 2 * KIND_COUNT, sizeof *cells);
+    if (!cells) { fprintf(stderr, "q35lab: out of memory\n"); return 2; }
+    printf("check moe: every implementation x weight dtype x case against ref/ (double), ISA path %s%s, %d seed%s\n",
+           cpu_isa_name(cpu_isa()), cfg->quick ? ", quick grid" : "", cfg->seeds, cfg->seeds > 1 ? "s" : "");
+
+    /* count the cases first, for the progress line */
+    int total = 0, done = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int ti = 0; ti < nT; ti++)
+            for (int ei = 0; ei < 3; ei++)
+                for (int ki = 0; ki < 3; ki++) {
+                    if (ks[ki] > Es[ei]) continue;
+                    for (int kind = 0; kind < KIND_COUNT; kind++)
+                        for (int d = 0; d < 2; d++)
+                            for (int seed = 1; seed <= cfg->seeds; seed++) {
+                                moe_shape s;
+                                if (!kind_shape(kind, Ts[ti], Es[ei], ks[ki], d ? WT_BF16 : WT_F32, &s)) continue;
+                                if (pass == 0) { total++; continue; }
+                                moe_case c;
+                                char err[256], label[96];
+                                snprintf(label, sizeof label, "T=%d H=%d E=%d k=%d I=%d Is=%d seed=%d", s.T, s.hidden,
+                                         s.E, s.top_k, s.inter, s.inter_shared, seed);
+                                const size_t th = (size_t)s.T * s.hidden, tk = (size_t)s.T * s.top_k;
+                                float *r_out = malloc(sizeof(float) * th), *r_w = malloc(sizeof(float) * tk);
+                                int32_t *r_ids = malloc(sizeof(int32_t) * tk);
+                                moe_stats r_st;
+                                int rc = !r_out || !r_w || !r_ids;
+                                if (rc) snprintf(err, sizeof err, "out of memory");
+                                else rc = moe_case_make(&c, &s, (unsigned long)seed, err, sizeof err);
+                                if (!rc) {
+                                    moe_problem q = c.p;
+                                    q.out = r_out; q.topk_ids = r_ids; q.topk_weights = r_w; q.router_logits = NULL;
+                                    rc = moe_run(moe_find("ref"), &q, NULL, &r_st, err, sizeof err);
+                                    for (int i = 0; i < moe_n_impls; i++) {
+                                        const moe_impl *im = selected(cfg->only, i);
+                                        moe_cell *cell = &cells[(i * 2 + d) * KIND_COUNT + kind];
+                                        if (!im) continue;
+                                        if (rc) {
+                                            cell->status = 2;
+                                            snprintf(cell->error, sizeof cell->error, "%s: ref: %s", label, err);
+                                        } else
+                                            run_cell(im, &c, r_out, r_ids, r_w, &r_st, label, cell);
+                                    }
+                                    moe_case_free(&c);
+                                } else
+                                    for (int i = 0; i < moe_n_impls; i++)
+                                        if (selected(cfg->only, i)) {
+                                            moe_cell *cell = &cells[(i * 2 + d) * KIND_COUNT + kind];
+                                            cell->status = 2;
+                                            snprintf(cell->error, sizeof cell->error, "%s: %s", label, err);
+                                        }
+                                free(r_out); free(r_w); free(r_ids);
+                                progress(++done, total);
+                            }
+                }
+
+    printf("%-12s %-5s %-14s %5s %10s %10s %9s %10s %8s %6s  %-44s %s\n", "impl", "dtype", "case", "cases",
+           "normwise", "max|err|", "nonfinite", "w max|err|", "ids", "tol", "worst case", "status");
+    int failed = 0, passed = 0;
+    for (int i = 0; i < moe_n_impls; i++) {
+        const moe_impl *im = selected(cfg->only, i);
+        if (!im) continue;
+        for (int d = 0; d < 2; d++)
+            for (int k = 0; k < KIND_COUNT; k++) {
+                const moe_cell *c = &cells[(i * 2 + d) * KIND_COUNT + k];
+                if (!c->cases && c->status != 2) continue;
+                const int s = cell_status(im, d, c);
+                if (s == 2) {
+                    printf("%-12s %-5s %-14s ERROR: %s\n", im->name, d ? "bf16" : "f32", kind_names[k], c->error);
+                    failed++;
+                    continue;
+                }
+                char ids[32];
+                if (c->id_mismatch) snprintf(ids, sizeof ids, "%zu bad", c->id_mismatch);
+                else snprintf(ids, sizeof ids, "match");
+                printf("%-12s %-5s %-14s %5d %10.2e %10.2e %9zu %10.2e %8s %6.0e  %-44s %s%s\n", im->name,
+                       d ? "bf16" : "f32", kind_names[k], c->cases, c->worst.normwise, c->worst.maxabs,
+                       c->worst.nonfinite, c->worst_weight, ids, cell_tol(im, d), c->worst_case,
+                       s == 0 ? "PASS" : "FAIL", c->stats_mismatch ? " (moe_stats differ from ref's)" : "");
+                failed += s != 0;
+                passed += s == 0;
+            }
+    }
+    printf("check moe: %d cells PASS, %d FAIL (normwise error of out and max error of the top-k weights against "
+           "ref, per implementation and weight dtype; top-k ids matched by id)\n", passed, failed);
+    int rc = failed ? 1 : 0;
+    if (json && write_json(json, cells, cfg)) rc = 2;
+    free(cells);
+    return rc;
+}
+
+static int check_golden(const char *path, const char *only, const moe_golden_opts *o)
+{
+    moe_golden g;
+    char err[512] = "";
+    if (moe_golden_load(path, &g, o, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return 2;
+    }
+    const moe_problem *p = &g.c.p;
+    printf("golden %s: T=%d hidden=%d E=%d top_k=%d I=%d Is=%d norm_topk_prob=%d weights %s%s%s; "
+           "pass when |x-e| <= %g + %g|e|\n",
+           path, p->T, p->hidden, p->E, p->top_k, p->inter, p->inter_shared, p->norm_topk_prob,
+           moe_wtype_name(p->wt), p->expert_stride_gu ? ", fused gate_up" : "",
+           g.expect_from_ref ? " (rounded to bf16: expectations from ref, not the file)" : "", g.atol, g.rtol);
+    printf("%-12s %10s %10s %8s %10s %10s  %s\n", "impl", "out norm", "out max", "ids", "w max|err|", "logit max",
+           "status");
+    int failed = 0, ran = 0;
+    for (int i = 0; i < moe_n_impls; i++) {
+        const moe_impl *im = selected(only, i);
+        if (!im) continue;
+        moe_compare r;
+        ran++;
+        if (moe_golden_check(&g, im, NULL, &r, err, sizeof err)) {
+            printf("%-12s ERROR: %s\n", im->name, err);
+            failed++;
+            continue;
+        }
+        const int ok = moe_compare_pass(&r);
+        char ids[32];
+        if (r.bad_ids) snprintf(ids, sizeof ids, "%zu bad", r.bad_ids);
+        else snprintf(ids, sizeof ids, "match");
+        printf("%-12s %10.2e %10.2e %8s %10.2e %10.2e  %s", im->name, r.out.normwise, r.out.maxabs, ids,
+               r.max_weight_err, g.expect_logits ? r.max_logit_err : NAN, ok ? "PASS" : "FAIL");
+        if (!ok) {
+            printf("  (%zu out elements, %zu weights, %zu logits outside tolerance", r.bad_out, r.bad_weights,
+                   r.bad_logits);
+            if (r.bad_ids) printf("; token %d chose other experts", r.first_bad_token);
+            printf(")");
+        }
+        printf("\n");
+        failed += !ok;
+    }
+    moe_golden_free(&g);
+    if (!ran) {
+        fprintf(stderr, "q35lab: no moe implementation named '%s'\n", only);
+        return 2;
+    }
+    return failed ? 1 : 0;
+}
+
+/* argv[0] the command, argv[1] "moe" (optional), then the options. */
+static int first_option(int argc, char **argv) { return argc > 1 && !strcmp(argv[1], "moe") ? 2 : 1; }
+
+int cmd_check_moe(int argc, char **argv)
+{
+    check_cfg cfg = {0, 1, "all"};
+    const char *json = NULL, *golden = NULL, *v;
+    moe_golden_opts go = {0, 0};
+    for (int i = first_option(argc, argv); i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) cfg.quick = 1;
+        else if (!strcmp(argv[i], "--impl")) { if (!(cfg.only = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--json")) { if (!(json = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--bf16")) go.as_bf16 = 1;
+        else if (!strcmp(argv[i], "--fused")) go.fused_gate_up = 1;
+        else if (!strcmp(argv[i], "--seeds")) {
+            if (!(v = cli_value(argc, argv, &i)) || cli_int("--seeds", v, 1, 1000, &cfg.seeds)) return 2;
+        } else {
+            fprintf(stderr, "q35lab: check moe: unknown option '%s'\n"
+                            "usage: q35lab check moe [--impl NAME|all] [--quick] [--seeds N] [--json FILE]\n"
+                            "       q35lab check moe --golden FILE [--impl NAME|all] [--bf16] [--fused]\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (strcmp(cfg.only, "all") && !moe_find(cfg.only)) {
+        fprintf(stderr, "q35lab: no moe implementation named '%s' (see `q35lab list`)\n", cfg.only);
+        return 2;
+    }
+    if (golden) return check_golden(golden, cfg.only, &go);
+    if (go.as_bf16 || go.fused_gate_up) {
+        fprintf(stderr, "q35lab: check moe: --bf16 and --fused apply to --golden (the sweep runs both already)\n");
+        return 2;
+    }
+    return check_sweep(&cfg, json);
+}
+
+/* ------------------------------------------------------------------ */
+/* golden moe                                                           */
+/* ------------------------------------------------------------------ */
+
+static int cli_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    const double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "q35lab: %s expects a number in [%g, %g], got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cmd_golden_moe(int argc, char **argv)
+{
+    moe_shape s = {.T = 7, .hidden = 64, .E = 8, .top_k = 2, .inter = 32, .inter_shared = 32, .norm_topk_prob = 1,
+                   .wt = WT_F32, .routing = MOE_ROUTING_RANDOM};
+    int seed = 1;
+    const char *out = NULL, *v;
+    struct { const char *opt; int *dst; int lo, hi; } dims[] = {
+        {"--T", &s.T, 1, 1 << 20}, {"--hidden", &s.hidden, 1, 1 << 16}, {"--E", &s.E, 1, 4096},
+        {"--k", &s.top_k, 1, 4096}, {"--I", &s.inter, 1, 1 << 16}, {"--Is", &s.inter_shared, 0, 1 << 16}};
+    for (int i = first_option(argc, argv); i < argc; i++) {
+        int matched = 0;
+        for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+            if (!strcmp(argv[i], dims[d].opt)) {
+                if (!(v = cli_value(argc, argv, &i)) || cli_int(dims[d].opt, v, dims[d].lo, dims[d].hi, dims[d].dst))
+                    return 2;
+                matched = 1;
+            }
+        if (matched) continue;
+        if (!strcmp(argv[i], "--out")) { if (!(out = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--no-norm")) s.norm_topk_prob = 0;
+        else if (!strcmp(argv[i], "--bf16")) s.wt = WT_BF16;
+        else if (!strcmp(argv[i], "--seed")) {
+            if (!(v = cli_value(argc, argv, &i)) || cli_int("--seed", v, 0, 1 << 30, &seed)) return 2;
+        } else if (!strcmp(argv[i], "--skew")) {
+            if (!(v = cli_value(argc, argv, &i)) || cli_double("--skew", v, 0.0, 1.0, &s.skew)) return 2;
+        } else if (!strcmp(argv[i], "--routing")) {
+            if (!(v = cli_value(argc, argv, &i))) return 2;
+            if ((s.routing = moe_routing_from_name(v)) < 0) {
+                fprintf(stderr, "q35lab: unknown routing '%s' (random, one-expert, empty-expert, ties)\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "q35lab: golden moe: unknown option '%s'\n"
+                            "usage: q35lab golden moe --out FILE [--T n --hidden n --E n --k n --I n --Is n] "
+                            "[--seed n] [--skew x] [--routing NAME] [--no-norm] [--bf16]\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (!out) { fprintf(stderr, "q35lab: golden moe: --out FILE is required\n"); return 2; }
+    if (s.top_k > s.E) { fprintf(stderr, "q35lab: golden moe: --k %d exceeds --E %d\n", s.top_k, s.E); return 2; }
+    moe_case c;
+    char err[512];
+    if (moe_case_make(&c, &s, (unsigned long)seed, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return 2;
+    }
+    int rc = moe_run(moe_find("ref"), &c.p, NULL, NULL, err, sizeof err);
+    char note[256];
+    snprintf(note, sizeof note, "q35lab golden moe: ref/ (double, own double router), routing %s, skew %g, seed %d, "
+                                "weights %s", moe_routing_name(s.routing), s.skew, seed, moe_wtype_name(s.wt));
+    if (!rc)
+        rc = moe_golden_write(out, &c.p, c.out, c.topk_ids, c.topk_weights, c.router_logits, MOE_GOLDEN_DEFAULT_ATOL,
+                              MOE_GOLDEN_DEFAULT_RTOL, note, err, sizeof err);
+    if (rc) fprintf(stderr, "q35lab: %s\n", err);
+    else
+        printf("wrote %s (T=%d hidden=%d E=%d k=%d I=%d Is=%d, %s weights, routing %s, skew %g, norm_topk_prob %d)\n",
+               out, s.T, s.hidden, s.E, s.top_k, s.inter, s.inter_shared, moe_wtype_name(s.wt),
+               moe_routing_name(s.routing), s.skew, s.norm_topk_prob);
+    moe_case_free(&c);
+    return rc ? 1 : 0;
+}

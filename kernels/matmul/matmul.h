@@ -1,0 +1,68 @@
+/* Activations times weights, the way checkpoints store weights:
+ *   C[M, N] = (accumulate ? C : 0) + A[M, K] * W[N, K]^T
+ * A and C are fp32; W is fp32 or bf16 (row n = output n, as in a Hugging
+ * Face Linear weight [out, in]).  Single-threaded: callers parallelize over
+ * experts, rows or columns.  ISA paths picked at run time
+ * (kernels/cpu_features.h); the generic path is plain C.
+ */
+#ifndef Q35_MATMUL_H
+#define Q35_MATMUL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { WT_F32 = 0, WT_BF16 = 1 } q35_wtype;
+
+static inline size_t q35_wtype_size(q35_wtype t) { return t == WT_BF16 ? 2 : 4; }
+
+/* lda, ldw, ldc in elements.  W rows are ldw elements apart. */
+void q35_matmul_xwt(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
+                    float *C, int ldc, int accumulate);
+
+/* bf16 <-> f32 (bf16 = top 16 bits of the f32; round to nearest even). */
+static inline float q35_bf16_to_f32(uint16_t h)
+{
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+uint16_t q35_f32_to_bf16(float f);
+void q35_f32_to_bf16_array(const float *x, uint16_t *y, size_t n);
+
+/* Reads element i of a weight array of type wt as fp32. */
+static inline float q35_w_at(const void *W, q35_wtype wt, size_t i)
+{
+    return wt == WT_BF16 ? q35_bf16_to_f32(((const uint16_t *)W)[i]) : ((const float *)W)[i];
+}
+
+/* ---- Added: strategy choice, for tests and benchmarks (docs/matmul.md) ----
+ * q35_matmul_xwt() is q35_matmul_xwt_with(Q35_MM_AUTO, ...).  AUTO picks by cpu_isa(), M and
+ * N, with thresholds measured on a Zen 3 (q35_matmul_strategy(); docs/matmul.md): generic C
+ * under ISA_GENERIC, else DOT for small M or N < 96, PACKA for middle M (fp32 W), PACKED for
+ * large M.
+ * Forcing DOT, PACKED or PACKA under ISA_GENERIC runs GENERIC; BLAS is OpenBLAS cblas_sgemm
+ * (bf16 W widened exactly into fp32 tiles first) on any ISA, with whatever thread count
+ * OpenBLAS is set to.  AVX-512 CPUs run the AVX2 code (there is no AVX-512 kernel yet).
+ * Requires lda >= K, ldw >= K, ldc >= N; pointers need no alignment; C must not overlap A
+ * or W.  M <= 0 or N <= 0: nothing is touched; K = 0 gives C = 0 (or C unchanged when
+ * accumulating).  PACKED (~0.6 MiB), PACKA (<= 0.4 MiB) and BLAS with bf16 W (0.5 MiB, or 16
+ * widened rows of W if K > 8192) malloc their scratch and free it before returning; if malloc
+ * fails they fall back to DOT (GENERIC under ISA_GENERIC), which needs no heap memory. */
+typedef enum {
+    Q35_MM_AUTO = 0,
+    Q35_MM_GENERIC, /* plain C loops */
+    Q35_MM_DOT,     /* rows of A x rows of W, dot products along K; W read in place (GEMV-like) */
+    Q35_MM_PACKED,  /* W packed transposed into fp32 panels, A into 6-row panels, 6x16 outer products */
+    Q35_MM_PACKA,   /* A packed transposed, W broadcast from its rows, 16x6 outer products */
+    Q35_MM_BLAS,    /* OpenBLAS cblas_sgemm */
+} q35_mm_strategy;
+
+void q35_matmul_xwt_with(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W,
+                         q35_wtype wt, int ldw, float *C, int ldc, int accumulate);
+/* What AUTO runs for this shape on the current cpu_isa(). */
+q35_mm_strategy q35_matmul_strategy(int M, int N, int K, q35_wtype wt);
+const char *q35_mm_strategy_name(q35_mm_strategy s);
+
+/* Exact bf16 -> f32 of n elements (SIMD when cpu_isa() allows). */
+void q35_bf16_to_f32_array(const uint16_t *x, float *y, size_t n);
+
+#endif

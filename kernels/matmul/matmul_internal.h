@@ -1,0 +1,27 @@
+/* Internal: the per-ISA bodies behind q35_matmul_xwt_with() (kernels/matmul/matmul.c).
+ * Every body computes the whole problem C = (acc ? C : 0) + A W^T for M, N, K >= 1 and
+ * returns 0, or -1 if it could not allocate its scratch (C untouched in that case). */
+#ifndef Q35_MATMUL_INTERNAL_H
+#define Q35_MATMUL_INTERNAL_H
+
+#include "matmul.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* matmul_generic.c: plain C. */
+void mm_generic(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                float *C, size_t ldc, int acc);
+void mm_generic_bf16_to_f32(const uint16_t *x, float *y, size_t n);
+
+/* matmul_avx2.c: AVX2 + FMA (compiled with target attributes, run only when cpu_isa() >= ISA_AVX2).
+ * mm_avx2_dot needs no heap memory and never fails. */
+int mm_avx2_dot(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                float *C, size_t ldc, int acc);
+int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt,
+                   size_t ldw, float *C, size_t ldc, int acc);
+int mm_avx2_packa(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                  float *C, size_t ldc, int acc);
+void mm_avx2_bf16_to_f32(const uint16_t *x, float *y, size_t n);
+
+#endif

@@ -1,0 +1,43 @@
+/* grouped: route all tokens, counting-sort the (token, slot) pairs by
+ * expert, and run each expert once on all its rows: a GEMM pair and the down
+ * GEMM per expert (docs/moe.md §3).  Experts go to threads largest first; an
+ * expert with more than GROUP_ROWS rows is split so that one hot expert
+ * (a skewed router) cannot leave the other threads idle.  Nothing is
+ * dropped: there is no capacity factor.
+ */
+#include "moe_common.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#define GROUP_ROWS 128
+
+int moe_grouped(const moe_problem *p, const moe_opts *o, moe_stats *st)
+{
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    moe_dispatch d;
+    if (moe_dispatch_make(p, &d, threads)) return -1;
+    openblas_set_num_threads(1); /* parallelism is ours */
+    const int cap = p->T * p->top_k + p->E + (p->T + GROUP_ROWS - 1) / GROUP_ROWS;
+    moe_task *tasks = malloc(sizeof(moe_task) * cap);
+    int n = 0, rc = -1;
+    if (tasks) {
+        for (int i = 0; i < p->E; i++) {
+            const int e = d.order[i], load = d.start[e + 1] - d.start[e];
+            for (int r0 = 0; r0 < load; r0 += GROUP_ROWS) {
+                const int m = load - r0 < GROUP_ROWS ? load - r0 : GROUP_ROWS;
+                tasks[n++] = (moe_task){e, r0, m, m};
+            }
+        }
+        for (int r0 = 0; p->inter_shared && r0 < p->T; r0 += GROUP_ROWS) {
+            const int m = p->T - r0 < GROUP_ROWS ? p->T - r0 : GROUP_ROWS;
+            tasks[n++] = (moe_task){-1, r0, m, m};
+        }
+        rc = moe_run_tasks(p, &d, tasks, n, threads);
+        moe_load_stats(p, d.ids, st);
+    }
+    free(tasks);
+    moe_dispatch_free(&d);
+    return rc;
+}

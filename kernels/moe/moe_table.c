@@ -1,0 +1,124 @@
+/* The MoE implementation table, problem validation and dispatch.
+ *
+ * A new implementation is one new file plus one line in moe_impls[].  The
+ * tolerances are normwise errors of `out` against ref (docs/moe.md §5): the
+ * weights are the same exact values in ref and in the kernels (bf16 is
+ * converted exactly), so only the fp32 accumulation order separates them and
+ * bf16 weights do not widen the tolerance.
+ */
+#include "moe.h"
+#include "counters.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+const moe_impl moe_impls[] = {
+    {"ref", "scalar reference, double accumulation, its own double-precision router (ref/moe_ref.c)",
+     moe_ref, {0}, 1e-12, 1e-12, NULL},
+    {"per_token", "for each token, its k experts as matrix-vector products",
+     moe_per_token, {0}, 1e-5, 1e-5, NULL},
+    {"grouped", "tokens sorted by expert, one GEMM pair per expert, experts over threads largest first",
+     moe_grouped, {0}, 1e-5, 1e-5, NULL},
+    {"blockwise", "each expert's rows padded to fixed blocks, one GEMM per block (MegaBlocks/Neuron layout)",
+     moe_blockwise, {.block = 64}, 1e-5, 1e-5, NULL},
+};
+const int moe_n_impls = (int)(sizeof moe_impls / sizeof moe_impls[0]);
+
+const moe_impl *moe_find(const char *name)
+{
+    if (!name) return NULL;
+    for (int i = 0; i < moe_n_impls; i++)
+        if (!strcmp(moe_impls[i].name, name)) return &moe_impls[i];
+    return NULL;
+}
+
+#define FAIL(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+/* Each dimension at most 2^24, as the golden loader accepts; products are size_t. */
+#define MOE_MAX_DIM (1 << 24)
+
+int moe_validate(const moe_problem *p, int check_values, char *err, size_t errlen)
+{
+    if (!p) FAIL("moe: no problem given");
+    const struct { const char *name; int v; } dims[] = {
+        {"T", p->T}, {"hidden", p->hidden}, {"E", p->E}, {"inter", p->inter}};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) {
+        if (dims[i].v < 1) FAIL("moe: %s=%d must be positive (T=%d hidden=%d E=%d inter=%d)", dims[i].name, dims[i].v,
+                                p->T, p->hidden, p->E, p->inter);
+        if (dims[i].v > MOE_MAX_DIM) FAIL("moe: %s=%d exceeds 2^24", dims[i].name, dims[i].v);
+    }
+    if (p->inter_shared < 0) FAIL("moe: inter_shared=%d (Is, the shared expert's intermediate size) must be >= 0", p->inter_shared);
+    if (p->inter_shared > MOE_MAX_DIM) FAIL("moe: inter_shared=%d exceeds 2^24", p->inter_shared);
+    if (p->top_k < 1) FAIL("moe: top_k=%d must be at least 1", p->top_k);
+    if (p->top_k > p->E) FAIL("moe: top_k=%d exceeds E=%d", p->top_k, p->E);
+    if (p->wt != WT_F32 && p->wt != WT_BF16) FAIL("moe: weight dtype %d is neither WT_F32 nor WT_BF16", (int)p->wt);
+    const struct { const char *name; const void *ptr; } need[] = {
+        {"x", p->x}, {"router", p->router}, {"gate_proj", p->gate_proj}, {"up_proj", p->up_proj},
+        {"down_proj", p->down_proj}, {"out", p->out}};
+    for (size_t i = 0; i < sizeof need / sizeof *need; i++)
+        if (!need[i].ptr) FAIL("moe: missing tensor '%s'", need[i].name);
+    const struct { const char *name; const void *ptr; } shared[] = {
+        {"shared_gate", p->shared_gate}, {"shared_up", p->shared_up}, {"shared_down", p->shared_down},
+        {"shared_expert_gate", p->shared_expert_gate}};
+    for (size_t i = 0; i < sizeof shared / sizeof *shared; i++) {
+        if (p->inter_shared > 0 && !shared[i].ptr) FAIL("moe: inter_shared=%d but the shared expert tensor '%s' is missing", p->inter_shared, shared[i].name);
+        if (p->inter_shared == 0 && shared[i].ptr)
+            FAIL("moe: shared expert tensor '%s' is given but inter_shared=0 (set it to the shared intermediate size Is)", shared[i].name);
+    }
+    if (p->expert_stride_gu && p->expert_stride_gu < (size_t)p->inter * p->hidden)
+        FAIL("moe: expert_stride_gu=%zu is smaller than inter*hidden=%zu (0 means separate [E,I,hidden] tensors)",
+             p->expert_stride_gu, (size_t)p->inter * p->hidden);
+    if (check_values) {
+        const size_t n = (size_t)p->T * p->hidden;
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(p->x[i]))
+                FAIL("moe: input 'x' has a non-finite value (%g) at token %zu, element %zu", p->x[i],
+                     i / p->hidden, i % p->hidden);
+    }
+    return 0;
+}
+
+/* docs/moe.md eq. (10): useful flops, a multiply-add counted as 2; softmax,
+ * SiLU, the gating products and the weighted sum are not counted. */
+long long moe_work_flops(const moe_problem *p)
+{
+    const long long H = p->hidden;
+    long long per_token = 2LL * p->E * H + (long long)p->top_k * 3 * 2 * (long long)p->inter * H;
+    if (p->inter_shared > 0) per_token += 3LL * 2 * p->inter_shared * H + 2 * H;
+    return (long long)p->T * per_token;
+}
+
+/* docs/moe.md eq. (11): each weight read once: the router, the gate, up and
+ * down matrices of every touched expert, and the whole shared expert. */
+long long moe_work_weight_bytes(const moe_problem *p, int experts_touched)
+{
+    const long long H = p->hidden, ws = (long long)q35_wtype_size(p->wt);
+    long long elems = (long long)p->E * H + (long long)experts_touched * 3 * p->inter * H;
+    if (p->inter_shared > 0) elems += 3LL * p->inter_shared * H + H;
+    return ws * elems;
+}
+
+int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, moe_stats *st, char *err,
+            size_t errlen)
+{
+    if (!impl) FAIL("moe: no implementation given");
+    if (impl->available && !impl->available())
+        FAIL("moe: implementation '%s' is not supported on this CPU", impl->name);
+    if (moe_validate(p, 0, err, errlen)) return -1;
+    moe_opts o = impl->defaults;
+    if (opts) {
+        if (opts->block) o.block = opts->block;
+        if (opts->threads) o.threads = opts->threads;
+    }
+    if (o.block < 0 || o.block > 65536) FAIL("moe: block size %d outside [1, 65536] (0: default)", o.block);
+    if (o.threads < 0) FAIL("moe: thread count %d is negative", o.threads);
+    moe_stats local;
+    if (!st) st = &local;
+    memset(st, 0, sizeof *st);
+    if (impl->run(p, &o, st)) FAIL("moe: implementation '%s' failed (out of memory?)", impl->name);
+    q35_sde_add(Q35_SDE_FLOPS, moe_work_flops(p));
+    q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, moe_work_weight_bytes(p, st->experts_touched));
+    q35_sde_add(Q35_SDE_TOKENS, p->T);
+    return 0;
+}
