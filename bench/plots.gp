@@ -48,3 +48,19 @@ plot for [im in impls] erows(im, "random") using 2:4 with linespoints lw 2 title
 set title "correlated keys (cosine ~0.9)"
 plot for [im in impls] erows(im, "correlated-keys") using 2:4 with linespoints lw 2 title im
 unset multiplot
+
+# 4. MoE block throughput against T (bench/run_moe.sh), bf16 and fp32 weights
+moe = "results/moe_35b.csv"
+if (system("test -f " . moe . " && echo 1 || echo 0") + 0) {
+    set output "results/moe_tokens_per_s.png"
+    set title "Qwen3.5-35B-A3B MoE block (256 experts, top-8, shared expert), 2 threads"
+    set logscale xy
+    set autoscale
+    set format y "%g"
+    set key outside right top
+    set xlabel "tokens in the batch T"
+    set ylabel "tokens/s (median)"
+    mrows(im, dt) = sprintf("< awk -F, '$5 == \"%s\" && $25 == \"%s\"' %s", im, dt, moe)
+    plot for [im in "per_token grouped blockwise"] mrows(im, "bf16") using 7:14 with linespoints lw 2 title im." bf16", \
+         for [im in "per_token grouped blockwise"] mrows(im, "f32") using 7:14 with linespoints lw 2 dt 2 title im." f32"
+}
