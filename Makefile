@@ -16,7 +16,7 @@ endif
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror
-INCS := -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Iref -Iharness -Ibench
+INCS := -I. -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Iref -Iharness -Ibench
 # fp-contract=fast lets the kernels use FMA; the reference opts out below.
 CFLAGS_ALL := $(CSTD) $(OPT) -g $(WARN) -fopenmp -ffp-contract=fast $(INCS) $(SANFLAGS) $(CFLAGS)
 LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLAGS)
@@ -24,6 +24,7 @@ LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLA
 LIB_SRCS := $(wildcard kernels/*.c kernels/*/*.c ref/*.c) $(filter-out harness/cli_%.c,$(wildcard harness/*.c))
 CLI_SRCS := $(wildcard harness/cli_*.c bench/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
 
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -47,7 +48,7 @@ $(BUILD)/libq35.a: $(LIB_OBJS)
 $(BUILD)/q35lab: $(CLI_OBJS) $(BUILD)/libq35.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libq35.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS) -lcmocka
 

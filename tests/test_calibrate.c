@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/tmpdir.h"
 #include "calibrate.h"
 
 static char g_dir[64];
@@ -80,17 +81,7 @@ static int group_teardown(void **state)
     (void)state;
     cJSON_Delete(g_root);
     free(g_res);
-    DIR *d = opendir(g_dir);
-    if (!d) return -1;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    return rmdir(g_dir);
+    return test_tmpdir_remove(g_dir);
 }
 
 static const cJSON *get(const cJSON *o, const char *key)

@@ -30,6 +30,7 @@
 
 #include "cpu_features.h"
 #include "counters.h"
+#include "support/tmpdir.h"
 #include "deltarule.h"
 #include "deltarule_golden.h"
 #include "deltarule_inputs.h"
@@ -860,28 +861,16 @@ static char g_tmpdir[64];
 static int tmpdir_setup(void **state)
 {
     (void)state;
-    strcpy(g_tmpdir, "/tmp/dr_test_XXXXXX");
-    return mkdtemp(g_tmpdir) ? 0 : -1;
+    return test_tmpdir_make(g_tmpdir, "dr_test");
 }
 
-/* Removes whatever the tests (or a failing test) left, then the directory. */
 static int tmpdir_teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(g_tmpdir);
-    if (!d) return -1;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(path, sizeof path, "%s/%s", g_tmpdir, e->d_name);
-            unlink(path);
-        }
-    closedir(d);
-    return rmdir(g_tmpdir);
+    return test_tmpdir_remove(g_tmpdir);
 }
 
-static void tmp_path(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_tmpdir, name); }
+static void tmp_path(char *buf, size_t n, const char *name) { test_tmpdir_path(buf, n, g_tmpdir, name); }
 
 static void load_golden(const char *path, dr_golden *g)
 {

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/tmpdir.h"
 #include "safetensors.h"
 
 #define GOLDEN_GLOB "../shared/golden-samples/deltarule/*.safetensors"
@@ -33,33 +34,17 @@ static char g_dir[64];
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/st_test_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return test_tmpdir_make(g_dir, "st_test");
 }
 
 /* Remove whatever a failing test left behind, then the directory. */
 static int group_teardown(void **state)
 {
     (void)state;
-    DIR *d = opendir(g_dir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-            unlink(p);
-        }
-    }
-    closedir(d);
-    return rmdir(g_dir);
+    return test_tmpdir_remove(g_dir);
 }
 
-static void tpath(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", g_dir, name);
-}
+static void tpath(char *buf, size_t len, const char *name) { test_tmpdir_path(buf, len, g_dir, name); }
 
 static int count_dir_entries(void)
 {
