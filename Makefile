@@ -16,12 +16,12 @@ endif
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror
-INCS := -I. -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Iref -Iharness -Ibench
+INCS := -I. -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Iref -Iharness -Ibench -Imodel
 # fp-contract=fast lets the kernels use FMA; the reference opts out below.
 CFLAGS_ALL := $(CSTD) $(OPT) -g $(WARN) -fopenmp -ffp-contract=fast $(INCS) $(SANFLAGS) $(CFLAGS)
 LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLAGS)
 
-LIB_SRCS := $(wildcard kernels/*.c kernels/*/*.c ref/*.c) $(filter-out harness/cli_%.c,$(wildcard harness/*.c))
+LIB_SRCS := $(wildcard kernels/*.c kernels/*/*.c ref/*.c model/*.c) $(filter-out harness/cli_%.c,$(wildcard harness/*.c))
 CLI_SRCS := $(wildcard harness/cli_*.c bench/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
