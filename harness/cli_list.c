@@ -4,6 +4,7 @@
 #include "deltarule.h"
 #include "deltarule_inputs.h"
 #include "moe.h"
+#include "conv/conv.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -33,5 +34,8 @@ int cmd_list(int argc, char **argv)
         printf("  %-16s %-10.0e %-10.0e %s%s\n", im->name, im->tol_f32, im->tol_bf16, im->summary,
                ok ? "" : "  [not supported on this CPU]");
     }
+    printf("\nfamily conv (Gated DeltaNet's short causal depthwise conv + SiLU; docs/conv.md)\n");
+    for (int i = 0; i < conv_n_impls; i++)
+        printf("  %-16s %-10.0e %s\n", conv_impls[i].name, conv_impls[i].claim_tol, conv_impls[i].summary);
     return 0;
 }

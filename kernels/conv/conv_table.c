@@ -1,0 +1,119 @@
+/* The short-conv implementation table, problem validation and dispatch
+ * (the pattern of kernels/deltarule/deltarule_table.c, docs/design.md).
+ *
+ * A new implementation is one new file plus one line in conv_impls[].
+ */
+#include "conv/conv.h"
+#include "counters.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+const conv_impl conv_impls[] = {
+    {"ref", "scalar reference, double accumulation (ref/conv_ref.c)",
+     conv_ref, {0}, 1e-6, NULL},
+    {"direct", "token-major, K FMAs per vector of channels, AVX2 / generic C, OpenMP over token x channel blocks",
+     conv_direct, {0}, 1e-6, NULL},
+};
+const int conv_n_impls = (int)(sizeof conv_impls / sizeof conv_impls[0]);
+
+const conv_impl *conv_find(const char *name)
+{
+    for (int i = 0; i < conv_n_impls; i++)
+        if (!strcmp(conv_impls[i].name, name)) return &conv_impls[i];
+    return NULL;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+static int first_nonfinite(const float *x, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) { *at = i; return 1; }
+    return 0;
+}
+
+/* Do [a, a+na) and [b, b+nb) (float counts) share memory? */
+static int overlaps(const void *a, size_t na, const void *b, size_t nb)
+{
+    if (!a || !b || !na || !nb) return 0;
+    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    return a0 < b0 + nb * sizeof(float) && b0 < a0 + na * sizeof(float);
+}
+
+int conv_validate(const conv_problem *p, int check_values, char *err, size_t errlen)
+{
+    if (!p) FAIL("conv: no problem given");
+    if (p->B < 1 || p->T < 1 || p->C < 1 || p->K < 1)
+        FAIL("conv: every dimension must be positive (B=%d T=%d C=%d K=%d)", p->B, p->T, p->C, p->K);
+    if (p->K > CONV_K_MAX) FAIL("conv: kernel width K=%d is larger than %d", p->K, CONV_K_MAX);
+    if ((long long)p->B * p->T * p->C > (1LL << 40) / 4)
+        FAIL("conv: B*T*C = %lld elements is too large", (long long)p->B * p->T * p->C);
+    const struct { const char *name; const void *ptr; } need[] = {
+        {"x", p->x}, {"weight", p->weight}, {"y", p->y}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (!need[i].ptr) FAIL("conv: missing tensor '%s'", need[i].name);
+    if (p->apply_silu != 0 && p->apply_silu != 1)
+        FAIL("conv: apply_silu=%d must be 0 or 1", p->apply_silu);
+    if (p->seq_len)
+        for (int b = 0; b < p->B; b++)
+            if (p->seq_len[b] < 0 || p->seq_len[b] > p->T)
+                FAIL("conv: seq_len[%d]=%d outside [0, T=%d]", b, p->seq_len[b], p->T);
+    const size_t nx = (size_t)p->B * p->T * p->C, nw = (size_t)p->C * p->K;
+    const size_t ns = (size_t)p->B * p->C * (p->K - 1);
+    const struct { const char *name; const void *ptr; size_t n; } in[] = {
+        {"x", p->x, nx}, {"weight", p->weight, nw}, {"state_in", p->state_in, ns}, {"state_out", p->state_out, ns}};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        if (overlaps(p->y, nx, in[i].ptr, in[i].n))
+            FAIL("conv: y overlaps '%s' (the output must be a separate buffer)", in[i].name);
+    if (overlaps(p->state_out, ns, p->x, nx) || overlaps(p->state_out, ns, p->weight, nw))
+        FAIL("conv: state_out overlaps x or weight");
+    if (p->state_out && p->state_in && p->state_out != p->state_in && overlaps(p->state_out, ns, p->state_in, ns))
+        FAIL("conv: state_out partly overlaps state_in (it must be the same buffer or a separate one)");
+    if (check_values) {
+        const struct { const char *name; const float *x; size_t n; } t[] = {
+            {"x", p->x, nx}, {"weight", p->weight, nw}, {"state_in", p->state_in, p->state_in ? ns : 0}};
+        size_t at;
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            if (first_nonfinite(t[i].x, t[i].n, &at))
+                FAIL("conv: input '%s' has a non-finite value (%g) at flat index %zu", t[i].name, t[i].x[at], at);
+    }
+    return 0;
+}
+
+long long conv_flops(const conv_problem *p)
+{
+    long long tokens = 0;
+    for (int b = 0; b < p->B; b++) tokens += conv_valid_len(p, b);
+    return 2LL * p->K * p->C * tokens;
+}
+
+/* Software-defined counters (docs/counters.md): the useful work, the same
+ * for every implementation; bytes are each datum once. */
+static void count_work(const conv_problem *p)
+{
+    long long tokens = 0;
+    for (int b = 0; b < p->B; b++) tokens += conv_valid_len(p, b);
+    const long long state = 4LL * p->B * p->C * (p->K - 1);
+    q35_sde_add(Q35_SDE_TOKENS, tokens);
+    q35_sde_add(Q35_SDE_FLOPS, conv_flops(p));
+    q35_sde_add(Q35_SDE_STATE_BYTES_READ, p->state_in ? state : 0);
+    q35_sde_add(Q35_SDE_STATE_BYTES_WRITTEN, p->state_out ? state : 0);
+    q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, 4LL * p->C * p->K + 4LL * tokens * p->C);
+}
+
+int conv_run(const conv_impl *impl, const conv_problem *p, const conv_opts *opts, char *err, size_t errlen)
+{
+    if (!impl) FAIL("conv: no implementation given");
+    if (impl->available && !impl->available())
+        FAIL("conv: implementation '%s' is not supported on this CPU", impl->name);
+    if (conv_validate(p, 0, err, errlen)) return -1;
+    conv_opts o = impl->defaults;
+    if (opts && opts->threads) o.threads = opts->threads;
+    if (o.threads < 0) FAIL("conv: thread count %d is negative", o.threads);
+    if (impl->run(p, &o)) FAIL("conv: implementation '%s' failed (out of memory?)", impl->name);
+    count_work(p);
+    return 0;
+}

@@ -1,0 +1,534 @@
+/* test_conv.c - cmocka suite for the short causal conv family
+ * (kernels/conv/, spec in docs/conv.md and ref/conv_ref.c).
+ *
+ * Every implementation in conv_impls[] (all but "ref", if available on this
+ * CPU) is checked against `ref` at its claim_tol (normwise, harness/metrics.h)
+ * and, with ref itself, against values the test computes from the math (a
+ * one-hot weight turns the conv into a shift; states are copies of inputs).
+ * Outputs are filled with NaN before each run, so a forgotten write shows.
+ *
+ * `build/tests/test_conv bench` instead times every implementation at
+ * Qwen3.5-0.8B's shape (C = 6144, K = 4, B = 1, T = 512 and T = 1) with 1 and
+ * 2 threads and prints GFLOP/s (docs/conv.md §4).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv/conv.h"
+#include "cpu_features.h"
+#include "metrics.h"
+#include "timing.h"
+
+#define MAX_IMPLS 16
+
+/* ------------------------------------------------------------------ */
+/* Inputs                                                               */
+/* ------------------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static void rng_seed(uint64_t s) { rng_state = s * 0x9e3779b97f4a7c15ull + 1; }
+static float urand(void) /* uniform in [-1, 1) */
+{
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (1.0 / (1ull << 23)) - 1.0);
+}
+static float *frand(size_t n, float scale)
+{
+    float *a = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(a);
+    for (size_t i = 0; i < n; i++) a[i] = scale * urand();
+    return a;
+}
+static float *fnan(size_t n)
+{
+    float *a = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(a);
+    for (size_t i = 0; i < n; i++) a[i] = NAN;
+    return a;
+}
+static float *fdup(const float *a, size_t n)
+{
+    float *b = malloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(b);
+    if (n) memcpy(b, a, sizeof(float) * n);
+    return b;
+}
+
+static size_t nx(const conv_problem *p) { return (size_t)p->B * p->T * p->C; }
+static size_t ns(const conv_problem *p) { return (size_t)p->B * p->C * (p->K - 1); }
+
+/* A problem with random x, weight and (if with_state) state_in; y and
+ * state_out are NaN-filled and owned by the caller (free_problem). */
+static conv_problem make_problem(int B, int T, int C, int K, int with_state, int silu, uint64_t seed)
+{
+    conv_problem p = CONV_PROBLEM_INIT;
+    p.B = B; p.T = T; p.C = C; p.K = K; p.apply_silu = silu;
+    rng_seed(seed);
+    p.x = frand(nx(&p), 2.0f);
+    p.weight = frand((size_t)C * K, 1.0f);
+    p.state_in = with_state ? frand(ns(&p), 2.0f) : NULL;
+    p.state_out = fnan(ns(&p));
+    p.y = fnan(nx(&p));
+    return p;
+}
+static void free_problem(conv_problem *p)
+{
+    free((void *)p->x); free((void *)p->weight); free((void *)p->state_in);
+    if (p->state_out != p->state_in) free(p->state_out);
+    free(p->y); free((void *)p->seq_len);
+}
+
+static const char *shape_str(const conv_problem *p)
+{
+    static char buf[128];
+    snprintf(buf, sizeof buf, "B%d T%d C%d K%d%s%s%s", p->B, p->T, p->C, p->K, p->state_in ? " S0" : "",
+             p->seq_len ? " padded" : "", p->apply_silu ? "" : " no-silu");
+    return buf;
+}
+
+static void run_ok(const conv_impl *im, const conv_problem *p, int threads)
+{
+    char err[256];
+    conv_opts o = {.threads = threads};
+    if (conv_run(im, p, &o, err, sizeof err)) fail_msg("%s on %s: %s", im->name, shape_str(p), err);
+}
+
+static int list_impls(const conv_impl **out)
+{
+    int n = 0;
+    for (int i = 0; i < conv_n_impls && n < MAX_IMPLS; i++) {
+        const conv_impl *im = &conv_impls[i];
+        if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
+        out[n++] = im;
+    }
+    assert_true(n > 0);
+    return n;
+}
+
+/* x_ext[b, e, c] from the problem's inputs (the test's own reading of eq. 1). */
+static float xext(const conv_problem *p, int b, int e, int c)
+{
+    const int S = p->K - 1;
+    if (e < S) return p->state_in ? p->state_in[((size_t)b * p->C + c) * S + e] : 0.0f;
+    return p->x[((size_t)b * p->T + (e - S)) * p->C + c];
+}
+static double silu(double a) { return a / (1.0 + exp(-a)); }
+
+static void expect_close(const char *what, const conv_impl *im, const conv_problem *p, const float *got,
+                         const float *want, size_t n, double tol)
+{
+    err_stats e = err_compare(got, want, n);
+    if (e.nonfinite || !(e.normwise <= tol))
+        fail_msg("%s: %s on %s: normwise %.3g (tol %.1g), maxabs %.3g, %zu non-finite", what, im->name,
+                 shape_str(p), e.normwise, tol, e.maxabs, e.nonfinite);
+}
+static void expect_equal(const char *what, const conv_impl *im, const conv_problem *p, const float *got,
+                         const float *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)))
+            fail_msg("%s: %s on %s: element %zu is %.9g, expected %.9g", what, im->name, shape_str(p), i,
+                     got[i], want[i]);
+}
+
+/* The state eq. (2) says: the last K-1 valid entries of x_ext. */
+static float *expected_state(const conv_problem *p)
+{
+    const int S = p->K - 1;
+    float *s = malloc(sizeof(float) * (ns(p) ? ns(p) : 1));
+    assert_non_null(s);
+    for (int b = 0; b < p->B; b++) {
+        const int len = p->seq_len ? p->seq_len[b] : p->T;
+        for (int c = 0; c < p->C; c++)
+            for (int i = 0; i < S; i++) s[((size_t)b * p->C + c) * S + i] = xext(p, b, len + i, c);
+    }
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Shape grid                                                           */
+/* ------------------------------------------------------------------ */
+
+static const int GRID_T[] = {1, 2, 3, 4, 5, 64, 333};
+static const int GRID_B[] = {1, 3};
+static const int GRID_C[] = {1, 7, 8, 64, 6144};
+static const int GRID_K[] = {1, 2, 4};
+#define N(a) (int)(sizeof(a) / sizeof(a)[0])
+
+/* Each implementation against ref, and ref and each implementation against
+ * the one-hot closed form, over the whole grid. */
+static void grid_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS + 1];
+    int n = list_impls(impls + 1);
+    impls[0] = conv_find("ref");
+    assert_non_null(impls[0]);
+    int idx = 0;
+    for (int ti = 0; ti < N(GRID_T); ti++)
+        for (int bi = 0; bi < N(GRID_B); bi++)
+            for (int ci = 0; ci < N(GRID_C); ci++)
+                for (int ki = 0; ki < N(GRID_K); ki++, idx++) {
+                    const int T = GRID_T[ti], B = GRID_B[bi], C = GRID_C[ci], K = GRID_K[ki];
+                    const int with_state = idx % 2 == 0, act = idx % 3 != 2;
+                    conv_problem p = make_problem(B, T, C, K, with_state, act, 1000 + idx);
+                    run_ok(impls[0], &p, 0);
+                    float *ry = fdup(p.y, nx(&p)), *rs = fdup(p.state_out, ns(&p));
+                    float *es = expected_state(&p);
+                    expect_equal("ref state", impls[0], &p, rs, es, ns(&p));
+                    for (int i = 1; i <= n; i++) {
+                        for (size_t k = 0; k < nx(&p); k++) p.y[k] = NAN;
+                        for (size_t k = 0; k < ns(&p); k++) p.state_out[k] = NAN;
+                        run_ok(impls[i], &p, 0);
+                        expect_close("y vs ref", impls[i], &p, p.y, ry, nx(&p), impls[i]->claim_tol);
+                        expect_equal("state", impls[i], &p, p.state_out, es, ns(&p));
+                    }
+                    /* one-hot weight at column j(c) = c mod K: y = act(x_ext[t + j]) */
+                    float *w = (float *)p.weight, *oh = malloc(sizeof(float) * nx(&p));
+                    assert_non_null(oh);
+                    for (int c = 0; c < C; c++)
+                        for (int j = 0; j < K; j++) w[(size_t)c * K + j] = j == c % K ? 1.0f : 0.0f;
+                    for (int b = 0; b < B; b++)
+                        for (int t = 0; t < T; t++)
+                            for (int c = 0; c < C; c++) {
+                                double v = xext(&p, b, t + c % K, c);
+                                oh[((size_t)b * T + t) * C + c] = (float)(act ? silu(v) : v);
+                            }
+                    for (int i = 0; i <= n; i++) {
+                        for (size_t k = 0; k < nx(&p); k++) p.y[k] = NAN;
+                        run_ok(impls[i], &p, 0);
+                        expect_close("one-hot shift", impls[i], &p, p.y, oh, nx(&p), 1e-6);
+                    }
+                    free(oh); free(ry); free(rs); free(es);
+                    free_problem(&p);
+                }
+}
+
+static void grid_generic_isa_body(void)
+{
+    cpu_isa_force(ISA_GENERIC);
+    assert_int_equal(cpu_isa(), ISA_GENERIC);
+    grid_body();
+    cpu_isa_force(ISA_AUTO);
+}
+
+/* The same numbers whatever the thread count (each output is computed the
+ * same way in every decomposition), so equality is exact. */
+static void thread_counts_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS];
+    int n = list_impls(impls);
+    for (int i = 0; i < n; i++) {
+        conv_problem p = make_problem(2, 77, 6144, 4, 1, 1, 7);
+        run_ok(impls[i], &p, 1);
+        float *y1 = fdup(p.y, nx(&p)), *s1 = fdup(p.state_out, ns(&p));
+        for (int th = 2; th <= 5; th++) {
+            for (size_t k = 0; k < nx(&p); k++) p.y[k] = NAN;
+            run_ok(impls[i], &p, th);
+            expect_equal("y across threads", impls[i], &p, p.y, y1, nx(&p));
+            expect_equal("state across threads", impls[i], &p, p.state_out, s1, ns(&p));
+        }
+        free(y1); free(s1);
+        free_problem(&p);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* State handling                                                       */
+/* ------------------------------------------------------------------ */
+
+/* One call over [0, T) equals calls over [0, T1) and [T1, T) with the state
+ * carried, for T1 below, at and above K-1. */
+static void state_carry_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS + 1];
+    int n = list_impls(impls + 1);
+    impls[0] = conv_find("ref");
+    const int T = 40, C = 67, B = 2;
+    const int Ks[] = {2, 4}, T1s[] = {1, 2, 3, 4, 17, 39};
+    for (int ki = 0; ki < N(Ks); ki++)
+        for (int s0 = 0; s0 < 2; s0++) {
+            const int K = Ks[ki];
+            conv_problem whole = make_problem(B, T, C, K, s0, 1, 50 + ki);
+            run_ok(impls[0], &whole, 1);
+            for (int i = 0; i <= n; i++)
+                for (int ti = 0; ti < N(T1s); ti++) {
+                    const int T1 = T1s[ti], T2 = T - T1;
+                    float *x1 = malloc(sizeof(float) * B * T1 * C), *x2 = malloc(sizeof(float) * B * T2 * C);
+                    float *y = fnan(nx(&whole)), *y1 = fnan((size_t)B * T1 * C), *y2 = fnan((size_t)B * T2 * C);
+                    float *mid = fnan(ns(&whole)), *fin = fnan(ns(&whole));
+                    assert_non_null(x1); assert_non_null(x2);
+                    for (int b = 0; b < B; b++) {
+                        memcpy(x1 + (size_t)b * T1 * C, whole.x + (size_t)b * T * C, sizeof(float) * T1 * C);
+                        memcpy(x2 + (size_t)b * T2 * C, whole.x + ((size_t)b * T + T1) * C, sizeof(float) * T2 * C);
+                    }
+                    conv_problem a = whole, c2 = whole;
+                    a.T = T1; a.x = x1; a.y = y1; a.state_out = mid;
+                    c2.T = T2; c2.x = x2; c2.y = y2; c2.state_in = mid; c2.state_out = fin;
+                    run_ok(impls[i], &a, 0);
+                    run_ok(impls[i], &c2, 0);
+                    for (int b = 0; b < B; b++) {
+                        memcpy(y + (size_t)b * T * C, y1 + (size_t)b * T1 * C, sizeof(float) * T1 * C);
+                        memcpy(y + ((size_t)b * T + T1) * C, y2 + (size_t)b * T2 * C, sizeof(float) * T2 * C);
+                    }
+                    expect_close("carried y", impls[i], &a, y, whole.y, nx(&whole), 1e-6);
+                    expect_equal("carried state", impls[i], &a, fin, whole.state_out, ns(&whole));
+                    free(x1); free(x2); free(y); free(y1); free(y2); free(mid); free(fin);
+                }
+            free_problem(&whole);
+        }
+}
+
+/* state_out == state_in, including T < K-1 where the old state shifts. */
+static void state_in_place_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS + 1];
+    int n = list_impls(impls + 1);
+    impls[0] = conv_find("ref");
+    const int Ts[] = {1, 2, 3, 9, 100};
+    for (int i = 0; i <= n; i++)
+        for (int ti = 0; ti < N(Ts); ti++) {
+            conv_problem p = make_problem(3, Ts[ti], 6144, 4, 1, 1, 300 + ti);
+            run_ok(conv_find("ref"), &p, 1);
+            float *ry = fdup(p.y, nx(&p)), *es = expected_state(&p);
+            float *s = fdup(p.state_in, ns(&p));
+            conv_problem q = p;
+            q.state_in = q.state_out = s;
+            for (size_t k = 0; k < nx(&p); k++) q.y[k] = NAN;
+            run_ok(impls[i], &q, 0);
+            expect_close("in-place y", impls[i], &q, q.y, ry, nx(&p), 1e-6);
+            expect_equal("in-place state", impls[i], &q, s, es, ns(&p));
+            free(s); free(ry); free(es);
+            free_problem(&p);
+        }
+}
+
+/* Right padding: outputs past seq_len are exactly 0, the state holds the
+ * last valid inputs, and seq_len = 0 leaves the state as it was (zeros when
+ * state_in is NULL). */
+static void padding_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS + 1];
+    int n = list_impls(impls + 1);
+    impls[0] = conv_find("ref");
+    const int T = 37, C = 70, B = 5, K = 4;
+    const int32_t lens[5] = {37, 0, 2, 3, 20};
+    for (int i = 0; i <= n; i++)
+        for (int s0 = 0; s0 < 2; s0++)
+            for (int th = 1; th <= 2; th++) {
+                conv_problem p = make_problem(B, T, C, K, s0, 1, 400 + s0);
+                int32_t *sl = malloc(sizeof lens);
+                assert_non_null(sl);
+                memcpy(sl, lens, sizeof lens);
+                p.seq_len = sl;
+                run_ok(impls[i], &p, th);
+                float *es = expected_state(&p);
+                expect_equal("padded state", impls[i], &p, p.state_out, es, ns(&p));
+                for (int b = 0; b < B; b++) {
+                    for (int t = lens[b]; t < T; t++)
+                        for (int c = 0; c < C; c++)
+                            if (p.y[((size_t)b * T + t) * C + c] != 0.0f || signbit(p.y[((size_t)b * T + t) * C + c]))
+                                fail_msg("%s: padded y[%d,%d,%d] = %g, expected +0", impls[i]->name, b, t, c,
+                                         p.y[((size_t)b * T + t) * C + c]);
+                    if (lens[b] == 0)
+                        for (size_t k = 0; k < (size_t)C * (K - 1); k++) {
+                            const size_t at = (size_t)b * C * (K - 1) + k;
+                            const float want = p.state_in ? p.state_in[at] : 0.0f;
+                            if (memcmp(&p.state_out[at], &want, sizeof want))
+                                fail_msg("%s: seq_len 0 changed the state", impls[i]->name);
+                        }
+                }
+                /* valid outputs: the same as an unpadded run on the valid prefix */
+                if (i > 0) {
+                    conv_problem r = p;
+                    r.seq_len = NULL;
+                    r.y = fnan(nx(&p));
+                    r.state_out = NULL;
+                    run_ok(conv_find("ref"), &r, 1);
+                    for (int b = 0; b < B; b++)
+                        expect_close("padded valid y", impls[i], &p, p.y + (size_t)b * T * C,
+                                     r.y + (size_t)b * T * C, (size_t)lens[b] * C, 1e-6);
+                    free(r.y);
+                }
+                free(es);
+                free_problem(&p);
+            }
+}
+
+/* state_out NULL: y is unchanged and nothing else is written. */
+static void no_state_out_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS];
+    int n = list_impls(impls);
+    for (int i = 0; i < n; i++) {
+        conv_problem p = make_problem(2, 9, 40, 4, 1, 1, 11);
+        run_ok(conv_find("ref"), &p, 1);
+        float *ry = fdup(p.y, nx(&p));
+        free(p.state_out);
+        p.state_out = NULL;
+        for (size_t k = 0; k < nx(&p); k++) p.y[k] = NAN;
+        run_ok(impls[i], &p, 0);
+        expect_close("y without state_out", impls[i], &p, p.y, ry, nx(&p), 1e-6);
+        free(ry);
+        free_problem(&p);
+    }
+}
+
+/* Large |pre-activation|: silu saturates to 0 and to the identity, no NaN. */
+static void silu_extremes_body(void)
+{
+    const conv_impl *impls[MAX_IMPLS];
+    int n = list_impls(impls);
+    for (int i = 0; i < n; i++) {
+        conv_problem p = make_problem(1, 16, 33, 1, 0, 1, 12);
+        float *x = (float *)p.x, *w = (float *)p.weight;
+        for (int c = 0; c < 33; c++) w[c] = 1.0f;
+        const float v[8] = {-200.0f, -90.0f, -87.5f, -20.0f, 0.0f, 20.0f, 90.0f, 1e30f};
+        for (size_t k = 0; k < nx(&p); k++) x[k] = v[k % 8];
+        conv_problem r = p;
+        r.y = fnan(nx(&p));
+        run_ok(conv_find("ref"), &r, 1);
+        run_ok(impls[i], &p, 0);
+        for (size_t k = 0; k < nx(&p); k++)
+            if (!isfinite(p.y[k]) || fabs((double)p.y[k] - r.y[k]) > 1e-6 * fabs((double)r.y[k]) + 1e-30)
+                fail_msg("%s: silu(%g) = %g, ref %g", impls[i]->name, x[k], p.y[k], r.y[k]);
+        free(r.y);
+        free_problem(&p);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Invalid problems                                                     */
+/* ------------------------------------------------------------------ */
+
+static void expect_reject(const conv_problem *p, const conv_opts *o, const char *needle)
+{
+    char err[256] = "";
+    for (int i = 0; i < conv_n_impls; i++) {
+        err[0] = 0;
+        if (!conv_run(&conv_impls[i], p, o, err, sizeof err))
+            fail_msg("%s accepted a problem that should fail with '%s'", conv_impls[i].name, needle);
+        if (!strstr(err, needle)) fail_msg("message '%s' does not mention '%s'", err, needle);
+    }
+}
+
+static void invalid_body(void)
+{
+    conv_problem good = make_problem(2, 5, 8, 4, 1, 1, 13);
+    char err[256];
+    assert_int_equal(conv_validate(&good, 1, err, sizeof err), 0);
+    conv_problem p;
+    p = good; p.K = 0; expect_reject(&p, NULL, "every dimension must be positive");
+    p = good; p.C = 0; expect_reject(&p, NULL, "C=0");
+    p = good; p.B = -1; expect_reject(&p, NULL, "B=-1");
+    p = good; p.T = 0; expect_reject(&p, NULL, "T=0");
+    p = good; p.K = CONV_K_MAX + 1; expect_reject(&p, NULL, "kernel width");
+    p = good; p.x = NULL; expect_reject(&p, NULL, "missing tensor 'x'");
+    p = good; p.weight = NULL; expect_reject(&p, NULL, "missing tensor 'weight'");
+    p = good; p.y = NULL; expect_reject(&p, NULL, "missing tensor 'y'");
+    p = good; p.apply_silu = 2; expect_reject(&p, NULL, "apply_silu=2");
+    int32_t bad1[2] = {5, 6}, bad2[2] = {-1, 0};
+    p = good; p.seq_len = bad1; expect_reject(&p, NULL, "seq_len[1]=6 outside [0, T=5]");
+    p = good; p.seq_len = bad2; expect_reject(&p, NULL, "seq_len[0]=-1");
+    p = good; p.y = (float *)p.x; expect_reject(&p, NULL, "y overlaps 'x'");
+    p = good; p.state_out = (float *)p.state_in + 1; expect_reject(&p, NULL, "partly overlaps");
+    p = good; p.state_out = (float *)p.x; expect_reject(&p, NULL, "state_out overlaps");
+    conv_opts o = {.threads = -1};
+    p = good; expect_reject(&p, &o, "thread count -1");
+    assert_int_not_equal(conv_run(NULL, &good, NULL, err, sizeof err), 0);
+    assert_int_not_equal(conv_validate(NULL, 0, err, sizeof err), 0);
+    /* non-finite inputs: only the value check (CLI, golden loaders) scans for them */
+    ((float *)good.x)[3] = INFINITY;
+    assert_int_not_equal(conv_validate(&good, 1, err, sizeof err), 0);
+    assert_non_null(strstr(err, "input 'x' has a non-finite value (inf) at flat index 3"));
+    assert_int_equal(conv_validate(&good, 0, err, sizeof err), 0);
+    assert_null(conv_find("nope"));
+    free_problem(&good);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bench: `test_conv bench`                                             */
+/* ------------------------------------------------------------------ */
+
+static double time_one(const conv_impl *im, const conv_problem *p, int threads)
+{
+    char err[256];
+    conv_opts o = {.threads = threads};
+    double best = INFINITY, t_end = q35_now() + 0.3;
+    int reps = 0;
+    for (int w = 0; w < 3; w++) conv_run(im, p, &o, err, sizeof err); /* warm caches and threads */
+    while (reps < 20 || q35_now() < t_end) {
+        const double t0 = q35_now();
+        if (conv_run(im, p, &o, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
+        const double dt = q35_now() - t0;
+        if (dt < best) best = dt;
+        if (++reps > 200000) break;
+    }
+    return best;
+}
+
+static int bench(void)
+{
+    const int C = 2 * 16 * 128 + 16 * 128, K = 4, Ts[] = {512, 1};
+    printf("conv bench: C=%d K=%d B=1, SiLU on, state in and out; ISA %s; best of >= 20 runs / 0.3 s\n", C, K,
+           cpu_isa_name(cpu_isa()));
+    printf("flops = 2*K*C per token (SiLU not counted)\n");
+    printf("%-8s %5s %7s %12s %10s\n", "impl", "T", "threads", "time (us)", "GFLOP/s");
+    for (int ti = 0; ti < 2; ti++) {
+        conv_problem p = make_problem(1, Ts[ti], C, K, 1, 1, 99);
+        for (int i = 0; i < conv_n_impls; i++) {
+            const conv_impl *im = &conv_impls[i];
+            if (im->available && !im->available()) continue;
+            for (int th = 1; th <= 2; th++) {
+                if (!strcmp(im->name, "ref") && th == 2) continue; /* ref is serial */
+                const double s = time_one(im, &p, th);
+                printf("%-8s %5d %7d %12.2f %10.2f\n", im->name, p.T, th, s * 1e6, conv_flops(&p) / s * 1e-9);
+            }
+        }
+        free_problem(&p);
+    }
+    return 0;
+}
+
+/* cmocka entry points */
+static void grid(void **st) { (void)st; grid_body(); }
+static void grid_generic_isa(void **st) { (void)st; grid_generic_isa_body(); }
+static void thread_counts(void **st) { (void)st; thread_counts_body(); }
+static void state_carry(void **st) { (void)st; state_carry_body(); }
+static void state_in_place(void **st) { (void)st; state_in_place_body(); }
+static void padding(void **st) { (void)st; padding_body(); }
+static void no_state_out(void **st) { (void)st; no_state_out_body(); }
+static void silu_extremes(void **st) { (void)st; silu_extremes_body(); }
+static void invalid(void **st) { (void)st; invalid_body(); }
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "bench")) return bench();
+    const struct CMUnitTest grid_tests[] = {
+        cmocka_unit_test(grid),
+        cmocka_unit_test(grid_generic_isa),
+        cmocka_unit_test(thread_counts),
+    };
+    const struct CMUnitTest state_tests[] = {
+        cmocka_unit_test(state_carry),
+        cmocka_unit_test(state_in_place),
+        cmocka_unit_test(padding),
+        cmocka_unit_test(no_state_out),
+        cmocka_unit_test(silu_extremes),
+    };
+    const struct CMUnitTest invalid_tests[] = {
+        cmocka_unit_test(invalid),
+    };
+    int fails = 0;
+    fails += cmocka_run_group_tests_name("conv grid", grid_tests, NULL, NULL);
+    fails += cmocka_run_group_tests_name("conv state, padding, silu", state_tests, NULL, NULL);
+    fails += cmocka_run_group_tests_name("conv invalid", invalid_tests, NULL, NULL);
+    return fails ? 1 : 0;
+}
