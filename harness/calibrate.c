@@ -7,6 +7,7 @@
  * attributes (like the lab's kernels) and chosen at run time.
  */
 #include "calibrate.h"
+#include "errmsg.h"
 #include "json_file.h"
 #include "timing.h"
 
@@ -49,14 +50,6 @@ const char *q35_cache_kind_name(int k) { return k >= 0 && k < Q35_CACHE_NKIND ? 
 const char *q35_cache_size_name(int i) { return i >= 0 && i < Q35_CACHE_NSIZES ? cache_size_names[i] : "?"; }
 size_t q35_cache_size_bytes(int i) { return i >= 0 && i < Q35_CACHE_NSIZES ? cache_sizes[i] : 0; }
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------------------- */
 /* Configurations                                                                          */
@@ -335,7 +328,7 @@ static int measure(run_ctx *rc, int t, work_fn fn, void *ctx, long inner, double
     for (int r = 0; r < reps; r++) {
         double dt = par_time(t, fn, ctx, inner, &got);
         if (got != t) {
-            set_err(rc->err, rc->errlen, "OpenMP gave %d threads instead of %d (OMP_DYNAMIC / OMP_THREAD_LIMIT?)",
+            q35_errmsg(rc->err, rc->errlen, "OpenMP gave %d threads instead of %d (OMP_DYNAMIC / OMP_THREAD_LIMIT?)",
                     got, t);
             rc->failed = 1;
             return -1;
@@ -405,7 +398,7 @@ static int run_fma(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
             continue;
         }
         fma_ctx *c = calloc(1, sizeof *c);
-        if (!c) return set_err(rc->err, rc->errlen, "out of memory"), -1;
+        if (!c) return q35_errmsg(rc->err, rc->errlen, "out of memory"), -1;
         c->isa = isa;
         long iters = size_inner(fma_work, c, cfg->fma_seconds);
         for (int ti = 0; ti < cfg->nthreads; ti++) {
@@ -474,7 +467,7 @@ static void mem_first_touch(void *vctx, int tid, int nt, long inner)
 static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
 {
     mem_ctx *c = calloc(1, sizeof *c);
-    if (!c) return set_err(rc->err, rc->errlen, "out of memory"), -1;
+    if (!c) return q35_errmsg(rc->err, rc->errlen, "out of memory"), -1;
     size_t bytes = cfg->mem_bytes & ~(size_t)63;
     c->k = bw_pick();
     c->n = bytes / sizeof(float);
@@ -483,7 +476,7 @@ static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
     c->c = q35_alloc_huge(bytes);
     int rv = -1;
     if (!c->a || !c->b || !c->c || !c->n) {
-        set_err(rc->err, rc->errlen, "cannot allocate 3 x %zu MiB for the bandwidth arrays (try --mem-mib)",
+        q35_errmsg(rc->err, rc->errlen, "cannot allocate 3 x %zu MiB for the bandwidth arrays (try --mem-mib)",
                 bytes >> 20);
         goto out;
     }
@@ -560,7 +553,7 @@ static void cache_work(void *vctx, int tid, int nt, long inner)
 static int run_cache(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
 {
     cache_ctx *c = calloc(1, sizeof *c);
-    if (!c) return set_err(rc->err, rc->errlen, "out of memory"), -1;
+    if (!c) return q35_errmsg(rc->err, rc->errlen, "out of memory"), -1;
     c->k = bw_pick();
     int rv = -1;
     for (int si = 0; si < Q35_CACHE_NSIZES; si++) {
@@ -573,8 +566,8 @@ static int run_cache(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result 
             c->failed = 0;
             par_time(t, cache_alloc, c, 1, &got);
             if (c->failed || got != t) {
-                if (got != t) set_err(rc->err, rc->errlen, "OpenMP gave %d threads instead of %d", got, t);
-                else set_err(rc->err, rc->errlen, "cannot allocate cache buffers of %zu bytes", c->ws);
+                if (got != t) q35_errmsg(rc->err, rc->errlen, "OpenMP gave %d threads instead of %d", got, t);
+                else q35_errmsg(rc->err, rc->errlen, "cannot allocate cache buffers of %zu bytes", c->ws);
                 goto free_bufs;
             }
             for (int kind = 0; kind < Q35_CACHE_NKIND; kind++) {
@@ -623,7 +616,7 @@ static int run_sgemm(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result 
             posix_memalign((void **)&C, 64, nc * sizeof *C)) {
             free(A);
             free(B);
-            set_err(rc->err, rc->errlen, "cannot allocate sgemm %dx%dx%d", M, N, K);
+            q35_errmsg(rc->err, rc->errlen, "cannot allocate sgemm %dx%dx%d", M, N, K);
             openblas_set_num_threads(saved);
             return -1;
         }
@@ -794,22 +787,22 @@ int q35_calibrate(const q35_calib_config *cfg, q35_calib_result *r, char *err, s
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
     if (cfg->nthreads < 1 || cfg->nthreads > Q35_CAL_MAX_TLIST) {
-        set_err(err, errlen, "between 1 and %d thread counts, got %d", Q35_CAL_MAX_TLIST, cfg->nthreads);
+        q35_errmsg(err, errlen, "between 1 and %d thread counts, got %d", Q35_CAL_MAX_TLIST, cfg->nthreads);
         return -1;
     }
     for (int i = 0; i < cfg->nthreads; i++)
         if (cfg->threads[i] < 1 || cfg->threads[i] > Q35_MAX_THREADS) {
-            set_err(err, errlen, "thread count %d outside [1, %d]", cfg->threads[i], Q35_MAX_THREADS);
+            q35_errmsg(err, errlen, "thread count %d outside [1, %d]", cfg->threads[i], Q35_MAX_THREADS);
             return -1;
         }
     if (cfg->mem_reps < 1 || cfg->fma_reps < 1 || cfg->cache_reps < 1 || cfg->sgemm_reps < 1 || cfg->mem_bytes < 4096) {
-        set_err(err, errlen, "repetitions must be >= 1 and arrays >= 4 KiB");
+        q35_errmsg(err, errlen, "repetitions must be >= 1 and arrays >= 4 KiB");
         return -1;
     }
     for (int s = 0; s < Q35_SGEMM_NSHAPES; s++)
         for (int d = 0; d < 3; d++)
             if (cfg->sgemm_shapes[s][d] < 1) {
-                set_err(err, errlen, "sgemm shape %d has a non-positive dimension", s);
+                q35_errmsg(err, errlen, "sgemm shape %d has a non-positive dimension", s);
                 return -1;
             }
 
@@ -991,7 +984,7 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
 int q35_calib_write_json(const q35_calib_result *r, const char *path, char *err, size_t errlen)
 {
     cJSON *root = q35_calib_to_json(r);
-    if (!root) return set_err(err, errlen, "out of memory formatting JSON"), -1;
+    if (!root) return q35_errmsg(err, errlen, "out of memory formatting JSON"), -1;
     const int rc = q35_json_write_atomic(root, path, err, errlen);
     cJSON_Delete(root);
     return rc;
@@ -1056,7 +1049,7 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
 static char *slurp(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) return set_err(err, errlen, "cannot open %s: %s", path, strerror(errno)), NULL;
+    if (!f) return q35_errmsg(err, errlen, "cannot open %s: %s", path, strerror(errno)), NULL;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -1066,7 +1059,7 @@ static char *slurp(const char *path, char *err, size_t errlen)
         if (cap > ((size_t)64 << 20)) {
             free(buf);
             buf = NULL;
-            set_err(err, errlen, "%s: larger than 64 MiB", path);
+            q35_errmsg(err, errlen, "%s: larger than 64 MiB", path);
             fclose(f);
             return NULL;
         }
@@ -1077,10 +1070,10 @@ static char *slurp(const char *path, char *err, size_t errlen)
     }
     int bad = ferror(f);
     fclose(f);
-    if (!buf) return set_err(err, errlen, "out of memory reading %s", path), NULL;
+    if (!buf) return q35_errmsg(err, errlen, "out of memory reading %s", path), NULL;
     if (bad) {
         free(buf);
-        return set_err(err, errlen, "cannot read %s", path), NULL;
+        return q35_errmsg(err, errlen, "cannot read %s", path), NULL;
     }
     buf[n] = 0;
     return buf;
@@ -1112,10 +1105,10 @@ int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t
     if (!txt) return -1;
     cJSON *root = cJSON_Parse(txt);
     free(txt);
-    if (!root) return set_err(err, errlen, "%s: not valid JSON", path), -1;
+    if (!root) return q35_errmsg(err, errlen, "%s: not valid JSON", path), -1;
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
     if (!cJSON_IsString(schema) || strcmp(schema->valuestring, Q35_MACHINE_SCHEMA)) {
-        set_err(err, errlen, "%s: schema is not \"%s\"", path, Q35_MACHINE_SCHEMA);
+        q35_errmsg(err, errlen, "%s: schema is not \"%s\"", path, Q35_MACHINE_SCHEMA);
         cJSON_Delete(root);
         return -1;
     }

@@ -4,6 +4,7 @@
  * before it is used, and the header is parsed from a NUL-terminated private
  * copy so that a JSON parser bug cannot walk off the end of the map. */
 #include "safetensors.h"
+#include "errmsg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -25,18 +26,6 @@ _Static_assert(sizeof(float) == 4, "float must be IEEE binary32");
  * above that cannot be trusted to be the integer that was written. */
 #define JSON_INT_LIMIT 9007199254740992.0
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------ */
 /* dtypes                                                              */
@@ -232,12 +221,12 @@ static int parse_dtype(const st_ctx *c, const char *name, const cJSON *e, st_dty
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     if (!cJSON_IsString(j)) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': missing or non-string \"dtype\"",
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': missing or non-string \"dtype\"",
                 c->path, name);
         return -1;
     }
     if (st_dtype_parse(j->valuestring, dt) != 0) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': unknown dtype '%.32s'",
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': unknown dtype '%.32s'",
                 c->path, name, j->valuestring);
         return -1;
     }
@@ -248,13 +237,13 @@ static int parse_shape(const st_ctx *c, const char *name, const cJSON *e, st_ten
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(e, "shape");
     if (!cJSON_IsArray(j)) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': missing or non-array \"shape\"",
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': missing or non-array \"shape\"",
                 c->path, name);
         return -1;
     }
     int n = cJSON_GetArraySize(j);
     if (n > ST_MAX_DIMS) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': shape has %d dims, more than %d",
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': shape has %d dims, more than %d",
                 c->path, name, n, ST_MAX_DIMS);
         return -1;
     }
@@ -263,7 +252,7 @@ static int parse_shape(const st_ctx *c, const char *name, const cJSON *e, st_ten
     cJSON_ArrayForEach(d, j) {
         int rc = json_uint(d, &t->shape[i]);
         if (rc != 0) {
-            set_err(c->err, c->errlen, "%s: tensor '%s': shape dim %d is %s", c->path,
+            q35_errmsg(c->err, c->errlen, "%s: tensor '%s': shape dim %d is %s", c->path,
                     name, i, rc == -2 ? "negative" : "not a non-negative integer");
             return -1;
         }
@@ -281,18 +270,18 @@ static int parse_offsets(const st_ctx *c, const char *name, const cJSON *e, st_t
     if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) != 2 ||
         json_uint(cJSON_GetArrayItem(j, 0), &off[0]) != 0 ||
         json_uint(cJSON_GetArrayItem(j, 1), &off[1]) != 0) {
-        set_err(c->err, c->errlen,
+        q35_errmsg(c->err, c->errlen,
                 "%s: tensor '%s': \"data_offsets\" must be two non-negative integers",
                 c->path, name);
         return -1;
     }
     if (off[0] > off[1]) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': data_offsets begin %lld > end %lld",
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': data_offsets begin %lld > end %lld",
                 c->path, name, (long long)off[0], (long long)off[1]);
         return -1;
     }
     if ((uint64_t)off[1] > c->data_len) {
-        set_err(c->err, c->errlen,
+        q35_errmsg(c->err, c->errlen,
                 "%s: tensor '%s': data_offsets end %lld is past end of data area (%llu bytes)",
                 c->path, name, (long long)off[1], (unsigned long long)c->data_len);
         return -1;
@@ -300,12 +289,12 @@ static int parse_offsets(const st_ctx *c, const char *name, const cJSON *e, st_t
     int64_t numel;
     size_t need;
     if (shape_size(t->ndim, t->shape, st_dtype_size(t->dtype), &numel, &need) != 0) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': shape product overflows", c->path, name);
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': shape product overflows", c->path, name);
         return -1;
     }
     uint64_t have = (uint64_t)(off[1] - off[0]);
     if (have != need) {
-        set_err(c->err, c->errlen,
+        q35_errmsg(c->err, c->errlen,
                 "%s: tensor '%s': size mismatch: data_offsets span %llu bytes, "
                 "shape x %s needs %zu",
                 c->path, name, (unsigned long long)have, st_dtype_name(t->dtype), need);
@@ -320,7 +309,7 @@ static int parse_tensor(const st_ctx *c, const cJSON *e, st_tensor *t)
 {
     const char *name = e->string;
     if (!cJSON_IsObject(e)) {
-        set_err(c->err, c->errlen, "%s: tensor '%s': entry is not an object", c->path, name);
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': entry is not an object", c->path, name);
         return -1;
     }
     if (parse_dtype(c, name, e, &t->dtype) || parse_shape(c, name, e, t) ||
@@ -332,7 +321,7 @@ static int parse_tensor(const st_ctx *c, const cJSON *e, st_tensor *t)
 static int parse_metadata(const st_ctx *c, const cJSON *m, st_file *f)
 {
     if (!cJSON_IsObject(m)) {
-        set_err(c->err, c->errlen, "%s: __metadata__ is not an object", c->path);
+        q35_errmsg(c->err, c->errlen, "%s: __metadata__ is not an object", c->path);
         return -1;
     }
     int n = cJSON_GetArraySize(m);
@@ -343,7 +332,7 @@ static int parse_metadata(const st_ctx *c, const cJSON *m, st_file *f)
     const cJSON *kv;
     cJSON_ArrayForEach(kv, m) {
         if (!cJSON_IsString(kv)) {
-            set_err(c->err, c->errlen,
+            q35_errmsg(c->err, c->errlen,
                     "%s: __metadata__ value for key '%s' is not a string", c->path, kv->string);
             return -1;
         }
@@ -360,7 +349,7 @@ static int parse_metadata(const st_ctx *c, const cJSON *m, st_file *f)
     }
     return 0;
 oom:
-    set_err(c->err, c->errlen, "%s: out of memory reading __metadata__", c->path);
+    q35_errmsg(c->err, c->errlen, "%s: out of memory reading __metadata__", c->path);
     return -1;
 }
 
@@ -377,7 +366,7 @@ static int check_unique(const st_ctx *c, char **names, int n, const char *what)
         return 0;
     char **sorted = malloc((size_t)n * sizeof *sorted);
     if (!sorted) {
-        set_err(c->err, c->errlen, "%s: out of memory", c->path);
+        q35_errmsg(c->err, c->errlen, "%s: out of memory", c->path);
         return -1;
     }
     memcpy(sorted, names, (size_t)n * sizeof *sorted);
@@ -385,7 +374,7 @@ static int check_unique(const st_ctx *c, char **names, int n, const char *what)
     int rc = 0;
     for (int i = 1; i < n && rc == 0; i++) {
         if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-            set_err(c->err, c->errlen, "%s: duplicate %s '%s'", c->path, what, sorted[i]);
+            q35_errmsg(c->err, c->errlen, "%s: duplicate %s '%s'", c->path, what, sorted[i]);
             rc = -1;
         }
     }
@@ -399,7 +388,7 @@ static int check_unique_tensors(const st_ctx *c, const st_file *f)
         return 0;
     char **names = malloc((size_t)f->n_tensors * sizeof *names);
     if (!names) {
-        set_err(c->err, c->errlen, "%s: out of memory", c->path);
+        q35_errmsg(c->err, c->errlen, "%s: out of memory", c->path);
         return -1;
     }
     for (int i = 0; i < f->n_tensors; i++)
@@ -415,7 +404,7 @@ static int parse_entries(const st_ctx *c, const cJSON *root, st_file *f)
     int n = cJSON_GetArraySize(root);
     f->tensors = calloc((size_t)n + 1, sizeof *f->tensors);
     if (!f->tensors) {
-        set_err(c->err, c->errlen, "%s: out of memory for %d tensors", c->path, n);
+        q35_errmsg(c->err, c->errlen, "%s: out of memory for %d tensors", c->path, n);
         return -1;
     }
     int seen_meta = 0;
@@ -423,7 +412,7 @@ static int parse_entries(const st_ctx *c, const cJSON *root, st_file *f)
     cJSON_ArrayForEach(e, root) {
         if (strcmp(e->string, "__metadata__") == 0) {
             if (seen_meta++) {
-                set_err(c->err, c->errlen, "%s: duplicate __metadata__ entry", c->path);
+                q35_errmsg(c->err, c->errlen, "%s: duplicate __metadata__ entry", c->path);
                 return -1;
             }
             if (parse_metadata(c, e, f))
@@ -434,7 +423,7 @@ static int parse_entries(const st_ctx *c, const cJSON *root, st_file *f)
         if (parse_tensor(c, e, t))
             return -1;
         if (!(t->name = strdup(e->string))) {
-            set_err(c->err, c->errlen, "%s: out of memory", c->path);
+            q35_errmsg(c->err, c->errlen, "%s: out of memory", c->path);
             return -1;
         }
         f->n_tensors++;
@@ -456,7 +445,7 @@ static int parse_header(const st_ctx *c, const char *hdr, uint64_t n, st_file *f
 {
     char *buf = malloc((size_t)n + 1);
     if (!buf) {
-        set_err(c->err, c->errlen, "%s: out of memory for %llu-byte header", c->path,
+        q35_errmsg(c->err, c->errlen, "%s: out of memory for %llu-byte header", c->path,
                 (unsigned long long)n);
         return -1;
     }
@@ -466,19 +455,19 @@ static int parse_header(const st_ctx *c, const char *hdr, uint64_t n, st_file *f
     cJSON *root = cJSON_ParseWithLengthOpts(buf, (size_t)n, &end, 0);
     int rc = -1;
     if (!root) {
-        set_err(c->err, c->errlen, "%s: header is not valid JSON (near byte %lld)", c->path,
+        q35_errmsg(c->err, c->errlen, "%s: header is not valid JSON (near byte %lld)", c->path,
                 end ? (long long)(end - buf) : -1LL);
         goto out;
     }
     for (const char *p = end; p < buf + n; p++) {
         if (!is_json_space((unsigned char)*p)) {
-            set_err(c->err, c->errlen, "%s: header is not valid JSON: trailing garbage at byte %lld",
+            q35_errmsg(c->err, c->errlen, "%s: header is not valid JSON: trailing garbage at byte %lld",
                     c->path, (long long)(p - buf));
             goto out;
         }
     }
     if (!cJSON_IsObject(root)) {
-        set_err(c->err, c->errlen, "%s: header is not a JSON object", c->path);
+        q35_errmsg(c->err, c->errlen, "%s: header is not a JSON object", c->path);
         goto out;
     }
     rc = parse_entries(c, root, f);
@@ -494,22 +483,22 @@ static int map_file(const char *path, st_file *f, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        q35_errmsg(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     int rc = -1;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        q35_errmsg(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        q35_errmsg(err, errlen, "%s: not a regular file", path);
     } else if (st.st_size < 8) {
-        set_err(err, errlen, "%s: file too short (%lld bytes%s), need at least 8", path,
+        q35_errmsg(err, errlen, "%s: file too short (%lld bytes%s), need at least 8", path,
                 (long long)st.st_size, st.st_size == 0 ? ", empty" : "");
     } else {
         void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
-            set_err(err, errlen, "%s: mmap failed: %s", path, strerror(errno));
+            q35_errmsg(err, errlen, "%s: mmap failed: %s", path, strerror(errno));
         } else {
             f->map = m;
             f->map_len = (size_t)st.st_size;
@@ -530,16 +519,16 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen)
     memcpy(&n, base, 8);
     uint64_t room = (uint64_t)f->map_len - 8;
     if (n == 0) {
-        set_err(err, errlen, "%s: header length is 0", path);
+        q35_errmsg(err, errlen, "%s: header length is 0", path);
         goto fail;
     }
     if (n > room) {
-        set_err(err, errlen, "%s: header length %llu runs past end of file (%zu bytes)",
+        q35_errmsg(err, errlen, "%s: header length %llu runs past end of file (%zu bytes)",
                 path, (unsigned long long)n, f->map_len);
         goto fail;
     }
     if (n > ST_MAX_HEADER_LEN) {
-        set_err(err, errlen, "%s: header length %llu is absurdly large (limit %llu)", path,
+        q35_errmsg(err, errlen, "%s: header length %llu is absurdly large (limit %llu)", path,
                 (unsigned long long)n, ST_MAX_HEADER_LEN);
         goto fail;
     }
@@ -576,7 +565,7 @@ static int check_count(const st_tensor *t, size_t n, char *err, size_t errlen)
 {
     int64_t numel = st_numel(t);
     if ((uint64_t)numel != (uint64_t)n) {
-        set_err(err, errlen, "tensor '%s': has %lld elements, caller buffer holds %zu",
+        q35_errmsg(err, errlen, "tensor '%s': has %lld elements, caller buffer holds %zu",
                 t->name, (long long)numel, n);
         return -1;
     }
@@ -586,7 +575,7 @@ static int check_count(const st_tensor *t, size_t n, char *err, size_t errlen)
 int st_read_f32(const st_tensor *t, float *dst, size_t n, char *err, size_t errlen)
 {
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
-        set_err(err, errlen, "tensor '%s': dtype %s is an integer type, expected F32/F16/BF16",
+        q35_errmsg(err, errlen, "tensor '%s': dtype %s is an integer type, expected F32/F16/BF16",
                 t->name, st_dtype_name(t->dtype));
         return -1;
     }
@@ -610,7 +599,7 @@ int st_read_f32(const st_tensor *t, float *dst, size_t n, char *err, size_t errl
 int st_read_i32(const st_tensor *t, int32_t *dst, size_t n, char *err, size_t errlen)
 {
     if (t->dtype != ST_I32 && t->dtype != ST_I64) {
-        set_err(err, errlen, "tensor '%s': dtype %s is not an integer type (I32/I64)",
+        q35_errmsg(err, errlen, "tensor '%s': dtype %s is not an integer type (I32/I64)",
                 t->name, st_dtype_name(t->dtype));
         return -1;
     }
@@ -627,7 +616,7 @@ int st_read_i32(const st_tensor *t, int32_t *dst, size_t n, char *err, size_t er
         int64_t v;
         memcpy(&v, src + 8 * i, 8);
         if (v < INT32_MIN || v > INT32_MAX) {
-            set_err(err, errlen, "tensor '%s': element %zu = %lld is out of int32 range",
+            q35_errmsg(err, errlen, "tensor '%s': element %zu = %lld is out of int32 range",
                     t->name, i, (long long)v);
             return -1;
         }
@@ -647,7 +636,7 @@ static int check_shape(const st_tensor *t, int ndim, const int64_t *expect,
     char want[256], got[256];
     format_shape(want, sizeof want, ndim, expect);
     format_shape(got, sizeof got, t->ndim, t->shape);
-    set_err(err, errlen, "tensor '%s': expected shape %s (rank %d), got %s (rank %d)",
+    q35_errmsg(err, errlen, "tensor '%s': expected shape %s (rank %d), got %s (rank %d)",
             t->name, want, ndim, got, t->ndim);
     return -1;
 }
@@ -658,7 +647,7 @@ int st_load_f32(const st_file *f, const char *name, int ndim, const int64_t *exp
     *out = NULL;
     const st_tensor *t = st_find(f, name);
     if (!t) {
-        set_err(err, errlen, "tensor '%s': not found", name);
+        q35_errmsg(err, errlen, "tensor '%s': not found", name);
         return -1;
     }
     if (check_shape(t, ndim, expect, err, errlen))
@@ -666,7 +655,7 @@ int st_load_f32(const st_file *f, const char *name, int ndim, const int64_t *exp
     size_t n = (size_t)st_numel(t);
     float *buf = malloc(n ? n * sizeof(float) : 1);   /* n*4 <= nbytes*2: no overflow */
     if (!buf) {
-        set_err(err, errlen, "tensor '%s': out of memory for %zu floats", name, n);
+        q35_errmsg(err, errlen, "tensor '%s': out of memory for %zu floats", name, n);
         return -1;
     }
     if (st_read_f32(t, buf, n, err, errlen)) {
@@ -738,33 +727,33 @@ static int writer_validate(st_writer *w, const char *name, st_dtype dt, int ndim
     char *e = w->error;
     size_t el = sizeof w->error;
     if (!name || !*name || strcmp(name, "__metadata__") == 0) {
-        set_err(e, el, "invalid tensor name '%s'", name ? name : "(null)");
+        q35_errmsg(e, el, "invalid tensor name '%s'", name ? name : "(null)");
         return -1;
     }
     for (int i = 0; i < w->n; i++) {
         if (strcmp(w->t[i].name, name) == 0) {
-            set_err(e, el, "duplicate tensor name '%s'", name);
+            q35_errmsg(e, el, "duplicate tensor name '%s'", name);
             return -1;
         }
     }
     if (!dtype_valid(dt) || ndim < 0 || ndim > ST_MAX_DIMS || (ndim > 0 && !shape)) {
-        set_err(e, el, "tensor '%s': bad dtype or rank %d", name, ndim);
+        q35_errmsg(e, el, "tensor '%s': bad dtype or rank %d", name, ndim);
         return -1;
     }
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
-            set_err(e, el, "tensor '%s': dim %d is negative", name, i);
+            q35_errmsg(e, el, "tensor '%s': dim %d is negative", name, i);
             return -1;
         }
     }
     int64_t numel;
     if (shape_size(ndim, shape, st_dtype_size(dt), &numel, nbytes) != 0 ||
         (double)*nbytes >= JSON_INT_LIMIT) {
-        set_err(e, el, "tensor '%s': size overflows", name);
+        q35_errmsg(e, el, "tensor '%s': size overflows", name);
         return -1;
     }
     if (*nbytes && !data) {
-        set_err(e, el, "tensor '%s': NULL data", name);
+        q35_errmsg(e, el, "tensor '%s': NULL data", name);
         return -1;
     }
     return 0;
@@ -777,13 +766,13 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
     if (writer_validate(w, name, dt, ndim, shape, data, &nbytes))
         return -1;
     if (grow((void **)&w->t, &w->cap, w->n, sizeof *w->t)) {
-        set_err(w->error, sizeof w->error, "out of memory");
+        q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }
     st_wtensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
     if (!(t->name = strdup(name))) {
-        set_err(w->error, sizeof w->error, "out of memory");
+        q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }
     t->dtype = dt;
@@ -799,12 +788,12 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
 int st_writer_meta(st_writer *w, const char *key, const char *val)
 {
     if (!key || !val) {
-        set_err(w->error, sizeof w->error, "NULL metadata key or value");
+        q35_errmsg(w->error, sizeof w->error, "NULL metadata key or value");
         return -1;
     }
     for (int i = 0; i < w->n_meta; i++) {
         if (strcmp(w->keys[i], key) == 0) {
-            set_err(w->error, sizeof w->error, "duplicate metadata key '%s'", key);
+            q35_errmsg(w->error, sizeof w->error, "duplicate metadata key '%s'", key);
             return -1;
         }
     }
@@ -813,14 +802,14 @@ int st_writer_meta(st_writer *w, const char *key, const char *val)
     int cap = w->cap_meta;
     if (grow((void **)&w->keys, &cap, w->n_meta, sizeof(char *)) ||
         grow((void **)&w->vals, &w->cap_meta, w->n_meta, sizeof(char *))) {
-        set_err(w->error, sizeof w->error, "out of memory");
+        q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }
     char *k = strdup(key), *v = strdup(val);
     if (!k || !v) {
         free(k);
         free(v);
-        set_err(w->error, sizeof w->error, "out of memory");
+        q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }
     w->keys[w->n_meta] = k;
@@ -933,35 +922,35 @@ int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen)
 {
     char *hdr = build_header(w);
     if (!hdr) {
-        set_err(err, errlen, "%s: out of memory building header", path);
+        q35_errmsg(err, errlen, "%s: out of memory building header", path);
         return -1;
     }
     size_t tlen = strlen(path) + 32;
     char *tmp = malloc(tlen);
     int rc = -1, fd = -1, created = 0;
     if (!tmp) {
-        set_err(err, errlen, "%s: out of memory", path);
+        q35_errmsg(err, errlen, "%s: out of memory", path);
         goto out;
     }
     snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
+        q35_errmsg(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
         goto out;
     }
     created = 1;
     if (write_body(fd, w, hdr)) {
-        set_err(err, errlen, "%s: write to %s failed: %s", path, tmp, strerror(errno));
+        q35_errmsg(err, errlen, "%s: write to %s failed: %s", path, tmp, strerror(errno));
         goto out;
     }
     int cfd = fd;
     fd = -1;
     if (close(cfd) != 0) {   /* close can report deferred write errors */
-        set_err(err, errlen, "%s: closing %s failed: %s", path, tmp, strerror(errno));
+        q35_errmsg(err, errlen, "%s: closing %s failed: %s", path, tmp, strerror(errno));
         goto out;
     }
     if (rename(tmp, path) != 0) {
-        set_err(err, errlen, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
+        q35_errmsg(err, errlen, "%s: rename from %s failed: %s", path, tmp, strerror(errno));
         goto out;
     }
     rc = 0;

@@ -1,5 +1,6 @@
 /* weights.c - see weights.h and docs/model-loading.md. */
 #include "weights.h"
+#include "errmsg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -9,18 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
@@ -70,20 +59,20 @@ static char *read_small_file(const char *path, size_t limit, size_t *len, char *
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        q35_errmsg(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = malloc(limit + 1);
     if (!buf) {
         fclose(fp);
-        set_err(err, errlen, "%s: out of memory", path);
+        q35_errmsg(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     size_t n = fread(buf, 1, limit + 1, fp);
     int bad = ferror(fp);
     fclose(fp);
     if (bad || n > limit) {
-        set_err(err, errlen, bad ? "%s: read error" : "%s: larger than the %zu-byte limit", path,
+        q35_errmsg(err, errlen, bad ? "%s: read error" : "%s: larger than the %zu-byte limit", path,
                 limit);
         free(buf);
         return NULL;
@@ -104,12 +93,12 @@ static int read_index(const char *dir, const char *path, q35_weights *w, cJSON *
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!root) {
-        set_err(err, errlen, "%s: not valid JSON", path);
+        q35_errmsg(err, errlen, "%s: not valid JSON", path);
         return -1;
     }
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {
-        set_err(err, errlen, "%s: missing or non-object field 'weight_map'", path);
+        q35_errmsg(err, errlen, "%s: missing or non-object field 'weight_map'", path);
         cJSON_Delete(root);
         return -1;
     }
@@ -117,22 +106,22 @@ static int read_index(const char *dir, const char *path, q35_weights *w, cJSON *
     const cJSON *e;
     cJSON_ArrayForEach(e, wm) {
         if (!cJSON_IsString(e)) {
-            set_err(err, errlen, "%s: weight_map entry '%s' is not a string", path, e->string);
+            q35_errmsg(err, errlen, "%s: weight_map entry '%s' is not a string", path, e->string);
             goto fail;
         }
         if (!shard_name_ok(e->valuestring)) {
-            set_err(err, errlen, "%s: weight_map entry '%s' names shard '%s': shard names must be "
+            q35_errmsg(err, errlen, "%s: weight_map entry '%s' names shard '%s': shard names must be "
                                  "plain file names (no '/' or '..')",
                     path, e->string, e->valuestring);
             goto fail;
         }
         if (add_shard_name(w, &cap, e->valuestring) < 0) {
-            set_err(err, errlen, "%s: out of memory", path);
+            q35_errmsg(err, errlen, "%s: out of memory", path);
             goto fail;
         }
     }
     if (w->n_shards == 0) {
-        set_err(err, errlen, "%s: 'weight_map' is empty", path);
+        q35_errmsg(err, errlen, "%s: 'weight_map' is empty", path);
         goto fail;
     }
     *map_root = root;
@@ -169,7 +158,7 @@ static int build_index(q35_weights *w, char *err, size_t errlen)
         total += (size_t)w->shards[s].n_tensors;
     w->entries = malloc((total ? total : 1) * sizeof *w->entries);
     if (!w->entries) {
-        set_err(err, errlen, "out of memory indexing %zu tensors", total);
+        q35_errmsg(err, errlen, "out of memory indexing %zu tensors", total);
         return -1;
     }
     for (int s = 0; s < w->n_shards; s++)
@@ -181,7 +170,7 @@ static int build_index(q35_weights *w, char *err, size_t errlen)
     qsort(w->entries, (size_t)w->n_entries, sizeof *w->entries, cmp_entry);
     for (int i = 1; i < w->n_entries; i++)
         if (strcmp(w->entries[i - 1].t->name, w->entries[i].t->name) == 0) {
-            set_err(err, errlen, "tensor '%s' appears in two shards: %s and %s",
+            q35_errmsg(err, errlen, "tensor '%s' appears in two shards: %s and %s",
                     w->entries[i].t->name, w->shard_names[w->entries[i - 1].shard],
                     w->shard_names[w->entries[i].shard]);
             return -1;
@@ -199,7 +188,7 @@ static int check_map(const q35_weights *w, const cJSON *map_root, const char *pa
         while (strcmp(w->shard_names[s], e->valuestring) != 0)
             s++;
         if (!st_find(&w->shards[s], e->string)) {
-            set_err(err, errlen, "%s: weight_map puts '%s' in %s, which does not contain it", path,
+            q35_errmsg(err, errlen, "%s: weight_map puts '%s' in %s, which does not contain it", path,
                     e->string, e->valuestring);
             return -1;
         }
@@ -213,7 +202,7 @@ int q35_weights_open(const char *dir, q35_weights *w, char *err, size_t errlen)
     char single[4096], index[4096], shard[4096];
     if (snprintf(single, sizeof single, "%s/model.safetensors", dir) >= (int)sizeof single ||
         snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir) >= (int)sizeof index) {
-        set_err(err, errlen, "%s: directory name too long", dir);
+        q35_errmsg(err, errlen, "%s: directory name too long", dir);
         return -1;
     }
     struct stat sb;
@@ -222,7 +211,7 @@ int q35_weights_open(const char *dir, q35_weights *w, char *err, size_t errlen)
     if (stat(single, &sb) == 0) {
         int cap = 0;
         if (add_shard_name(w, &cap, "model.safetensors") < 0) {
-            set_err(err, errlen, "out of memory");
+            q35_errmsg(err, errlen, "out of memory");
             goto fail;
         }
     } else if (stat(index, &sb) == 0) {
@@ -230,18 +219,18 @@ int q35_weights_open(const char *dir, q35_weights *w, char *err, size_t errlen)
             goto fail;
         w->sharded = 1;
     } else {
-        set_err(err, errlen, "%s: neither model.safetensors nor model.safetensors.index.json found",
+        q35_errmsg(err, errlen, "%s: neither model.safetensors nor model.safetensors.index.json found",
                 dir);
         goto fail;
     }
     w->shards = calloc((size_t)w->n_shards, sizeof *w->shards);
     if (!w->shards) {
-        set_err(err, errlen, "out of memory");
+        q35_errmsg(err, errlen, "out of memory");
         goto fail;
     }
     for (int s = 0; s < w->n_shards; s++) {
         if (snprintf(shard, sizeof shard, "%s/%s", dir, w->shard_names[s]) >= (int)sizeof shard) {
-            set_err(err, errlen, "%s: shard path too long", dir);
+            q35_errmsg(err, errlen, "%s: shard path too long", dir);
             goto fail;
         }
         if (st_open(shard, &w->shards[s], err, errlen))
@@ -313,9 +302,9 @@ int q35_weights_expect(const q35_weights *w, const char *name, int ndim, const i
     const st_tensor *t = q35_weights_find(w, name);
     if (!t) {
         if (starts_with(name, "lm_head."))
-            set_err(err, errlen, "tensor '%s' not found", name);
+            q35_errmsg(err, errlen, "tensor '%s' not found", name);
         else
-            set_err(err, errlen, "tensor '%s' not found (tried 'model.language_model.%s' and 'model.%s')",
+            q35_errmsg(err, errlen, "tensor '%s' not found (tried 'model.language_model.%s' and 'model.%s')",
                     name, name, name);
         return -1;
     }
@@ -326,11 +315,11 @@ int q35_weights_expect(const q35_weights *w, const char *name, int ndim, const i
     if (!ok) {
         fmt_shape(want, sizeof want, ndim, shape);
         fmt_shape(got, sizeof got, t->ndim, t->shape);
-        set_err(err, errlen, "tensor '%s' (%s): expected shape %s, got %s", name, t->name, want, got);
+        q35_errmsg(err, errlen, "tensor '%s' (%s): expected shape %s, got %s", name, t->name, want, got);
         return -1;
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
-        set_err(err, errlen, "tensor '%s' (%s): dtype %s, expected F32, F16 or BF16", name, t->name,
+        q35_errmsg(err, errlen, "tensor '%s' (%s): dtype %s, expected F32, F16 or BF16", name, t->name,
                 st_dtype_name(t->dtype));
         return -1;
     }
