@@ -44,6 +44,9 @@ void bench_row_begin(bench_report *r, int B, int T, int threads);
 void bench_result_add(bench_report *r, const bench_result *res, const q35_counters *ctr, int reps);
 void bench_row_end(bench_report *r); /* prints the row's table and writes the records */
 void bench_report_close(bench_report *r);
+/* Whether implementation `name` is in the comma-separated list ("all": every
+ * entry but ref, which is the spec, not a contender). */
+int bench_impl_selected(const char *list, const char *name);
 void bench_progress(const char *family, const char *impl, int B, int T, int threads);
 
 int bench_deltarule(int argc, char **argv);

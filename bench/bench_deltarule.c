@@ -98,16 +98,6 @@ static int parse_args(int argc, char **argv, dr_bench_config *c)
     return 0;
 }
 
-static int impl_selected(const dr_bench_config *c, const char *name)
-{
-    if (!strcmp(c->impl, "all")) return strcmp(name, "ref") != 0; /* ref is the spec, not a contender */
-    char list[256];
-    snprintf(list, sizeof list, "%s", c->impl);
-    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
-        if (!strcmp(tok, name)) return 1;
-    return 0;
-}
-
 /* The states one run touches: with --cold, one per DeltaNet layer, visited
  * in turn so that a layer's state has left the caches when it comes back
  * (the decode case in a real model); otherwise one, warm. */
@@ -271,7 +261,7 @@ int bench_deltarule(int argc, char **argv)
                 int nl = 0;
                 for (int i = 0; i < deltarule_n_impls && !rc; i++) {
                     const deltarule_impl *im = &deltarule_impls[i];
-                    if (!impl_selected(&cfg, im->name) || (im->available && !im->available())) continue;
+                    if (!bench_impl_selected(cfg.impl, im->name) || (im->available && !im->available())) continue;
                     const int variants = im->defaults.chunk > 0 && cfg.nchunks ? cfg.nchunks : 1;
                     for (int v = 0; v < variants && !rc && nl < BENCH_MAX_IMPLS; v++) {
                         const int chunk = variants > 1 || cfg.nchunks ? (im->defaults.chunk > 0 ? cfg.chunks[v] : 0) : 0;

@@ -99,16 +99,6 @@ static int parse_args(int argc, char **argv, moe_bench_config *c)
     return 0;
 }
 
-static int selected(const char *list, const char *name)
-{
-    if (!strcmp(list, "all")) return strcmp(name, "ref") != 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
-        if (!strcmp(tok, name)) return 1;
-    return 0;
-}
-
 int bench_moe(int argc, char **argv)
 {
     moe_bench_config cfg;
@@ -148,7 +138,7 @@ int bench_moe(int argc, char **argv)
                 snprintf(rep.variant, sizeof rep.variant, "%s", moe_wtype_name(s.wt));
                 for (int i = 0; i < moe_n_impls && !rc; i++) {
                     const moe_impl *im = &moe_impls[i];
-                    if (!selected(cfg.impl, im->name) || (im->available && !im->available())) continue;
+                    if (!bench_impl_selected(cfg.impl, im->name) || (im->available && !im->available())) continue;
                     double *times = calloc(cfg.reps, sizeof *times);
                     moe_opts o = {.threads = th};
                     moe_stats st = {0};

@@ -160,3 +160,13 @@ void bench_progress(const char *family, const char *impl, int B, int T, int thre
 {
     if (isatty(2)) fprintf(stderr, "\r[bench %s] %-16s B=%d T=%d threads=%d ...", family, impl, B, T, threads);
 }
+
+int bench_impl_selected(const char *list, const char *name)
+{
+    if (!strcmp(list, "all")) return strcmp(name, "ref") != 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (!strcmp(tok, name)) return 1;
+    return 0;
+}
