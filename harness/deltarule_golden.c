@@ -112,7 +112,6 @@ int dr_golden_write(const char *path, const dr_case *c, const float *out, const 
     const deltarule_problem *p = &c->p;
     const int64_t sqk[] = {p->B, p->T, p->Hk, p->Dk}, sv[] = {p->B, p->T, p->Hv, p->Dv};
     const int64_t sg[] = {p->B, p->T, p->Hv}, ss[] = {p->B, p->Hv, p->Dk, p->Dv}, sl[] = {p->B};
-    char num[64];
     st_writer *w = st_writer_new();
     int rc = !w;
     rc = rc || st_writer_add(w, "q", ST_F32, 4, sqk, p->q) || st_writer_add(w, "k", ST_F32, 4, sqk, p->k) ||
@@ -122,13 +121,9 @@ int dr_golden_write(const char *path, const dr_case *c, const float *out, const 
     if (!rc && p->initial_state) rc = st_writer_add(w, "initial_state", ST_F32, 4, ss, p->initial_state);
     if (!rc && p->seq_len) rc = st_writer_add(w, "seq_len", ST_I32, 1, sl, p->seq_len);
     rc = rc || st_writer_meta(w, "use_qk_l2norm", p->use_qk_l2norm ? "1" : "0");
-    snprintf(num, sizeof num, "%.9g", (double)deltarule_scale(p));
-    rc = rc || st_writer_meta(w, "scale", num) || st_writer_meta(w, "l2norm_eps", "1e-6") ||
-         st_writer_meta(w, "qk_heads_repeat", "interleave");
-    snprintf(num, sizeof num, "%.3g", atol);
-    rc = rc || st_writer_meta(w, "atol", num);
-    snprintf(num, sizeof num, "%.3g", rtol);
-    rc = rc || st_writer_meta(w, "rtol", num);
+    rc = rc || st_writer_meta_num(w, "scale", (double)deltarule_scale(p), 9) ||
+         st_writer_meta(w, "l2norm_eps", "1e-6") || st_writer_meta(w, "qk_heads_repeat", "interleave") ||
+         st_writer_meta_num(w, "atol", atol, 3) || st_writer_meta_num(w, "rtol", rtol, 3);
     if (!rc && note) rc = st_writer_meta(w, "note", note);
     if (rc) {
         snprintf(err, errlen, "%s: could not build the file: %s", path, w ? st_writer_error(w) : "out of memory");

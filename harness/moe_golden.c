@@ -252,7 +252,6 @@ int moe_golden_write(const char *path, const moe_problem *p, const float *out, c
     void *bufs[NW] = {0};
     const int nw = p->inter_shared > 0 ? NW : 4;
     const int64_t sx[] = {T, H}, sk[] = {T, k}, sl[] = {T, E};
-    char num[64];
     st_writer *w = st_writer_new();
     int rc = !w;
     rc = rc || st_writer_add(w, "x", ST_F32, 2, sx, p->x);
@@ -275,14 +274,9 @@ int moe_golden_write(const char *path, const moe_problem *p, const float *out, c
          st_writer_add(w, "topk_weights", ST_F32, 2, sk, weights);
     if (!rc && logits) rc = st_writer_add(w, "router_logits", ST_F32, 2, sl, logits);
     rc = rc || st_writer_meta(w, "kernel", "qwen3_5_moe_block") || st_writer_meta(w, "hidden_act", "silu");
-    snprintf(num, sizeof num, "%d", p->E);
-    rc = rc || st_writer_meta(w, "num_experts", num);
-    snprintf(num, sizeof num, "%d", p->top_k);
-    rc = rc || st_writer_meta(w, "top_k", num) || st_writer_meta(w, "norm_topk_prob", p->norm_topk_prob ? "1" : "0");
-    snprintf(num, sizeof num, "%.3g", atol);
-    rc = rc || st_writer_meta(w, "atol", num);
-    snprintf(num, sizeof num, "%.3g", rtol);
-    rc = rc || st_writer_meta(w, "rtol", num);
+    rc = rc || st_writer_meta_num(w, "num_experts", p->E, 10) || st_writer_meta_num(w, "top_k", p->top_k, 10) ||
+         st_writer_meta(w, "norm_topk_prob", p->norm_topk_prob ? "1" : "0") ||
+         st_writer_meta_num(w, "atol", atol, 3) || st_writer_meta_num(w, "rtol", rtol, 3);
     if (!rc && note) rc = st_writer_meta(w, "note", note);
     if (rc) {
         snprintf(err, errlen, "%s: could not build the file: %s", path,

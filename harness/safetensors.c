@@ -963,3 +963,10 @@ out:
     free(hdr);
     return rc;
 }
+
+int st_writer_meta_num(st_writer *w, const char *key, double v, int digits)
+{
+    char num[64];
+    snprintf(num, sizeof num, "%.*g", digits, v);
+    return st_writer_meta(w, key, num);
+}

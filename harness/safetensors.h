@@ -91,6 +91,8 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
                   const int64_t *shape, const void *data);
 /* Rejects NULL key/value and duplicate keys. */
 int st_writer_meta(st_writer *w, const char *key, const char *val);
+/* A number as metadata text, printed with %.*g at `digits` significant digits. */
+int st_writer_meta_num(st_writer *w, const char *key, double v, int digits);
 /* Writes PATH.tmp.<pid> (no fsync), then rename(): nothing half-written is
  * ever left at PATH.  The header is padded with spaces to a multiple of 8 so
  * the data area is 8-aligned.  The writer stays usable afterwards. */
