@@ -16,7 +16,7 @@ endif
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror
-INCS := -I. -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Iref -Iharness -Ibench -Imodel
+INCS := -I. -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Ikernels/attention -Ikernels/conv -Ikernels/linear -Iref -Iharness -Ibench -Imodel
 # fp-contract=fast lets the kernels use FMA; the reference opts out below.
 CFLAGS_ALL := $(CSTD) $(OPT) -g $(WARN) -fopenmp -ffp-contract=fast $(INCS) $(SANFLAGS) $(CFLAGS)
 LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLAGS)

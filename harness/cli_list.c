@@ -5,6 +5,7 @@
 #include "deltarule_inputs.h"
 #include "moe.h"
 #include "conv/conv.h"
+#include "attention/attention.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -37,5 +38,11 @@ int cmd_list(int argc, char **argv)
     printf("\nfamily conv (Gated DeltaNet's short causal depthwise conv + SiLU; docs/conv.md)\n");
     for (int i = 0; i < conv_n_impls; i++)
         printf("  %-16s %-10.0e %s\n", conv_impls[i].name, conv_impls[i].claim_tol, conv_impls[i].summary);
+    printf("\nfamily attention (causal GQA softmax attention over a KV cache; docs/attention.md)\n");
+    for (int i = 0; i < attention_n_impls; i++) {
+        const attention_impl *im = &attention_impls[i];
+        const int ok = !im->available || im->available();
+        printf("  %-16s %-10.0e %s%s\n", im->name, im->claim_tol, im->summary, ok ? "" : "  [not supported on this CPU]");
+    }
     return 0;
 }
