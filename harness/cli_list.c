@@ -6,6 +6,7 @@
 #include "moe.h"
 #include "conv/conv.h"
 #include "attention/attention.h"
+#include "linear/linear.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -44,5 +45,8 @@ int cmd_list(int argc, char **argv)
         const int ok = !im->available || im->available();
         printf("  %-16s %-10.0e %s%s\n", im->name, im->claim_tol, im->summary, ok ? "" : "  [not supported on this CPU]");
     }
+    printf("\nfamily linear (every projection of the model: y = x W^T, W fp32 or bf16; docs/model.md eq. 1)\n");
+    for (int i = 0; i < linear_n_impls; i++)
+        printf("  %-16s %-10.0e %s\n", linear_impls[i].name, linear_impls[i].claim_tol, linear_impls[i].summary);
     return 0;
 }

@@ -1,0 +1,52 @@
+/* The linear-layer family: activations times a checkpoint weight matrix.
+ *
+ *   Y[M, N] = (accumulate ? Y : 0) + X[M, K] W[N, K]^T        (docs/model.md eq. 1)
+ *
+ * X and Y are fp32; W is fp32 or bf16 as stored in the checkpoint (a Hugging
+ * Face Linear weight [out, in]).  Every projection of the model goes through
+ * this table, so `--impl linear=ref` runs them all in double accumulation.
+ * The executable spec is ref/linear_ref.c (same signature, first entry).
+ */
+#ifndef Q35_LINEAR_H
+#define Q35_LINEAR_H
+
+#include "matmul.h"
+
+#include <stddef.h>
+
+typedef struct {
+    int M, N, K;
+    const float *x;   /* [M, K] */
+    const void *w;    /* [N, K] of type wt */
+    q35_wtype wt;
+    float *y;         /* [M, N]; must not overlap x or w */
+    int accumulate;   /* 1: y += x w^T (the residual add of the model) */
+} linear_problem;
+
+typedef struct {
+    int threads; /* 0: OpenMP default */
+} linear_opts;
+
+typedef int (*linear_fn)(const linear_problem *p, const linear_opts *o);
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    linear_fn run;
+    linear_opts defaults;
+    double claim_tol;        /* normwise relative error vs ref it promises */
+    int (*available)(void);
+} linear_impl;
+
+extern const linear_impl linear_impls[];
+extern const int linear_n_impls;
+const linear_impl *linear_find(const char *name);
+
+int linear_validate(const linear_problem *p, char *err, size_t errlen);
+int linear_run(const linear_impl *impl, const linear_problem *p, const linear_opts *opts, char *err,
+               size_t errlen);
+
+int linear_ref(const linear_problem *p, const linear_opts *o);    /* ref/ */
+int linear_tiled(const linear_problem *p, const linear_opts *o);
+
+#endif

@@ -1,0 +1,58 @@
+/* The linear family's table, validation and dispatch (docs/design.md). */
+#include "linear/linear.h"
+#include "counters.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+const linear_impl linear_impls[] = {
+    {"ref", "scalar reference, double accumulation (ref/linear_ref.c)", linear_ref, {0}, 1e-6, NULL},
+    {"tiled", "q35_matmul_xwt (AVX2 / generic C) on column panels of W over OpenMP threads",
+     linear_tiled, {0}, 1e-5, NULL},
+};
+const int linear_n_impls = (int)(sizeof linear_impls / sizeof linear_impls[0]);
+
+const linear_impl *linear_find(const char *name)
+{
+    for (int i = 0; i < linear_n_impls; i++)
+        if (!strcmp(linear_impls[i].name, name)) return &linear_impls[i];
+    return NULL;
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+
+static int overlaps(const void *a, size_t na, const void *b, size_t nb)
+{
+    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+    return a && b && na && nb && a0 < b0 + nb && b0 < a0 + na;
+}
+
+int linear_validate(const linear_problem *p, char *err, size_t errlen)
+{
+    if (!p) FAIL("linear: no problem given");
+    if (p->M < 0 || p->N < 1 || p->K < 1)
+        FAIL("linear: bad shape M=%d N=%d K=%d (N, K must be positive)", p->M, p->N, p->K);
+    if (p->wt != WT_F32 && p->wt != WT_BF16) FAIL("linear: unknown weight type %d", (int)p->wt);
+    if (p->M == 0) return 0;
+    if (!p->x || !p->w || !p->y) FAIL("linear: missing %s", !p->x ? "x" : !p->w ? "w" : "y");
+    const size_t ny = (size_t)p->M * p->N * 4;
+    if (overlaps(p->y, ny, p->x, (size_t)p->M * p->K * 4) ||
+        overlaps(p->y, ny, p->w, (size_t)p->N * p->K * q35_wtype_size(p->wt)))
+        FAIL("linear: y overlaps x or w");
+    return 0;
+}
+
+int linear_run(const linear_impl *impl, const linear_problem *p, const linear_opts *opts, char *err,
+               size_t errlen)
+{
+    if (!impl) FAIL("linear: no implementation given");
+    if (linear_validate(p, err, errlen)) return -1;
+    if (p->M == 0) return 0;
+    linear_opts o = impl->defaults;
+    if (opts && opts->threads) o.threads = opts->threads;
+    if (impl->run(p, &o)) FAIL("linear: implementation '%s' failed", impl->name);
+    q35_sde_add(Q35_SDE_FLOPS, 2LL * p->M * p->N * p->K);
+    q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, (long long)p->N * p->K * (long long)q35_wtype_size(p->wt));
+    return 0;
+}

@@ -1,0 +1,29 @@
+/* linear_tiled - q35_matmul_xwt (kernels/matmul: AVX2 / generic, bf16 widened
+ * in registers) on column panels of W spread over OpenMP threads.
+ *
+ * Why columns: at decode (M = 1) the work is reading W once, so the threads
+ * must split W; at prefill each panel of W is packed once and streamed
+ * against all M rows, which is what the PACKED strategy wants.  Panels are
+ * a multiple of 16 columns (the micro-kernel width) and there are about
+ * four per thread so a slow thread on a noisy host does not hold the rest.
+ */
+#include "linear/linear.h"
+
+#include <omp.h>
+
+int linear_tiled(const linear_problem *p, const linear_opts *o)
+{
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    int panel = (p->N + 4 * threads - 1) / (4 * threads);
+    panel = (panel + 15) / 16 * 16;
+    if (panel < 64) panel = 64;
+    const int n_panels = (p->N + panel - 1) / panel;
+    const size_t esz = q35_wtype_size(p->wt);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_panels > 1)
+    for (int j = 0; j < n_panels; j++) {
+        const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
+        q35_matmul_xwt(p->M, nn, p->K, p->x, p->K, (const char *)p->w + (size_t)n0 * p->K * esz, p->wt,
+                       p->K, p->y + n0, p->N, p->accumulate);
+    }
+    return 0;
+}

@@ -1,0 +1,139 @@
+/* test_linear.c - the linear family (kernels/linear/, ref/linear_ref.c).
+ *
+ * ref is checked against sums the test computes itself (integer-valued
+ * inputs, exact in any order); every other implementation against ref at its
+ * claim_tol (normwise, harness/metrics.h), for fp32 and bf16 weights, with
+ * and without accumulation, on the AVX2 and the forced generic path. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_features.h"
+#include "linear/linear.h"
+#include "metrics.h"
+
+static uint64_t rng = 88172645463325252ull;
+static float urand(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / (1ull << 23)) - 1.0);
+}
+
+/* Weights of type wt, values exactly representable in bf16. */
+static void *weights(int N, int K, q35_wtype wt, int integer)
+{
+    void *w = malloc((size_t)N * K * q35_wtype_size(wt));
+    assert_non_null(w);
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        const float v = q35_bf16_to_f32(q35_f32_to_bf16(integer ? (float)((int)(i % 7) - 3) : urand()));
+        if (wt == WT_BF16) ((uint16_t *)w)[i] = q35_f32_to_bf16(v);
+        else ((float *)w)[i] = v;
+    }
+    return w;
+}
+
+static void test_ref_exact(void **state)
+{
+    (void)state;
+    const int M = 3, N = 5, K = 9;
+    for (int wt = 0; wt < 2; wt++) {
+        void *w = weights(N, K, (q35_wtype)wt, 1);
+        float x[3 * 9], y[3 * 5];
+        for (int i = 0; i < M * K; i++) x[i] = (float)(i % 5) - 2;
+        for (int acc = 0; acc < 2; acc++) {
+            for (int i = 0; i < M * N; i++) y[i] = 10.0f;
+            linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = (q35_wtype)wt, .y = y, .accumulate = acc};
+            char err[128];
+            assert_int_equal(linear_run(linear_find("ref"), &p, NULL, err, sizeof err), 0);
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    long s = acc ? 10 : 0;
+                    for (int k = 0; k < K; k++) s += (long)x[m * K + k] * ((n * K + k) % 7 - 3);
+                    assert_true(y[m * N + n] == (float)s);
+                }
+        }
+        free(w);
+    }
+}
+
+static void check_all(int M, int N, int K)
+{
+    for (int isa = 0; isa < 2; isa++) {
+        cpu_isa_force(isa ? ISA_AUTO : ISA_GENERIC);
+        for (int wt = 0; wt < 2; wt++)
+            for (int acc = 0; acc < 2; acc++) {
+                void *w = weights(N, K, (q35_wtype)wt, 0);
+                float *x = malloc((size_t)M * K * sizeof *x), *y0 = malloc((size_t)M * N * sizeof *y0);
+                float *y1 = malloc((size_t)M * N * sizeof *y1);
+                assert_true(x && y0 && y1);
+                for (size_t i = 0; i < (size_t)M * K; i++) x[i] = urand();
+                for (size_t i = 0; i < (size_t)M * N; i++) y0[i] = y1[i] = urand();
+                linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = (q35_wtype)wt, .y = y0,
+                                    .accumulate = acc};
+                char err[128];
+                assert_int_equal(linear_run(linear_find("ref"), &p, NULL, err, sizeof err), 0);
+                for (int i = 1; i < linear_n_impls; i++)
+                    for (int th = 1; th <= 3; th++) {
+                        /* y1 holds the initial y; each run works on a copy */
+                        float *y = malloc((size_t)M * N * sizeof *y);
+                        assert_non_null(y);
+                        memcpy(y, y1, (size_t)M * N * sizeof *y);
+                        linear_problem q = p;
+                        q.y = y;
+                        assert_int_equal(linear_run(&linear_impls[i], &q, &(linear_opts){.threads = th}, err,
+                                                    sizeof err), 0);
+                        const double e = err_compare(y, y0, (size_t)M * N).normwise;
+                        if (e > linear_impls[i].claim_tol)
+                            fail_msg("%s M=%d N=%d K=%d wt=%d acc=%d threads=%d isa=%s: error %.2e > %.0e",
+                                     linear_impls[i].name, M, N, K, wt, acc, th, cpu_isa_name(cpu_isa()), e,
+                                     linear_impls[i].claim_tol);
+                        free(y);
+                    }
+                free(w); free(x); free(y0); free(y1);
+            }
+    }
+    cpu_isa_force(ISA_AUTO);
+}
+
+static void test_decode_shapes(void **state) { (void)state; check_all(1, 1000, 128); check_all(1, 37, 13); }
+static void test_prefill_shapes(void **state) { (void)state; check_all(64, 300, 96); check_all(7, 129, 33); }
+
+static void test_validate(void **state)
+{
+    (void)state;
+    float x[4], y[4];
+    float w[4];
+    char err[160];
+    linear_problem p = {.M = 2, .N = 2, .K = 2, .x = x, .w = w, .wt = WT_F32, .y = y};
+    assert_int_equal(linear_validate(&p, err, sizeof err), 0);
+    linear_problem b = p;  b.K = 0;
+    assert_int_equal(linear_validate(&b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "K=0"));
+    b = p;  b.w = NULL;
+    assert_int_equal(linear_validate(&b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "missing w"));
+    b = p;  b.y = x;
+    assert_int_equal(linear_validate(&b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "overlaps"));
+    b = p;  b.wt = (q35_wtype)7;
+    assert_int_equal(linear_validate(&b, err, sizeof err), -1);
+    b = p;  b.M = 0;  b.x = NULL;  /* nothing to do is fine */
+    assert_int_equal(linear_validate(&b, err, sizeof err), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ref_exact),
+        cmocka_unit_test(test_decode_shapes),
+        cmocka_unit_test(test_prefill_shapes),
+        cmocka_unit_test(test_validate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
