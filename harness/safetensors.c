@@ -677,13 +677,19 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    int deferred;       /* bytes come from a fill callback (st_writer_write_stream) */
 } st_wtensor;
 
 struct st_writer {
     st_wtensor *t;
     int n, cap;
+    /* open-addressing set of tensor indices + 1 (0 = empty slot), keyed by
+     * name, so that duplicate checks stay O(1) with 10^5 tensors */
+    int *slots;
+    size_t n_slots;     /* a power of two, > 2n, or 0 before the first add */
     char **keys, **vals;
     int n_meta, cap_meta;
+    int n_deferred;
     char error[256];
 };
 
@@ -700,6 +706,7 @@ void st_writer_free(st_writer *w)
         free(w->vals[i]);
     }
     free(w->t);
+    free(w->slots);
     free(w->keys);
     free(w->vals);
     free(w);
@@ -721,8 +728,56 @@ static int grow(void **arr, int *cap, int n, size_t sz)
     return 0;
 }
 
+/* FNV-1a: the name set only needs a well-spread hash. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)h;
+}
+
+/* Index of the tensor called name, or -1. */
+static int name_find(const st_writer *w, const char *name)
+{
+    if (!w->n_slots)
+        return -1;
+    for (size_t k = name_hash(name) & (w->n_slots - 1);; k = (k + 1) & (w->n_slots - 1)) {
+        int v = w->slots[k];
+        if (!v)
+            return -1;
+        if (strcmp(w->t[v - 1].name, name) == 0)
+            return v - 1;
+    }
+}
+
+static void name_insert(st_writer *w, int idx)
+{
+    size_t k = name_hash(w->t[idx].name) & (w->n_slots - 1);
+    while (w->slots[k])
+        k = (k + 1) & (w->n_slots - 1);
+    w->slots[k] = idx + 1;
+}
+
+/* Make room for one more name (load factor <= 1/2). */
+static int name_reserve(st_writer *w)
+{
+    if ((size_t)(w->n + 1) * 2 <= w->n_slots)
+        return 0;
+    size_t ns = w->n_slots ? w->n_slots * 2 : 64;
+    int *slots = calloc(ns, sizeof *slots);
+    if (!slots)
+        return -1;
+    free(w->slots);
+    w->slots = slots;
+    w->n_slots = ns;
+    for (int i = 0; i < w->n; i++)
+        name_insert(w, i);
+    return 0;
+}
+
 static int writer_validate(st_writer *w, const char *name, st_dtype dt, int ndim,
-                           const int64_t *shape, const void *data, size_t *nbytes)
+                           const int64_t *shape, const void *data, int deferred, size_t *nbytes)
 {
     char *e = w->error;
     size_t el = sizeof w->error;
@@ -730,11 +785,9 @@ static int writer_validate(st_writer *w, const char *name, st_dtype dt, int ndim
         q35_errmsg(e, el, "invalid tensor name '%s'", name ? name : "(null)");
         return -1;
     }
-    for (int i = 0; i < w->n; i++) {
-        if (strcmp(w->t[i].name, name) == 0) {
-            q35_errmsg(e, el, "duplicate tensor name '%s'", name);
-            return -1;
-        }
+    if (name_find(w, name) >= 0) {
+        q35_errmsg(e, el, "duplicate tensor name '%s'", name);
+        return -1;
     }
     if (!dtype_valid(dt) || ndim < 0 || ndim > ST_MAX_DIMS || (ndim > 0 && !shape)) {
         q35_errmsg(e, el, "tensor '%s': bad dtype or rank %d", name, ndim);
@@ -752,20 +805,20 @@ static int writer_validate(st_writer *w, const char *name, st_dtype dt, int ndim
         q35_errmsg(e, el, "tensor '%s': size overflows", name);
         return -1;
     }
-    if (*nbytes && !data) {
+    if (*nbytes && !data && !deferred) {
         q35_errmsg(e, el, "tensor '%s': NULL data", name);
         return -1;
     }
     return 0;
 }
 
-int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
-                  const int64_t *shape, const void *data)
+static int writer_append(st_writer *w, const char *name, st_dtype dt, int ndim,
+                         const int64_t *shape, const void *data, int deferred)
 {
     size_t nbytes;
-    if (writer_validate(w, name, dt, ndim, shape, data, &nbytes))
+    if (writer_validate(w, name, dt, ndim, shape, data, deferred, &nbytes))
         return -1;
-    if (grow((void **)&w->t, &w->cap, w->n, sizeof *w->t)) {
+    if (grow((void **)&w->t, &w->cap, w->n, sizeof *w->t) || name_reserve(w)) {
         q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }
@@ -779,10 +832,25 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
     t->ndim = ndim;
     if (ndim)
         memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    t->data = data;
+    t->data = deferred ? NULL : data;
     t->nbytes = nbytes;
+    t->deferred = deferred;
+    name_insert(w, w->n);
     w->n++;
+    w->n_deferred += deferred;
     return 0;
+}
+
+int st_writer_add(st_writer *w, const char *name, st_dtype dt, int ndim,
+                  const int64_t *shape, const void *data)
+{
+    return writer_append(w, name, dt, ndim, shape, data, 0);
+}
+
+int st_writer_add_deferred(st_writer *w, const char *name, st_dtype dt, int ndim,
+                           const int64_t *shape)
+{
+    return writer_append(w, name, dt, ndim, shape, NULL, 1);
 }
 
 int st_writer_meta(st_writer *w, const char *key, const char *val)
@@ -902,23 +970,81 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-/* Length prefix, padded header, then every tensor's bytes in order. */
-static int write_body(int fd, const st_writer *w, const char *hdr)
+struct st_sink {
+    int fd;
+    size_t left;        /* bytes of the current tensor still expected */
+    int overflow;       /* a write went past the tensor's size */
+    int io_errno;       /* errno of a failed write, 0 if none */
+};
+
+int st_sink_write(st_sink *s, const void *buf, size_t len)
+{
+    if (s->overflow || s->io_errno)
+        return -1;
+    if (len > s->left) {
+        s->overflow = 1;
+        return -1;
+    }
+    if (len && write_all(s->fd, buf, len)) {
+        s->io_errno = errno ? errno : EIO;
+        return -1;
+    }
+    s->left -= len;
+    return 0;
+}
+
+/* Length prefix, padded header, then every tensor's bytes in order (from
+ * its data, or from fill for a deferred one).  On failure the message says
+ * what failed, without the path prefix. */
+static int write_body(int fd, const st_writer *w, const char *hdr, const char *tmp,
+                      st_fill_fn fill, void *ctx, char *err, size_t errlen)
 {
     size_t len = strlen(hdr);
     uint64_t padded = ((uint64_t)len + 7) & ~(uint64_t)7;
     char pad[8];
     memset(pad, ' ', sizeof pad);
     if (write_all(fd, &padded, 8) || write_all(fd, hdr, len) ||
-        write_all(fd, pad, (size_t)(padded - len)))
+        write_all(fd, pad, (size_t)(padded - len))) {
+        q35_errmsg(err, errlen, "write to %s failed: %s", tmp, strerror(errno));
         return -1;
-    for (int i = 0; i < w->n; i++)
-        if (w->t[i].nbytes && write_all(fd, w->t[i].data, w->t[i].nbytes))
+    }
+    for (int i = 0; i < w->n; i++) {
+        const st_wtensor *t = &w->t[i];
+        if (!t->deferred) {
+            if (t->nbytes && write_all(fd, t->data, t->nbytes)) {
+                q35_errmsg(err, errlen, "write to %s failed: %s", tmp, strerror(errno));
+                return -1;
+            }
+            continue;
+        }
+        st_sink sink = {.fd = fd, .left = t->nbytes};
+        char msg[256] = "";
+        int rc = fill(ctx, i, t->name, &sink, msg, sizeof msg);
+        if (sink.io_errno) {
+            q35_errmsg(err, errlen, "tensor '%s': write to %s failed: %s", t->name, tmp,
+                       strerror(sink.io_errno));
             return -1;
+        }
+        if (sink.overflow) {
+            q35_errmsg(err, errlen, "tensor '%s': fill wrote more than its %zu bytes", t->name,
+                       t->nbytes);
+            return -1;
+        }
+        if (rc != 0) {
+            q35_errmsg(err, errlen, "tensor '%s': %s", t->name, msg[0] ? msg : "fill failed");
+            return -1;
+        }
+        if (sink.left) {
+            q35_errmsg(err, errlen, "tensor '%s': fill wrote %zu of its %zu bytes", t->name,
+                       t->nbytes - sink.left, t->nbytes);
+            return -1;
+        }
+    }
     return 0;
 }
 
-int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen)
+static int write_file(st_writer *w, const char *path, st_fill_fn fill, void *ctx, char *err,
+                      size_t errlen)
 {
     char *hdr = build_header(w);
     if (!hdr) {
@@ -939,8 +1065,9 @@ int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen)
         goto out;
     }
     created = 1;
-    if (write_body(fd, w, hdr)) {
-        q35_errmsg(err, errlen, "%s: write to %s failed: %s", path, tmp, strerror(errno));
+    char why[512];
+    if (write_body(fd, w, hdr, tmp, fill, ctx, why, sizeof why)) {
+        q35_errmsg(err, errlen, "%s: %s", path, why);
         goto out;
     }
     int cfd = fd;
@@ -962,6 +1089,26 @@ out:
     free(tmp);
     free(hdr);
     return rc;
+}
+
+int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen)
+{
+    if (w->n_deferred) {
+        q35_errmsg(err, errlen, "%s: %d deferred tensor(s) need st_writer_write_stream", path,
+                   w->n_deferred);
+        return -1;
+    }
+    return write_file(w, path, NULL, NULL, err, errlen);
+}
+
+int st_writer_write_stream(st_writer *w, const char *path, st_fill_fn fill, void *ctx, char *err,
+                           size_t errlen)
+{
+    if (w->n_deferred && !fill) {
+        q35_errmsg(err, errlen, "%s: deferred tensors but no fill callback", path);
+        return -1;
+    }
+    return write_file(w, path, fill, ctx, err, errlen);
 }
 
 int st_writer_meta_num(st_writer *w, const char *key, double v, int digits)

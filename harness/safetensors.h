@@ -101,4 +101,36 @@ int st_writer_write(st_writer *w, const char *path, char *err, size_t errlen);
 const char *st_writer_error(const st_writer *w);
 void st_writer_free(st_writer *w);              /* NULL is fine */
 
+/* Streaming writer, for files larger than memory.  A deferred tensor has a
+ * name, dtype and shape but no data yet: the header (offsets included) is
+ * computed from names and shapes alone, and the bytes are produced while the
+ * file is written, one tensor at a time, by a fill callback.  Same checks as
+ * st_writer_add except the data pointer.  st_writer_write refuses a writer
+ * holding deferred tensors; st_writer_write_stream accepts a mix (tensors
+ * added with data are copied from it as usual). */
+int st_writer_add_deferred(st_writer *w, const char *name, st_dtype dt, int ndim,
+                           const int64_t *shape);
+
+/* Where a fill callback puts the bytes of the tensor it is asked for. */
+typedef struct st_sink st_sink;
+/* Append len bytes (any amount per call, in order).  -1 if the write failed
+ * (errno kept) or would go past the tensor's size; the fill should then
+ * return -1 (its message may stay empty: the writer names the cause). */
+int st_sink_write(st_sink *s, const void *buf, size_t len);
+
+/* Called once per deferred tensor, in file order, with the tensor's index in
+ * the writer (0-based, order of adding) and name.  It must write exactly the
+ * tensor's byte size through the sink and return 0, or return -1 with a
+ * message in err. */
+typedef int (*st_fill_fn)(void *ctx, int index, const char *name, st_sink *sink, char *err,
+                          size_t errlen);
+
+/* Like st_writer_write (PATH.tmp.<pid>, then rename), with fill producing the
+ * deferred tensors.  Memory is what fill uses: the writer buffers nothing.
+ * On any failure (a fill error, a short or long fill, an I/O error) the
+ * temporary file is removed, PATH is untouched, and the message names the
+ * path, the tensor and the reason. */
+int st_writer_write_stream(st_writer *w, const char *path, st_fill_fn fill, void *ctx, char *err,
+                           size_t errlen);
+
 #endif /* Q35LAB_SAFETENSORS_H */
