@@ -7,6 +7,9 @@ int cmd_check(int argc, char **argv);
 int cmd_golden(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_model(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_validate(int argc, char **argv);
 
 /* Parses "1,2,3" into out (at most max values, each in [lo, hi]); -1 on error. */
 int cli_int_list(const char *s, int *out, int max, int lo, int hi);

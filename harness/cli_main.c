@@ -23,6 +23,10 @@ static void usage(FILE *f)
             "  calibrate [--threads 1,2] [--quick] [--out FILE]   measure this machine's limits\n"
             "  bench deltarule [--impl all] [--shape NAME] [--T 1,64,512,2048] [--B 1] [--threads 1,2]\n"
             "                  [--reps N] [--cold] [--counters default|cache|flops|none|EVENTS] [--json F] [--csv F]\n"
+            "  model init --preset NAME --out DIR [--seed S] [--dtype bf16|f32] [--layers N] [--experts fused|per-expert]\n"
+            "  generate --model DIR --prompt-ids 1,2,3[;4,5] [--max-new N] [--impl SPEC] [--threads N]\n"
+            "  validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC]] [--golden FILE]\n"
+            "  bench model --model DIR [--prompt-len 128,512] [--gen 32] [--impl SPEC] [--threads 1,2] [--reps N]\n"
             "See README.md for every option.\n");
 }
 
@@ -90,6 +94,9 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "golden")) return cmd_golden(argc - 1, argv + 1);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(argv[1], "calibrate")) return cmd_calibrate(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "model")) return cmd_model(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "validate")) return cmd_validate(argc - 1, argv + 1);
     fprintf(stderr, "q35lab: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
