@@ -58,10 +58,29 @@ test: check-deps $(TEST_BINS) $(BUILD)/q35lab
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }
 	@grep -E "^check (deltarule|moe):" $(BUILD)/check-quick.txt
+	@echo "== CLI smoke: q35lab validate against the golden files (../shared and tests/data/model)"
+	@set -e; for g in ../shared/golden-samples/model/tiny-dense-f32 tests/data/model/hf-tiny-dense-bf16 \
+	                  tests/data/model/hf-tiny-moe-f32; do \
+	  ./$(BUILD)/q35lab validate --model $$g --golden $$g.golden.safetensors \
+	    --impl "default;deltarule=chunked,moe=per_token;deltarule=neumann,moe=blockwise" > $(BUILD)/validate.txt 2>&1 \
+	    || { cat $(BUILD)/validate.txt; exit 1; }; tail -n 1 $(BUILD)/validate.txt; done
 
+# The main job: a random tiny MoE checkpoint in the release format, every
+# implementation combination validated against the reference path, a few
+# tokens generated; then the same summary for tiny-dense and both dtypes.
+MODELS := $(BUILD)/models
 run: $(BUILD)/q35lab
 	./$(BUILD)/q35lab list
-	./$(BUILD)/q35lab check all --quick
+	./$(BUILD)/q35lab model init --preset tiny-moe --seed 1 --dtype bf16 --out $(MODELS)/tiny-moe-bf16 --force
+	./$(BUILD)/q35lab validate --model $(MODELS)/tiny-moe-bf16 --steps 6 > $(MODELS)/validate-tiny-moe-bf16.txt; \
+	  rc=$$?; head -n 12 $(MODELS)/validate-tiny-moe-bf16.txt; echo "  ... (whole table: $(MODELS)/validate-tiny-moe-bf16.txt)"; \
+	  tail -n 1 $(MODELS)/validate-tiny-moe-bf16.txt; exit $$rc
+	./$(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12
+	@set -e; for m in tiny-moe:f32 tiny-dense:bf16 tiny-dense:f32; do \
+	  p=$${m%%:*}; d=$${m##*:}; \
+	  ./$(BUILD)/q35lab model init --preset $$p --seed 1 --dtype $$d --out $(MODELS)/$$p-$$d --force 2>/dev/null; \
+	  printf '%-16s ' "$$p $$d:"; ./$(BUILD)/q35lab validate --model $(MODELS)/$$p-$$d --steps 6 2>/dev/null | tail -n 1; \
+	done
 
 # Figures in results/ from the CSVs bench/run_deltarule.sh writes.
 plots:

@@ -51,5 +51,6 @@ void bench_progress(const char *family, const char *impl, int B, int T, int thre
 
 int bench_deltarule(int argc, char **argv);
 int bench_moe(int argc, char **argv);
+int bench_model(int argc, char **argv);
 
 #endif

@@ -1,0 +1,189 @@
+/* q35lab validate: the reference path's greedy tokens against every
+ * implementation combination (teacher-forced), and optionally against a
+ * golden file dumped from PyTorch (free generation).  docs/model.md §5. */
+#include "cli.h"
+#include "cli_model_args.h"
+#include "validate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(void)
+{
+    printf("usage: q35lab validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC...]]\n"
+           "                       [--golden FILE] [--threads N] [--mmap] [--f32]\n"
+           "Runs the reference path (--impl ref, double accumulation) and each implementation combination\n"
+           "teacher-forced on the reference's greedy tokens; reports token match, max |dlogit| and the smallest\n"
+           "top-1/top-2 margin of the reference.  --impl all (default): every combination of the tables' entries\n"
+           "(families the model does not use stay at their default).  --golden FILE: prompts, tokens and logits\n"
+           "dumped from PyTorch (ref/hf/dump_model_goldens.py); each path must reproduce the tokens by free\n"
+           "generation and the logits within 1e-4 + 1e-4 max|logit|.  Exit status 0 only if everything matches.\n%s",
+           model_args_help);
+}
+
+/* The combinations: every entry of every family the model uses, but not all-ref. */
+static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n, int threads)
+{
+    char err[256];
+    if (strcmp(spec, "all")) {
+        int k = 1;
+        for (const char *c = spec; *c; c++) k += *c == ';';
+        *out = calloc((size_t)k, sizeof **out);
+        char *buf = strdup(spec);
+        if (!*out || !buf) { free(buf); return -1; }
+        *n = 0;
+        for (char *save = NULL, *t = strtok_r(buf, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
+            (*out)[*n].threads = threads;
+            if (q35_impls_parse(t, &(*out)[*n], err, sizeof err)) {
+                fprintf(stderr, "error: %s\n", err);
+                free(buf);
+                return -1;
+            }
+            (*n)++;
+        }
+        free(buf);
+        return 0;
+    }
+    int size[Q35_FAM_COUNT], total = 1;
+    for (int f = 0; f < Q35_FAM_COUNT; f++) {
+        const int used = f != Q35_FAM_MOE || m->cfg.is_moe;
+        size[f] = used ? q35_family_size(f) : 1;
+        total *= size[f];
+    }
+    *out = calloc((size_t)total, sizeof **out);
+    if (!*out) return -1;
+    *n = 0;
+    for (int c = 0; c < total; c++) {
+        q35_impls im = {.threads = threads};
+        q35_impls_default(&im);
+        im.threads = threads;
+        for (int f = 0, r = c; f < Q35_FAM_COUNT; r /= size[f], f++)
+            if (size[f] > 1) q35_impls_set(&im, f, r % size[f]);
+        if (!q35_impls_is_ref(&im) && !(m->cfg.is_moe == 0 && !strcmp(im.linear->name, "ref") &&
+                                        !strcmp(im.conv->name, "ref") && !strcmp(im.deltarule->name, "ref") &&
+                                        !strcmp(im.attention->name, "ref")))
+            (*out)[(*n)++] = im;
+    }
+    return 0;
+}
+
+/* Built-in prompts: three lengths, ids spread over the vocabulary. */
+static int default_prompts(int V, q35_prompts *p)
+{
+    char buf[512] = "";
+    const int lens[3] = {3, 8, 13};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < lens[i]; j++)
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%d", j ? "," : i ? ";" : "",
+                     (int)((7L * j * j + 131L * i + 17L * j + 1) % V));
+    char err[256];
+    return q35_prompts_parse(buf, V, p, err, sizeof err);
+}
+
+static void print_row(const char *name, const q35_match *r, const q35_match *g, int golden_ok)
+{
+    printf("%-74s %6.1f%% (%ld/%ld)  %9.2e  %9.3g", name, r ? 100.0 * r->match / r->total : NAN, r ? r->match : 0,
+           r ? r->total : 0, r ? r->max_dlogit : NAN, r ? r->min_margin : NAN);
+    if (g)
+        printf("   golden %5.1f%% %9.2e %s", 100.0 * g->match / g->total, g->max_dlogit, golden_ok ? "ok" : "FAIL");
+    printf("%s\n", r && r->match < r->total ? "   MISMATCH" : "");
+    fflush(stdout);
+}
+
+static int golden_ok(const q35_prompts *g, const q35_match *r)
+{
+    int has_logits = 0;
+    for (int i = 0; i < g->n; i++) has_logits |= g->logits[i] != NULL;
+    return r->match == r->total && (!has_logits || r->max_dlogit <= q35_golden_logit_tol(r->max_ref_logit));
+}
+
+int cmd_validate(int argc, char **argv)
+{
+    model_args a = {0};
+    const char *golden = NULL;
+    int steps = 0;
+    for (int i = 1; i < argc; i++) {
+        int t = model_args_take(argc, argv, &i, &a);
+        if (t < 0) return 2;
+        if (t) continue;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(); return 0; }
+        if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
+        else if (!strcmp(argv[i], "--steps")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!v || cli_int("--steps", v, 1, 1 << 20, &steps)) return 2;
+        } else {
+            fprintf(stderr, "error: unknown option '%s' (q35lab validate --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    q35_model m;
+    if (model_args_open(&a, &m)) return 2;
+    const int V = m.cfg.vocab_size;
+    char err[512];
+    int rc = 2;
+    q35_prompts p = {0}, g = {0};
+    q35_impls *list = NULL;
+    int n = 0;
+    int32_t *ref_tok = NULL;
+    float *ref_lg = NULL;
+    if (golden && q35_prompts_load_golden(golden, V, &g, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
+    if (a.prompts ? q35_prompts_parse(a.prompts, V, &p, err, sizeof err)
+                  : golden ? q35_prompts_load_golden(golden, V, &p, err, sizeof err) : default_prompts(V, &p)) {
+        fprintf(stderr, "error: %s\n", err);
+        goto out;
+    }
+    p.steps = steps ? steps : golden && !a.prompts ? g.steps : 16;
+    if (combos(&m, a.impl ? a.impl : "all", &list, &n, a.threads)) goto out;
+
+    if (q35_reference_run(&m, &p, a.threads, &ref_tok, &ref_lg, err, sizeof err)) {
+        fprintf(stderr, "error: reference path: %s\n", err);
+        goto out;
+    }
+    double min_margin = INFINITY;
+    for (int i = 0; i < p.n * p.steps; i++) min_margin = fmin(min_margin, q35_top2_margin(ref_lg + (size_t)i * V, V));
+    printf("validate: %d prompt%s (lengths", p.n, p.n > 1 ? "s, one padded batch" : "");
+    for (int i = 0; i < p.n; i++) printf(" %d", p.len[i]);
+    printf(") x %d greedy steps; reference path min top-1/top-2 margin %.3g\n", p.steps, min_margin);
+    int fails = 0;
+    q35_match gr;
+    q35_impls ref = {.threads = a.threads};
+    q35_impls_ref(&ref);
+    if (golden) {
+        if (q35_validate_golden(&m, &ref, &g, &gr, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
+        fails += !golden_ok(&g, &gr);
+        printf("golden %s: %d prompts x %d steps, logit tolerance 1e-4 + 1e-4 max|logit|\n", golden, g.n, g.steps);
+    }
+    printf("%-74s %-16s %9s  %9s%s\n", "implementations", "token match", "max|dlogit|", "margin",
+           golden ? "   golden (free generation)" : "");
+    /* A combination that matches the reference's argmax at every teacher-forced step generates the
+     * reference's tokens freely too (same inputs at every step, by induction); so when the reference
+     * reproduces the golden tokens, every fully matching combination does. */
+    print_row("ref (the reference path itself)", NULL, golden ? &gr : NULL, golden ? golden_ok(&g, &gr) : 0);
+    double worst = 0;
+    for (int c = 0; c < n; c++) {
+        char name[256];
+        q35_impls_format(&list[c], name, sizeof name);
+        q35_match r;
+        if (q35_validate_against(&m, &list[c], &p, ref_tok, ref_lg, &r, err, sizeof err)) {
+            fprintf(stderr, "error: %s: %s\n", name, err);
+            goto out;
+        }
+        fails += r.match < r.total;
+        worst = fmax(worst, r.max_dlogit);
+        print_row(name, &r, NULL, 1);
+    }
+    printf("validate: %d combination%s against the reference path, worst max|dlogit| %.2e%s: %s\n", n,
+           n == 1 ? "" : "s", worst, golden ? "; the reference path against the golden file (so every matching "
+           "combination too)" : "", fails ? "FAIL" : "PASS (100% token match)");
+    rc = fails ? 1 : 0;
+out:
+    free(ref_tok);
+    free(ref_lg);
+    free(list);
+    q35_prompts_free(&p);
+    q35_prompts_free(&g);
+    q35_model_free(&m);
+    return rc;
+}

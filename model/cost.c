@@ -1,0 +1,54 @@
+/* cost.c - the work a forward call does, for benchmarks (docs/model.md §6). */
+#include "model.h"
+
+/* Matrix elements one token multiplies in layer i (every matrix once; of the
+ * MoE experts the top_k used). */
+static double layer_matrix_elems(const q35_config *c, int i)
+{
+    const double H = c->hidden_size;
+    double e;
+    if (c->layer_types[i] == Q35_LAYER_LINEAR) {
+        const double kd = (double)c->linear_num_key_heads * c->linear_key_head_dim;
+        const double vd = (double)c->linear_num_value_heads * c->linear_value_head_dim;
+        e = (2 * kd + vd + vd + 2.0 * c->linear_num_value_heads) * H + H * vd;
+    } else {
+        const double qd = (double)c->num_attention_heads * c->head_dim;
+        const double kvd = (double)c->num_key_value_heads * c->head_dim;
+        e = (2 * qd + 2 * kvd) * H + H * qd;
+    }
+    if (c->is_moe)
+        e += ((double)c->num_experts + 3.0 * c->num_experts_per_tok * c->moe_intermediate_size +
+              3.0 * c->shared_expert_intermediate_size + 1) * H;
+    else
+        e += 3.0 * c->intermediate_size * H;
+    return e;
+}
+
+size_t q35_model_decode_bytes(const q35_model *m)
+{
+    const q35_config *c = &m->cfg;
+    double e = (double)c->vocab_size * c->hidden_size; /* lm_head (the embedding table when tied) */
+    for (int i = 0; i < c->num_hidden_layers; i++) e += layer_matrix_elems(c, i);
+    return (size_t)(e * q35_wtype_size(m->wt));
+}
+
+double q35_model_flops(const q35_model *m, int past, int T)
+{
+    const q35_config *c = &m->cfg;
+    double f = 2.0 * c->vocab_size * c->hidden_size; /* lm_head, last token */
+    for (int i = 0; i < c->num_hidden_layers; i++) {
+        f += 2.0 * layer_matrix_elems(c, i) * T;
+        if (c->layer_types[i] == Q35_LAYER_LINEAR) {
+            /* conv (2K per channel) and the recurrent-form delta rule (6 Dk Dv per head) */
+            const double C = 2.0 * c->linear_num_key_heads * c->linear_key_head_dim +
+                             (double)c->linear_num_value_heads * c->linear_value_head_dim;
+            f += T * (2.0 * c->linear_conv_kernel_dim * C +
+                      6.0 * c->linear_num_value_heads * c->linear_key_head_dim * c->linear_value_head_dim);
+        } else {
+            /* 4 hd per (head, attended position); token t attends past + t + 1 positions */
+            const double ctx = (double)T * past + (double)T * (T + 1) / 2;
+            f += 4.0 * c->head_dim * c->num_attention_heads * ctx;
+        }
+    }
+    return f;
+}

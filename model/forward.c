@@ -1,0 +1,100 @@
+/* forward.c - one forward call of the decoder (forward.h), top to bottom:
+ * embed, then per layer x += mixer(norm(x)); x += mlp(norm(x)), then the
+ * final norm and lm_head on the rows whose logits are wanted.
+ * docs/model.md §1 has the equations. */
+#include "forward_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, float *y, int accumulate)
+{
+    linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = f->m->wt, .y = y, .accumulate = accumulate};
+    return linear_run(f->im->linear, &p, &(linear_opts){.threads = f->im->threads}, f->err, f->errlen);
+}
+
+static int check_call(const q35_model *m, const q35_state *s, int T, const int32_t *tokens, const int32_t *seq_len,
+                      char *err, size_t errlen)
+{
+    if (T < 1) { snprintf(err, errlen, "forward: T=%d must be positive", T); return -1; }
+    for (int b = 0; b < s->B; b++) {
+        const int n = seq_len ? seq_len[b] : T;
+        if (n < 0 || n > T) { snprintf(err, errlen, "forward: seq_len[%d]=%d outside [0, %d]", b, n, T); return -1; }
+        if ((long long)s->pos[b] + n > s->capacity) {
+            snprintf(err, errlen, "forward: sequence %d would reach position %lld, beyond the state's capacity %d",
+                     b, (long long)s->pos[b] + n, s->capacity);
+            return -1;
+        }
+        for (int t = 0; t < n; t++) {
+            const int32_t id = tokens[(size_t)b * T + t];
+            if (id < 0 || id >= m->cfg.vocab_size) {
+                snprintf(err, errlen, "forward: token id %d (sequence %d, position %d) outside [0, vocab_size=%d)",
+                         (int)id, b, t, m->cfg.vocab_size);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Row r of a [V, H] table of the model's dtype as fp32. */
+static void table_row(const q35_model *m, const void *table, int r, float *out)
+{
+    const int H = m->cfg.hidden_size;
+    if (m->wt == WT_BF16)
+        q35_bf16_to_f32_array((const uint16_t *)table + (size_t)r * H, out, (size_t)H);
+    else
+        memcpy(out, (const float *)table + (size_t)r * H, (size_t)H * sizeof(float));
+}
+
+int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
+                const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen)
+{
+    const q35_config *c = &m->cfg;
+    const int B = s->B, BT = B * T, H = c->hidden_size, V = c->vocab_size;
+    if (check_call(m, s, T, tokens, seq_len, err, errlen)) return -1;
+    int32_t *len = malloc((size_t)B * sizeof *len);
+    float *x = q35_state_scratch(s, 0, (size_t)BT * H * 2);
+    int rc = -1;
+    if (!len || !x) { snprintf(err, errlen, "forward: out of memory"); goto out; }
+    for (int b = 0; b < B; b++) len[b] = seq_len ? seq_len[b] : T;
+    float *xn = x + (size_t)BT * H;
+    const q35_fwd f = {.m = m, .s = s, .im = im, .B = B, .T = T, .BT = BT, .seq_len = len, .err = err, .errlen = errlen};
+    const int threads = im->threads > 0 ? im->threads : omp_get_max_threads();
+
+    for (int r = 0; r < BT; r++)
+        if (r % T < len[r / T]) table_row(m, m->embed, tokens[r], x + (size_t)r * H);
+
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const q35_layer *L = &m->layers[l];
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int r = 0; r < BT; r++) q35_rmsnorm_centred(x + (size_t)r * H, L->input_norm, H, c->rms_norm_eps, xn + (size_t)r * H);
+        if ((c->layer_types[l] == Q35_LAYER_LINEAR ? q35_layer_deltanet : q35_layer_attention)(&f, l, xn, x)) goto out;
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int r = 0; r < BT; r++) q35_rmsnorm_centred(x + (size_t)r * H, L->post_norm, H, c->rms_norm_eps, xn + (size_t)r * H);
+        if (q35_layer_mlp(&f, l, xn, x)) goto out;
+    }
+
+    /* the rows whose logits are wanted, normalized, gathered into xn */
+    int rows = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            if (t < len[b] && (all_logits || t == len[b] - 1))
+                q35_rmsnorm_centred(x + ((size_t)b * T + t) * H, m->final_norm, H, c->rms_norm_eps, xn + (size_t)rows++ * H);
+    float *lg = malloc((size_t)(rows ? rows : 1) * V * sizeof(float));
+    if (!lg) { snprintf(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
+    if (q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, lg, 0)) { free(lg); goto out; }
+    memset(logits, 0, (size_t)(all_logits ? BT : B) * V * sizeof(float));
+    rows = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            if (t < len[b] && (all_logits || t == len[b] - 1))
+                memcpy(logits + (all_logits ? (size_t)b * T + t : (size_t)b) * V, lg + (size_t)rows++ * V,
+                       (size_t)V * sizeof(float));
+    free(lg);
+    for (int b = 0; b < B; b++) s->pos[b] += len[b];
+    rc = 0;
+out:
+    free(len);
+    return rc;
+}

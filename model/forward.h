@@ -1,0 +1,25 @@
+/* forward.h - one forward call of the Qwen3.5 decoder over a batch.
+ *
+ * tokens [B, T] row-major, right-padded: sequence b has seq_len[b] valid
+ * tokens (NULL: all T) that continue it from position state->pos[b]; the
+ * call advances pos[b] by seq_len[b].  Padding changes nothing: its tokens
+ * are never read, it does not touch any state and its outputs are dropped.
+ * A prefill is a call with the prompt, a decode step a call with T = 1.
+ *
+ * logits: all_logits ? [B, T, V] (padding rows zero) : [B, V], the logits
+ * after each sequence's last valid token (zero if seq_len[b] = 0).
+ * Returns 0, or -1 with a one-line message (bad token id, capacity exceeded,
+ * a kernel's refusal); the state is then unspecified (reset it).
+ * The layer semantics are in docs/model.md.
+ */
+#ifndef Q35LAB_MODEL_FORWARD_H
+#define Q35LAB_MODEL_FORWARD_H
+
+#include "impls.h"
+#include "model.h"
+#include "state.h"
+
+int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
+                const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,37 @@
+/* forward_internal.h - what the layer files of one forward call share
+ * (model/forward.c drives; layer_deltanet.c, layer_attention.c and
+ * layer_mlp.c each add one sublayer's output to the residual stream). */
+#ifndef Q35LAB_MODEL_FORWARD_INTERNAL_H
+#define Q35LAB_MODEL_FORWARD_INTERNAL_H
+
+#include "forward.h"
+
+#include <omp.h>
+#include <stdio.h>
+
+typedef struct {
+    const q35_model *m;
+    q35_state *s;
+    const q35_impls *im;
+    int B, T, BT;
+    const int32_t *seq_len;   /* [B], never NULL here */
+    char *err;
+    size_t errlen;
+} q35_fwd;
+
+/* y[M, N] (+)= x[M, K] W[N, K]^T through the chosen linear implementation. */
+int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, float *y, int accumulate);
+
+/* Each adds its sublayer's output for the normalized input xn [BT, H] to x [BT, H]. */
+int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x);
+int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x);
+int q35_layer_mlp(const q35_fwd *f, int l, const float *xn, float *x);
+
+/* Elementwise pieces (model/ops.c), double accumulation, docs/model.md eqs. */
+void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y); /* eq. 2 */
+void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double eps);   /* eq. 3 */
+void q35_rope(float *x, int rotary_dim, int pos, double theta);                          /* eq. 8 */
+static inline float q35_sigmoid(float x) { return (float)(1.0 / (1.0 + __builtin_exp(-(double)x))); }
+static inline float q35_silu(float x) { return (float)((double)x / (1.0 + __builtin_exp(-(double)x))); }
+
+#endif

@@ -1,0 +1,34 @@
+/* generate.h - greedy generation for a batch of prompts: one prefill call
+ * (prompts right-padded to the longest), then one decode call per new token,
+ * carrying the DeltaNet states, conv states and KV caches (model/state.h).
+ *
+ * Greedy = argmax of the logits, ties to the lowest id (torch.argmax).
+ * Teacher forcing: with forced != NULL, step i+1 is fed forced[b, i] instead
+ * of the argmax; tokens[] still receives this path's argmaxes, so a caller
+ * compares them with forced[] (docs/model.md §5: validate).
+ */
+#ifndef Q35LAB_MODEL_GENERATE_H
+#define Q35LAB_MODEL_GENERATE_H
+
+#include "forward.h"
+
+typedef struct {
+    double prefill_s;     /* the prefill call, to the first logits (TTFT without argmax) */
+    double decode_s;      /* all decode calls */
+    double *step_s;       /* [steps - 1] each decode call's time, if not NULL (caller-owned) */
+    long prompt_tokens;   /* valid prompt tokens over the batch */
+    size_t state_bytes;   /* DeltaNet + conv states and KV caches */
+} q35_gen_timing;
+
+/* prompts[b] has lens[b] >= 1 tokens; tokens [B, steps]; logits [B, steps, V]
+ * or NULL; forced [B, steps] or NULL; tm may be NULL. */
+int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *const *prompts, const int *lens,
+                 int steps, const int32_t *forced, int32_t *tokens, float *logits, q35_gen_timing *tm, char *err,
+                 size_t errlen);
+
+/* Index of the largest of n values, the lowest on ties; NaN never wins. */
+int q35_argmax(const float *x, int n);
+/* top-1 minus top-2 value. */
+float q35_top2_margin(const float *x, int n);
+
+#endif

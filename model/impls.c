@@ -1,0 +1,124 @@
+/* impls.c - choosing implementations per kernel family (impls.h). */
+#include "impls.h"
+
+#include "errmsg.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *q35_family_name(int fam)
+{
+    static const char *names[Q35_FAM_COUNT] = {"linear", "conv", "deltarule", "attention", "moe"};
+    return fam >= 0 && fam < Q35_FAM_COUNT ? names[fam] : "?";
+}
+
+int q35_family_size(int fam)
+{
+    switch (fam) {
+    case Q35_FAM_LINEAR: return linear_n_impls;
+    case Q35_FAM_CONV: return conv_n_impls;
+    case Q35_FAM_DELTARULE: return deltarule_n_impls;
+    case Q35_FAM_ATTENTION: return attention_n_impls;
+    case Q35_FAM_MOE: return moe_n_impls;
+    }
+    return 0;
+}
+
+const char *q35_family_entry(int fam, int i)
+{
+    if (i < 0 || i >= q35_family_size(fam)) return NULL;
+    switch (fam) {
+    case Q35_FAM_LINEAR: return linear_impls[i].name;
+    case Q35_FAM_CONV: return conv_impls[i].name;
+    case Q35_FAM_DELTARULE: return deltarule_impls[i].name;
+    case Q35_FAM_ATTENTION: return attention_impls[i].name;
+    case Q35_FAM_MOE: return moe_impls[i].name;
+    }
+    return NULL;
+}
+
+void q35_impls_set(q35_impls *im, int fam, int i)
+{
+    switch (fam) {
+    case Q35_FAM_LINEAR: im->linear = &linear_impls[i]; break;
+    case Q35_FAM_CONV: im->conv = &conv_impls[i]; break;
+    case Q35_FAM_DELTARULE:
+        im->deltarule = &deltarule_impls[i];
+        im->deltarule_decode = deltarule_find(strcmp(im->deltarule->name, "ref") ? "recurrent" : "ref");
+        break;
+    case Q35_FAM_ATTENTION: im->attention = &attention_impls[i]; break;
+    case Q35_FAM_MOE: im->moe = &moe_impls[i]; break;
+    }
+}
+
+static int find_entry(int fam, const char *name)
+{
+    for (int i = 0; i < q35_family_size(fam); i++)
+        if (!strcmp(q35_family_entry(fam, i), name)) return i;
+    return -1;
+}
+
+void q35_impls_default(q35_impls *im)
+{
+    static const char *def[Q35_FAM_COUNT] = {"tiled", "direct", "auto", "flash", "grouped"};
+    memset(im, 0, sizeof *im);
+    for (int f = 0; f < Q35_FAM_COUNT; f++) q35_impls_set(im, f, find_entry(f, def[f]));
+}
+
+void q35_impls_ref(q35_impls *im)
+{
+    const int threads = im->threads;
+    for (int f = 0; f < Q35_FAM_COUNT; f++) q35_impls_set(im, f, find_entry(f, "ref"));
+    im->threads = threads;
+}
+
+int q35_impls_parse(const char *spec, q35_impls *im, char *err, size_t errlen)
+{
+    const int threads = im->threads;
+    q35_impls_default(im);
+    im->threads = threads;
+    if (!spec || !*spec || !strcmp(spec, "default")) return 0;
+    if (!strcmp(spec, "ref")) { q35_impls_ref(im); return 0; }
+    char buf[512];
+    if (strlen(spec) >= sizeof buf) { q35_errmsg(err, errlen, "--impl: spec too long"); return -1; }
+    strcpy(buf, spec);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) {
+            q35_errmsg(err, errlen, "--impl: '%s' is not FAMILY=NAME (families: linear, conv, deltarule, "
+                       "attention, moe; or 'ref' / 'default')", tok);
+            return -1;
+        }
+        *eq = 0;
+        int fam = -1;
+        for (int f = 0; f < Q35_FAM_COUNT; f++)
+            if (!strcmp(tok, q35_family_name(f))) fam = f;
+        if (fam < 0) {
+            q35_errmsg(err, errlen, "--impl: unknown family '%s' (linear, conv, deltarule, attention, moe)", tok);
+            return -1;
+        }
+        int i = find_entry(fam, eq + 1);
+        if (i < 0) {
+            char list[256] = "";
+            for (int j = 0; j < q35_family_size(fam); j++)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
+                         q35_family_entry(fam, j));
+            q35_errmsg(err, errlen, "--impl: %s has no implementation '%s' (%s)", tok, eq + 1, list);
+            return -1;
+        }
+        q35_impls_set(im, fam, i);
+    }
+    return 0;
+}
+
+void q35_impls_format(const q35_impls *im, char *buf, size_t n)
+{
+    snprintf(buf, n, "linear=%s,conv=%s,deltarule=%s,attention=%s,moe=%s", im->linear->name, im->conv->name,
+             im->deltarule->name, im->attention->name, im->moe->name);
+}
+
+int q35_impls_is_ref(const q35_impls *im)
+{
+    return !strcmp(im->linear->name, "ref") && !strcmp(im->conv->name, "ref") && !strcmp(im->deltarule->name, "ref") &&
+           !strcmp(im->attention->name, "ref") && !strcmp(im->moe->name, "ref");
+}

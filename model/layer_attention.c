@@ -1,0 +1,62 @@
+/* layer_attention.c - the gated full-attention sublayer (docs/model.md §3,
+ * eqs. 8-10): per head, q and its gate from q_proj; zero-centred RMSNorm of
+ * q and k per head; partial rotate-half RoPE at each token's position; new
+ * keys and values into the KV cache; causal GQA softmax attention (the
+ * attention family); output times sigmoid(gate); x += o_proj(.). */
+#include "forward_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
+{
+    const q35_config *c = &f->m->cfg;
+    const q35_layer *L = &f->m->layers[l];
+    const int H = c->hidden_size, nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
+    const int BT = f->BT, T = f->T, cap = f->s->capacity;
+    const int threads = f->im->threads;
+
+    float *buf = q35_state_scratch(f->s, 1, (size_t)BT * (2 * nh * hd + 2 * nkv * hd + 3 * nh * hd));
+    int32_t *past = malloc((size_t)f->B * sizeof *past);
+    int rc = -1;
+    if (!buf || !past) { snprintf(f->err, f->errlen, "layer %d: out of memory", l); goto out; }
+    float *qg = buf, *kk = qg + (size_t)BT * 2 * nh * hd, *vv = kk + (size_t)BT * nkv * hd;
+    float *q = vv + (size_t)BT * nkv * hd, *gate = q + (size_t)BT * nh * hd, *ao = gate + (size_t)BT * nh * hd;
+    if (q35_fwd_linear(f, BT, 2 * nh * hd, H, xn, L->q_proj, qg, 0) ||
+        q35_fwd_linear(f, BT, nkv * hd, H, xn, L->k_proj, kk, 0) ||
+        q35_fwd_linear(f, BT, nkv * hd, H, xn, L->v_proj, vv, 0))
+        goto out;
+
+    float *kc = f->s->k_cache[l], *vc = f->s->v_cache[l];
+    memcpy(past, f->s->pos, (size_t)f->B * sizeof *past);
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+    for (int r = 0; r < BT; r++) {
+        const int b = r / T, t = r % T;
+        if (t >= f->seq_len[b]) continue;
+        const int pos = past[b] + t;
+        for (int h = 0; h < nh; h++) {
+            float *qh = q + ((size_t)r * nh + h) * hd;
+            q35_rmsnorm_centred(qg + ((size_t)r * nh + h) * 2 * hd, L->q_norm, hd, c->rms_norm_eps, qh);
+            q35_rope(qh, c->rotary_dim, pos, c->rope_theta);
+            memcpy(gate + ((size_t)r * nh + h) * hd, qg + ((size_t)r * nh + h) * 2 * hd + hd, (size_t)hd * sizeof(float));
+        }
+        for (int j = 0; j < nkv; j++) {
+            const size_t at = (((size_t)b * nkv + j) * cap + pos) * hd;
+            q35_rmsnorm_centred(kk + ((size_t)r * nkv + j) * hd, L->k_norm, hd, c->rms_norm_eps, kc + at);
+            q35_rope(kc + at, c->rotary_dim, pos, c->rope_theta);
+            memcpy(vc + at, vv + ((size_t)r * nkv + j) * hd, (size_t)hd * sizeof(float));
+        }
+    }
+
+    attention_problem ap = {.B = f->B, .T = T, .Hq = nh, .Hkv = nkv, .D = hd, .L = cap, .q = q,
+                            .k_cache = kc, .v_cache = vc, .past = past, .seq_len = f->seq_len, .out = ao};
+    if (attention_run(f->im->attention, &ap, &(attention_opts){.threads = threads}, f->err, f->errlen)) goto out;
+
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+    for (size_t i = 0; i < (size_t)BT * nh * hd; i++) ao[i] *= q35_sigmoid(gate[i]);
+
+    rc = q35_fwd_linear(f, BT, H, nh * hd, ao, L->o_proj, x, 1);
+out:
+    free(past);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/* layer_mlp.c - the MLP sublayer (docs/model.md §4): dense SwiGLU
+ * x += down(silu(gate xn) * up xn), or the MoE family's block. */
+#include "forward_internal.h"
+
+#include <stdlib.h>
+
+static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x)
+{
+    const int H = f->m->cfg.hidden_size, I = f->m->cfg.intermediate_size, BT = f->BT;
+    const int threads = f->im->threads;
+    float *g = q35_state_scratch(f->s, 1, (size_t)BT * I * 2);
+    if (!g) { snprintf(f->err, f->errlen, "mlp: out of memory"); return -1; }
+    float *u = g + (size_t)BT * I;
+    int rc = -1;
+    if (q35_fwd_linear(f, BT, I, H, xn, L->gate_proj, g, 0) || q35_fwd_linear(f, BT, I, H, xn, L->up_proj, u, 0))
+        goto out;
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+    for (size_t i = 0; i < (size_t)BT * I; i++) g[i] = q35_silu(g[i]) * u[i];
+    rc = q35_fwd_linear(f, BT, H, I, g, L->down_proj, x, 1);
+out:
+    return rc;
+}
+
+static int sparse(const q35_fwd *f, const q35_layer *L, const float *xn, float *x)
+{
+    const q35_config *c = &f->m->cfg;
+    const int H = c->hidden_size, I = c->moe_intermediate_size, BT = f->BT;
+    const q35_wtype wt = f->m->wt;
+    float *y = q35_state_scratch(f->s, 1, (size_t)BT * H);
+    if (!y) { snprintf(f->err, f->errlen, "moe: out of memory"); return -1; }
+    moe_problem p = {.T = BT, .hidden = H, .E = c->num_experts, .top_k = c->num_experts_per_tok, .inter = I,
+                     .inter_shared = c->shared_expert_intermediate_size, .norm_topk_prob = c->norm_topk_prob,
+                     .x = xn, .wt = wt, .router = L->router, .gate_proj = L->experts_gate_up,
+                     .up_proj = (const char *)L->experts_gate_up + (size_t)I * H * q35_wtype_size(wt),
+                     .expert_stride_gu = (size_t)2 * I * H, .down_proj = L->experts_down,
+                     .shared_gate = L->shared_gate, .shared_up = L->shared_up, .shared_down = L->shared_down,
+                     .shared_expert_gate = L->shared_expert_gate, .out = y};
+    moe_stats st;
+    int rc = moe_run(f->im->moe, &p, &(moe_opts){.threads = f->im->threads}, &st, f->err, f->errlen);
+    if (!rc)
+        for (size_t i = 0; i < (size_t)BT * H; i++) x[i] += y[i];
+    return rc;
+}
+
+int q35_layer_mlp(const q35_fwd *f, int l, const float *xn, float *x)
+{
+    const q35_layer *L = &f->m->layers[l];
+    return f->m->cfg.is_moe ? sparse(f, L, xn, x) : dense(f, L, xn, x);
+}

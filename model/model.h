@@ -1,0 +1,95 @@
+/* model.h - a Qwen3.5 text decoder in memory: its config and its weights.
+ *
+ * q35_model_load reads a Hugging Face folder (model/config.h, model/weights.h),
+ * checks every tensor the config implies (name, rank, shape, dtype) before it
+ * allocates or computes anything, then copies the weights into one allocation
+ * advised for transparent huge pages.  Matrices keep the checkpoint's dtype
+ * when it is BF16 (decode is bandwidth-bound; kernels widen per tile) and are
+ * F32 otherwise (F16 widened exactly at load); vectors (norms, conv weights,
+ * A_log, dt_bias) are always F32.  With opts.mmap the matrices whose stored
+ * dtype is already the in-memory one point into the read-only file maps
+ * instead (for models larger than memory).  The semantics: docs/model.md.
+ */
+#ifndef Q35LAB_MODEL_MODEL_H
+#define Q35LAB_MODEL_MODEL_H
+
+#include "config.h"
+#include "matmul.h"
+#include "weights.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const float *input_norm, *post_norm;   /* [H], zero-centred: x * (1 + w) */
+
+    /* Gated DeltaNet (config layer type linear_attention) */
+    const void *in_proj_qkv;   /* [2*Hk*Dk + Hv*Dv, H]: q of every key head, then k, then v */
+    const void *in_proj_z;     /* [Hv*Dv, H] */
+    const void *in_proj_b;     /* [Hv, H] */
+    const void *in_proj_a;     /* [Hv, H] */
+    const void *out_proj;      /* [H, Hv*Dv] */
+    const float *conv_w;       /* [C, K] (conv1d.weight [C, 1, K]) */
+    const float *dt_bias, *A_log; /* [Hv] */
+    const float *gnorm;        /* [Dv], the gated norm: x * w * silu(z) */
+
+    /* gated full attention (full_attention) */
+    const void *q_proj;        /* [2*nh*hd, H]: per head hd query rows, then hd gate rows */
+    const void *k_proj, *v_proj; /* [nkv*hd, H] */
+    const void *o_proj;        /* [H, nh*hd] */
+    const float *q_norm, *k_norm; /* [hd], zero-centred */
+
+    /* dense SwiGLU MLP */
+    const void *gate_proj, *up_proj; /* [I, H] */
+    const void *down_proj;     /* [H, I] */
+
+    /* sparse MoE (model.moe): experts held fused as [E, 2I, H] (gate rows, then up rows) */
+    const void *router;        /* [E, H] */
+    const void *experts_gate_up; /* [E, 2I, H] */
+    const void *experts_down;  /* [E, H, I] */
+    const void *shared_gate, *shared_up; /* [Is, H] */
+    const void *shared_down;   /* [H, Is] */
+    const void *shared_expert_gate; /* [1, H] */
+} q35_layer;
+
+typedef struct {
+    int mmap;        /* 1: matrices point into the file maps where the dtype allows */
+    int force_f32;   /* 1: widen BF16 matrices to F32 in memory */
+} q35_load_opts;
+
+typedef struct {
+    q35_config cfg;
+    q35_wtype wt;          /* dtype of every matrix in memory */
+    const char *disk_dtype;/* "BF16", "F16", "F32" or "mixed" */
+    q35_layer *layers;     /* [num_hidden_layers] */
+    const void *embed;     /* [V, H] */
+    const void *lm_head;   /* [V, H]; == embed when tied */
+    const float *final_norm; /* [H] */
+
+    /* ownership */
+    void *arena;  size_t arena_bytes; /* huge-page allocation holding the copies */
+    q35_weights files;     /* kept open while anything points into the maps */
+    int files_open;
+    size_t weight_bytes;   /* bytes of every matrix and vector as held */
+    size_t mapped_bytes;   /* of which read from the maps in place (opts.mmap) */
+} q35_model;
+
+/* 0 on success; -1 with a one-line message (naming the tensor and the
+ * expected shape where a tensor is at fault).  On failure *m is zeroed. */
+int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, char *err, size_t errlen);
+void q35_model_free(q35_model *m);
+
+/* Derived sizes. */
+static inline int q35_conv_channels(const q35_config *c)
+{
+    return 2 * c->linear_num_key_heads * c->linear_key_head_dim + c->linear_num_value_heads * c->linear_value_head_dim;
+}
+
+/* Weight bytes one decode step reads (every matrix once, the MoE experts
+ * counted as top_k of E), for the bandwidth bound of docs/model.md. */
+size_t q35_model_decode_bytes(const q35_model *m);
+/* Useful flops of T new tokens after `past` cached positions, logits for the
+ * last one only (docs/model.md §6). */
+double q35_model_flops(const q35_model *m, int past, int T);
+
+#endif

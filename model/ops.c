@@ -1,0 +1,39 @@
+/* ops.c - the model's small elementwise operations (docs/model.md).
+ * Cheap next to the matrix products, so written once, readable, in double. */
+#include "forward_internal.h"
+
+#include <math.h>
+
+/* eq. 2: Qwen3.5's zero-centred RMSNorm, y = x / sqrt(mean(x^2) + eps) * (1 + w). */
+void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double r = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++) y[i] = (float)(x[i] * r * (1.0 + w[i]));
+}
+
+/* eq. 3: the DeltaNet output norm (not zero-centred), x <- x / rms(x) * w * silu(z). */
+void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double eps)
+{
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double r = 1.0 / sqrt(ss / n + eps);
+    for (int i = 0; i < n; i++) {
+        const double zi = z[i], silu = zi / (1.0 + exp(-zi));
+        x[i] = (float)(x[i] * r * w[i] * silu);
+    }
+}
+
+/* eq. 8: rotate-half RoPE on the first rotary_dim dims; pair (i, i + rotary_dim/2)
+ * turns by pos * theta^(-2i/rotary_dim).  The rest of the head passes through. */
+void q35_rope(float *x, int rotary_dim, int pos, double theta)
+{
+    const int h = rotary_dim / 2;
+    for (int i = 0; i < h; i++) {
+        const double ang = pos * pow(theta, -2.0 * i / rotary_dim);
+        const double c = cos(ang), s = sin(ang), a = x[i], b = x[i + h];
+        x[i] = (float)(a * c - b * s);
+        x[i + h] = (float)(b * c + a * s);
+    }
+}

@@ -1,0 +1,97 @@
+/* state.c - allocation of the recurrent states and KV caches (state.h). */
+#include "state.h"
+#include "model.h"
+
+#include "errmsg.h"
+#include "timing.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { float **arr; size_t elems; } state_part;
+
+static int parts(const q35_state *s, const q35_config *c, int layer, state_part out[2])
+{
+    const size_t B = (size_t)s->B;
+    if (c->layer_types[layer] == Q35_LAYER_LINEAR) {
+        out[0] = (state_part){&s->conv[layer], B * q35_conv_channels(c) * (c->linear_conv_kernel_dim - 1)};
+        out[1] = (state_part){&s->delta[layer], B * c->linear_num_value_heads * c->linear_key_head_dim *
+                                                    (size_t)c->linear_value_head_dim};
+    } else {
+        const size_t kv = B * c->num_key_value_heads * (size_t)s->capacity * c->head_dim;
+        out[0] = (state_part){&s->k_cache[layer], kv};
+        out[1] = (state_part){&s->v_cache[layer], kv};
+    }
+    return 2;
+}
+
+int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (B < 1 || capacity < 1) {
+        q35_errmsg(err, errlen, "state: batch %d and capacity %d must be positive", B, capacity);
+        return -1;
+    }
+    s->B = B;
+    s->capacity = capacity;
+    s->n_layers = c->num_hidden_layers;
+    s->pos = calloc((size_t)B, sizeof *s->pos);
+    s->conv = calloc((size_t)s->n_layers, sizeof(float *));
+    s->delta = calloc((size_t)s->n_layers, sizeof(float *));
+    s->k_cache = calloc((size_t)s->n_layers, sizeof(float *));
+    s->v_cache = calloc((size_t)s->n_layers, sizeof(float *));
+    int ok = s->pos && s->conv && s->delta && s->k_cache && s->v_cache;
+    for (int l = 0; ok && l < s->n_layers; l++) {
+        state_part p[2];
+        for (int i = 0, n = parts(s, c, l, p); ok && i < n; i++) {
+            *p[i].arr = calloc(p[i].elems ? p[i].elems : 1, sizeof(float));
+            ok = *p[i].arr != NULL;
+            s->bytes += p[i].elems * sizeof(float);
+            if (c->layer_types[l] == Q35_LAYER_LINEAR) *(i ? &s->delta_elems : &s->conv_elems) = p[i].elems;
+        }
+    }
+    if (!ok) {
+        q35_errmsg(err, errlen, "state: out of memory (batch %d, capacity %d)", B, capacity);
+        q35_state_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void q35_state_reset(q35_state *s)
+{
+    memset(s->pos, 0, (size_t)s->B * sizeof *s->pos);
+    /* KV caches beyond pos are never read; the recurrent states restart from zero. */
+    for (int l = 0; l < s->n_layers; l++) {
+        if (s->conv[l]) memset(s->conv[l], 0, s->conv_elems * sizeof(float));
+        if (s->delta[l]) memset(s->delta[l], 0, s->delta_elems * sizeof(float));
+    }
+}
+
+void q35_state_free(q35_state *s)
+{
+    if (!s) return;
+    for (int l = 0; l < s->n_layers; l++) {
+        if (s->conv) free(s->conv[l]);
+        if (s->delta) free(s->delta[l]);
+        if (s->k_cache) free(s->k_cache[l]);
+        if (s->v_cache) free(s->v_cache[l]);
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->scratch[i]) q35_free_huge(s->scratch[i], s->scratch_bytes[i]);
+    free(s->pos); free(s->conv); free(s->delta); free(s->k_cache); free(s->v_cache);
+    memset(s, 0, sizeof *s);
+}
+
+float *q35_state_scratch(q35_state *s, int which, size_t n)
+{
+    const size_t bytes = (n ? n : 1) * sizeof(float);
+    if (bytes > s->scratch_bytes[which]) {
+        if (s->scratch[which]) q35_free_huge(s->scratch[which], s->scratch_bytes[which]);
+        s->scratch[which] = q35_alloc_huge(bytes);
+        s->scratch_bytes[which] = s->scratch[which] ? bytes : 0;
+        if (!s->scratch[which]) return NULL;
+    }
+    memset(s->scratch[which], 0, bytes);
+    return s->scratch[which];
+}

@@ -1,0 +1,56 @@
+/* validate.h - does an implementation combination produce the reference
+ * path's tokens?  (docs/model.md §5)
+ *
+ * The reference path (--impl ref: every family's ref entry) generates greedy
+ * tokens for a padded batch of prompts; each combination is then run
+ * teacher-forced on those tokens, so one early mismatch does not hide the
+ * rest, and compared step by step: argmax equal to the reference token,
+ * max |logit - reference logit|.  A golden file dumped from PyTorch (format
+ * in docs/model.md) is compared by free generation: tokens exactly, logits
+ * within q35_golden_logit_tol().
+ */
+#ifndef Q35LAB_MODEL_VALIDATE_H
+#define Q35LAB_MODEL_VALIDATE_H
+
+#include "generate.h"
+
+typedef struct {
+    int n;                /* prompts */
+    int32_t **prompt;     /* [n][len[i]] */
+    int *len;
+    int steps;
+    /* golden, if loaded: [n][steps] tokens, [n][steps * V] logits (or NULL) */
+    int32_t **tokens;
+    float **logits;
+} q35_prompts;
+
+typedef struct {
+    long match, total;       /* greedy steps equal to the reference */
+    double max_dlogit;       /* max |logit - reference logit| */
+    double max_ref_logit;    /* max |reference logit|, the scale of the above */
+    double min_margin;       /* smallest top-1/top-2 margin of the reference: over mismatches if any, else all */
+    int first_bad_prompt, first_bad_step; /* -1 if none */
+} q35_match;
+
+/* The reference run: tokens [n, steps], logits [n, steps, V] (caller frees with free()). */
+int q35_reference_run(const q35_model *m, const q35_prompts *p, int threads, int32_t **tokens, float **logits,
+                      char *err, size_t errlen);
+
+/* Teacher-forced on ref_tokens; fills r. */
+int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *ref_tokens,
+                         const float *ref_logits, q35_match *r, char *err, size_t errlen);
+
+/* Free generation against a golden file's tokens and logits (p->tokens, p->logits). */
+int q35_validate_golden(const q35_model *m, const q35_impls *im, const q35_prompts *p, q35_match *r, char *err,
+                        size_t errlen);
+/* Allowed max |Δlogit| against a golden file, given the largest |golden logit|. */
+double q35_golden_logit_tol(double max_abs_logit);
+
+/* Reads prompt_<i>, tokens_<i> and optional logits_<i> for i = 0, 1, ... until
+ * prompt_<i> is absent; checks shapes, dtypes and ids against vocab. */
+int q35_prompts_load_golden(const char *path, int vocab, q35_prompts *p, char *err, size_t errlen);
+/* "1,2,3;4,5" -> prompts (steps set by the caller). */
+int q35_prompts_parse(const char *s, int vocab, q35_prompts *p, char *err, size_t errlen);
+void q35_prompts_free(q35_prompts *p);
+
+#endif
