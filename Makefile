@@ -71,7 +71,7 @@ test: check-deps $(TEST_BINS) $(BUILD)/q35lab
 MODELS := $(BUILD)/models
 run: $(BUILD)/q35lab
 	./$(BUILD)/q35lab list
-	./$(BUILD)/q35lab model init --preset tiny-moe --seed 1 --dtype bf16 --out $(MODELS)/tiny-moe-bf16 --force
+	./$(BUILD)/q35lab model init --preset tiny-moe --seed 1 --dtype bf16 --out $(MODELS)/tiny-moe-bf16 --force 2>&1 | tail -n 1
 	./$(BUILD)/q35lab validate --model $(MODELS)/tiny-moe-bf16 --steps 6 > $(MODELS)/validate-tiny-moe-bf16.txt; \
 	  rc=$$?; head -n 12 $(MODELS)/validate-tiny-moe-bf16.txt; echo "  ... (whole table: $(MODELS)/validate-tiny-moe-bf16.txt)"; \
 	  tail -n 1 $(MODELS)/validate-tiny-moe-bf16.txt; exit $$rc
