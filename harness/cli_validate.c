@@ -14,8 +14,8 @@ static void usage(void)
 {
     printf("usage: q35lab validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC...]]\n"
            "                       [--golden FILE] [--threads N] [--mmap] [--f32]\n"
-           "Runs the reference path (--impl ref, double accumulation) and each implementation combination\n"
-           "teacher-forced on the reference's greedy tokens; reports token match, max |dlogit| and the smallest\n"
+           "Runs the reference model (ref/model_ref.c: one token at a time, double throughout) and each\n"
+           "implementation combination (q35_forward, prompts as one padded batch) teacher-forced on its greedy tokens; reports token match, max |dlogit| and the smallest\n"
            "top-1/top-2 margin of the reference.  --impl all (default): every combination of the tables' entries\n"
            "(families the model does not use stay at their default).  --golden FILE: prompts, tokens and logits\n"
            "dumped from PyTorch (ref/hf/dump_model_goldens.py); each path must reproduce the tokens by free\n"
@@ -23,7 +23,8 @@ static void usage(void)
            model_args_help);
 }
 
-/* The combinations: every entry of every family the model uses, but not all-ref. */
+/* The combinations: every entry of every family the model uses (ref entries too: the
+ * reference path is ref/model_ref.c, not these tables). */
 static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n, int threads)
 {
     char err[256];
@@ -61,10 +62,7 @@ static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n,
         im.threads = threads;
         for (int f = 0, r = c; f < Q35_FAM_COUNT; r /= size[f], f++)
             if (size[f] > 1) q35_impls_set(&im, f, r % size[f]);
-        /* the reference path itself is the baseline, not a combination (a dense model never runs moe) */
-        q35_impls as_run = im;
-        if (!m->cfg.is_moe) as_run.moe = moe_find("ref");
-        if (!q35_impls_is_ref(&as_run)) (*out)[(*n)++] = im;
+        (*out)[(*n)++] = im;
     }
     return 0;
 }
@@ -84,8 +82,11 @@ static int default_prompts(int V, q35_prompts *p)
 
 static void print_row(const char *name, const q35_match *r, const q35_match *g, int golden_ok)
 {
-    printf("%-74s %6.1f%% (%ld/%ld)  %9.2e  %9.3g", name, r ? 100.0 * r->match / r->total : NAN, r ? r->match : 0,
-           r ? r->total : 0, r ? r->max_dlogit : NAN, r ? r->min_margin : NAN);
+    if (r)
+        printf("%-74s %6.1f%% (%ld/%ld)  %9.2e  %9.3g", name, 100.0 * r->match / r->total, r->match, r->total,
+               r->max_dlogit, r->min_margin);
+    else
+        printf("%-74s %-16s  %9s  %9s", name, "(the baseline)", "", "");
     if (g)
         printf("   golden %5.1f%% %9.2e %s", 100.0 * g->match / g->total, g->max_dlogit, golden_ok ? "ok" : "FAIL");
     printf("%s\n", r && r->match < r->total ? "   MISMATCH" : "");
@@ -137,21 +138,20 @@ int cmd_validate(int argc, char **argv)
     p.steps = steps ? steps : golden && !a.prompts ? g.steps : 16;
     if (combos(&m, a.impl ? a.impl : "all", &list, &n, a.threads)) goto out;
 
-    if (q35_reference_run(&m, &p, a.threads, &ref_tok, &ref_lg, err, sizeof err)) {
+    if (q35_reference_run(&m, &p, &ref_tok, &ref_lg, err, sizeof err)) {
         fprintf(stderr, "error: reference path: %s\n", err);
         goto out;
     }
     double min_margin = INFINITY;
     for (int i = 0; i < p.n * p.steps; i++) min_margin = fmin(min_margin, q35_top2_margin(ref_lg + (size_t)i * V, V));
-    printf("validate: %d prompt%s (lengths", p.n, p.n > 1 ? "s, one padded batch" : "");
+    printf("validate: reference model (ref/model_ref.c, double, token by token) vs q35_forward; %d prompt%s (lengths",
+           p.n, p.n > 1 ? "s, one padded batch" : "");
     for (int i = 0; i < p.n; i++) printf(" %d", p.len[i]);
     printf(") x %d greedy steps; reference path min top-1/top-2 margin %.3g\n", p.steps, min_margin);
     int fails = 0;
     q35_match gr;
-    q35_impls ref = {.threads = a.threads};
-    q35_impls_ref(&ref);
     if (golden) {
-        if (q35_validate_golden(&m, &ref, &g, &gr, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
+        if (q35_validate_golden(&m, NULL, &g, &gr, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
         fails += !golden_ok(&g, &gr);
         printf("golden %s: %d prompts x %d steps, logit tolerance 1e-4 + 1e-4 max|logit|\n", golden, g.n, g.steps);
     }
@@ -160,7 +160,7 @@ int cmd_validate(int argc, char **argv)
     /* A combination that matches the reference's argmax at every teacher-forced step generates the
      * reference's tokens freely too (same inputs at every step, by induction); so when the reference
      * reproduces the golden tokens, every fully matching combination does. */
-    if (golden) print_row("ref (the reference path itself)", NULL, &gr, golden_ok(&g, &gr));
+    if (golden) print_row("reference model (ref/model_ref.c) itself", NULL, &gr, golden_ok(&g, &gr));
     double worst = 0;
     for (int c = 0; c < n; c++) {
         char name[256];

@@ -1,6 +1,7 @@
 /* validate.c - token-match validation (validate.h). */
 #include "validate.h"
 
+#include "model_ref.h"
 #include "safetensors.h"
 
 #include <math.h>
@@ -143,23 +144,48 @@ fail:
     return -1;
 }
 
-/* Runs the batch of prompts; tokens [n, steps], logits [n, steps, V]. */
+/* The reference model (ref/model_ref.c): each prompt alone, token by token. */
+static int run_reference(const q35_model *m, const q35_prompts *p, const int32_t *forced, int32_t *tokens,
+                         float *logits, char *err, size_t errlen)
+{
+    const int V = m->cfg.vocab_size;
+    for (int i = 0; i < p->n; i++) {
+        q35_model_ref r;
+        if (q35_model_ref_init(&r, m, p->len[i] + p->steps, err, errlen)) return -1;
+        /* the prompt's own logits are not wanted: they land in this prompt's first row, overwritten next */
+        int rc = 0;
+        for (int t = 0; t < p->len[i] - 1 && !rc; t++)
+            rc = q35_model_ref_step(&r, p->prompt[i][t], logits + (size_t)i * p->steps * V, err, errlen);
+        int32_t next = p->prompt[i][p->len[i] - 1];
+        for (int s = 0; s < p->steps && !rc; s++) {
+            float *lg = logits + ((size_t)i * p->steps + s) * V;
+            rc = q35_model_ref_step(&r, next, lg, err, errlen);
+            tokens[(size_t)i * p->steps + s] = q35_argmax(lg, V);
+            next = forced ? forced[(size_t)i * p->steps + s] : tokens[(size_t)i * p->steps + s];
+        }
+        q35_model_ref_free(&r);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* Runs the prompts (im: one right-padded batch through q35_forward; NULL: the
+ * reference model); tokens [n, steps], logits [n, steps, V]. */
 static int run(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *forced,
                int32_t *tokens, float *logits, char *err, size_t errlen)
 {
+    if (!im) return run_reference(m, p, forced, tokens, logits, err, errlen);
     return q35_generate(m, im, p->n, (const int32_t *const *)p->prompt, p->len, p->steps, forced, tokens, logits,
                         NULL, err, errlen);
 }
 
-int q35_reference_run(const q35_model *m, const q35_prompts *p, int threads, int32_t **tokens, float **logits,
-                      char *err, size_t errlen)
+int q35_reference_run(const q35_model *m, const q35_prompts *p, int32_t **tokens, float **logits, char *err,
+                      size_t errlen)
 {
     const size_t V = (size_t)m->cfg.vocab_size;
-    q35_impls ref = {.threads = threads};
-    q35_impls_ref(&ref);
     *tokens = malloc((size_t)p->n * p->steps * sizeof **tokens);
     *logits = malloc((size_t)p->n * p->steps * V * sizeof **logits);
-    if (!*tokens || !*logits || run(m, &ref, p, NULL, *tokens, *logits, err, errlen)) {
+    if (!*tokens || !*logits || run(m, NULL, p, NULL, *tokens, *logits, err, errlen)) {
         if (!*tokens || !*logits) snprintf(err, errlen, "validate: out of memory");
         free(*tokens);
         free(*logits);

@@ -1,13 +1,14 @@
 /* validate.h - does an implementation combination produce the reference
  * path's tokens?  (docs/model.md §5)
  *
- * The reference path (--impl ref: every family's ref entry) generates greedy
- * tokens for a padded batch of prompts; each combination is then run
- * teacher-forced on those tokens, so one early mismatch does not hide the
- * rest, and compared step by step: argmax equal to the reference token,
- * max |logit - reference logit|.  A golden file dumped from PyTorch (format
- * in docs/model.md) is compared by free generation: tokens exactly, logits
- * within q35_golden_logit_tol().
+ * The reference path is the reference model (ref/model_ref.c: each prompt
+ * alone, token by token, double everywhere).  It generates greedy tokens;
+ * each combination then runs the prompts as one right-padded batch through
+ * q35_forward, teacher-forced on those tokens, so one early mismatch does not
+ * hide the rest, and is compared step by step: argmax equal to the reference
+ * token, max |logit - reference logit|.  A golden file dumped from PyTorch
+ * (format in docs/model.md) is compared by free generation: tokens exactly,
+ * logits within q35_golden_logit_tol().
  */
 #ifndef Q35LAB_MODEL_VALIDATE_H
 #define Q35LAB_MODEL_VALIDATE_H
@@ -33,14 +34,15 @@ typedef struct {
 } q35_match;
 
 /* The reference run: tokens [n, steps], logits [n, steps, V] (caller frees with free()). */
-int q35_reference_run(const q35_model *m, const q35_prompts *p, int threads, int32_t **tokens, float **logits,
-                      char *err, size_t errlen);
+int q35_reference_run(const q35_model *m, const q35_prompts *p, int32_t **tokens, float **logits, char *err,
+                      size_t errlen);
 
 /* Teacher-forced on ref_tokens; fills r. */
 int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *ref_tokens,
                          const float *ref_logits, q35_match *r, char *err, size_t errlen);
 
-/* Free generation against a golden file's tokens and logits (p->tokens, p->logits). */
+/* Free generation against a golden file's tokens and logits (p->tokens,
+ * p->logits); im NULL: the reference model. */
 int q35_validate_golden(const q35_model *m, const q35_impls *im, const q35_prompts *p, q35_match *r, char *err,
                         size_t errlen);
 /* Allowed max |Δlogit| against a golden file, given the largest |golden logit|. */

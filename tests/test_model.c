@@ -43,6 +43,7 @@
 #include "impls.h"
 #include "init.h"
 #include "model.h"
+#include "model_ref.h"
 #include "safetensors.h"
 #include "state.h"
 #include "validate.h"
@@ -685,6 +686,45 @@ static void test_golden_ref(void **state)
     golden_run(&im, "ref", 0, N_GOLDEN - 1);
 }
 
+/* The reference model (ref/model_ref.c, double, token by token) against the
+ * independent float64 golden: every prompt position's logits, the greedy
+ * tokens by free generation, and the same through q35_validate_golden(NULL). */
+static void test_golden_reference_model(void **state)
+{
+    (void)state;
+    char err[512];
+    float *lg = malloc((size_t)g_V * sizeof *lg);
+    assert_non_null(lg);
+    for (int i = 0; i < N_GOLDEN; i++) {
+        const golden_case *g = &g_gold[i];
+        q35_model_ref r;
+        if (q35_model_ref_init(&r, &g_m, g->len + g->steps, err, sizeof err)) fail_msg("%s", err);
+        const double tolp = q35_golden_logit_tol(max_abs(g->prompt_logits, (size_t)g->len * g_V));
+        for (int t = 0; t < g->len; t++) {
+            if (q35_model_ref_step(&r, g->prompt[t], lg, err, sizeof err)) fail_msg("%s", err);
+            for (int v = 0; v < g_V; v++)
+                if (fabs((double)lg[v] - g->prompt_logits[(size_t)t * g_V + v]) > tolp)
+                    fail_msg("prompt %d position %d logit %d: %g vs golden %g", i, t, v, lg[v],
+                             g->prompt_logits[(size_t)t * g_V + v]);
+        }
+        /* free generation continues from the last prompt position's logits */
+        const double tol = q35_golden_logit_tol(max_abs(g->logits, (size_t)g->steps * g_V));
+        for (int s = 0; s < g->steps; s++) {
+            if (s > 0 && q35_model_ref_step(&r, g->tokens[s - 1], lg, err, sizeof err)) fail_msg("%s", err);
+            assert_int_equal(q35_argmax(lg, g_V), g->tokens[s]);
+            for (int v = 0; v < g_V; v++) assert_true(fabs((double)lg[v] - g->logits[(size_t)s * g_V + v]) <= tol);
+        }
+        q35_model_ref_free(&r);
+    }
+    free(lg);
+    q35_prompts p;
+    if (q35_prompts_load_golden(TINY_GOLDEN, g_V, &p, err, sizeof err)) fail_msg("load golden: %s", err);
+    q35_match m;
+    if (q35_validate_golden(&g_m, NULL, &p, &m, err, sizeof err)) fail_msg("validate golden: %s", err);
+    assert_int_equal(m.match, m.total);
+    q35_prompts_free(&p);
+}
+
 /* q35_prompts_load_golden + q35_validate_golden agree with the file as read here. */
 static void test_golden_validate_api(void **state)
 {
@@ -1229,7 +1269,7 @@ static void test_bf16(void **state)
     int32_t *rt;
     float *rl;
     char err[512];
-    if (q35_reference_run(&m, &p, 1, &rt, &rl, err, sizeof err)) fail_msg("reference run: %s", err);
+    if (q35_reference_run(&m, &p, &rt, &rl, err, sizeof err)) fail_msg("reference run: %s", err);
     q35_match r;
     if (q35_validate_against(&m, &def, &p, rt, rl, &r, err, sizeof err)) fail_msg("validate: %s", err);
     assert_int_equal(r.total, nprompts * p.steps);
@@ -1915,7 +1955,7 @@ static void test_moe(void **state)
         int32_t *rt;
         float *rl;
         char err[512];
-        if (q35_reference_run(ms[k], &p, 1, &rt, &rl, err, sizeof err)) fail_msg("reference run: %s", err);
+        if (q35_reference_run(ms[k], &p, &rt, &rl, err, sizeof err)) fail_msg("reference run: %s", err);
         q35_match r;
         if (q35_validate_against(ms[k], &def, &p, rt, rl, &r, err, sizeof err)) fail_msg("validate: %s", err);
         if (r.match != r.total)
@@ -2051,6 +2091,7 @@ int main(void)
         cmocka_unit_test(test_golden_default),
         cmocka_unit_test(test_golden_ref),
         cmocka_unit_test(test_golden_validate_api),
+        cmocka_unit_test(test_golden_reference_model),
         cmocka_unit_test(test_prefill_decode_equivalence),
         cmocka_unit_test(test_prefill_decode_ref),
         cmocka_unit_test(test_state_reset),
