@@ -39,6 +39,7 @@
  */
 #include "attention/attention.h"
 #include "cpu_features.h"
+#include "exp_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -128,27 +129,6 @@ INL __m256i lanes(int n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-/* exp on [-87, 87] (clamped): Cephes' expf, x = n ln2 + r, |r| <= ln2/2, a
- * degree-6 polynomial for e^r, 2^n through the exponent bits; about 1 ulp
- * (the same as conv_direct.c).  Arguments here are s - m <= 0, and below -87
- * the true value (< 1.7e-38) is negligible next to l >= 1. */
-INL __m256 exp256(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_set1_ps(87.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-    const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
 
 INL float hmax(__m256 v)
 {
@@ -307,7 +287,7 @@ TGT static int softmax_row(scratch *w, int r, int j0, int nk)
     const __m256 mv = _mm256_set1_ps(m_new);
     __m256 sum = _mm256_setzero_ps();
     for (j = 0; j < nk; j += 8) { /* S has KB >= round8(nk) slots */
-        __m256 pv = exp256(_mm256_sub_ps(_mm256_loadu_ps(S + j), mv));
+        __m256 pv = q35_exp256(_mm256_sub_ps(_mm256_loadu_ps(S + j), mv));
         if (j + 8 > nv) pv = _mm256_and_ps(pv, _mm256_castsi256_ps(lanes(nv - j))); /* masked keys: 0 */
         sum = _mm256_add_ps(sum, pv);
         _mm256_storeu_ps(S + j, pv);

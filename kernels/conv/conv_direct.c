@@ -21,6 +21,7 @@
  */
 #include "conv/conv.h"
 #include "cpu_features.h"
+#include "exp_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -51,32 +52,12 @@ static void row_generic(float *restrict out, const float *const *rows, const flo
 
 #define TGT __attribute__((target("avx2,fma")))
 
-/* exp on [-87, 87] (clamped; NaN propagates): Cephes' expf, x = n ln2 + r,
- * |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n through the exponent
- * bits.  About 1 ulp. */
-TGT static inline __m256 exp256(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_set1_ps(87.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-    const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
 
 TGT static inline __m256 silu256(__m256 a)
 {
     /* a / d by a reciprocal estimate and one Newton step (d >= 1, finite by
-     * the clamp in exp256): ~1 ulp, and far cheaper than vdivps. */
-    const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), a)));
+     * the clamp in q35_exp256): ~1 ulp, and far cheaper than vdivps. */
+    const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), q35_exp256(_mm256_sub_ps(_mm256_setzero_ps(), a)));
     __m256 r = _mm256_rcp_ps(d);
     r = _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
     return _mm256_mul_ps(a, r);
