@@ -34,6 +34,8 @@ typedef struct {
     char commit[64], date[32], cpu[128];
     int B, T, threads;
     char variant[32];         /* e.g. the weight dtype; "" if none */
+    int phases;               /* 1: a row's results are phases of one run (prefill, decode), not rival
+                                 implementations, so no ratio to the fastest is given */
     bench_result res[BENCH_MAX_IMPLS];
     int n;
 } bench_report;

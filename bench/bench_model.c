@@ -96,6 +96,7 @@ int bench_model(int argc, char **argv)
     if (!have_limits) fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate`\n", err);
     bench_report rep;
     if (bench_report_open(&rep, "model", cfg.json, cfg.csv, cfg.machine)) { q35_model_free(&m); return 2; }
+    rep.phases = 1;
     char spec[256];
     q35_impls_format(&im, spec, sizeof spec);
     const double bytes = (double)q35_model_decode_bytes(&m);

@@ -112,12 +112,19 @@ void bench_row_end(bench_report *r)
     for (int i = 0; i < r->n; i++) {
         const bench_result *x = &r->res[i];
         const double t = x->stats.median, gf = x->flops / t * 1e-9, gb = x->bytes / t * 1e-9;
+        /* phases of one run (prefill, decode) are not rivals: no ratio between them */
+        const double ratio = r->phases ? NAN : t / best;
+        char ratio_s[16] = "     -", ratio_j[24] = "null";
+        if (!r->phases) {
+            snprintf(ratio_s, sizeof ratio_s, "%6.2f", ratio);
+            snprintf(ratio_j, sizeof ratio_j, "%.6g", ratio);
+        }
         char peak[16] = "  n/a", bw[16] = "  n/a";
         if (x->peak_gflops > 0) snprintf(peak, sizeof peak, "%5.1f", 100.0 * gf / x->peak_gflops);
         if (x->bw_gbs > 0) snprintf(bw, sizeof bw, "%5.1f", 100.0 * gb / x->bw_gbs);
-        printf("  %-16s %9.1f us [%9.1f, %9.1f] %11.0f %8.1f %7.1f %6.1f %6s %6s %6.2f%s\n", x->impl, t * 1e6,
+        printf("  %-16s %9.1f us [%9.1f, %9.1f] %11.0f %8.1f %7.1f %6.1f %6s %6s %6s%s\n", x->impl, t * 1e6,
                x->stats.min * 1e6, x->stats.max * 1e6, x->tokens / t, gf, gb, x->flops / x->bytes, peak, bw,
-               t / best, busy(x) ? "  BUSY" : "");
+               ratio_s, busy(x) ? "  BUSY" : "");
         if (x->note[0]) printf("      %s\n", x->note);
         int shown = 0; /* available counters on one line, per run; n/a ones were reported once at start */
         for (int k = 0; k < x->n_counters; k++) {
@@ -131,15 +138,15 @@ void bench_row_end(bench_report *r)
                 r->date, r->commit, r->cpu, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min,
                 x->stats.max, x->stats.ci95_lo, x->stats.ci95_hi, x->tokens / t, gf, gb, x->flops / x->bytes,
                 x->peak_gflops > 0 ? 100.0 * gf / x->peak_gflops : NAN, x->bw_gbs > 0 ? 100.0 * gb / x->bw_gbs : NAN,
-                t / best, x->other_load, busy(x), x->peak_gflops, x->bw_gbs, r->variant, x->note);
+                ratio, x->other_load, busy(x), x->peak_gflops, x->bw_gbs, r->variant, x->note);
         fprintf(r->json, "{\"meta\":%s,\"family\":\"%s\",\"impl\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
                          "\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g,\"ci95_s\":[%.9g,%.9g],\"reps\":%d,"
                          "\"flops\":%.6g,\"bytes\":%.6g,\"tokens_per_s\":%.6g,\"gflops\":%.6g,\"gbs\":%.6g,"
-                         "\"peak_gflops\":%.6g,\"bw_gbs\":%.6g,\"ratio_to_fastest\":%.6g,\"other_load\":%.4f,"
+                         "\"peak_gflops\":%.6g,\"bw_gbs\":%.6g,\"ratio_to_fastest\":%s,\"other_load\":%.4f,"
                          "\"busy\":%s,\"variant\":\"%s\",\"note\":\"%s\",\"counters\":{",
                 r->meta, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min, x->stats.max,
                 x->stats.ci95_lo, x->stats.ci95_hi, x->stats.n, x->flops, x->bytes, x->tokens / t, gf, gb,
-                x->peak_gflops, x->bw_gbs, t / best, x->other_load, busy(x) ? "true" : "false", r->variant, x->note);
+                x->peak_gflops, x->bw_gbs, ratio_j, x->other_load, busy(x) ? "true" : "false", r->variant, x->note);
         for (int k = 0; k < x->n_counters; k++) {
             if (x->counter_avail[k]) fprintf(r->json, "%s\"%s\":%.6g", k ? "," : "", x->counter_name[k], x->counter_per_run[k]);
             else fprintf(r->json, "%s\"%s\":null", k ? "," : "", x->counter_name[k]);
