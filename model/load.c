@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef struct {
     char name[160];
@@ -196,6 +198,16 @@ static void convert(const st_tensor *t, void *dst, q35_wtype to)
     }
 }
 
+/* The file pages of a tensor already copied are not needed again: drop them
+ * from this process (they stay in the page cache), so loading does not
+ * hold the file map and the copy at once (peak memory ~ the model, not 2x). */
+static void release_pages(const st_tensor *t)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1), b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Index of the first NaN or infinity in n values of type t, or n. */
 static size_t first_nonfinite(const void *p, q35_wtype t, size_t n)
 {
@@ -281,7 +293,10 @@ int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, cha
         const slot_spec *sl = &p.s[t->slot];
         const q35_wtype to = sl->matrix ? m->wt : WT_F32;
         void *dst = sl->mapped ? (void *)sl->mapped : (char *)m->arena + sl->arena_off + t->offset * q35_wtype_size(to);
-        if (!sl->mapped) convert(t->t, dst, to);
+        if (!sl->mapped) {
+            convert(t->t, dst, to);
+            release_pages(t->t);
+        }
         /* a NaN or infinity in a weight would only show as NaN logits much later: refuse it here */
         const size_t n = (size_t)st_numel(t->t), at = first_nonfinite(dst, to, n);
         if (at < n) {
