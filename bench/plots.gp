@@ -64,3 +64,28 @@ if (system("test -f " . moe . " && echo 1 || echo 0") + 0) {
     plot for [im in "per_token grouped blockwise"] mrows(im, "bf16") using 7:14 with linespoints lw 2 title im." bf16", \
          for [im in "per_token grouped blockwise"] mrows(im, "f32") using 7:14 with linespoints lw 2 dt 2 title im." f32"
 }
+
+# 5. Whole-model decode (bench/run_model.sh): time per output token against
+#    the time to read the step's weights at the calibrated bandwidth
+if (system("ls results/model_*.csv >/dev/null 2>&1 && echo 1 || echo 0") + 0) {
+    set output "results/model_decode.png"
+    set title "Qwen3.5 decode, random checkpoints: TPOT (median, min-max) vs weight-read bound"
+    unset logscale
+    set autoscale
+    set yrange [0:*]
+    set format y "%g"
+    set key inside top left
+    set xlabel ""
+    set ylabel "ms per token"
+    set xtics rotate by -30 noenhanced
+    set style fill solid 0.5
+    set boxwidth 0.6
+    # label, median, min, max, bound (= median * pct_bw / 100), all in ms
+    mdec = "< for f in results/model_*.csv; do awk -F, -v m=$(basename $f .csv | sed s/model_//) " . \
+           "'$5 == \"decode\" {printf \"%s_T%s_%sthr %g %g %g %g\\n\", m, $7, $8, 1e3*$9, 1e3*$10, 1e3*$11, 1e3*$9*$19/100}' $f; done"
+    set datafile separator whitespace
+    plot mdec using 0:2:xtic(1) with boxes title "TPOT median", \
+         mdec using 0:2:3:4 with yerrorbars lc rgb "black" pt 0 title "min-max", \
+         mdec using 0:5 with points pt 5 ps 1.5 lc rgb "red" title "bytes / calibrated bandwidth"
+    set datafile separator ","
+}
