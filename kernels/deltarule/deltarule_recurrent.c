@@ -16,6 +16,9 @@
 #include <string.h>
 #include <omp.h>
 
+/* Up to this many tokens, tasks are spread statically (see the task loop). */
+#define STATIC_MAX_TOKENS 16
+
 void dr_colblock_generic(const dr_colblock *c)
 {
     enum { MAXW = 64 };
@@ -187,18 +190,30 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
-        float *packed = malloc(sizeof(float) * (size_t)pl.group * Dk * pl.W);
-        const int ok = packed != NULL;
+        /* decode updates the caller's state in place and needs no packed copy */
+        const int need_packed = !p->final_state || T >= PACK_MIN_TOKENS;
+        float *packed = need_packed ? malloc(sizeof(float) * (size_t)pl.group * Dk * pl.W) : NULL;
+        const int ok = packed != NULL || !need_packed;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
         }
         token_scales(p, scales, scales + (size_t)B * Hk * T); /* ends with the team's barrier */
         /* Head fastest: tasks running at the same time are other heads, so
-         * no two threads write neighbouring bytes of one output row. */
+         * no two threads write neighbouring bytes of one output row.
+         * Short runs (decode) are scheduled statically: the same heads go to
+         * the same thread at every step, so each thread finds its states in
+         * its own L2 instead of pulling them from the other core's (dynamic
+         * scheduling hands heads out in a different order each call). */
+        if (T <= STATIC_MAX_TOKENS) {
+#pragma omp for schedule(static)
+            for (long task = 0; task < ntask; task++)
+                if (ok) run_group(&pl, (int)((task / Hv) % B), (int)(task % Hv), (int)(task / Hv / B) * pl.group, packed);
+        } else {
 #pragma omp for schedule(dynamic)
-        for (long task = 0; task < ntask; task++)
-            if (ok) run_group(&pl, (int)((task / Hv) % B), (int)(task % Hv), (int)(task / Hv / B) * pl.group, packed);
+            for (long task = 0; task < ntask; task++)
+                if (ok) run_group(&pl, (int)((task / Hv) % B), (int)(task % Hv), (int)(task / Hv / B) * pl.group, packed);
+        }
         free(packed);
     }
     free(scales);
