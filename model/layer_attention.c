@@ -17,9 +17,10 @@ int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
     const int threads = f->im->threads;
 
     float *buf = q35_state_scratch(f->s, 1, (size_t)BT * (2 * nh * hd + 2 * nkv * hd + 3 * nh * hd));
-    int32_t *past = malloc((size_t)f->B * sizeof *past);
+    /* positions before this call: q35_forward advances s->pos only after the last layer */
+    const int32_t *past = f->s->pos;
     int rc = -1;
-    if (!buf || !past) { snprintf(f->err, f->errlen, "layer %d: out of memory", l); goto out; }
+    if (!buf) { snprintf(f->err, f->errlen, "layer %d: out of memory", l); goto out; }
     float *qg = buf, *kk = qg + (size_t)BT * 2 * nh * hd, *vv = kk + (size_t)BT * nkv * hd;
     float *q = vv + (size_t)BT * nkv * hd, *gate = q + (size_t)BT * nh * hd, *ao = gate + (size_t)BT * nh * hd;
     if (q35_fwd_linear(f, BT, 2 * nh * hd, H, xn, L->q_proj, qg, 0) ||
@@ -28,7 +29,6 @@ int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
         goto out;
 
     float *kc = f->s->k_cache[l], *vc = f->s->v_cache[l];
-    memcpy(past, f->s->pos, (size_t)f->B * sizeof *past);
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (int r = 0; r < BT; r++) {
         const int b = r / T, t = r % T;
@@ -57,6 +57,5 @@ int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
 
     rc = q35_fwd_linear(f, BT, H, nh * hd, ao, L->o_proj, x, 1);
 out:
-    free(past);
     return rc;
 }
