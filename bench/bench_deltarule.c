@@ -112,11 +112,18 @@ typedef struct {
 /* Reads the flush buffer so the next run finds neither its state nor its
  * inputs in cache: in a real model the layer's weights (hundreds of MB)
  * stream through the caches between two visits of one layer's state, and
- * 18 layers' states alone (18 MiB) would still fit this CPU's 32 MiB L3. */
-static void flush_caches(const state_ring *r)
+ * 18 layers' states alone (18 MiB) would still fit this CPU's 32 MiB L3.
+ * The flush runs on the same number of threads as the timed call, as a
+ * model's matmuls do between two DeltaNet layers: a team left idle for the
+ * milliseconds of a one-thread flush falls asleep, and waking it costs tens
+ * of microseconds on a VM -- more than the call itself, and not what a
+ * model pays (measured: 2-thread cold decode 171 us with a 1-thread flush,
+ * slower than 1 thread's 143 us). */
+static void flush_caches(const state_ring *r, int threads)
 {
     volatile float sink = 0.0f;
     float acc = 0.0f;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : acc)
     for (size_t i = 0; i < r->flush_elems; i += 16) acc += r->flush[i];
     sink = acc;
     (void)sink;
@@ -159,7 +166,7 @@ static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up, not timed */
         float *s = ring->state[(r + 1) % ring->n];
         p.initial_state = p.final_state = s;
-        if (ring->flush) flush_caches(ring);
+        if (ring->flush) flush_caches(ring, threads);
         if (r >= 0 && ctr) q35_counters_start(ctr);
         const double t0 = q35_now();
         const int rc = deltarule_run(im, &p, &o, err, errlen);
