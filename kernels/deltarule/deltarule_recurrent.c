@@ -139,10 +139,11 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
         const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
         float *dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
         const ptrdiff_t ld = use_packed ? W : Dv;
-        for (int r = 0; r < Dk; r++) {
-            if (init && (use_packed || init != fin)) memmove(dst + r * ld, init + c0 + (size_t)r * Dv, sizeof(float) * ncols);
-            else if (!init) memset(dst + r * ld, 0, sizeof(float) * ncols);
-        }
+        if (init && (use_packed || init != fin))
+            for (int r = 0; r < Dk; r++) memmove(dst + r * ld, init + c0 + (size_t)r * Dv, sizeof(float) * ncols);
+        else if (!init)
+            for (int r = 0; r < Dk; r++) memset(dst + r * ld, 0, sizeof(float) * ncols);
+        /* else: decode in place, the state is already where it is updated */
         for (int t = len; t < T; t++) /* right padding gives zero output */
             memset(base.o + (ptrdiff_t)t * base.vo_stride + c0, 0, sizeof(float) * ncols);
     }
