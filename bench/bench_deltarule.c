@@ -178,14 +178,17 @@ static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring
     return 0;
 }
 
-/* Medians of recurrent and chunked per (T index, thread index), for auto. */
+/* Medians of the recurrent form and chunked per (T index, thread index),
+ * for auto.  The recurrent form is what auto runs, `recurrent-pairs`; a run
+ * that measured only `recurrent` uses that. */
 typedef struct {
-    double rec[16][8], chk[16][8];
+    double rec[16][8], pairs[16][8], chk[16][8];
 } crossover_medians;
 
 static void record_crossover(crossover_medians *x, const char *impl, int it, int ith, double median)
 {
     if (!strcmp(impl, "recurrent")) x->rec[it][ith] = median;
+    if (!strcmp(impl, "recurrent-pairs")) x->pairs[it][ith] = median;
     if (!strcmp(impl, "chunked")) x->chk[it][ith] = median;
 }
 
@@ -200,7 +203,7 @@ static void write_crossover(const dr_bench_config *c, const crossover_medians *x
     for (int th = 0; th < c->nthreads; th++) {
         double rec[16], chk[16];
         for (int i = 0; i < c->nT; i++) {
-            rec[i] = x->rec[i][th];
+            rec[i] = x->pairs[i][th] > 0 ? x->pairs[i][th] : x->rec[i][th];
             chk[i] = x->chk[i][th];
             if (rec[i] <= 0 || chk[i] <= 0) return;
         }

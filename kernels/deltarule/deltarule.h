@@ -42,6 +42,7 @@ typedef struct {
     int solver;         /* deltarule_solver */
     int neumann_order;  /* number of Neumann factors; 0 = exact (ceil(log2 C)) */
     int threads;        /* 0: OpenMP default */
+    int sweep_tokens;   /* recurrent form: tokens per pass over the state, 1 or 2 (eq. 3c) */
 } deltarule_opts;
 
 /* Input regimes the checker generates (harness/deltarule_inputs.c). */

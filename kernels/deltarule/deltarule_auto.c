@@ -2,7 +2,7 @@
  * sequence length and thread count.
  *
  * The crossover table says, per thread count, from which T on the chunked
- * form beats the recurrent one; `q35lab bench deltarule` measures it and
+ * form beats the recurrent one (run as `recurrent-pairs`); `q35lab bench deltarule` measures it and
  * writes results/deltarule_crossover.json, which the CLI loads at start
  * (deltarule_auto_configure).  Without a measurement the built-in default
  * is what this repository measured on its reference machine
@@ -25,7 +25,9 @@ const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const de
     int threads = o && o->threads > 0 ? o->threads : omp_get_max_threads();
     if (threads >= DR_CROSSOVER_MAX_THREADS) threads = DR_CROSSOVER_MAX_THREADS - 1;
     const int from = crossover.chunked_from_T[threads];
-    return deltarule_find(from != NEVER && p->T >= from ? "chunked" : "recurrent");
+    /* The recurrent form as two-token sweeps: at T = 1 the same kernel as
+     * `recurrent`, from T = 2 on half the state stores (eq. 3c). */
+    return deltarule_find(from != NEVER && p->T >= from ? "chunked" : "recurrent-pairs");
 }
 
 int deltarule_auto(const deltarule_problem *p, const deltarule_opts *o)

@@ -57,43 +57,81 @@ void dr_colblock_generic(const dr_colblock *c)
     }
 }
 
-/* eq. (1) folded into per-token scalars, qscale = scale/||q|| and kscale =
- * 1/||k||, laid out [B, Hk, T] so a task reads its tokens contiguously.
- * Computed once per (sequence, token, key head) by the team that then runs
- * the tasks (no second parallel region: that costs ~10 us at T = 1). */
-static void token_scales(const deltarule_problem *p, float *qs, float *ks)
-{
-    const float scale = deltarule_scale(p);
-    const int T = p->T, Hk = p->Hk, Dk = p->Dk;
-#pragma omp for schedule(static)
-    for (long i = 0; i < (long)p->B * T * Hk; i++) {
-        const long b = i / ((long)T * Hk), t = (i / Hk) % T, hk = i % Hk;
-        const size_t o = ((size_t)b * Hk + hk) * T + t;
-        if (!p->use_qk_l2norm) { qs[o] = scale; ks[o] = 1.0f; continue; }
-        const float *q = p->q + i * Dk, *k = p->k + i * Dk;
-        double sq = 0.0, sk = 0.0;
-#pragma omp simd reduction(+ : sq, sk)
-        for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
-        qs[o] = (float)(scale / sqrt(sq + 1e-6));
-        ks[o] = (float)(1.0 / sqrt(sk + 1e-6));
-    }
-}
-
 typedef void (*colblock_fn)(const dr_colblock *);
 
 /* From this many tokens on, column blocks are copied to a contiguous buffer
  * first (see run_group); copying costs about one token's pass. */
 #define PACK_MIN_TOKENS 4
 /* Tokens per time block: every column block of a head runs these tokens
- * before the next ones, so their q/k/v rows (~1 KiB a token) are read from
- * memory once and from L2 by the other column blocks. */
-#define TIME_BLOCK 256
+ * before the next ones, so their q/k/v rows (~1.5 KiB a token) are read from
+ * memory once and from L2 by the other column blocks.  64: the rows, the
+ * head's state and the outputs stay well inside a 512 KiB L2 (at 256 they
+ * did not, and two-token sweeps measured 42-47% of the FMA peak instead of
+ * 54-56% at T = 2048, one thread); the extra u~ pass per block is 1/32 of a
+ * block's sweeps. */
+#define TIME_BLOCK 64
 
-static void pick_kernel(int Dv, colblock_fn *fn, int *W)
+/* eq. (1) folded into per-token scalars, qscale = scale/||q|| and kscale =
+ * 1/||k||, and for two-token sweeps the raw dots k_t.q_t, k_t.k_{t+1},
+ * k_t.q_{t+1} (eq. 3c; 0 past the sequence), laid out [B, Hk, T] so a task
+ * reads its tokens contiguously.  Computed once per (sequence, token, key
+ * head) by the team that then runs the tasks, in memory order: a streaming
+ * pass over q and k, where a pass per task over its head's rows (Hk*Dk
+ * floats apart, a new page every row) measured twice as long.  No second
+ * parallel region: that costs ~10 us at T = 1. */
+typedef struct {
+    float *qs, *ks, *kq, *kk, *kq1; /* kq == NULL: one-token sweeps, no dots */
+} token_scalars;
+
+static void token_scales(const deltarule_problem *p, const token_scalars *o)
+{
+    const float scale = deltarule_scale(p);
+    const int T = p->T, Hk = p->Hk, Dk = p->Dk;
+    const ptrdiff_t stride = (ptrdiff_t)Hk * Dk;
+#pragma omp for schedule(static)
+    for (long i = 0; i < (long)p->B * T * Hk; i++) {
+        const long b = i / ((long)T * Hk), t = (i / Hk) % T, hk = i % Hk;
+        const size_t at = ((size_t)b * Hk + hk) * T + t;
+        const float *q = p->q + i * Dk, *k = p->k + i * Dk;
+        if (o->kq) {
+            const int next = t + 1 < T;
+            const float *qn = next ? q + stride : q, *kn = next ? k + stride : k;
+            /* fp32 (lanes of partial sums): these dots enter the outputs
+             * like one more term of the sweeps' own fp32 sums */
+            float kq = 0.0f, kk = 0.0f, kq1 = 0.0f;
+#pragma omp simd reduction(+ : kq, kk, kq1)
+            for (int d = 0; d < Dk; d++) {
+                kq += k[d] * q[d];
+                kk += k[d] * kn[d];
+                kq1 += k[d] * qn[d];
+            }
+            o->kq[at] = kq;
+            o->kk[at] = next ? kk : 0.0f;
+            o->kq1[at] = next ? kq1 : 0.0f;
+        }
+        if (!p->use_qk_l2norm) { o->qs[at] = scale; o->ks[at] = 1.0f; continue; }
+        double sq = 0.0, sk = 0.0;
+#pragma omp simd reduction(+ : sq, sk)
+        for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
+        o->qs[at] = (float)(scale / sqrt(sq + 1e-6));
+        o->ks[at] = (float)(1.0 / sqrt(sk + 1e-6));
+    }
+}
+
+/* The column-block kernel for this CPU and problem: two tokens per sweep
+ * when asked for and there are two tokens (decode keeps the one-token
+ * kernel, which updates the state in place in one pass after the u~ pass). */
+static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W)
 {
     switch (cpu_isa()) {
-    case ISA_AVX512: *fn = dr_colblock_avx512; *W = DR_COLBLOCK_W_AVX512; break;
-    case ISA_AVX2: *fn = dr_colblock_avx2; *W = DR_COLBLOCK_W_AVX2; break;
+    case ISA_AVX512:
+        *fn = pairs ? dr_colpair_avx512 : dr_colblock_avx512;
+        *W = pairs ? DR_COLPAIR_W_AVX512 : DR_COLBLOCK_W_AVX512;
+        break;
+    case ISA_AVX2:
+        *fn = pairs ? dr_colpair_avx2 : dr_colblock_avx2;
+        *W = pairs ? DR_COLPAIR_W_AVX2 : DR_COLBLOCK_W_AVX2;
+        break;
     default: *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; break;
     }
     if (Dv < *W) { *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; }
@@ -103,7 +141,7 @@ typedef struct {
     const deltarule_problem *p;
     colblock_fn simd;
     int W, nblk, group;       /* block width, blocks per head, blocks per task */
-    const float *qs, *ks;     /* token scales [B, Hk, T] */
+    token_scalars sc;         /* per-token scalars [B, Hk, T] */
 } recurrent_plan;
 
 static void run_block(const recurrent_plan *pl, dr_colblock *c, int ncols)
@@ -121,6 +159,7 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
     const int hk = h / (Hv / Hk), len = deltarule_valid_len(p, b);
     const int nb = blk0 + pl->group <= pl->nblk ? pl->group : pl->nblk - blk0;
     const size_t head = ((size_t)b * Hv + h) * (size_t)Dk * Dv;
+    const size_t tok0 = ((size_t)b * p->Hk + hk) * T; /* this (sequence, key head)'s scalars */
     const float *init = p->initial_state ? p->initial_state + head : NULL;
     float *fin = p->final_state ? p->final_state + head : NULL;
     const dr_colblock base = {
@@ -128,7 +167,6 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
         .q = p->q + ((size_t)b * T * Hk + hk) * Dk, .k = p->k + ((size_t)b * T * Hk + hk) * Dk,
         .v = p->v + ((size_t)b * T * Hv + h) * Dv, .o = p->out + ((size_t)b * T * Hv + h) * Dv,
         .g = p->g + (size_t)b * T * Hv + h, .beta = p->beta + (size_t)b * T * Hv + h,
-        .qscale = pl->qs + ((size_t)b * Hk + hk) * T, .kscale = pl->ks + ((size_t)b * Hk + hk) * T,
     };
     /* Rows of a block in the state are Dv floats apart: with Dv = 128 they
      * fall in a quarter of L1's sets and evict each other every token.  Over
@@ -147,22 +185,26 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
         for (int t = len; t < T; t++) /* right padding gives zero output */
             memset(base.o + (ptrdiff_t)t * base.vo_stride + c0, 0, sizeof(float) * ncols);
     }
-    for (int t0 = 0; t0 < len; t0 += TIME_BLOCK)
+    for (int t0 = 0; t0 < len; t0 += TIME_BLOCK) {
+        const int n = len - t0 < TIME_BLOCK ? len - t0 : TIME_BLOCK;
         for (int i = 0; i < nb; i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
             dr_colblock c = base;
             c.ncols = ncols;
-            c.ntok = len - t0 < TIME_BLOCK ? len - t0 : TIME_BLOCK;
+            c.ntok = n;
             c.q += t0 * c.qk_stride; c.k += t0 * c.qk_stride;
             c.v += t0 * c.vo_stride + c0; c.o += t0 * c.vo_stride + c0;
             c.g += t0 * c.gb_stride; c.beta += t0 * c.gb_stride;
-            c.qscale += t0; c.kscale += t0;
+            c.qscale = pl->sc.qs + tok0 + t0; c.kscale = pl->sc.ks + tok0 + t0;
+            if (pl->sc.kq) { c.kq = pl->sc.kq + tok0 + t0; c.kk = pl->sc.kk + tok0 + t0; c.kq1 = pl->sc.kq1 + tok0 + t0; }
+            c.rows_cold = i == 0;
             c.dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
             c.dst_ld = use_packed ? W : Dv;
             c.src = c.dst; /* the state was put in place above */
             c.src_ld = c.dst_ld;
             run_block(pl, &c, ncols);
         }
+    }
     if (use_packed && fin)
         for (int i = 0; i < nb; i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
@@ -173,10 +215,11 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
 
 int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
 {
-    const int B = p->B, T = p->T, Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, Dv = p->Dv;
+    const int B = p->B, T = p->T, Hv = p->Hv, Dk = p->Dk, Dv = p->Dv;
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     recurrent_plan pl = {.p = p};
-    pick_kernel(Dv, &pl.simd, &pl.W);
+    const int pairs = o->sweep_tokens == 2 && T >= 2;
+    pick_kernel(Dv, pairs, &pl.simd, &pl.W);
     pl.nblk = (Dv + pl.W - 1) / pl.W;
     /* Whole heads per task when there are enough heads to keep every thread
      * busy (time blocking then shares the token rows between blocks); single
@@ -184,10 +227,16 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     pl.group = (long)B * Hv >= 2L * threads ? pl.nblk : 1;
     const int groups = (pl.nblk + pl.group - 1) / pl.group;
     const long ntask = (long)B * Hv * groups;
-    float *scales = malloc(sizeof(float) * 2 * (size_t)B * Hk * T);
+    const size_t nscale = (size_t)B * p->Hk * T;
+    float *scales = malloc(sizeof(float) * (pairs ? 5 : 2) * nscale);
     if (!scales) return -1;
-    pl.qs = scales;
-    pl.ks = scales + (size_t)B * Hk * T;
+    pl.sc.qs = scales;
+    pl.sc.ks = scales + nscale;
+    if (pairs) {
+        pl.sc.kq = scales + 2 * nscale;
+        pl.sc.kk = scales + 3 * nscale;
+        pl.sc.kq1 = scales + 4 * nscale;
+    }
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
@@ -199,7 +248,7 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
 #pragma omp atomic write
             failed = 1;
         }
-        token_scales(p, scales, scales + (size_t)B * Hk * T); /* ends with the team's barrier */
+        token_scales(p, &pl.sc); /* ends with the team's barrier */
         /* Head fastest: tasks running at the same time are other heads, so
          * no two threads write neighbouring bytes of one output row.
          * Short runs (decode) are scheduled statically: the same heads go to

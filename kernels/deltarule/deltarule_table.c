@@ -27,6 +27,8 @@ const deltarule_impl deltarule_impls[] = {
      deltarule_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL, 0},
     {"recurrent", "token by token, column blocks of the state in L1, SIMD + OpenMP",
      deltarule_recurrent, {0}, DR_CLAIM_ALL, 1e-5, NULL, 0},
+    {"recurrent-pairs", "recurrent, two tokens per pass over each column block (half the state stores)",
+     deltarule_recurrent, {.sweep_tokens = 2}, DR_CLAIM_ALL, 1e-5, NULL, 0},
     {"chunked", "chunkwise WY form, dense forward substitution, BLAS GEMMs",
      deltarule_chunked, {.chunk = 64, .solver = DR_SOLVER_FWDSUB}, DR_CLAIM_ALL, 1e-5, NULL, FWDSUB_SOLVERS},
     {"chunked-blocked", "chunkwise WY form, 16x16 blocked forward substitution",
@@ -133,10 +135,12 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
         if (opts->solver) o.solver = opts->solver;
         if (opts->neumann_order) o.neumann_order = opts->neumann_order;
         if (opts->threads) o.threads = opts->threads;
+        if (opts->sweep_tokens) o.sweep_tokens = opts->sweep_tokens;
     }
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule: Neumann order %d is negative", o.neumann_order);
     if (o.threads < 0) FAIL("deltarule: thread count %d is negative", o.threads);
+    if (o.sweep_tokens < 0 || o.sweep_tokens > 2) FAIL("deltarule: %d tokens per sweep (1 or 2)", o.sweep_tokens);
     if (o.solver && !(o.solver < 32 && (impl->solvers & DR_SOLVER_BIT(o.solver))))
         FAIL("deltarule: implementation '%s' has no solver '%s' (%d)", impl->name, deltarule_solver_name(o.solver), o.solver);
     if (impl->run(p, &o)) FAIL("deltarule: implementation '%s' failed (out of memory?)", impl->name);

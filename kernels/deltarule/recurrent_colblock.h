@@ -21,9 +21,12 @@ typedef struct {
     const float *g, *beta;        /* token 0; next token at +gb_stride */
     ptrdiff_t gb_stride;
     const float *qscale, *kscale; /* per token, contiguous: scale/||q||, 1/||k|| (eq. 1) */
+    const float *kq, *kk, *kq1;   /* per token, raw dots k_t.q_t, k_t.k_{t+1}, k_t.q_{t+1}:
+                                     two-token sweeps only (eq. 3c) */
     const float *src;             /* state before token 0 (row stride src_ld) */
     float *dst;                   /* state after each token (row stride dst_ld); may be src */
     ptrdiff_t src_ld, dst_ld;
+    int rows_cold;                /* first block over these tokens: prefetch their q/k rows */
 } dr_colblock;
 
 /* Any ncols; plain C (the compiler may auto-vectorize at the baseline ISA). */
@@ -32,8 +35,15 @@ void dr_colblock_generic(const dr_colblock *c);
 void dr_colblock_avx2(const dr_colblock *c);
 void dr_colblock_avx512(const dr_colblock *c);
 
+/* Two tokens per sweep (eq. 3c), any ntok >= 1; ncols must equal
+ * DR_COLPAIR_W_AVX2 / _AVX512; kq, kk, kq1 must be set. */
+void dr_colpair_avx2(const dr_colblock *c);
+void dr_colpair_avx512(const dr_colblock *c);
+
 #define DR_COLBLOCK_W_GENERIC 32
 #define DR_COLBLOCK_W_AVX2 32
 #define DR_COLBLOCK_W_AVX512 64
+#define DR_COLPAIR_W_AVX2 16
+#define DR_COLPAIR_W_AVX512 32
 
 #endif

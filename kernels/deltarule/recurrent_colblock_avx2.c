@@ -7,3 +7,5 @@
 #define TARGET "avx2,fma"
 #define BCAST(p) ((vf)_mm256_broadcast_ss(p))
 #include "recurrent_colblock_simd.inc"
+#define FNP dr_colpair_avx2
+#include "recurrent_colpair_simd.inc"

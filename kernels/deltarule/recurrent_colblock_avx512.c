@@ -7,3 +7,5 @@
 #define TARGET "avx512f"
 #define BCAST(p) ((vf)_mm512_set1_ps(*(p)))
 #include "recurrent_colblock_simd.inc"
+#define FNP dr_colpair_avx512
+#include "recurrent_colpair_simd.inc"
