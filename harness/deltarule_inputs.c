@@ -1,4 +1,5 @@
 #include "deltarule_inputs.h"
+#include "timing.h"
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
@@ -96,10 +97,26 @@ static void fill_gates(gsl_rng *r, dr_case *c, int regime)
     }
 }
 
+#define BIG_BYTES ((size_t)2 << 20)
+
+/* *huge = bytes when the buffer went to huge pages, else 0 (malloc). */
+static float *big_alloc(size_t bytes, size_t *huge)
+{
+    *huge = bytes >= BIG_BYTES ? bytes : 0;
+    return *huge ? q35_alloc_huge(bytes) : malloc(bytes);
+}
+
+static void big_free(float *p, size_t huge)
+{
+    if (huge) q35_free_huge(p, huge);
+    else free(p);
+}
+
 void dr_case_free(dr_case *c)
 {
-    free(c->q); free(c->k); free(c->v); free(c->g); free(c->beta);
-    free(c->initial_state); free(c->out); free(c->final_state); free(c->seq_len);
+    big_free(c->q, c->qk_huge_bytes); big_free(c->k, c->qk_huge_bytes); big_free(c->v, c->v_huge_bytes);
+    big_free(c->out, c->out_huge_bytes); free(c->g); free(c->beta);
+    free(c->initial_state); free(c->final_state); free(c->seq_len);
     memset(c, 0, sizeof *c);
 }
 
@@ -128,12 +145,15 @@ int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, 
         snprintf(err, errlen, "bad shape B=%d T=%d Hk=%d Hv=%d Dk=%d Dv=%d", p->B, p->T, p->Hk, p->Hv, p->Dk, p->Dv);
         return -1;
     }
-    c->q = malloc(sizeof(float) * dr_qk_elems(p));
-    c->k = malloc(sizeof(float) * dr_qk_elems(p));
-    c->v = malloc(sizeof(float) * dr_v_elems(p));
+    c->q = big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
+    c->k = big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
+    c->v = big_alloc(sizeof(float) * dr_v_elems(p), &c->v_huge_bytes);
+    c->out = big_alloc(sizeof(float) * dr_v_elems(p), &c->out_huge_bytes);
     c->g = malloc(sizeof(float) * dr_gate_elems(p));
     c->beta = malloc(sizeof(float) * dr_gate_elems(p));
-    int ok = c->q && c->k && c->v && c->g && c->beta && dr_case_alloc_outputs(c, &c->out, &c->final_state) == 0;
+    c->final_state = calloc(dr_state_elems(p), sizeof(float));
+    int ok = c->q && c->k && c->v && c->out && c->g && c->beta && c->final_state;
+    if (ok) memset(c->out, 0, sizeof(float) * dr_v_elems(p));
     if (ok && s->with_initial_state) ok = (c->initial_state = malloc(sizeof(float) * dr_state_elems(p))) != NULL;
     if (ok && s->with_seq_len) ok = (c->seq_len = malloc(sizeof(int32_t) * p->B)) != NULL;
     if (!ok) {

@@ -13,11 +13,16 @@ typedef struct {
     int with_seq_len;       /* right-padded batch with random valid lengths */
 } dr_shape;
 
-/* A problem that owns its buffers: p points into them. */
+/* A problem that owns its buffers: p points into them.  dr_case_make puts
+ * q, k, v and out in transparent huge pages when they are 2 MiB or more (as
+ * the model's activations are: 4 KiB pages put each token row of a long
+ * sequence on its own page and the benches would time TLB misses a model
+ * does not have); *_huge_bytes records that size, 0 meaning malloc. */
 typedef struct {
     deltarule_problem p;
     float *q, *k, *v, *g, *beta, *initial_state, *out, *final_state;
     int32_t *seq_len;
+    size_t qk_huge_bytes, v_huge_bytes, out_huge_bytes;
 } dr_case;
 
 /* Fills c for shape s (the `long` regime raises T to 2048) and regime r.
