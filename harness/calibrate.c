@@ -55,7 +55,9 @@ size_t q35_cache_size_bytes(int i) { return i >= 0 && i < Q35_CACHE_NSIZES ? cac
 /* Configurations                                                                          */
 /* ------------------------------------------------------------------------------------- */
 
-static const int kernel_shapes[Q35_SGEMM_NSHAPES][3] = {{64, 128, 128}, {128, 128, 64}, {2048, 1024, 6144}};
+static const int kernel_shapes[Q35_SGEMM_NSHAPES][3] = {
+    {64, 128, 128}, {128, 128, 64}, {2048, 1024, 6144},
+    {16, 1024, 2048}, {16, 2048, 512}, {64, 1024, 2048}, {64, 2048, 512}};
 
 static int online_cores(void)
 {

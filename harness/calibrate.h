@@ -26,7 +26,10 @@ enum { Q35_FMA_AVX2, Q35_FMA_AVX512, Q35_FMA_NISA };
 enum { Q35_BW_READ, Q35_BW_COPY, Q35_BW_TRIAD, Q35_BW_NKIND };
 enum { Q35_CACHE_READ, Q35_CACHE_TRIAD, Q35_CACHE_NKIND };
 #define Q35_CACHE_NSIZES 3  /* 32 KiB, 512 KiB, 4 MiB per thread */
-#define Q35_SGEMM_NSHAPES 3 /* 64x128x128, 128x128x64, 2048x1024x6144 (reduced by --quick) */
+/* 64x128x128, 128x128x64 (delta-rule chunks), 2048x1024x6144 (a dense layer; reduced by
+ * --quick), and one MoE expert's gate/up and down GEMMs at 16 and 64 rows (35B-A3B at
+ * T = 512 and 2048: T*8/256 rows per expert). */
+#define Q35_SGEMM_NSHAPES 7
 
 const char *q35_fma_isa_name(int isa);        /* "avx2", "avx512" */
 const char *q35_bw_kind_name(int kind);       /* "read", "copy", "triad" */

@@ -260,12 +260,16 @@ static void test_measurements(void **state)
     }
 
     const cJSON *sg = get(g_root, "sgemm_gflops");
-    assert_int_equal(cJSON_GetArraySize(sg), 3);
+    assert_int_equal(cJSON_GetArraySize(sg), Q35_SGEMM_NSHAPES);
     check_per_threads(get(sg, "64x128x128"), cfg->sgemm_reps);
     check_per_threads(get(sg, "128x128x64"), cfg->sgemm_reps);
+    check_per_threads(get(sg, "16x1024x2048"), cfg->sgemm_reps); /* MoE experts at 16 and 64 rows */
+    check_per_threads(get(sg, "64x2048x512"), cfg->sgemm_reps);
     char key[48];
-    snprintf(key, sizeof key, "%dx%dx%d", cfg->sgemm_shapes[2][0], cfg->sgemm_shapes[2][1], cfg->sgemm_shapes[2][2]);
-    check_per_threads(get(sg, key), cfg->sgemm_reps);
+    for (int s = 0; s < Q35_SGEMM_NSHAPES; s++) {
+        snprintf(key, sizeof key, "%dx%dx%d", cfg->sgemm_shapes[s][0], cfg->sgemm_shapes[s][1], cfg->sgemm_shapes[s][2]);
+        check_per_threads(get(sg, key), cfg->sgemm_reps);
+    }
 }
 
 /* Medians read back equal the JSON's; unmeasured thread counts and unknown names give 0. */
@@ -300,7 +304,8 @@ static void test_limits_load(void **state)
     assert_true(q35_limit_sgemm(&lim, 64, 128, 128, 1) > 0);
     assert_true(q35_limit_sgemm(&lim, 128, 128, 64, 1) > 0);
     assert_true(q35_limit_sgemm(&lim, 2048, 1024, 6144, 1) == 0); /* the tiny run used a smaller shape */
-    assert_int_equal(lim.nshapes, 3);
+    assert_true(q35_limit_sgemm(&lim, 64, 1024, 2048, 1) > 0);
+    assert_int_equal(lim.nshapes, Q35_SGEMM_NSHAPES);
     assert_int_equal(lim.busy, g_res->busy);
     assert_int_equal(lim.huge_pages_used, g_res->huge_pages_used);
     assert_int_equal(lim.noisy_figures, cJSON_GetArraySize(get(g_root, "noisy_figures")));
