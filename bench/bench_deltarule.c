@@ -168,6 +168,7 @@ static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring
         p.initial_state = p.final_state = s;
         if (ring->flush) flush_caches(ring, threads);
         if (r >= 0 && ctr) q35_counters_start(ctr);
+        q35_wake_team(threads);
         const double t0 = q35_now();
         const int rc = deltarule_run(im, &p, &o, err, errlen);
         const double t1 = q35_now();

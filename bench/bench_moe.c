@@ -148,6 +148,7 @@ int bench_moe(int argc, char **argv)
                     bench_progress("moe", im->name, 1, s.T, th);
                     for (int r = -1; r < cfg.reps && times && !rc; r++) { /* r = -1: warm-up */
                         if (r >= 0 && ctr) q35_counters_start(ctr);
+                        q35_wake_team(th);
                         const double t0 = q35_now();
                         rc = moe_run(im, &c.p, &o, &st, err, sizeof err) ? 2 : 0;
                         const double t1 = q35_now();

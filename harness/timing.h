@@ -1,6 +1,7 @@
 /* Timing, statistics and measurement hygiene shared by calibrate and the benches.
  *
  * q35_now()          monotonic wall clock in seconds.
+ * q35_wake_team()    wake the OpenMP team before a timed call.
  * q35_stats_of()     median / min / max / mean / sd and a 95% t-interval of the mean.
  * q35_alloc_huge()   2 MiB-aligned anonymous memory advised for transparent huge pages.
  * q35_load_*()       how much of the machine other processes used during a region, so a
@@ -13,6 +14,13 @@
 
 /* Seconds from CLOCK_MONOTONIC. */
 double q35_now(void);
+
+/* Runs an empty OpenMP region on `threads` threads just before a timed call, so the team is
+ * awake and spinning (GOMP_SPINCOUNT) when the call forks it, as in a model where the previous
+ * operation ran on the same team.  Without it, a team idle for the bench's bookkeeping between
+ * repetitions falls asleep, and waking a halted vCPU costs from tens of microseconds to a
+ * millisecond on a VM: a 2-thread decode step measured 1.09 ms instead of 32 us. */
+void q35_wake_team(int threads);
 
 /* Summary of n samples.  ci95 is the two-sided 95% confidence interval of the mean from the
  * t-distribution with n-1 degrees of freedom (gsl_cdf_tdist_Pinv); stddev is the sample
