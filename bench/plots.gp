@@ -4,7 +4,7 @@ set datafile separator ","
 set terminal pngcairo size 900,600 noenhanced font ",11"
 set key outside right top
 set grid
-impls = "recurrent chunked chunked-blocked neumann neumann-dense"
+impls = "recurrent recurrent-pairs chunked chunked-blocked neumann neumann-dense"
 warm = "results/deltarule_warm.csv"
 errs = "results/deltarule_error_vs_T.csv"
 

@@ -34,8 +34,8 @@ void dr_colblock_generic(const dr_colblock *c)
         const float *qt = c->q + t * c->qk_stride, *kt = c->k + t * c->qk_stride;
         const float *kn = t + 1 < c->ntok ? kt + c->qk_stride : kt;
         const float *vt = c->v + t * c->vo_stride;
-        const float eg = expf(c->g[t * c->gb_stride]);
-        const float ks = c->kscale[t], bks = c->beta[t * c->gb_stride] * ks;
+        const float eg = c->eg[t];
+        const float ks = c->kscale[t], bks = c->beta[t] * ks;
         for (int j = 0; j < W; j++) {
             delta[j] = bks * (vt[j] - eg * ks * u[j]);
             oa[j] = ua[j] = 0.0f;
@@ -80,19 +80,25 @@ typedef void (*colblock_fn)(const dr_colblock *);
  * floats apart, a new page every row) measured twice as long.  No second
  * parallel region: that costs ~10 us at T = 1. */
 typedef struct {
-    float *qs, *ks, *kq, *kk, *kq1; /* kq == NULL: one-token sweeps, no dots */
+    float *qs, *ks, *kq, *kk, *kq1; /* [B, Hk, T]; kq == NULL: one-token sweeps, no dots */
+    float *eg, *beta;               /* [B, Hv, T]: exp(g) once, not once per column block */
 } token_scalars;
 
 static void token_scales(const deltarule_problem *p, const token_scalars *o)
 {
     const float scale = deltarule_scale(p);
-    const int T = p->T, Hk = p->Hk, Dk = p->Dk;
+    const int T = p->T, Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, rep = Hv / Hk;
     const ptrdiff_t stride = (ptrdiff_t)Hk * Dk;
 #pragma omp for schedule(static)
     for (long i = 0; i < (long)p->B * T * Hk; i++) {
         const long b = i / ((long)T * Hk), t = (i / Hk) % T, hk = i % Hk;
         const size_t at = ((size_t)b * Hk + hk) * T + t;
         const float *q = p->q + i * Dk, *k = p->k + i * Dk;
+        for (int h = (int)hk * rep; h < (int)(hk + 1) * rep; h++) {
+            const size_t vat = ((size_t)b * Hv + h) * T + t, in = ((size_t)b * T + t) * Hv + h;
+            o->eg[vat] = expf(p->g[in]);
+            o->beta[vat] = p->beta[in];
+        }
         if (o->kq) {
             const int next = t + 1 < T;
             const float *qn = next ? q + stride : q, *kn = next ? k + stride : k;
@@ -160,13 +166,13 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
     const int nb = blk0 + pl->group <= pl->nblk ? pl->group : pl->nblk - blk0;
     const size_t head = ((size_t)b * Hv + h) * (size_t)Dk * Dv;
     const size_t tok0 = ((size_t)b * p->Hk + hk) * T; /* this (sequence, key head)'s scalars */
+    const size_t vtok0 = ((size_t)b * Hv + h) * T;    /* this (sequence, value head)'s */
     const float *init = p->initial_state ? p->initial_state + head : NULL;
     float *fin = p->final_state ? p->final_state + head : NULL;
     const dr_colblock base = {
-        .Dk = Dk, .qk_stride = (ptrdiff_t)Hk * Dk, .vo_stride = (ptrdiff_t)Hv * Dv, .gb_stride = Hv,
+        .Dk = Dk, .qk_stride = (ptrdiff_t)Hk * Dk, .vo_stride = (ptrdiff_t)Hv * Dv,
         .q = p->q + ((size_t)b * T * Hk + hk) * Dk, .k = p->k + ((size_t)b * T * Hk + hk) * Dk,
         .v = p->v + ((size_t)b * T * Hv + h) * Dv, .o = p->out + ((size_t)b * T * Hv + h) * Dv,
-        .g = p->g + (size_t)b * T * Hv + h, .beta = p->beta + (size_t)b * T * Hv + h,
     };
     /* Rows of a block in the state are Dv floats apart: with Dv = 128 they
      * fall in a quarter of L1's sets and evict each other every token.  Over
@@ -194,8 +200,8 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
             c.ntok = n;
             c.q += t0 * c.qk_stride; c.k += t0 * c.qk_stride;
             c.v += t0 * c.vo_stride + c0; c.o += t0 * c.vo_stride + c0;
-            c.g += t0 * c.gb_stride; c.beta += t0 * c.gb_stride;
             c.qscale = pl->sc.qs + tok0 + t0; c.kscale = pl->sc.ks + tok0 + t0;
+            c.eg = pl->sc.eg + vtok0 + t0; c.beta = pl->sc.beta + vtok0 + t0;
             if (pl->sc.kq) { c.kq = pl->sc.kq + tok0 + t0; c.kk = pl->sc.kk + tok0 + t0; c.kq1 = pl->sc.kq1 + tok0 + t0; }
             c.rows_cold = i == 0;
             c.dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
@@ -227,15 +233,17 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     pl.group = (long)B * Hv >= 2L * threads ? pl.nblk : 1;
     const int groups = (pl.nblk + pl.group - 1) / pl.group;
     const long ntask = (long)B * Hv * groups;
-    const size_t nscale = (size_t)B * p->Hk * T;
-    float *scales = malloc(sizeof(float) * (pairs ? 5 : 2) * nscale);
+    const size_t nscale = (size_t)B * p->Hk * T, nv = (size_t)B * Hv * T;
+    float *scales = malloc(sizeof(float) * ((pairs ? 5 : 2) * nscale + 2 * nv));
     if (!scales) return -1;
-    pl.sc.qs = scales;
-    pl.sc.ks = scales + nscale;
+    pl.sc.eg = scales;
+    pl.sc.beta = scales + nv;
+    pl.sc.qs = scales + 2 * nv;
+    pl.sc.ks = pl.sc.qs + nscale;
     if (pairs) {
-        pl.sc.kq = scales + 2 * nscale;
-        pl.sc.kk = scales + 3 * nscale;
-        pl.sc.kq1 = scales + 4 * nscale;
+        pl.sc.kq = pl.sc.ks + nscale;
+        pl.sc.kk = pl.sc.kq + nscale;
+        pl.sc.kq1 = pl.sc.kk + nscale;
     }
     int failed = 0;
 #pragma omp parallel num_threads(threads)

@@ -18,8 +18,7 @@ typedef struct {
     const float *v;               /* value row of token 0 at this block's first column */
     float *o;                     /* output row of token 0, same column offset */
     ptrdiff_t vo_stride;          /* v and out: floats between tokens */
-    const float *g, *beta;        /* token 0; next token at +gb_stride */
-    ptrdiff_t gb_stride;
+    const float *eg, *beta;       /* per token, contiguous: exp(g_t), beta_t */
     const float *qscale, *kscale; /* per token, contiguous: scale/||q||, 1/||k|| (eq. 1) */
     const float *kq, *kk, *kq1;   /* per token, raw dots k_t.q_t, k_t.k_{t+1}, k_t.q_{t+1}:
                                      two-token sweeps only (eq. 3c) */
