@@ -7,13 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s all
 mkdir -p results
-rm -f results/deltarule_warm.* results/deltarule_cold.* results/deltarule_chunks.* results/deltarule_error_vs_T.csv
+rm -f results/deltarule_warm.* results/deltarule_decode.* results/deltarule_cold.* results/deltarule_chunks.* results/deltarule_error_vs_T.csv
 
 build/q35lab calibrate | tee results/machine.txt
 
 # Prefill and decode, state warm; also measures auto's crossover.
 build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1,64,512,2048,8192 --threads 1,2 --reps 10 \
     --csv results/deltarule_warm.csv --json results/deltarule_warm.jsonl | tee results/deltarule_warm.txt
+
+# Decode, state warm, with enough repetitions for a median of a ~30 us call (the sweep
+# above runs 10; the host's noise moves those by tens of percent).
+build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1 --threads 1,2 --reps 500 --impl recurrent,auto \
+    --csv results/deltarule_decode.csv --json results/deltarule_decode.jsonl | tee results/deltarule_decode.txt
 
 # Decode with the state rotating over the 18 DeltaNet layers of Qwen3.5-0.8B (not in cache).
 build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1 --threads 1,2 --reps 100 --cold \
