@@ -66,9 +66,8 @@ typedef void (*colblock_fn)(const dr_colblock *);
  * before the next ones, so their q/k/v rows (~1.5 KiB a token) are read from
  * memory once and from L2 by the other column blocks.  64: the rows, the
  * head's state and the outputs stay well inside a 512 KiB L2 (at 256 they
- * did not, and two-token sweeps measured 42-47% of the FMA peak instead of
- * 54-56% at T = 2048, one thread); the extra u~ pass per block is 1/32 of a
- * block's sweeps. */
+ * did not, and two-token sweeps ran ~20% slower at T = 2048 on one thread);
+ * the extra u~ pass per block is 1/32 of a block's sweeps. */
 #define TIME_BLOCK 64
 
 /* eq. (1) folded into per-token scalars, qscale = scale/||q|| and kscale =
@@ -77,8 +76,8 @@ typedef void (*colblock_fn)(const dr_colblock *);
  * reads its tokens contiguously.  Computed once per (sequence, token, key
  * head) by the team that then runs the tasks, in memory order: a streaming
  * pass over q and k, where a pass per task over its head's rows (Hk*Dk
- * floats apart, a new page every row) measured twice as long.  No second
- * parallel region: that costs ~10 us at T = 1. */
+ * floats apart) took 2-3 times as long in perf.  No second parallel region:
+ * that costs ~10 us at T = 1. */
 typedef struct {
     float *qs, *ks, *kq, *kk, *kq1; /* [B, Hk, T]; kq == NULL: one-token sweeps, no dots */
     float *eg, *beta;               /* [B, Hv, T]: exp(g) once, not once per column block */
