@@ -262,12 +262,13 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
          * the same thread at every step, so each thread finds its states in
          * its own L2 instead of pulling them from the other core's (dynamic
          * scheduling hands heads out in a different order each call). */
+        /* nowait: the region's end is the barrier; each thread frees its own buffer */
         if (T <= STATIC_MAX_TOKENS) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
             for (long task = 0; task < ntask; task++)
                 if (ok) run_group(&pl, (int)((task / Hv) % B), (int)(task % Hv), (int)(task / Hv / B) * pl.group, packed);
         } else {
-#pragma omp for schedule(dynamic)
+#pragma omp for schedule(dynamic) nowait
             for (long task = 0; task < ntask; task++)
                 if (ok) run_group(&pl, (int)((task / Hv) % B), (int)(task % Hv), (int)(task / Hv / B) * pl.group, packed);
         }
