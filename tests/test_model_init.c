@@ -89,6 +89,14 @@ static void in_dir(char *buf, size_t n, const char *dir, const char *name)
     test_tmpdir_path(buf, n, dir, name);
 }
 
+/* Opens the model.safetensors that q35_init_write wrote into dir. */
+static void open_written(const char *dir, st_file *f)
+{
+    char path[128], err[512];
+    in_dir(path, sizeof path, dir, "model.safetensors");
+    if (st_open(path, f, err, sizeof err)) fail_msg("%s", err);
+}
+
 /* The tensors a Qwen3.5 checkpoint of config c holds, from the release
  * format (canonical names as q35_weights_find takes them). */
 typedef struct {
@@ -343,10 +351,8 @@ static void test_determinism(void **s)
     assert_true(same_file(pa, pc));
     /* and the other seed differs in every tensor, not just somewhere */
     st_file fa, fc;
-    in_dir(pa, sizeof pa, a, "model.safetensors");
-    in_dir(pc, sizeof pc, c, "model.safetensors");
-    assert_int_equal(st_open(pa, &fa, err, sizeof err), 0);
-    assert_int_equal(st_open(pc, &fc, err, sizeof err), 0);
+    open_written(a, &fa);
+    open_written(c, &fc);
     for (int i = 0; i < fa.n_tensors; i++) {
         const st_tensor *x = &fa.tensors[i], *y = st_find(&fc, x->name);
         assert_non_null(y);
@@ -392,7 +398,7 @@ static void moments(const float *x, size_t n, double *mean, double *sd)
 static void test_layers_truncation(void **s)
 {
     (void)s;
-    char full[64], part[64], pf[128], pp[128], err[512];
+    char full[64], part[64], err[512];
     new_out(full);
     new_out(part);
     init_ok(full, "tiny-moe", 5, ST_F32, 0, Q35_EXPERTS_FUSED, NULL);
@@ -403,11 +409,9 @@ static void test_layers_truncation(void **s)
     assert_int_equal(c.num_hidden_layers, 3);
     assert_int_equal(c.n_full_layers, 0);
 
-    in_dir(pf, sizeof pf, full, "model.safetensors");
-    in_dir(pp, sizeof pp, part, "model.safetensors");
     st_file ff, fp;
-    assert_int_equal(st_open(pf, &ff, err, sizeof err), 0);
-    assert_int_equal(st_open(pp, &fp, err, sizeof err), 0);
+    open_written(full, &ff);
+    open_written(part, &fp);
     static const char *same[] = {P "embed_tokens.weight", P "norm.weight", "lm_head.weight",
                                  P "layers.2.linear_attn.in_proj_qkv.weight",
                                  P "layers.0.mlp.experts.gate_up_proj", P "layers.1.mlp.gate.weight",
@@ -463,12 +467,11 @@ static void check_stats(const st_file *f, const char *name, double mean, double 
 
 static void stats_case(st_dtype dt)
 {
-    char dir[64], p[128], err[512];
+    char dir[64];
     new_out(dir);
     init_ok(dir, "tiny-moe", 11, dt, 0, Q35_EXPERTS_FUSED, NULL);
-    in_dir(p, sizeof p, dir, "model.safetensors");
     st_file f;
-    assert_int_equal(st_open(p, &f, err, sizeof err), 0);
+    open_written(dir, &f);
     const double H = 128, L = 8, r = 1.0 / sqrt(2 * L);
     /* large tensors: within 2% (n >= 16384, sampling error of sd ~0.5%) */
     check_stats(&f, P "embed_tokens.weight", 0, 0.02, 0.02);
@@ -529,22 +532,21 @@ static void stats_case(st_dtype dt)
 }
 
 static void test_stats_f32(void **s) { (void)s; stats_case(ST_F32); }
+static void test_stats_bf16(void **s) { (void)s; stats_case(ST_BF16); }
 
 /* --embed-std overrides the embedding scale, and only it. */
 static void test_embed_std_option(void **s)
 {
     (void)s;
-    char a[64], b[64], pa[128], pb[128], err[512];
+    char a[64], b[64], err[512];
     new_out(a);
     new_out(b);
     init_ok(a, "tiny-dense", 4, ST_F32, 0, Q35_EXPERTS_FUSED, NULL);
     q35_init_opts o = {.preset = "tiny-dense", .seed = 4, .dtype = ST_F32, .embed_std = 1.0};
     assert_int_equal(q35_init_write(b, &o, NULL, err, sizeof err), 0);
-    in_dir(pa, sizeof pa, a, "model.safetensors");
-    in_dir(pb, sizeof pb, b, "model.safetensors");
     st_file fa, fb;
-    assert_int_equal(st_open(pa, &fa, err, sizeof err), 0);
-    assert_int_equal(st_open(pb, &fb, err, sizeof err), 0);
+    open_written(a, &fa);
+    open_written(b, &fb);
     check_stats(&fb, P "embed_tokens.weight", 0, 1.0, 0.02);
     size_t n1, n2;
     float *x = load(&fa, P "embed_tokens.weight", &n1), *y = load(&fb, P "embed_tokens.weight", &n2);
@@ -562,22 +564,19 @@ static void test_embed_std_option(void **s)
     rm_out(a);
     rm_out(b);
 }
-static void test_stats_bf16(void **s) { (void)s; stats_case(ST_BF16); }
 
 /* The bf16 file is the f32 file rounded to nearest even, value by value. */
 static void test_bf16_is_rounded_f32(void **s)
 {
     (void)s;
-    char a[64], b[64], pa[128], pb[128], err[512];
+    char a[64], b[64];
     new_out(a);
     new_out(b);
     init_ok(a, "tiny-moe", 3, ST_F32, 0, Q35_EXPERTS_PER_EXPERT, NULL);
     init_ok(b, "tiny-moe", 3, ST_BF16, 0, Q35_EXPERTS_PER_EXPERT, NULL);
-    in_dir(pa, sizeof pa, a, "model.safetensors");
-    in_dir(pb, sizeof pb, b, "model.safetensors");
     st_file fa, fb;
-    assert_int_equal(st_open(pa, &fa, err, sizeof err), 0);
-    assert_int_equal(st_open(pb, &fb, err, sizeof err), 0);
+    open_written(a, &fa);
+    open_written(b, &fb);
     assert_int_equal(fa.n_tensors, fb.n_tensors);
     size_t checked = 0;
     for (int i = 0; i < fa.n_tensors; i++) {
@@ -609,16 +608,14 @@ static void test_bf16_is_rounded_f32(void **s)
 static void test_fused_equals_per_expert(void **s)
 {
     (void)s;
-    char a[64], b[64], pa[128], pb[128], err[512], name[160];
+    char a[64], b[64], name[160];
     new_out(a);
     new_out(b);
     init_ok(a, "tiny-moe", 9, ST_BF16, 0, Q35_EXPERTS_FUSED, NULL);
     init_ok(b, "tiny-moe", 9, ST_BF16, 0, Q35_EXPERTS_PER_EXPERT, NULL);
-    in_dir(pa, sizeof pa, a, "model.safetensors");
-    in_dir(pb, sizeof pb, b, "model.safetensors");
     st_file fa, fb;
-    assert_int_equal(st_open(pa, &fa, err, sizeof err), 0);
-    assert_int_equal(st_open(pb, &fb, err, sizeof err), 0);
+    open_written(a, &fa);
+    open_written(b, &fb);
     const size_t I = 64, H = 128, el = 2;
     for (int l = 0; l < 8; l++) {
         snprintf(name, sizeof name, P "layers.%d.mlp.experts.gate_up_proj", l);
