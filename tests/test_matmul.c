@@ -207,7 +207,8 @@ static const int grid_N[] = {1, 7, 16, 33, 512};
 /* 700: one whole KC block of the packed paths (512) and a tail */
 static const int grid_K[] = {1, 3, 8, 31, 64, 512, 700, 2048};
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
-#define K2048_MAX_MN 2048 /* K = 700 and 2048 only where M * N is at most this */
+#define LONG_K 512        /* K above this (700, 2048) ... */
+#define LONG_K_MAX_MN 2048 /* ... only where M * N is at most this */
 
 static void grid(q35_wtype wt, int integer)
 {
@@ -217,7 +218,7 @@ static void grid(q35_wtype wt, int integer)
         for (int b = 0; b < NELEM(grid_N); b++)
             for (int c = 0; c < NELEM(grid_K); c++) {
                 const int M = grid_M[a], N = grid_N[b], K = grid_K[c];
-                if ((K == 2048 || K == 700) && M * N > K2048_MAX_MN) continue;
+                if (K > LONG_K && M * N > LONG_K_MAX_MN) continue;
                 const int v = a + b + c; /* vary padding and alignment over the grid */
                 prob p;
                 prob_make(&p, M, N, K, wt, 1000003u * (uint64_t)(v + 1) + (uint64_t)K, integer, v % 3 == 2 ? 0 : 1 + v % 5,

@@ -146,7 +146,7 @@ typedef struct {
     const deltarule_problem *p;
     colblock_fn simd;
     int W, nblk, group;       /* block width, blocks per head, blocks per task */
-    token_scalars sc;         /* per-token scalars [B, Hk, T] */
+    token_scalars sc;         /* per-token scalars, [B, Hk, T] and [B, Hv, T] */
 } recurrent_plan;
 
 static void run_block(const recurrent_plan *pl, dr_colblock *c, int ncols)
