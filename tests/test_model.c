@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/json_read.h"
 #include "support/tmpdir.h"
 #include "forward.h"
 #include "generate.h"
@@ -453,13 +454,7 @@ static void tset_write(const tset *s, const char *dir, int shards)
 
 static cJSON *config_read(void)
 {
-    FILE *f = fopen(TINY_DIR "/config.json", "rb");
-    assert_non_null(f);
-    char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    cJSON *c = cJSON_Parse(buf);
+    cJSON *c = test_read_json(TINY_DIR "/config.json");
     assert_non_null(c);
     return c;
 }

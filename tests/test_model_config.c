@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/json_read.h"
 #include "support/tmpdir.h"
 #include "config.h"
 #include "weights.h"
@@ -196,13 +197,7 @@ static int have_tiny(void)
 
 static cJSON *read_json_file(const char *path)
 {
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
-    fclose(fp);
-    buf[n] = 0;
-    cJSON *j = cJSON_Parse(buf);
+    cJSON *j = test_read_json(path);
     assert_non_null(j);
     return j;
 }
