@@ -149,7 +149,7 @@ typedef struct {
     token_scalars sc;         /* per-token scalars, [B, Hk, T] and [B, Hv, T] */
 } recurrent_plan;
 
-static void run_block(const recurrent_plan *pl, dr_colblock *c, int ncols)
+static void run_block(const recurrent_plan *pl, const dr_colblock *c, int ncols)
 {
     if (ncols == pl->W && pl->simd != dr_colblock_generic) pl->simd(c);
     else dr_colblock_generic(c);
@@ -168,11 +168,10 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
     const size_t vtok0 = ((size_t)b * Hv + h) * T;    /* this (sequence, value head)'s */
     const float *init = p->initial_state ? p->initial_state + head : NULL;
     float *fin = p->final_state ? p->final_state + head : NULL;
-    const dr_colblock base = {
-        .Dk = Dk, .qk_stride = (ptrdiff_t)Hk * Dk, .vo_stride = (ptrdiff_t)Hv * Dv,
-        .q = p->q + ((size_t)b * T * Hk + hk) * Dk, .k = p->k + ((size_t)b * T * Hk + hk) * Dk,
-        .v = p->v + ((size_t)b * T * Hv + h) * Dv, .o = p->out + ((size_t)b * T * Hv + h) * Dv,
-    };
+    const ptrdiff_t qk_stride = (ptrdiff_t)Hk * Dk, vo_stride = (ptrdiff_t)Hv * Dv;
+    const float *q0 = p->q + ((size_t)b * T * Hk + hk) * Dk, *k0 = p->k + ((size_t)b * T * Hk + hk) * Dk;
+    const float *v0 = p->v + ((size_t)b * T * Hv + h) * Dv;
+    float *o0 = p->out + ((size_t)b * T * Hv + h) * Dv;
     /* Rows of a block in the state are Dv floats apart: with Dv = 128 they
      * fall in a quarter of L1's sets and evict each other every token.  Over
      * many tokens blocks are worked on packed (rows W floats apart); a short
@@ -188,25 +187,30 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
             for (int r = 0; r < Dk; r++) memset(dst + r * ld, 0, sizeof(float) * ncols);
         /* else: decode in place, the state is already where it is updated */
         for (int t = len; t < T; t++) /* right padding gives zero output */
-            memset(base.o + (ptrdiff_t)t * base.vo_stride + c0, 0, sizeof(float) * ncols);
+            memset(o0 + (ptrdiff_t)t * vo_stride + c0, 0, sizeof(float) * ncols);
     }
     for (int t0 = 0; t0 < len; t0 += TIME_BLOCK) {
         const int n = len - t0 < TIME_BLOCK ? len - t0 : TIME_BLOCK;
         for (int i = 0; i < nb; i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
-            dr_colblock c = base;
-            c.ncols = ncols;
-            c.ntok = n;
-            c.q += t0 * c.qk_stride; c.k += t0 * c.qk_stride;
-            c.v += t0 * c.vo_stride + c0; c.o += t0 * c.vo_stride + c0;
-            c.qscale = pl->sc.qs + tok0 + t0; c.kscale = pl->sc.ks + tok0 + t0;
-            c.eg = pl->sc.eg + vtok0 + t0; c.beta = pl->sc.beta + vtok0 + t0;
-            if (pl->sc.kq) { c.kq = pl->sc.kq + tok0 + t0; c.kk = pl->sc.kk + tok0 + t0; c.kq1 = pl->sc.kq1 + tok0 + t0; }
-            c.rows_cold = i == 0;
-            c.dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
-            c.dst_ld = use_packed ? W : Dv;
-            c.src = c.dst; /* the state was put in place above */
-            c.src_ld = c.dst_ld;
+            /* built whole, not copied from a template and patched: the
+             * patching's narrow stores fed wide loads of the copy, and each
+             * such store-forwarding stall cost more than the copy (perf) */
+            float *dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
+            const ptrdiff_t ld = use_packed ? W : Dv;
+            const int pairs = pl->sc.kq != NULL;
+            const dr_colblock c = {
+                .Dk = Dk, .ncols = ncols, .ntok = n,
+                .q = q0 + t0 * qk_stride, .k = k0 + t0 * qk_stride, .qk_stride = qk_stride,
+                .v = v0 + t0 * vo_stride + c0, .o = o0 + t0 * vo_stride + c0, .vo_stride = vo_stride,
+                .eg = pl->sc.eg + vtok0 + t0, .beta = pl->sc.beta + vtok0 + t0,
+                .qscale = pl->sc.qs + tok0 + t0, .kscale = pl->sc.ks + tok0 + t0,
+                .kq = pairs ? pl->sc.kq + tok0 + t0 : NULL,
+                .kk = pairs ? pl->sc.kk + tok0 + t0 : NULL,
+                .kq1 = pairs ? pl->sc.kq1 + tok0 + t0 : NULL,
+                .src = dst, .dst = dst, .src_ld = ld, .dst_ld = ld, /* the state was put in place above */
+                .rows_cold = i == 0,
+            };
             run_block(pl, &c, ncols);
         }
     }
