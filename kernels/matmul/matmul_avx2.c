@@ -365,7 +365,63 @@ INL void pack_b_impl(const int bf, const void *W, size_t ldw, int nc, int kc, fl
     }
 }
 static TGT void pack_b_f32(const void *W, size_t ldw, int nc, int kc, float *Bp) { pack_b_impl(0, W, ldw, nc, kc, Bp); }
-static TGT void pack_b_bf16(const void *W, size_t ldw, int nc, int kc, float *Bp) { pack_b_impl(1, W, ldw, nc, kc, Bp); }
+
+/* bf16 W packed without widening: Bh[j / 16][k][slot(j % 16)] = W[j][k] (bf16), zero-padded like
+ * pack_b_impl.  The 16 weights of one k sit in the order rows 0-3, 8-11, 4-7, 12-15, so that
+ * interleaving the 32-byte group with zeros (vpunpcklwd / vpunpckhwd, which work within each
+ * 128-bit lane) yields rows 0-7 and rows 8-15 as fp32 in the micro-kernel: the widening costs
+ * one shuffle per 8 weights there, and the pack moves 2 bytes per weight instead of 4. */
+INL int slot16(int i) { return i < 4 || i >= 12 ? i : i < 8 ? i + 4 : i - 4; }
+
+/* Rows 0-3 (and 4-7) of an 8-row group at each of 8 k: the first two stages of an 8 x 8
+ * 16-bit transpose.  b[2q] holds k = 2q (low 64 bits) and 2q + 1 (high) for rows 0-3,
+ * b[2q + 1] the same for rows 4-7. */
+INL void transpose8x8_u16_half(const uint16_t *w, size_t ldw, __m128i b[8])
+{
+    __m128i x[8], a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) x[i] = _mm_loadu_si128((const __m128i *)(w + i * ldw));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        a[2 * i] = _mm_unpacklo_epi16(x[2 * i], x[2 * i + 1]);     /* k 0-3, rows 2i, 2i+1 */
+        a[2 * i + 1] = _mm_unpackhi_epi16(x[2 * i], x[2 * i + 1]); /* k 4-7 */
+    }
+    /* rows 0-3: a0 a2 (k 0-3), a1 a3 (k 4-7); rows 4-7: a4 a6, a5 a7 */
+    b[0] = _mm_unpacklo_epi32(a[0], a[2]); /* k0 | k1, rows 0-3 */
+    b[2] = _mm_unpackhi_epi32(a[0], a[2]); /* k2 | k3 */
+    b[4] = _mm_unpacklo_epi32(a[1], a[3]); /* k4 | k5 */
+    b[6] = _mm_unpackhi_epi32(a[1], a[3]); /* k6 | k7 */
+    b[1] = _mm_unpacklo_epi32(a[4], a[6]);
+    b[3] = _mm_unpackhi_epi32(a[4], a[6]);
+    b[5] = _mm_unpacklo_epi32(a[5], a[7]);
+    b[7] = _mm_unpackhi_epi32(a[5], a[7]);
+}
+
+static TGT void pack_b_bf16_kept(const uint16_t *W, size_t ldw, int nc, int kc, uint16_t *Bh)
+{
+    for (int j = 0; j < nc; j += NR) {
+        uint16_t *bp = Bh + (size_t)j * kc;
+        int k = 0;
+        if (nc - j >= NR)
+            for (; k + 8 <= kc; k += 8) {
+                __m128i lo[8], hi[8]; /* rows 0-7 and 8-15 */
+                transpose8x8_u16_half(W + (size_t)j * ldw + k, ldw, lo);
+                transpose8x8_u16_half(W + (size_t)(j + 8) * ldw + k, ldw, hi);
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    /* k = k + 2q: rows 0-3, 8-11 | 4-7, 12-15; k + 2q + 1 from the high halves */
+                    uint16_t *o = bp + (size_t)(k + 2 * q) * NR;
+                    _mm_store_si128((__m128i *)o, _mm_unpacklo_epi64(lo[2 * q], hi[2 * q]));
+                    _mm_store_si128((__m128i *)(o + 8), _mm_unpacklo_epi64(lo[2 * q + 1], hi[2 * q + 1]));
+                    _mm_store_si128((__m128i *)(o + NR), _mm_unpackhi_epi64(lo[2 * q], hi[2 * q]));
+                    _mm_store_si128((__m128i *)(o + NR + 8), _mm_unpackhi_epi64(lo[2 * q + 1], hi[2 * q + 1]));
+                }
+            }
+        for (; k < kc; k++) /* a partial panel or a k tail */
+            for (int i = 0; i < NR; i++)
+                bp[(size_t)k * NR + slot16(i)] = j + i < nc ? W[(size_t)(j + i) * ldw + k] : 0;
+    }
+}
 
 /* Ap[i / 6][k][i % 6] = A[i][k], i < mc (zero up to the next multiple of 6), k < kc. */
 static void pack_a(const float *A, size_t lda, int mc, int kc, float *Ap)
@@ -404,10 +460,15 @@ INL void store_row(float *cr, __m256 x0, __m256 x1, int nr, int load, __m256i m0
     }
 }
 
-/* C[0:mr, 0:nr] = (load ? C : 0) + Ap^T Bp over kc (Ap: kc x 6, Bp: kc x 16).  The 12
- * accumulators are named variables: as an array GCC kept a copy of them on the stack. */
-static TGT void ukr_6x16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr, int load)
+/* C[0:mr, 0:nr] = (load ? C : 0) + Ap^T Bp over kc (Ap: kc x 6, Bp: kc x 16, fp32 or bf16 kept
+ * as packed by pack_b_bf16_kept).  The 12 accumulators are named variables: as an array GCC
+ * kept a copy of them on the stack. */
+INL void ukr_6x16_body(const int bf, int kc, const float *Ap, const void *Bv, float *C, size_t ldc, int mr, int nr,
+                       int load)
 {
+    const float *Bp = Bv;
+    const uint16_t *Bh = Bv;
+    const __m256i zero = _mm256_setzero_si256();
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
 #define UKR_ROW(r)                                              \
@@ -418,7 +479,17 @@ static TGT void ukr_6x16(int kc, const float *Ap, const float *Bp, float *C, siz
     } while (0)
 #pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_load_ps(Bp), b1 = _mm256_load_ps(Bp + 8);
+        __m256 b0, b1;
+        if (bf) { /* rows 0-7 and 8-15, exact (see pack_b_bf16_kept) */
+            const __m256i h = _mm256_load_si256((const __m256i *)Bh);
+            b0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h));
+            b1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h));
+            Bh += NR;
+        } else {
+            b0 = _mm256_load_ps(Bp);
+            b1 = _mm256_load_ps(Bp + 8);
+            Bp += NR;
+        }
         UKR_ROW(0);
         UKR_ROW(1);
         UKR_ROW(2);
@@ -426,7 +497,6 @@ static TGT void ukr_6x16(int kc, const float *Ap, const float *Bp, float *C, siz
         UKR_ROW(4);
         UKR_ROW(5);
         Ap += MR;
-        Bp += NR;
     }
 #undef UKR_ROW
     const __m256i m0 = tail_mask(nr < 8 ? nr : 8), m1 = tail_mask(nr > 8 ? nr - 8 : 0);
@@ -436,6 +506,15 @@ static TGT void ukr_6x16(int kc, const float *Ap, const float *Bp, float *C, siz
     if (mr > 3) store_row(C + 3 * ldc, c30, c31, nr, load, m0, m1);
     if (mr > 4) store_row(C + 4 * ldc, c40, c41, nr, load, m0, m1);
     if (mr > 5) store_row(C + 5 * ldc, c50, c51, nr, load, m0, m1);
+}
+static TGT void ukr_6x16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr, int load)
+{
+    ukr_6x16_body(0, kc, Ap, Bp, C, ldc, mr, nr, load);
+}
+static TGT void ukr_6x16_bf16(int kc, const float *Ap, const uint16_t *Bh, float *C, size_t ldc, int mr, int nr,
+                              int load)
+{
+    ukr_6x16_body(1, kc, Ap, Bh, C, ldc, mr, nr, load);
 }
 
 static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
@@ -448,7 +527,7 @@ int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *
     const int KC = K < PK_KC ? K : PK_KC;
     const int MC = M < PK_MC ? M : PK_MC;
     const int NC = N < PK_NC ? N : PK_NC;
-    const size_t bbytes = round_up((size_t)NC, NR) * KC * sizeof(float);
+    const size_t bbytes = round_up((size_t)NC, NR) * KC * (bf ? sizeof(uint16_t) : sizeof(float));
     const size_t abytes = round_up((size_t)MC, MR) * KC * sizeof(float);
     float *Bp = aligned_alloc(64, round_up(bbytes, 64));
     float *Ap = aligned_alloc(64, round_up(abytes, 64));
@@ -464,7 +543,7 @@ int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *
             const int load = acc || pc > 0;
             const void *Wb = (const char *)W + ((size_t)jc * ldw + pc) * wsz;
             if (bf)
-                pack_b_bf16(Wb, ldw, nc, kc, Bp);
+                pack_b_bf16_kept(Wb, ldw, nc, kc, (uint16_t *)Bp);
             else
                 pack_b_f32(Wb, ldw, nc, kc, Bp);
             for (int ic = 0; ic < M; ic += MC) {
@@ -474,8 +553,12 @@ int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *
                     const int nr = nc - jr < NR ? nc - jr : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         const int mr = mc - ir < MR ? mc - ir : MR;
-                        ukr_6x16(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc, C + (ic + ir) * ldc + jc + jr,
-                                 ldc, mr, nr, load);
+                        float *Ct = C + (ic + ir) * ldc + jc + jr;
+                        if (bf)
+                            ukr_6x16_bf16(kc, Ap + (size_t)ir * kc, (const uint16_t *)Bp + (size_t)jr * kc, Ct, ldc,
+                                          mr, nr, load);
+                        else
+                            ukr_6x16(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc, Ct, ldc, mr, nr, load);
                     }
                 }
             }
