@@ -5,8 +5,8 @@
  *        sum per output at the end.  W is read in place, so for small M it streams W
  *        exactly once: the decode / GEMV kernel.  bf16 W is widened in registers, 16
  *        weights per load (even/odd split, see dot_tile_eo), exactly.
- * PACKED BLIS-style: a KC x NC block of W is packed transposed (and widened) into
- *        16-column panels, a MC x KC block of A into 6-row panels, and a 6 x 16
+ * PACKED BLIS-style: a KC x NC block of W is packed transposed into 16-column panels
+ *        (bf16 stays bf16 there and is widened in the micro-kernel), a MC x KC block of A into 6-row panels, and a 6 x 16
  *        outer-product micro-kernel (12 accumulators, 2 loads + 6 broadcasts per k)
  *        runs over them: the large-M kernel.
  * PACKA  the same outer product on C^T = W A^T: A is packed transposed into 16-row
