@@ -83,43 +83,53 @@ typedef struct {
     float *eg, *beta;               /* [B, Hv, T]: exp(g) once, not once per column block */
 } token_scalars;
 
+/* The scalars of one (sequence b, token t, key head hk); kq == NULL: no dots. */
+static void token_scalars_one(const deltarule_problem *p, long b, long t, long hk, float *qs, float *ks, float *kq,
+                              float *kk, float *kq1)
+{
+    const int T = p->T, Hk = p->Hk, Dk = p->Dk;
+    const ptrdiff_t stride = (ptrdiff_t)Hk * Dk;
+    const long i = (b * T + t) * Hk + hk;
+    const float *q = p->q + i * Dk, *k = p->k + i * Dk;
+    if (kq) {
+        const int next = t + 1 < T;
+        const float *qn = next ? q + stride : q, *kn = next ? k + stride : k;
+        /* fp32 (lanes of partial sums): these dots enter the outputs
+         * like one more term of the sweeps' own fp32 sums */
+        float dkq = 0.0f, dkk = 0.0f, dkq1 = 0.0f;
+#pragma omp simd reduction(+ : dkq, dkk, dkq1)
+        for (int d = 0; d < Dk; d++) {
+            dkq += k[d] * q[d];
+            dkk += k[d] * kn[d];
+            dkq1 += k[d] * qn[d];
+        }
+        *kq = dkq;
+        *kk = next ? dkk : 0.0f;
+        *kq1 = next ? dkq1 : 0.0f;
+    }
+    const float scale = deltarule_scale(p);
+    if (!p->use_qk_l2norm) { *qs = scale; *ks = 1.0f; return; }
+    double sq = 0.0, sk = 0.0;
+#pragma omp simd reduction(+ : sq, sk)
+    for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
+    *qs = (float)(scale / sqrt(sq + 1e-6));
+    *ks = (float)(1.0 / sqrt(sk + 1e-6));
+}
+
 static void token_scales(const deltarule_problem *p, const token_scalars *o)
 {
-    const float scale = deltarule_scale(p);
-    const int T = p->T, Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, rep = Hv / Hk;
-    const ptrdiff_t stride = (ptrdiff_t)Hk * Dk;
+    const int T = p->T, Hk = p->Hk, Hv = p->Hv, rep = Hv / Hk;
 #pragma omp for schedule(static)
     for (long i = 0; i < (long)p->B * T * Hk; i++) {
         const long b = i / ((long)T * Hk), t = (i / Hk) % T, hk = i % Hk;
         const size_t at = ((size_t)b * Hk + hk) * T + t;
-        const float *q = p->q + i * Dk, *k = p->k + i * Dk;
         for (int h = (int)hk * rep; h < (int)(hk + 1) * rep; h++) {
             const size_t vat = ((size_t)b * Hv + h) * T + t, in = ((size_t)b * T + t) * Hv + h;
             o->eg[vat] = expf(p->g[in]);
             o->beta[vat] = p->beta[in];
         }
-        if (o->kq) {
-            const int next = t + 1 < T;
-            const float *qn = next ? q + stride : q, *kn = next ? k + stride : k;
-            /* fp32 (lanes of partial sums): these dots enter the outputs
-             * like one more term of the sweeps' own fp32 sums */
-            float kq = 0.0f, kk = 0.0f, kq1 = 0.0f;
-#pragma omp simd reduction(+ : kq, kk, kq1)
-            for (int d = 0; d < Dk; d++) {
-                kq += k[d] * q[d];
-                kk += k[d] * kn[d];
-                kq1 += k[d] * qn[d];
-            }
-            o->kq[at] = kq;
-            o->kk[at] = next ? kk : 0.0f;
-            o->kq1[at] = next ? kq1 : 0.0f;
-        }
-        if (!p->use_qk_l2norm) { o->qs[at] = scale; o->ks[at] = 1.0f; continue; }
-        double sq = 0.0, sk = 0.0;
-#pragma omp simd reduction(+ : sq, sk)
-        for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
-        o->qs[at] = (float)(scale / sqrt(sq + 1e-6));
-        o->ks[at] = (float)(1.0 / sqrt(sk + 1e-6));
+        token_scalars_one(p, b, t, hk, o->qs + at, o->ks + at, o->kq ? o->kq + at : NULL, o->kq ? o->kk + at : NULL,
+                          o->kq ? o->kq1 + at : NULL);
     }
 }
 
@@ -147,6 +157,8 @@ typedef struct {
     colblock_fn simd;
     int W, nblk, group;       /* block width, blocks per head, blocks per task */
     token_scalars sc;         /* per-token scalars, [B, Hk, T] and [B, Hv, T] */
+    int pairs;                /* two-token sweeps: sc has the dots */
+    int local_scalars;        /* each task computes its own scalars (short runs; sc unused) */
 } recurrent_plan;
 
 static void run_block(const recurrent_plan *pl, const dr_colblock *c, int ncols)
@@ -172,6 +184,22 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
     const float *q0 = p->q + ((size_t)b * T * Hk + hk) * Dk, *k0 = p->k + ((size_t)b * T * Hk + hk) * Dk;
     const float *v0 = p->v + ((size_t)b * T * Hv + h) * Dv;
     float *o0 = p->out + ((size_t)b * T * Hv + h) * Dv;
+    /* Short runs: this task's scalars, computed here (see deltarule_recurrent) */
+    float lqs[STATIC_MAX_TOKENS], lks[STATIC_MAX_TOKENS], lkq[STATIC_MAX_TOKENS], lkk[STATIC_MAX_TOKENS];
+    float lkq1[STATIC_MAX_TOKENS], leg[STATIC_MAX_TOKENS], lbeta[STATIC_MAX_TOKENS];
+    token_scalars sc = pl->sc;
+    size_t at0 = tok0, vat0 = vtok0;
+    if (pl->local_scalars) {
+        const int pairs = pl->pairs;
+        for (int t = 0; t < len; t++) {
+            const size_t in = ((size_t)b * T + t) * Hv + h;
+            leg[t] = expf(p->g[in]);
+            lbeta[t] = p->beta[in];
+            token_scalars_one(p, b, t, hk, lqs + t, lks + t, pairs ? lkq + t : NULL, lkk + t, lkq1 + t);
+        }
+        sc = (token_scalars){.qs = lqs, .ks = lks, .kq = pairs ? lkq : NULL, .kk = lkk, .kq1 = lkq1, .eg = leg, .beta = lbeta};
+        at0 = vat0 = 0;
+    }
     /* Rows of a block in the state are Dv floats apart: with Dv = 128 they
      * fall in a quarter of L1's sets and evict each other every token.  Over
      * many tokens blocks are worked on packed (rows W floats apart); a short
@@ -198,16 +226,16 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
              * such store-forwarding stall cost more than the copy (perf) */
             float *dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
             const ptrdiff_t ld = use_packed ? W : Dv;
-            const int pairs = pl->sc.kq != NULL;
+            const int pairs = sc.kq != NULL;
             const dr_colblock c = {
                 .Dk = Dk, .ncols = ncols, .ntok = n,
                 .q = q0 + t0 * qk_stride, .k = k0 + t0 * qk_stride, .qk_stride = qk_stride,
                 .v = v0 + t0 * vo_stride + c0, .o = o0 + t0 * vo_stride + c0, .vo_stride = vo_stride,
-                .eg = pl->sc.eg + vtok0 + t0, .beta = pl->sc.beta + vtok0 + t0,
-                .qscale = pl->sc.qs + tok0 + t0, .kscale = pl->sc.ks + tok0 + t0,
-                .kq = pairs ? pl->sc.kq + tok0 + t0 : NULL,
-                .kk = pairs ? pl->sc.kk + tok0 + t0 : NULL,
-                .kq1 = pairs ? pl->sc.kq1 + tok0 + t0 : NULL,
+                .eg = sc.eg + vat0 + t0, .beta = sc.beta + vat0 + t0,
+                .qscale = sc.qs + at0 + t0, .kscale = sc.ks + at0 + t0,
+                .kq = pairs ? sc.kq + at0 + t0 : NULL,
+                .kk = pairs ? sc.kk + at0 + t0 : NULL,
+                .kq1 = pairs ? sc.kq1 + at0 + t0 : NULL,
                 .src = dst, .dst = dst, .src_ld = ld, .dst_ld = ld, /* the state was put in place above */
                 .rows_cold = i == 0,
             };
@@ -236,17 +264,25 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     pl.group = (long)B * Hv >= 2L * threads ? pl.nblk : 1;
     const int groups = (pl.nblk + pl.group - 1) / pl.group;
     const long ntask = (long)B * Hv * groups;
+    pl.pairs = pairs;
+    /* Short runs (decode): each task computes its own few scalars, and the
+     * team pass with the barrier after it is skipped; the barrier cost more
+     * than the scalars (~2 dots of Dk per head and token). */
+    pl.local_scalars = T <= STATIC_MAX_TOKENS;
     const size_t nscale = (size_t)B * p->Hk * T, nv = (size_t)B * Hv * T;
-    float *scales = malloc(sizeof(float) * ((pairs ? 5 : 2) * nscale + 2 * nv));
-    if (!scales) return -1;
-    pl.sc.eg = scales;
-    pl.sc.beta = scales + nv;
-    pl.sc.qs = scales + 2 * nv;
-    pl.sc.ks = pl.sc.qs + nscale;
-    if (pairs) {
-        pl.sc.kq = pl.sc.ks + nscale;
-        pl.sc.kk = pl.sc.kq + nscale;
-        pl.sc.kq1 = pl.sc.kk + nscale;
+    float *scales = NULL;
+    if (!pl.local_scalars) {
+        scales = malloc(sizeof(float) * ((pairs ? 5 : 2) * nscale + 2 * nv));
+        if (!scales) return -1;
+        pl.sc.eg = scales;
+        pl.sc.beta = scales + nv;
+        pl.sc.qs = scales + 2 * nv;
+        pl.sc.ks = pl.sc.qs + nscale;
+        if (pairs) {
+            pl.sc.kq = pl.sc.ks + nscale;
+            pl.sc.kk = pl.sc.kq + nscale;
+            pl.sc.kq1 = pl.sc.kk + nscale;
+        }
     }
     int failed = 0;
 #pragma omp parallel num_threads(threads)
@@ -259,7 +295,7 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
 #pragma omp atomic write
             failed = 1;
         }
-        token_scales(p, &pl.sc); /* ends with the team's barrier */
+        if (!pl.local_scalars) token_scales(p, &pl.sc); /* ends with the team's barrier */
         /* Head fastest: tasks running at the same time are other heads, so
          * no two threads write neighbouring bytes of one output row.
          * Short runs (decode) are scheduled statically: the same heads go to
