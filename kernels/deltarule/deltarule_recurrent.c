@@ -69,19 +69,19 @@ typedef void (*colblock_fn)(const dr_colblock *);
  * did not, and two-token sweeps ran ~20% slower at T = 2048 on one thread);
  * the extra u~ pass per block is 1/32 of a block's sweeps. */
 #define TIME_BLOCK 64
+/* Tokens ahead whose q/k rows the scalar loop prefetches. */
+#define SCALAR_AHEAD 4
 
 /* eq. (1) folded into per-token scalars, qscale = scale/||q|| and kscale =
  * 1/||k||, and for two-token sweeps the raw dots k_t.q_t, k_t.k_{t+1},
- * k_t.q_{t+1} (eq. 3c; 0 past the sequence), laid out [B, Hk, T] so a task
- * reads its tokens contiguously.  Computed once per (sequence, token, key
- * head) by the team that then runs the tasks, in memory order: a streaming
- * pass over q and k, where a pass per task over its head's rows (Hk*Dk
- * floats apart) took 2-3 times as long in perf.  No second parallel region:
- * that costs ~10 us at T = 1. */
-typedef struct {
-    float *qs, *ks, *kq, *kk, *kq1; /* [B, Hk, T]; kq == NULL: one-token sweeps, no dots */
-    float *eg, *beta;               /* [B, Hv, T]: exp(g) once, not once per column block */
-} token_scalars;
+ * k_t.q_{t+1} (eq. 3c; 0 past the sequence), plus exp(g) and beta per value
+ * head.  Each task computes its head's scalars one time block at a time,
+ * just before the block's sweeps: that loop brings the block's q/k rows into
+ * L2, where the column blocks then find them.  (They used to come from a
+ * team pass over all tokens before the tasks: it streamed q and k from
+ * memory once more, cost 7.6% of T = 2048 in perf, and its barrier cost
+ * ~1 us of a 20 us decode; per time block, T = 2048 runs ~1% and T = 8192
+ * ~4% faster, decode no slower, in interleaved runs.) */
 
 /* The scalars of one (sequence b, token t, key head hk); kq == NULL: no dots. */
 static void token_scalars_one(const deltarule_problem *p, long b, long t, long hk, float *qs, float *ks, float *kq,
@@ -116,23 +116,6 @@ static void token_scalars_one(const deltarule_problem *p, long b, long t, long h
     *ks = (float)(1.0 / sqrt(sk + 1e-6));
 }
 
-static void token_scales(const deltarule_problem *p, const token_scalars *o)
-{
-    const int T = p->T, Hk = p->Hk, Hv = p->Hv, rep = Hv / Hk;
-#pragma omp for schedule(static)
-    for (long i = 0; i < (long)p->B * T * Hk; i++) {
-        const long b = i / ((long)T * Hk), t = (i / Hk) % T, hk = i % Hk;
-        const size_t at = ((size_t)b * Hk + hk) * T + t;
-        for (int h = (int)hk * rep; h < (int)(hk + 1) * rep; h++) {
-            const size_t vat = ((size_t)b * Hv + h) * T + t, in = ((size_t)b * T + t) * Hv + h;
-            o->eg[vat] = expf(p->g[in]);
-            o->beta[vat] = p->beta[in];
-        }
-        token_scalars_one(p, b, t, hk, o->qs + at, o->ks + at, o->kq ? o->kq + at : NULL, o->kq ? o->kk + at : NULL,
-                          o->kq ? o->kq1 + at : NULL);
-    }
-}
-
 /* The column-block kernel for this CPU and problem: two tokens per sweep
  * when asked for and there are two tokens (decode keeps the one-token
  * kernel, which updates the state in place in one pass after the u~ pass). */
@@ -156,9 +139,7 @@ typedef struct {
     const deltarule_problem *p;
     colblock_fn simd;
     int W, nblk, group;       /* block width, blocks per head, blocks per task */
-    token_scalars sc;         /* per-token scalars, [B, Hk, T] and [B, Hv, T] */
-    int pairs;                /* two-token sweeps: sc has the dots */
-    int local_scalars;        /* each task computes its own scalars (short runs; sc unused) */
+    int pairs;                /* two-token sweeps: the scalars include the dots (eq. 3c) */
 } recurrent_plan;
 
 static void run_block(const recurrent_plan *pl, const dr_colblock *c, int ncols)
@@ -176,30 +157,16 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
     const int hk = h / (Hv / Hk), len = deltarule_valid_len(p, b);
     const int nb = blk0 + pl->group <= pl->nblk ? pl->group : pl->nblk - blk0;
     const size_t head = ((size_t)b * Hv + h) * (size_t)Dk * Dv;
-    const size_t tok0 = ((size_t)b * p->Hk + hk) * T; /* this (sequence, key head)'s scalars */
-    const size_t vtok0 = ((size_t)b * Hv + h) * T;    /* this (sequence, value head)'s */
     const float *init = p->initial_state ? p->initial_state + head : NULL;
     float *fin = p->final_state ? p->final_state + head : NULL;
     const ptrdiff_t qk_stride = (ptrdiff_t)Hk * Dk, vo_stride = (ptrdiff_t)Hv * Dv;
     const float *q0 = p->q + ((size_t)b * T * Hk + hk) * Dk, *k0 = p->k + ((size_t)b * T * Hk + hk) * Dk;
     const float *v0 = p->v + ((size_t)b * T * Hv + h) * Dv;
     float *o0 = p->out + ((size_t)b * T * Hv + h) * Dv;
-    /* Short runs: this task's scalars, computed here (see deltarule_recurrent) */
-    float lqs[STATIC_MAX_TOKENS], lks[STATIC_MAX_TOKENS], lkq[STATIC_MAX_TOKENS], lkk[STATIC_MAX_TOKENS];
-    float lkq1[STATIC_MAX_TOKENS], leg[STATIC_MAX_TOKENS], lbeta[STATIC_MAX_TOKENS];
-    token_scalars sc = pl->sc;
-    size_t at0 = tok0, vat0 = vtok0;
-    if (pl->local_scalars) {
-        const int pairs = pl->pairs;
-        for (int t = 0; t < len; t++) {
-            const size_t in = ((size_t)b * T + t) * Hv + h;
-            leg[t] = expf(p->g[in]);
-            lbeta[t] = p->beta[in];
-            token_scalars_one(p, b, t, hk, lqs + t, lks + t, pairs ? lkq + t : NULL, lkk + t, lkq1 + t);
-        }
-        sc = (token_scalars){.qs = lqs, .ks = lks, .kq = pairs ? lkq : NULL, .kk = lkk, .kq1 = lkq1, .eg = leg, .beta = lbeta};
-        at0 = vat0 = 0;
-    }
+    /* This time block's scalars, computed by the task (see deltarule_recurrent) */
+    float lqs[TIME_BLOCK], lks[TIME_BLOCK], lkq[TIME_BLOCK], lkk[TIME_BLOCK];
+    float lkq1[TIME_BLOCK], leg[TIME_BLOCK], lbeta[TIME_BLOCK];
+    const int pairs = pl->pairs;
     /* Rows of a block in the state are Dv floats apart: with Dv = 128 they
      * fall in a quarter of L1's sets and evict each other every token.  Over
      * many tokens blocks are worked on packed (rows W floats apart); a short
@@ -219,6 +186,17 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
     }
     for (int t0 = 0; t0 < len; t0 += TIME_BLOCK) {
         const int n = len - t0 < TIME_BLOCK ? len - t0 : TIME_BLOCK;
+        for (int j = 0; j < n; j++) {
+            const int t = t0 + j;
+            if (t + SCALAR_AHEAD < len) { /* rows Hk*Dk floats apart: fetched ahead by hand */
+                const float *qa = q0 + (t + SCALAR_AHEAD) * qk_stride, *ka = k0 + (t + SCALAR_AHEAD) * qk_stride;
+                for (int r = 0; r < Dk; r += 16) { __builtin_prefetch(qa + r); __builtin_prefetch(ka + r); }
+            }
+            const size_t in = ((size_t)b * T + t) * Hv + h;
+            leg[j] = expf(p->g[in]);
+            lbeta[j] = p->beta[in];
+            token_scalars_one(p, b, t, hk, lqs + j, lks + j, pairs ? lkq + j : NULL, lkk + j, lkq1 + j);
+        }
         for (int i = 0; i < nb; i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
             /* built whole, not copied from a template and patched: the
@@ -226,16 +204,12 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
              * such store-forwarding stall cost more than the copy (perf) */
             float *dst = use_packed ? packed + (size_t)i * Dk * W : fin + c0;
             const ptrdiff_t ld = use_packed ? W : Dv;
-            const int pairs = sc.kq != NULL;
             const dr_colblock c = {
                 .Dk = Dk, .ncols = ncols, .ntok = n,
                 .q = q0 + t0 * qk_stride, .k = k0 + t0 * qk_stride, .qk_stride = qk_stride,
                 .v = v0 + t0 * vo_stride + c0, .o = o0 + t0 * vo_stride + c0, .vo_stride = vo_stride,
-                .eg = sc.eg + vat0 + t0, .beta = sc.beta + vat0 + t0,
-                .qscale = sc.qs + at0 + t0, .kscale = sc.ks + at0 + t0,
-                .kq = pairs ? sc.kq + at0 + t0 : NULL,
-                .kk = pairs ? sc.kk + at0 + t0 : NULL,
-                .kq1 = pairs ? sc.kq1 + at0 + t0 : NULL,
+                .eg = leg, .beta = lbeta, .qscale = lqs, .kscale = lks,
+                .kq = pairs ? lkq : NULL, .kk = pairs ? lkk : NULL, .kq1 = pairs ? lkq1 : NULL,
                 .src = dst, .dst = dst, .src_ld = ld, .dst_ld = ld, /* the state was put in place above */
                 .rows_cold = i == 0,
             };
@@ -265,25 +239,6 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     const int groups = (pl.nblk + pl.group - 1) / pl.group;
     const long ntask = (long)B * Hv * groups;
     pl.pairs = pairs;
-    /* Short runs (decode): each task computes its own few scalars, and the
-     * team pass with the barrier after it is skipped; the barrier cost more
-     * than the scalars (~2 dots of Dk per head and token). */
-    pl.local_scalars = T <= STATIC_MAX_TOKENS;
-    const size_t nscale = (size_t)B * p->Hk * T, nv = (size_t)B * Hv * T;
-    float *scales = NULL;
-    if (!pl.local_scalars) {
-        scales = malloc(sizeof(float) * ((pairs ? 5 : 2) * nscale + 2 * nv));
-        if (!scales) return -1;
-        pl.sc.eg = scales;
-        pl.sc.beta = scales + nv;
-        pl.sc.qs = scales + 2 * nv;
-        pl.sc.ks = pl.sc.qs + nscale;
-        if (pairs) {
-            pl.sc.kq = pl.sc.ks + nscale;
-            pl.sc.kk = pl.sc.kq + nscale;
-            pl.sc.kq1 = pl.sc.kk + nscale;
-        }
-    }
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
@@ -295,7 +250,6 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
 #pragma omp atomic write
             failed = 1;
         }
-        if (!pl.local_scalars) token_scales(p, &pl.sc); /* ends with the team's barrier */
         /* Head fastest: tasks running at the same time are other heads, so
          * no two threads write neighbouring bytes of one output row.
          * Short runs (decode) are scheduled statically: the same heads go to
@@ -314,6 +268,5 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
         }
         free(packed);
     }
-    free(scales);
     return failed ? -1 : 0;
 }
