@@ -83,54 +83,53 @@ typedef void (*colblock_fn)(const dr_colblock *);
  * ~1 us of a 20 us decode; per time block, T = 2048 runs ~1% and T = 8192
  * ~4% faster, decode no slower, in interleaved runs.) */
 
+#define FNDOTS dr_token_dots_generic
+#include "recurrent_scalars.inc"
+
 /* The scalars of one (sequence b, token t, key head hk); kq == NULL: no dots. */
-static void token_scalars_one(const deltarule_problem *p, long b, long t, long hk, float *qs, float *ks, float *kq,
-                              float *kk, float *kq1)
+static void token_scalars_one(dr_token_dots_fn dots_fn, const deltarule_problem *p, long b, long t, long hk,
+                              float *qs, float *ks, float *kq, float *kk, float *kq1)
 {
     const int T = p->T, Hk = p->Hk, Dk = p->Dk;
     const ptrdiff_t stride = (ptrdiff_t)Hk * Dk;
     const long i = (b * T + t) * Hk + hk;
     const float *q = p->q + i * Dk, *k = p->k + i * Dk;
+    const int next = t + 1 < T;
+    double sums[2];
+    float dots[3];
+    dots_fn(q, k, kq ? (next ? q + stride : q) : NULL, next ? k + stride : k, Dk, sums, dots);
     if (kq) {
-        const int next = t + 1 < T;
-        const float *qn = next ? q + stride : q, *kn = next ? k + stride : k;
-        /* fp32 (lanes of partial sums): these dots enter the outputs
-         * like one more term of the sweeps' own fp32 sums */
-        float dkq = 0.0f, dkk = 0.0f, dkq1 = 0.0f;
-#pragma omp simd reduction(+ : dkq, dkk, dkq1)
-        for (int d = 0; d < Dk; d++) {
-            dkq += k[d] * q[d];
-            dkk += k[d] * kn[d];
-            dkq1 += k[d] * qn[d];
-        }
-        *kq = dkq;
-        *kk = next ? dkk : 0.0f;
-        *kq1 = next ? dkq1 : 0.0f;
+        *kq = dots[0];
+        *kk = next ? dots[1] : 0.0f;
+        *kq1 = next ? dots[2] : 0.0f;
     }
     const float scale = deltarule_scale(p);
     if (!p->use_qk_l2norm) { *qs = scale; *ks = 1.0f; return; }
-    double sq = 0.0, sk = 0.0;
-#pragma omp simd reduction(+ : sq, sk)
-    for (int d = 0; d < Dk; d++) { sq += (double)q[d] * q[d]; sk += (double)k[d] * k[d]; }
-    *qs = (float)(scale / sqrt(sq + 1e-6));
-    *ks = (float)(1.0 / sqrt(sk + 1e-6));
+    *qs = (float)(scale / sqrt(sums[0] + 1e-6));
+    *ks = (float)(1.0 / sqrt(sums[1] + 1e-6));
 }
 
 /* The column-block kernel for this CPU and problem: two tokens per sweep
  * when asked for and there are two tokens (decode keeps the one-token
  * kernel, which updates the state in place in one pass after the u~ pass). */
-static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W)
+static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W, dr_token_dots_fn *dots)
 {
     switch (cpu_isa()) {
     case ISA_AVX512:
         *fn = pairs ? dr_colpair_avx512 : dr_colblock_avx512;
         *W = pairs ? DR_COLPAIR_W_AVX512 : DR_COLBLOCK_W_AVX512;
+        *dots = dr_token_dots_avx512;
         break;
     case ISA_AVX2:
         *fn = pairs ? dr_colpair_avx2 : dr_colblock_avx2;
         *W = pairs ? DR_COLPAIR_W_AVX2 : DR_COLBLOCK_W_AVX2;
+        *dots = dr_token_dots_avx2;
         break;
-    default: *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; break;
+    default:
+        *fn = dr_colblock_generic;
+        *W = DR_COLBLOCK_W_GENERIC;
+        *dots = dr_token_dots_generic;
+        break;
     }
     if (Dv < *W) { *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; }
 }
@@ -140,6 +139,7 @@ typedef struct {
     colblock_fn simd;
     int W, nblk, group;       /* block width, blocks per head, blocks per task */
     int pairs;                /* two-token sweeps: the scalars include the dots (eq. 3c) */
+    dr_token_dots_fn dots;    /* the per-token sums at this CPU's ISA */
 } recurrent_plan;
 
 static void run_block(const recurrent_plan *pl, const dr_colblock *c, int ncols)
@@ -195,7 +195,7 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
             const size_t in = ((size_t)b * T + t) * Hv + h;
             leg[j] = expf(p->g[in]);
             lbeta[j] = p->beta[in];
-            token_scalars_one(p, b, t, hk, lqs + j, lks + j, pairs ? lkq + j : NULL, lkk + j, lkq1 + j);
+            token_scalars_one(pl->dots, p, b, t, hk, lqs + j, lks + j, pairs ? lkq + j : NULL, lkk + j, lkq1 + j);
         }
         for (int i = 0; i < nb; i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
@@ -230,7 +230,7 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     recurrent_plan pl = {.p = p};
     const int pairs = o->sweep_tokens == 2 && T >= 2;
-    pick_kernel(Dv, pairs, &pl.simd, &pl.W);
+    pick_kernel(Dv, pairs, &pl.simd, &pl.W, &pl.dots);
     pl.nblk = (Dv + pl.W - 1) / pl.W;
     /* Whole heads per task when there are enough heads to keep every thread
      * busy (time blocking then shares the token rows between blocks); single

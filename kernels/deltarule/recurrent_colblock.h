@@ -39,6 +39,18 @@ void dr_colblock_avx512(const dr_colblock *c);
 void dr_colpair_avx2(const dr_colblock *c);
 void dr_colpair_avx512(const dr_colblock *c);
 
+/* Per-token sums for eq. (1) and (3c): sq_sk = (q.q, k.k) in double; with
+ * qn != NULL, dots = (k.q, k.kn, k.qn) in fp32.  qn, kn: the next token's
+ * rows (any rows when there is none: the caller drops those dots). */
+typedef void (*dr_token_dots_fn)(const float *q, const float *k, const float *qn, const float *kn, int Dk,
+                                 double *sq_sk, float *dots);
+void dr_token_dots_generic(const float *q, const float *k, const float *qn, const float *kn, int Dk, double *sq_sk,
+                           float *dots);
+void dr_token_dots_avx2(const float *q, const float *k, const float *qn, const float *kn, int Dk, double *sq_sk,
+                        float *dots);
+void dr_token_dots_avx512(const float *q, const float *k, const float *qn, const float *kn, int Dk, double *sq_sk,
+                          float *dots);
+
 #define DR_COLBLOCK_W_GENERIC 32
 #define DR_COLBLOCK_W_AVX2 32
 #define DR_COLBLOCK_W_AVX512 64

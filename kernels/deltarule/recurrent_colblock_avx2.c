@@ -9,3 +9,5 @@
 #include "recurrent_colblock_simd.inc"
 #define FNP dr_colpair_avx2
 #include "recurrent_colpair_simd.inc"
+#define FNDOTS dr_token_dots_avx2
+#include "recurrent_scalars.inc"
