@@ -543,20 +543,22 @@ static void test_state_in_place(void **state)
 /* A padded batch (B = 3, seq_len = {T, 5, 0}) equals each sequence run
  * alone by ref with its own length; padded outputs are exactly 0.0f, and a
  * seq_len = 0 sequence keeps its initial state bit for bit. */
-static void test_padding(void **state)
+/* Right padding on one batch: sequences of T, 5, 0 and 1 valid tokens.  Dv
+ * = 100 leaves a partial column block; Dv = 128 is whole blocks, where a
+ * one-token sequence takes the recurrent form's fused one-token kernel. */
+static void padding_case(int Dv)
 {
-    (void)state;
-    enum { T = 2 * CHUNK + 10 };
+    enum { T = 2 * CHUNK + 10, NSEQ = 4 };
     dr_case c;
-    make_case(&c, (dr_shape){3, T, 2, 4, 48, 100, 1, 1}, DR_REGIME_RANDOM, 40);
-    const int32_t lens[3] = {T, 5, 0};
+    make_case(&c, (dr_shape){NSEQ, T, 2, 4, 48, Dv, 1, 1}, DR_REGIME_RANDOM, 40);
+    const int32_t lens[NSEQ] = {T, 5, 0, 1};
     memcpy(c.seq_len, lens, sizeof lens);
     const deltarule_problem *p = &c.p;
     const size_t tok = (size_t)p->Hv * p->Dv, st = (size_t)p->Hv * p->Dk * p->Dv;
 
     /* ref on each sequence alone (B = 1, T = its length) */
-    outputs alone[3];
-    for (int b = 0; b < 3; b++) {
+    outputs alone[NSEQ];
+    for (int b = 0; b < NSEQ; b++) {
         if (!lens[b]) continue;
         deltarule_problem one = *p;
         one.B = 1;
@@ -578,7 +580,7 @@ static void test_padding(void **state)
         if (!claims(impls[i], DR_REGIME_RANDOM)) continue;
         const char *name = impls[i]->name;
         run_into(impls[i], p, NULL, &x);
-        for (int b = 0; b < 3; b++) {
+        for (int b = 0; b < NSEQ; b++) {
             const float *out_b = x.out + vo_off(p, b, 0, 0), *state_b = x.state + state_off(p, b, 0);
             for (size_t j = (size_t)lens[b] * tok; j < (size_t)T * tok; j++)
                 if (out_b[j] != 0.0f)
@@ -595,10 +597,17 @@ static void test_padding(void **state)
             expect_close(e, impls[i]->claim_tol, name, what, p);
         }
     }
-    for (int b = 0; b < 3; b++)
+    for (int b = 0; b < NSEQ; b++)
         if (lens[b]) outputs_free(&alone[b]);
     outputs_free(&x);
     dr_case_free(&c);
+}
+
+static void test_padding(void **state)
+{
+    (void)state;
+    padding_case(100);
+    padding_case(128);
 }
 
 /* initial_state = NULL means zeros and final_state = NULL means "not

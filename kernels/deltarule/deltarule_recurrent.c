@@ -112,18 +112,22 @@ static void token_scalars_one(dr_token_dots_fn dots_fn, const deltarule_problem 
 /* The column-block kernel for this CPU and problem: two tokens per sweep
  * when asked for and there are two tokens (decode keeps the one-token
  * kernel, which updates the state in place in one pass after the u~ pass). */
-static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W, dr_token_dots_fn *dots)
+static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W, dr_token_dots_fn *dots,
+                        void (**token)(const dr_colblock *, int))
 {
+    *token = NULL;
     switch (cpu_isa()) {
     case ISA_AVX512:
         *fn = pairs ? dr_colpair_avx512 : dr_colblock_avx512;
         *W = pairs ? DR_COLPAIR_W_AVX512 : DR_COLBLOCK_W_AVX512;
         *dots = dr_token_dots_avx512;
+        *token = pairs ? NULL : dr_colblock_token_avx512; /* its blocks are the one-token width */
         break;
     case ISA_AVX2:
         *fn = pairs ? dr_colpair_avx2 : dr_colblock_avx2;
         *W = pairs ? DR_COLPAIR_W_AVX2 : DR_COLBLOCK_W_AVX2;
         *dots = dr_token_dots_avx2;
+        *token = pairs ? NULL : dr_colblock_token_avx2;
         break;
     default:
         *fn = dr_colblock_generic;
@@ -131,7 +135,7 @@ static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W, dr_token_dot
         *dots = dr_token_dots_generic;
         break;
     }
-    if (Dv < *W) { *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; }
+    if (Dv < *W) { *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; *token = NULL; }
 }
 
 typedef struct {
@@ -140,6 +144,7 @@ typedef struct {
     int W, nblk, group;       /* block width, blocks per head, blocks per task */
     int pairs;                /* two-token sweeps: the scalars include the dots (eq. 3c) */
     dr_token_dots_fn dots;    /* the per-token sums at this CPU's ISA */
+    void (*token)(const dr_colblock *, int); /* one token over adjacent blocks; NULL: none */
 } recurrent_plan;
 
 static void run_block(const recurrent_plan *pl, const dr_colblock *c, int ncols)
@@ -197,7 +202,9 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
             lbeta[j] = p->beta[in];
             token_scalars_one(pl->dots, p, b, t, hk, lqs + j, lks + j, pairs ? lkq + j : NULL, lkk + j, lkq1 + j);
         }
-        for (int i = 0; i < nb; i++) {
+        /* one token in place over whole blocks: the fused kernel runs them all */
+        const int fused = n == 1 && !use_packed && pl->token && (blk0 + nb) * W <= Dv;
+        for (int i = 0; i < (fused ? 1 : nb); i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
             /* built whole, not copied from a template and patched: the
              * patching's narrow stores fed wide loads of the copy, and each
@@ -213,7 +220,10 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
                 .src = dst, .dst = dst, .src_ld = ld, .dst_ld = ld, /* the state was put in place above */
                 .rows_cold = i == 0,
             };
-            run_block(pl, &c, ncols);
+            if (fused)
+                pl->token(&c, nb);
+            else
+                run_block(pl, &c, ncols);
         }
     }
     if (use_packed && fin)
@@ -230,7 +240,7 @@ int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o)
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     recurrent_plan pl = {.p = p};
     const int pairs = o->sweep_tokens == 2 && T >= 2;
-    pick_kernel(Dv, pairs, &pl.simd, &pl.W, &pl.dots);
+    pick_kernel(Dv, pairs, &pl.simd, &pl.W, &pl.dots, &pl.token);
     pl.nblk = (Dv + pl.W - 1) / pl.W;
     /* Whole heads per task when there are enough heads to keep every thread
      * busy (time blocking then shares the token rows between blocks); single

@@ -34,6 +34,11 @@ void dr_colblock_generic(const dr_colblock *c);
 void dr_colblock_avx2(const dr_colblock *c);
 void dr_colblock_avx512(const dr_colblock *c);
 
+/* One token (ntok = 1), nblk adjacent blocks of the variant's width from c's
+ * columns on, the next block's u~ pass fused into this one's update pass. */
+void dr_colblock_token_avx2(const dr_colblock *c, int nblk);
+void dr_colblock_token_avx512(const dr_colblock *c, int nblk);
+
 /* Two tokens per sweep (eq. 3c), any ntok >= 1; ncols must equal
  * DR_COLPAIR_W_AVX2 / _AVX512; kq, kk, kq1 must be set. */
 void dr_colpair_avx2(const dr_colblock *c);

@@ -4,6 +4,7 @@
 #include <math.h>
 #define VW 8
 #define FN dr_colblock_avx2
+#define FNFUSED dr_colblock_token_avx2
 #define TARGET "avx2,fma"
 #define BCAST(p) ((vf)_mm256_broadcast_ss(p))
 #include "recurrent_colblock_simd.inc"

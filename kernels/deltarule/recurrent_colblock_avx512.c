@@ -4,6 +4,7 @@
 #include <math.h>
 #define VW 16
 #define FN dr_colblock_avx512
+#define FNFUSED dr_colblock_token_avx512
 #define TARGET "avx512f"
 #define BCAST(p) ((vf)_mm512_set1_ps(*(p)))
 #include "recurrent_colblock_simd.inc"
