@@ -13,6 +13,8 @@
 
 #define BENCH_MAX_IMPLS 16
 #define BENCH_MAX_COUNTERS 16
+/* Untimed calls before a measurement: at least one, and for at least this long. */
+#define WARMUP_SECONDS 0.02
 
 typedef struct {
     const char *impl;

@@ -66,22 +66,37 @@ int cli_int_list(const char *s, int *out, int max, int lo, int hi)
     return n ? n : -1;
 }
 
-/* OpenMP threads that spin while waiting steal the core of any other
- * process on a shared machine (llama.cpp's 2-thread figures collapsed 10-20x
- * that way here).  libgomp reads its spin limit when it is loaded, before
- * main, so when the user has set neither knob we set a short one (~10k spins,
- * a few microseconds: decode steps are ~50 us apart) and re-execute once. */
-static void bound_openmp_spinning(char **argv)
+/* Thread pools, set before the libraries read them (at load, before main):
+ * when the user has not chosen, q35lab sets them and re-executes once.
+ * - OpenMP threads that spin while waiting steal the core of any other
+ *   process on a shared machine (llama.cpp's 2-thread figures collapsed
+ *   10-20x that way here): a short spin limit (~10k spins, a few
+ *   microseconds: decode steps are ~50 us apart).
+ * - OpenBLAS (pthreads build) starts a worker per core at load, and those
+ *   workers competed with q35lab's OpenMP team for the cores: a 2-thread
+ *   decode step measured 555-575 us instead of 18 us in 3 of 6 runs, and
+ *   18 us in 6 of 6 with OPENBLAS_NUM_THREADS=1.  All of q35lab's
+ *   parallelism is its own OpenMP (BLAS calls run inside its tasks on one
+ *   thread), so OpenBLAS starts single-threaded; `calibrate` still raises
+ *   it with openblas_set_num_threads() for its multi-thread sgemm figures. */
+static void set_thread_pools(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    setenv("GOMP_SPINCOUNT", "10000", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc): carry on with libgomp's default */
+    int changed = 0;
+    if (!getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT")) {
+        setenv("GOMP_SPINCOUNT", "10000", 1);
+        changed = 1;
+    }
+    if (!getenv("OPENBLAS_NUM_THREADS")) {
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        changed = 1;
+    }
+    if (changed) execv("/proc/self/exe", argv);
+    /* exec failed (no /proc): carry on with the libraries' defaults */
 }
 
 int main(int argc, char **argv)
 {
-    bound_openmp_spinning(argv);
+    set_thread_pools(argv);
     char err[256];
     if (!access(DR_CROSSOVER_FILE, R_OK) && dr_crossover_load(DR_CROSSOVER_FILE, err, sizeof err))
         fprintf(stderr, "q35lab: ignoring %s (auto uses its built-in default)\n", err);
