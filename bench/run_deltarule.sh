@@ -17,7 +17,7 @@ build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1,64,512,2048,8192 --threa
 
 # Decode, state warm, with enough repetitions for a median of a ~30 us call (the sweep
 # above runs 10; the host's noise moves those by tens of percent).
-build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1 --threads 1,2 --reps 500 --impl recurrent,auto \
+build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1 --threads 1,2 --reps 5000 --impl recurrent,auto \
     --csv results/deltarule_decode.csv --json results/deltarule_decode.jsonl | tee results/deltarule_decode.txt
 
 # Decode with the state rotating over the 18 DeltaNet layers of Qwen3.5-0.8B (not in cache).
