@@ -6,9 +6,9 @@
  *        exactly once: the decode / GEMV kernel.  bf16 W is widened in registers, 16
  *        weights per load (even/odd split, see dot_tile_eo), exactly.
  * PACKED BLIS-style: a KC x NC block of W is packed transposed into 16-column panels
- *        (bf16 stays bf16 there and is widened in the micro-kernel), a MC x KC block of A into 6-row panels, and a 6 x 16
- *        outer-product micro-kernel (12 accumulators, 2 loads + 6 broadcasts per k)
- *        runs over them: the large-M kernel.
+ *        (bf16 stays bf16 there and is widened in the micro-kernel), a MC x KC block
+ *        of A into 6-row panels, and a 6 x 16 outer-product micro-kernel (12
+ *        accumulators, 2 loads + 6 broadcasts per k) runs over them: the large-M kernel.
  * PACKA  the same outer product on C^T = W A^T: A is packed transposed into 16-row
  *        panels, W is broadcast straight from its rows (bf16: rows widened into a small
  *        buffer, no transposition), a 16 x 6 micro-kernel whose tile is transposed on the
@@ -33,11 +33,6 @@ INL __m256 cvt8(const uint16_t *p)
 {
     const __m128i h = _mm_loadu_si128((const __m128i *)p);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-INL __m256 ldw8(const void *w, int bf, size_t off)
-{
-    return bf ? cvt8((const uint16_t *)w + off) : _mm256_loadu_ps((const float *)w + off);
 }
 
 /* The first t (1..7) elements at off, zeros after; never reads past them. */
@@ -339,9 +334,9 @@ INL void transpose8(__m256 v[8])
     v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-/* Bp[j / 16][k][j % 16] = W[j][k] (fp32), j < nc (zero up to the next multiple of 16), k < kc.
- * W points at the block's first element. */
-INL void pack_b_impl(const int bf, const void *W, size_t ldw, int nc, int kc, float *Bp)
+/* Bp[j / 16][k][j % 16] = W[j][k] (fp32 W), j < nc (zero up to the next multiple of 16), k < kc.
+ * W points at the block's first element.  (bf16 W: pack_b_bf16_kept.) */
+static TGT void pack_b_f32(const float *W, size_t ldw, int nc, int kc, float *Bp)
 {
     for (int j = 0; j < nc; j += NR) {
         float *bp = Bp + (size_t)j * kc;
@@ -353,18 +348,16 @@ INL void pack_b_impl(const int bf, const void *W, size_t ldw, int nc, int kc, fl
             for (; k + 8 <= kc; k += 8) {
                 __m256 v[8];
 #pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) v[i] = i < hr ? ldw8(W, bf, r0 + i * ldw + k) : _mm256_setzero_ps();
+                for (int i = 0; i < 8; i++) v[i] = i < hr ? _mm256_loadu_ps(W + r0 + i * ldw + k) : _mm256_setzero_ps();
                 transpose8(v);
 #pragma GCC unroll 8
                 for (int i = 0; i < 8; i++) _mm256_store_ps(bp + (size_t)(k + i) * NR + h, v[i]);
             }
             for (; k < kc; k++)
-                for (int i = 0; i < 8; i++)
-                    bp[(size_t)k * NR + h + i] = i < hr ? q35_w_at(W, bf ? WT_BF16 : WT_F32, r0 + i * ldw + k) : 0.0f;
+                for (int i = 0; i < 8; i++) bp[(size_t)k * NR + h + i] = i < hr ? W[r0 + i * ldw + k] : 0.0f;
         }
     }
 }
-static TGT void pack_b_f32(const void *W, size_t ldw, int nc, int kc, float *Bp) { pack_b_impl(0, W, ldw, nc, kc, Bp); }
 
 /* bf16 W packed without widening: Bh[j / 16][k][slot(j % 16)] = W[j][k] (bf16), zero-padded like
  * pack_b_impl.  The 16 weights of one k sit in the order rows 0-3, 8-11, 4-7, 12-15, so that
@@ -545,7 +538,7 @@ int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *
             if (bf)
                 pack_b_bf16_kept(Wb, ldw, nc, kc, (uint16_t *)Bp);
             else
-                pack_b_f32(Wb, ldw, nc, kc, Bp);
+                pack_b_f32((const float *)Wb, ldw, nc, kc, Bp);
             for (int ic = 0; ic < M; ic += MC) {
                 const int mc = M - ic < MC ? M - ic : MC;
                 pack_a(A + ic * lda + pc, lda, mc, kc, Ap);
