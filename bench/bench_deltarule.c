@@ -163,18 +163,12 @@ static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring
 {
     deltarule_opts o = {.threads = threads, .chunk = chunk};
     deltarule_problem p = c->p;
-    /* Warm-up, not timed: at least WARMUP_SECONDS of calls.  One call was
-     * not enough: the first few dozen 20 us decode calls of a run took
-     * ~31 us, so a 10-repetition sweep measured a cold start, not the
+    /* r = -1: untimed warm-up, repeated for WARMUP_SECONDS (bench.h).  One
+     * call was not enough: the first few dozen 20 us decode calls of a run
+     * took ~31 us, so a 10-repetition sweep measured a cold start, not the
      * steady state a model's decode runs in. */
     const double warm_until = q35_now() + WARMUP_SECONDS;
-    do {
-        p.initial_state = p.final_state = ring->state[0];
-        if (ring->flush) flush_caches(ring, threads);
-        q35_wake_team(threads);
-        if (deltarule_run(im, &p, &o, err, errlen)) return -1;
-    } while (q35_now() < warm_until);
-    for (int r = -1; r < reps; r++) { /* r = -1: one more warm-up call on the ring's next state */
+    for (int r = -1; r < reps; r++) {
         float *s = ring->state[(r + 1) % ring->n];
         p.initial_state = p.final_state = s;
         if (ring->flush) flush_caches(ring, threads);
@@ -186,6 +180,7 @@ static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring
         if (r >= 0 && ctr) q35_counters_stop(ctr);
         if (rc) return -1;
         if (r >= 0) times[r] = t1 - t0;
+        else if (t1 < warm_until) r--; /* warm up again */
     }
     return 0;
 }

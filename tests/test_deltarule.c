@@ -540,12 +540,11 @@ static void test_state_in_place(void **state)
     }
 }
 
-/* A padded batch (B = 3, seq_len = {T, 5, 0}) equals each sequence run
+/* A padded batch (B = 4, seq_len = {T, 5, 0, 1}) equals each sequence run
  * alone by ref with its own length; padded outputs are exactly 0.0f, and a
- * seq_len = 0 sequence keeps its initial state bit for bit. */
-/* Right padding on one batch: sequences of T, 5, 0 and 1 valid tokens.  Dv
- * = 100 leaves a partial column block; Dv = 128 is whole blocks, where a
- * one-token sequence takes the recurrent form's fused one-token kernel. */
+ * seq_len = 0 sequence keeps its initial state bit for bit.  Dv = 100 leaves
+ * a partial column block; Dv = 128 is whole blocks, where the one-token
+ * sequence takes the recurrent form's fused one-token kernel (eq. 3d). */
 static void padding_case(int Dv)
 {
     enum { T = 2 * CHUNK + 10, NSEQ = 4 };
