@@ -4,6 +4,7 @@
  * before it is used, and the header is parsed from a NUL-terminated private
  * copy so that a JSON parser bug cannot walk off the end of the map. */
 #include "safetensors.h"
+#include "grow_array.h"
 #include "errmsg.h"
 
 #include <cjson/cJSON.h>
@@ -714,20 +715,6 @@ void st_writer_free(st_writer *w)
 
 const char *st_writer_error(const st_writer *w) { return w->error; }
 
-/* Grow *arr (of elements of size sz) so that index n fits. */
-static int grow(void **arr, int *cap, int n, size_t sz)
-{
-    if (n < *cap)
-        return 0;
-    int nc = *cap ? *cap * 2 : 8;
-    void *p = realloc(*arr, (size_t)nc * sz);
-    if (!p)
-        return -1;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
 /* FNV-1a: the name set only needs a well-spread hash. */
 static size_t name_hash(const char *s)
 {
@@ -818,7 +805,7 @@ static int writer_append(st_writer *w, const char *name, st_dtype dt, int ndim,
     size_t nbytes;
     if (writer_validate(w, name, dt, ndim, shape, data, deferred, &nbytes))
         return -1;
-    if (grow((void **)&w->t, &w->cap, w->n, sizeof *w->t) || name_reserve(w)) {
+    if (q35_grow_array((void **)&w->t, &w->cap, w->n, sizeof *w->t) || name_reserve(w)) {
         q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }
@@ -868,8 +855,8 @@ int st_writer_meta(st_writer *w, const char *key, const char *val)
     /* keys and vals share cap_meta: grow keys against a copy so that
      * cap_meta only advances once both arrays have grown. */
     int cap = w->cap_meta;
-    if (grow((void **)&w->keys, &cap, w->n_meta, sizeof(char *)) ||
-        grow((void **)&w->vals, &w->cap_meta, w->n_meta, sizeof(char *))) {
+    if (q35_grow_array((void **)&w->keys, &cap, w->n_meta, sizeof(char *)) ||
+        q35_grow_array((void **)&w->vals, &w->cap_meta, w->n_meta, sizeof(char *))) {
         q35_errmsg(w->error, sizeof w->error, "out of memory");
         return -1;
     }

@@ -7,6 +7,7 @@
  * safetensors header is built from the plan, then the fill callback generates
  * each tensor batch by batch (blocks of a batch in parallel) into the sink. */
 #include "init.h"
+#include "grow_array.h"
 #include "config.h"
 #include "errmsg.h"
 #include "json_file.h"
@@ -82,22 +83,9 @@ static unsigned long block_seed(uint64_t seed, uint64_t key, uint64_t block)
     return (unsigned long)(h & 0xffffffffu);
 }
 
-static int grow(void **p, int *cap, int n, size_t sz)
-{
-    if (n < *cap)
-        return 0;
-    int nc = *cap ? *cap * 2 : 64;
-    void *q = realloc(*p, (size_t)nc * sz);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = nc;
-    return 0;
-}
-
 static void add_segment(plan *p, const char *key, uint64_t n, dist_kind kind, double std)
 {
-    if (p->oom || grow((void **)&p->s, &p->cap_s, p->ns, sizeof *p->s)) {
+    if (p->oom || q35_grow_array((void **)&p->s, &p->cap_s, p->ns, sizeof *p->s)) {
         p->oom = 1;
         return;
     }
@@ -109,7 +97,7 @@ static void add_segment(plan *p, const char *key, uint64_t n, dist_kind kind, do
 static void add_tensor(plan *p, int layer, const char *prefix, const char *canon, int ndim,
                        int64_t d0, int64_t d1, int64_t d2)
 {
-    if (p->oom || grow((void **)&p->t, &p->cap, p->n, sizeof *p->t)) {
+    if (p->oom || q35_grow_array((void **)&p->t, &p->cap, p->n, sizeof *p->t)) {
         p->oom = 1;
         return;
     }
