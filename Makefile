@@ -30,14 +30,14 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test run clean check-deps plots
+.PHONY: all test run clean deps plots
 # keep objects of the test binaries (they are intermediate files to make)
 .SECONDARY:
 all: $(BUILD)/q35lab
 
 $(BUILD)/obj/ref/%.o: CFLAGS_ALL += -ffp-contract=off
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -53,7 +53,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $(BUILD)/libq35.a
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS) -lcmocka
 
 # Each suite runs from the project root (tests read tests/data and ../shared).
-test: check-deps $(TEST_BINS) $(BUILD)/q35lab
+test: $(TEST_BINS) $(BUILD)/q35lab
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; ./$$t; done
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }
@@ -91,15 +91,24 @@ plots:
 clean:
 	rm -rf build build-san
 
-# Names the Debian packages a fresh machine is missing, with the command.
-check-deps:
-	@missing=""; \
-	for h in cblas.h:libopenblas-dev cmocka.h:libcmocka-dev gsl/gsl_rng.h:libgsl-dev papi.h:libpapi-dev \
-	         sde_lib.h:libpapi-dev cjson/cJSON.h:libcjson-dev; do \
-	  f=$${h%%:*}; p=$${h##*:}; \
-	  echo "#include <$$f>" | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing $$p"; \
+# Set-up, run first by `make`, `make run` and `make test` (an order-only
+# prerequisite of every object): every package of debian-packages.txt that
+# dpkg does not list as installed is installed when make runs as root; as
+# another user make stops before compiling and prints the exact command.
+deps:
+	@pkgs=$$(sed -e 's/#.*//' debian-packages.txt | tr -s ' \n' ' '); \
+	if ! command -v dpkg-query >/dev/null 2>&1; then \
+	  echo "make deps: no dpkg here (not Debian); q35lab needs the equivalents of:$$pkgs"; exit 0; fi; \
+	missing=""; \
+	for p in $$pkgs; do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$p"; \
 	done; \
-	if [ -n "$$missing" ]; then echo "missing packages:$$missing"; \
-	  echo "install with: apt-get install -y$$missing"; exit 1; fi
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "make deps: missing Debian packages:$$missing"; \
+	  echo "make deps: install them with:  sudo apt-get install -y$$missing"; exit 1; fi; \
+	echo "make deps: installing$$missing"; \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; } || \
+	  { echo "make deps: apt-get failed; run:  apt-get install -y$$missing"; exit 1; }
 
 -include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_SRCS:tests/%.c=$(BUILD)/obj/tests/%.d)
