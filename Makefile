@@ -16,13 +16,13 @@ endif
 CC ?= cc
 CSTD := -std=c11 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror
-INCS := -I. -Ikernels -Ikernels/deltarule -Ikernels/matmul -Ikernels/moe -Ikernels/attention -Ikernels/conv -Ikernels/linear -Iref -Iharness -Ibench -Imodel
+INCS := -I.
 # fp-contract=fast lets the kernels use FMA; the reference opts out below.
 CFLAGS_ALL := $(CSTD) $(OPT) -g $(WARN) -fopenmp -ffp-contract=fast $(INCS) $(SANFLAGS) $(CFLAGS)
 LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLAGS)
 
-LIB_SRCS := $(wildcard kernels/*.c kernels/*/*.c ref/*.c model/*.c) $(filter-out harness/cli_%.c,$(wildcard harness/*.c))
-CLI_SRCS := $(wildcard harness/cli_*.c bench/*.c)
+LIB_SRCS := $(wildcard common/*.c kernels/*.c kernels/*/*.c ref/*.c model/*.c harness/*.c bench/*.c)
+CLI_SRCS := $(wildcard cli/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/support/*.c))
 

@@ -6,8 +6,8 @@
 #ifndef Q35_BENCH_H
 #define Q35_BENCH_H
 
-#include "counters.h"
-#include "timing.h"
+#include "harness/counters.h"
+#include "harness/timing.h"
 
 #include <stdio.h>
 

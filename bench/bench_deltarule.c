@@ -7,15 +7,17 @@
  * compare implementations on the same useful work.  Bytes are the state read
  * and written plus the inputs and outputs touched once.
  */
-#include "bench.h"
-#include "calibrate.h"
-#include "cli.h"
-#include "counters.h"
-#include "cpu_features.h"
-#include "deltarule.h"
-#include "deltarule_crossover.h"
-#include "deltarule_inputs.h"
-#include "timing.h"
+#include "bench/bench.h"
+#include "harness/calibrate.h"
+#include "cli/cli.h"
+#include "harness/counters.h"
+#include "kernels/cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/deltarule_crossover.h"
+#include "harness/deltarule_inputs.h"
+#include "harness/timing.h"
+#include "common/clock.h"
+#include "common/huge_pages.h"
 
 #include <math.h>
 #include <omp.h>

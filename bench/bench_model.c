@@ -6,11 +6,12 @@
  * step reads (q35_model_decode_bytes: every matrix once, the tied lm_head's
  * embedding table included); flops are q35_model_flops (docs/model.md §6).
  */
-#include "bench.h"
-#include "calibrate.h"
-#include "cli.h"
-#include "forward.h"
-#include "generate.h"
+#include "bench/bench.h"
+#include "common/clock.h"
+#include "harness/calibrate.h"
+#include "cli/cli.h"
+#include "model/forward.h"
+#include "model/generate.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -4,13 +4,14 @@
  * token (docs/moe.md); bytes: the weights of the experts the batch touches,
  * read once, plus the router and the shared expert.
  */
-#include "bench.h"
-#include "calibrate.h"
-#include "cli.h"
-#include "counters.h"
-#include "moe.h"
-#include "moe_inputs.h"
-#include "timing.h"
+#include "bench/bench.h"
+#include "harness/calibrate.h"
+#include "cli/cli.h"
+#include "harness/counters.h"
+#include "kernels/moe/moe.h"
+#include "harness/moe_inputs.h"
+#include "harness/timing.h"
+#include "common/clock.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
-#include "bench.h"
-#include "cpu_features.h"
+#include "bench/bench.h"
+#include "kernels/cpu_features.h"
 
 #include <math.h>
 #include <stdlib.h>

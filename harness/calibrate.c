@@ -6,10 +6,12 @@
  * warm-up repetition precedes the timed ones.  The SIMD kernels are compiled with target
  * attributes (like the lab's kernels) and chosen at run time.
  */
-#include "calibrate.h"
-#include "errmsg.h"
-#include "json_file.h"
-#include "timing.h"
+#include "harness/calibrate.h"
+#include "common/errmsg.h"
+#include "common/json_file.h"
+#include "harness/timing.h"
+#include "common/clock.h"
+#include "common/huge_pages.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>

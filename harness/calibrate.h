@@ -11,7 +11,7 @@
 #ifndef Q35_CALIBRATE_H
 #define Q35_CALIBRATE_H
 
-#include "timing.h"
+#include "harness/timing.h"
 
 #include <stddef.h>
 #include <stdio.h>

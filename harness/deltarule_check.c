@@ -1,5 +1,5 @@
-#include "deltarule_check.h"
-#include "deltarule_inputs.h"
+#include "harness/deltarule_check.h"
+#include "harness/deltarule_inputs.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -6,8 +6,8 @@
 #ifndef Q35_DELTARULE_CHECK_H
 #define Q35_DELTARULE_CHECK_H
 
-#include "deltarule.h"
-#include "metrics.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/metrics.h"
 
 typedef enum { CELL_PASS, CELL_FAIL, CELL_UNCLAIMED, CELL_ERROR } dr_cell_status;
 

@@ -1,5 +1,5 @@
-#include "deltarule_crossover.h"
-#include "json_file.h"
+#include "harness/deltarule_crossover.h"
+#include "common/json_file.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

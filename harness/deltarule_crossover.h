@@ -4,7 +4,7 @@
 #ifndef Q35_DELTARULE_CROSSOVER_H
 #define Q35_DELTARULE_CROSSOVER_H
 
-#include "deltarule.h"
+#include "kernels/deltarule/deltarule.h"
 
 #define DR_CROSSOVER_FILE "results/deltarule_crossover.json"
 

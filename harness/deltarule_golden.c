@@ -1,5 +1,5 @@
-#include "deltarule_golden.h"
-#include "safetensors.h"
+#include "harness/deltarule_golden.h"
+#include "common/safetensors.h"
 
 #include <errno.h>
 #include <math.h>

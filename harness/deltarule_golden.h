@@ -5,8 +5,8 @@
 #ifndef Q35_DELTARULE_GOLDEN_H
 #define Q35_DELTARULE_GOLDEN_H
 
-#include "deltarule_inputs.h"
-#include "metrics.h"
+#include "harness/deltarule_inputs.h"
+#include "harness/metrics.h"
 
 #define DR_GOLDEN_DEFAULT_ATOL 1e-5
 #define DR_GOLDEN_DEFAULT_RTOL 1e-4

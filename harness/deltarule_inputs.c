@@ -1,5 +1,5 @@
-#include "deltarule_inputs.h"
-#include "timing.h"
+#include "harness/deltarule_inputs.h"
+#include "common/huge_pages.h"
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>

@@ -5,7 +5,7 @@
 #ifndef Q35_DELTARULE_INPUTS_H
 #define Q35_DELTARULE_INPUTS_H
 
-#include "deltarule.h"
+#include "kernels/deltarule/deltarule.h"
 
 typedef struct {
     int B, T, Hk, Hv, Dk, Dv;

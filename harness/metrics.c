@@ -1,4 +1,4 @@
-#include "metrics.h"
+#include "harness/metrics.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
-#include "moe_golden.h"
-#include "safetensors.h"
+#include "harness/moe_golden.h"
+#include "common/safetensors.h"
 
 #include <errno.h>
 #include <math.h>

@@ -5,8 +5,8 @@
 #ifndef Q35_MOE_GOLDEN_H
 #define Q35_MOE_GOLDEN_H
 
-#include "metrics.h"
-#include "moe_inputs.h"
+#include "harness/metrics.h"
+#include "harness/moe_inputs.h"
 
 #define MOE_GOLDEN_DEFAULT_ATOL 1e-5
 #define MOE_GOLDEN_DEFAULT_RTOL 1e-4

@@ -1,4 +1,4 @@
-#include "moe_inputs.h"
+#include "harness/moe_inputs.h"
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>

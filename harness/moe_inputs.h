@@ -13,7 +13,7 @@
 #ifndef Q35_MOE_INPUTS_H
 #define Q35_MOE_INPUTS_H
 
-#include "moe.h"
+#include "kernels/moe/moe.h"
 
 #include <stddef.h>
 

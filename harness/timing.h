@@ -1,9 +1,8 @@
-/* Timing, statistics and measurement hygiene shared by calibrate and the benches.
+/* Statistics and measurement hygiene shared by calibrate and the benches
+ * (the clock is common/clock.h, huge-page memory common/huge_pages.h).
  *
- * q35_now()          monotonic wall clock in seconds.
  * q35_wake_team()    wake the OpenMP team before a timed call.
  * q35_stats_of()     median / min / max / mean / sd and a 95% t-interval of the mean.
- * q35_alloc_huge()   2 MiB-aligned anonymous memory advised for transparent huge pages.
  * q35_load_*()       how much of the machine other processes used during a region, so a
  *                    measurement taken on a busy machine can be flagged instead of trusted.
  */
@@ -11,9 +10,6 @@
 #define Q35_TIMING_H
 
 #include <stddef.h>
-
-/* Seconds from CLOCK_MONOTONIC. */
-double q35_now(void);
 
 /* Runs an empty OpenMP region on `threads` threads just before a timed call, so the team is
  * awake and spinning (GOMP_SPINCOUNT) when the call forks it, as in a model where the previous
@@ -32,22 +28,6 @@ typedef struct {
 } q35_stats;
 
 q35_stats q35_stats_of(const double *x, int n);  /* works on a copy; x is not reordered */
-
-/* Anonymous mmap of bytes rounded up to 2 MiB, 2 MiB aligned, madvise(MADV_HUGEPAGE) so the
- * kernel backs it with transparent huge pages when /sys/kernel/mm/transparent_hugepage/enabled
- * is "always" or "madvise".  Memory is zero-filled and not yet touched (first touch decides
- * the NUMA node).  NULL on failure (or bytes == 0).  Free with the same byte count. */
-void *q35_alloc_huge(size_t bytes);
-void q35_free_huge(void *p, size_t bytes);
-
-/* Bytes of the mapping (VMA) that contains p currently backed by huge pages (AnonHugePages in
- * /proc/self/smaps); 0 if none or unknown.  *mapping_bytes (if not NULL) gets the VMA's size,
- * which may span neighbouring allocations the kernel merged.  Call after first touch. */
-size_t q35_huge_backed_bytes(const void *p, size_t *mapping_bytes);
-
-/* The THP mode in brackets in /sys/kernel/mm/transparent_hugepage/enabled ("always",
- * "madvise", "never"), or "unavailable"; writes at most len bytes including the NUL. */
-void q35_thp_mode(char *buf, size_t len);
 
 /* CPU time other processes used during a region, from /proc/stat (busy jiffies of all CPUs:
  * user+nice+system+irq+softirq+steal) minus this process's utime+stime (/proc/self/stat),

@@ -1,4 +1,4 @@
-#include "cpu_features.h"
+#include "kernels/cpu_features.h"
 
 #include <stdlib.h>
 #include <string.h>

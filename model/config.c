@@ -3,7 +3,7 @@
  * The parser is strict about types (an integer field must be a JSON number
  * with an integral value, a flag must be a JSON bool) and names the field,
  * with its "text_config." prefix when nested, in every message. */
-#include "config.h"
+#include "model/config.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* cost.c - the work a forward call does, for benchmarks (docs/model.md §6). */
-#include "model.h"
+#include "model/model.h"
 
 /* Matrix elements one token multiplies in layer i (every matrix once; of the
  * MoE experts the top_k used). */

@@ -2,7 +2,7 @@
  * embed, then per layer x += mixer(norm(x)); x += mlp(norm(x)), then the
  * final norm and lm_head on the rows whose logits are wanted.
  * docs/model.md §1 has the equations. */
-#include "forward_internal.h"
+#include "model/forward_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

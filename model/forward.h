@@ -15,9 +15,9 @@
 #ifndef Q35LAB_MODEL_FORWARD_H
 #define Q35LAB_MODEL_FORWARD_H
 
-#include "impls.h"
-#include "model.h"
-#include "state.h"
+#include "model/impls.h"
+#include "model/model.h"
+#include "model/state.h"
 
 int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
                 const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen);

@@ -4,7 +4,7 @@
 #ifndef Q35LAB_MODEL_FORWARD_INTERNAL_H
 #define Q35LAB_MODEL_FORWARD_INTERNAL_H
 
-#include "forward.h"
+#include "model/forward.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* generate.c - prefill + decode loop (generate.h). */
-#include "generate.h"
+#include "model/generate.h"
 
-#include "timing.h"
+#include "common/clock.h"
 
 #include <math.h>
 #include <stdio.h>

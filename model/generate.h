@@ -10,7 +10,7 @@
 #ifndef Q35LAB_MODEL_GENERATE_H
 #define Q35LAB_MODEL_GENERATE_H
 
-#include "forward.h"
+#include "model/forward.h"
 
 typedef struct {
     double prefill_s;     /* the prefill call, to the first logits (TTFT without argmax) */

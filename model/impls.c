@@ -1,7 +1,7 @@
 /* impls.c - choosing implementations per kernel family (impls.h). */
-#include "impls.h"
+#include "model/impls.h"
 
-#include "errmsg.h"
+#include "common/errmsg.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -10,11 +10,11 @@
 #ifndef Q35LAB_MODEL_IMPLS_H
 #define Q35LAB_MODEL_IMPLS_H
 
-#include "attention/attention.h"
-#include "conv/conv.h"
-#include "deltarule.h"
-#include "linear/linear.h"
-#include "moe.h"
+#include "kernels/attention/attention.h"
+#include "kernels/conv/conv.h"
+#include "kernels/deltarule/deltarule.h"
+#include "kernels/linear/linear.h"
+#include "kernels/moe/moe.h"
 
 #include <stddef.h>
 

@@ -6,12 +6,12 @@
  * expert and projection, keyed like the matching per-expert tensor.  The
  * safetensors header is built from the plan, then the fill callback generates
  * each tensor batch by batch (blocks of a batch in parallel) into the sink. */
-#include "init.h"
-#include "grow_array.h"
-#include "config.h"
-#include "errmsg.h"
-#include "json_file.h"
-#include "presets.h"
+#include "model/init.h"
+#include "common/grow_array.h"
+#include "model/config.h"
+#include "common/errmsg.h"
+#include "common/json_file.h"
+#include "model/presets.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "safetensors.h"
+#include "common/safetensors.h"
 
 #define Q35_INIT_BLOCK (1u << 18)  /* values per RNG stream */
 #define Q35_INIT_BATCH (1u << 22)  /* values generated (in parallel) per write */

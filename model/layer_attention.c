@@ -3,7 +3,7 @@
  * q and k per head; partial rotate-half RoPE at each token's position; new
  * keys and values into the KV cache; causal GQA softmax attention (the
  * attention family); output times sigmoid(gate); x += o_proj(.). */
-#include "forward_internal.h"
+#include "model/forward_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  *   o = deltarule(l2norm(q), l2norm(k), v, g, beta)   (state carried)
  *   x += out_proj( rmsnorm_gated(o, w, silu(in_proj_z xn)) )
  */
-#include "forward_internal.h"
+#include "model/forward_internal.h"
 
 #include <math.h>
 #include <stdlib.h>

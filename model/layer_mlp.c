@@ -1,6 +1,6 @@
 /* layer_mlp.c - the MLP sublayer (docs/model.md §4): dense SwiGLU
  * x += down(silu(gate xn) * up xn), or the MoE family's block. */
-#include "forward_internal.h"
+#include "model/forward_internal.h"
 
 #include <stdlib.h>
 

@@ -11,10 +11,10 @@
  * MoE experts stored per expert are gathered into the fused layout, so the
  * rest of the model sees one layout (model.h).
  */
-#include "model.h"
+#include "model/model.h"
 
-#include "errmsg.h"
-#include "timing.h"
+#include "common/errmsg.h"
+#include "common/huge_pages.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -13,9 +13,9 @@
 #ifndef Q35LAB_MODEL_MODEL_H
 #define Q35LAB_MODEL_MODEL_H
 
-#include "config.h"
-#include "matmul.h"
-#include "weights.h"
+#include "model/config.h"
+#include "kernels/matmul/matmul.h"
+#include "model/weights.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* ops.c - the model's small elementwise operations (docs/model.md).
  * Cheap next to the matrix products, so written once, readable, in double. */
-#include "forward_internal.h"
+#include "model/forward_internal.h"
 
 #include <math.h>
 

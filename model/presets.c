@@ -27,8 +27,8 @@
  * kernel 4, rope_theta 1e7, partial_rotary_factor 0.25, rms_norm_eps 1e-6 and
  * eos_token_id 248044 hold in every size where a source shows them; where a
  * size's own source does not show one, the comment says so. */
-#include "presets.h"
-#include "errmsg.h"
+#include "model/presets.h"
+#include "common/errmsg.h"
 
 #include <stdio.h>
 #include <string.h>

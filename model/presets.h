@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include "model/config.h"
 
 #define Q35_PRESET_FULL_ATTN_INTERVAL 4 /* every preset: L L L F, as the released configs */
 

@@ -5,7 +5,7 @@
 #ifndef Q35LAB_MODEL_STATE_H
 #define Q35LAB_MODEL_STATE_H
 
-#include "config.h"
+#include "model/config.h"
 
 #include <stddef.h>
 #include <stdint.h>

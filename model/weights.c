@@ -1,6 +1,6 @@
 /* weights.c - see weights.h and docs/model-loading.md. */
-#include "weights.h"
-#include "errmsg.h"
+#include "model/weights.h"
+#include "common/errmsg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

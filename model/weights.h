@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "safetensors.h"
+#include "common/safetensors.h"
 
 #define Q35_INDEX_MAX_BYTES (64u << 20) /* model.safetensors.index.json limit */
 

@@ -11,7 +11,7 @@
  * double.  Readable first; never optimized.  Same signature as every kernel
  * in kernels/attention/ so it sits in the same table.
  */
-#include "attention/attention.h"
+#include "kernels/attention/attention.h"
 
 #include <math.h>
 #include <stdlib.h>

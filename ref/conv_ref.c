@@ -4,7 +4,7 @@
  * Readable first; never optimized.  Same signature as every kernel in
  * kernels/conv/ so it sits in the same table.
  */
-#include "conv/conv.h"
+#include "kernels/conv/conv.h"
 
 #include <math.h>
 

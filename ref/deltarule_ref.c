@@ -4,7 +4,7 @@
  * Readable first; never optimized.  Same signature as every kernel in
  * kernels/deltarule/ so it sits in the same table (BLIS style).
  */
-#include "deltarule.h"
+#include "kernels/deltarule/deltarule.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * y[m, n] (+)= sum_k x[m, k] w[n, k], accumulated in double.
  * Row n of W is widened to double once and reused for every m: the same
  * products in the same order, just not re-converted M times. */
-#include "linear/linear.h"
+#include "kernels/linear/linear.h"
 
 #include <stdlib.h>
 

@@ -1,8 +1,8 @@
 /* model_ref.c - the Qwen3.5 decoder, one token at a time, in double
  * (ref/model_ref.h).  Equation numbers: docs/model.md. */
-#include "model_ref.h"
+#include "ref/model_ref.h"
 
-#include "errmsg.h"
+#include "common/errmsg.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 #ifndef Q35LAB_REF_MODEL_REF_H
 #define Q35LAB_REF_MODEL_REF_H
 
-#include "model.h"
+#include "model/model.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * with ties to the lower expert index, optional renormalization.  Readable
  * first; never optimized.  Same signature as every kernel in kernels/moe/.
  */
-#include "moe.h"
+#include "kernels/moe/moe.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -24,10 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention/attention.h"
-#include "counters.h"
-#include "cpu_features.h"
-#include "metrics.h"
+#include "kernels/attention/attention.h"
+#include "common/sde_counters.h"
+#include "kernels/cpu_features.h"
+#include "harness/metrics.h"
 
 #define MAX_IMPLS 16
 #define N(a) (int)(sizeof(a) / sizeof(a)[0])

@@ -19,8 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "support/tmpdir.h"
-#include "calibrate.h"
+#include "tests/support/tmpdir.h"
+#include "harness/calibrate.h"
 
 static char g_dir[64];
 static char g_json[128];

@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conv/conv.h"
-#include "cpu_features.h"
-#include "metrics.h"
-#include "timing.h"
+#include "kernels/conv/conv.h"
+#include "kernels/cpu_features.h"
+#include "harness/metrics.h"
+#include "common/clock.h"
 
 #define MAX_IMPLS 16
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "counters.h"
+#include "harness/counters.h"
 
 #define SDE(n) "sde:::q35lab::" n
 

@@ -28,14 +28,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cpu_features.h"
-#include "counters.h"
-#include "support/tmpdir.h"
-#include "deltarule.h"
-#include "deltarule_golden.h"
-#include "deltarule_inputs.h"
-#include "metrics.h"
-#include "safetensors.h"
+#include "kernels/cpu_features.h"
+#include "common/sde_counters.h"
+#include "tests/support/tmpdir.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/deltarule_golden.h"
+#include "harness/deltarule_inputs.h"
+#include "harness/metrics.h"
+#include "common/safetensors.h"
 
 #define CHUNK 64 /* the chunked forms' default chunk length C */
 #define MAX_IMPLS 64

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_features.h"
-#include "linear/linear.h"
-#include "metrics.h"
+#include "kernels/cpu_features.h"
+#include "kernels/linear/linear.h"
+#include "harness/metrics.h"
 
 static uint64_t rng = 88172645463325252ull;
 static float urand(void)

@@ -39,8 +39,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "cpu_features.h"
-#include "matmul.h"
+#include "kernels/cpu_features.h"
+#include "kernels/matmul/matmul.h"
 
 #define U32 0x1p-24
 #define C_SENTINEL 0x7FC0BEEFu /* a NaN with a payload: padding of C must keep these bits */

@@ -37,17 +37,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "support/json_read.h"
-#include "support/tmpdir.h"
-#include "forward.h"
-#include "generate.h"
-#include "impls.h"
-#include "init.h"
-#include "model.h"
-#include "model_ref.h"
-#include "safetensors.h"
-#include "state.h"
-#include "validate.h"
+#include "tests/support/json_read.h"
+#include "tests/support/tmpdir.h"
+#include "model/forward.h"
+#include "model/generate.h"
+#include "model/impls.h"
+#include "model/init.h"
+#include "model/model.h"
+#include "ref/model_ref.h"
+#include "common/safetensors.h"
+#include "model/state.h"
+#include "harness/model_validate.h"
 
 #define TINY_DIR "../shared/golden-samples/model/tiny-dense-f32"
 #define TINY_GOLDEN "../shared/golden-samples/model/tiny-dense-f32.golden.safetensors"

@@ -19,10 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "support/json_read.h"
-#include "support/tmpdir.h"
-#include "config.h"
-#include "weights.h"
+#include "tests/support/json_read.h"
+#include "tests/support/tmpdir.h"
+#include "model/config.h"
+#include "model/weights.h"
 
 #define TINY_DIR "../shared/golden-samples/model/tiny-dense-f32"
 

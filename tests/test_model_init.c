@@ -24,12 +24,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "support/tmpdir.h"
-#include "config.h"
-#include "init.h"
-#include "presets.h"
-#include "safetensors.h"
-#include "weights.h"
+#include "tests/support/tmpdir.h"
+#include "model/config.h"
+#include "model/init.h"
+#include "model/presets.h"
+#include "common/safetensors.h"
+#include "model/weights.h"
 
 static char g_cli[512]; /* path of the q35lab binary, from argv[0] */
 

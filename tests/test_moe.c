@@ -30,14 +30,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "support/tmpdir.h"
-#include "counters.h"
-#include "cpu_features.h"
-#include "metrics.h"
-#include "moe.h"
-#include "moe_golden.h"
-#include "moe_inputs.h"
-#include "safetensors.h"
+#include "tests/support/tmpdir.h"
+#include "common/sde_counters.h"
+#include "kernels/cpu_features.h"
+#include "harness/metrics.h"
+#include "kernels/moe/moe.h"
+#include "harness/moe_golden.h"
+#include "harness/moe_inputs.h"
+#include "common/safetensors.h"
 
 #define MAX_IMPLS 32
 #define SHARED_GOLDEN_DIR "../shared/golden-samples/moe"

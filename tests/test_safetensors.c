@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "support/tmpdir.h"
-#include "safetensors.h"
+#include "tests/support/tmpdir.h"
+#include "common/safetensors.h"
 
 #define GOLDEN_GLOB "../shared/golden-samples/deltarule/*.safetensors"
 

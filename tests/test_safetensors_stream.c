@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "support/tmpdir.h"
-#include "safetensors.h"
+#include "tests/support/tmpdir.h"
+#include "common/safetensors.h"
 
 static char g_dir[64];
 

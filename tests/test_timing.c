@@ -11,7 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "timing.h"
+#include "harness/timing.h"
+#include "common/clock.h"
+#include "common/huge_pages.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((a) - (b)) <= (tol))
 

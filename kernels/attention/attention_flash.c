@@ -37,9 +37,9 @@
  * plain C path with the same blocking otherwise (docs/design.md, "Run-time
  * ISA choice"); the tests run both.
  */
-#include "attention/attention.h"
-#include "cpu_features.h"
-#include "exp_avx2.h"
+#include "kernels/attention/attention.h"
+#include "kernels/cpu_features.h"
+#include "kernels/exp_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>

@@ -19,9 +19,9 @@
  * AVX2 + FMA through target attributes when cpu_isa() allows it, plain C
  * otherwise (docs/design.md, "Run-time ISA choice").
  */
-#include "conv/conv.h"
-#include "cpu_features.h"
-#include "exp_avx2.h"
+#include "kernels/conv/conv.h"
+#include "kernels/cpu_features.h"
+#include "kernels/exp_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>

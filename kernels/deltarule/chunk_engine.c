@@ -12,8 +12,8 @@
  * entries above the diagonal are assigned, never multiplied by a mask
  * (eq. 10).  GEMMs go to OpenBLAS, single-threaded: parallelism is over heads.
  */
-#include "chunk_engine.h"
-#include "counters.h"
+#include "kernels/deltarule/chunk_engine.h"
+#include "common/sde_counters.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -5,7 +5,7 @@
 #ifndef Q35_CHUNK_ENGINE_H
 #define Q35_CHUNK_ENGINE_H
 
-#include "deltarule.h"
+#include "kernels/deltarule/deltarule.h"
 
 /* One thread's buffers for one chunk.  Matrices are row-major with leading
  * dimension C (chunk) or Dk/Dv (rows of keys/values). */

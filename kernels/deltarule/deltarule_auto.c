@@ -8,7 +8,7 @@
  * is what this repository measured on its reference machine
  * (results/deltarule_warm.txt): the recurrent form was fastest at every T.
  */
-#include "deltarule.h"
+#include "kernels/deltarule/deltarule.h"
 
 #include <omp.h>
 

@@ -8,7 +8,7 @@
  *                             eq. (12), then Delta = T R.
  * The rest of the chunk is kernels/deltarule/chunk_engine.c.
  */
-#include "chunk_engine.h"
+#include "kernels/deltarule/chunk_engine.h"
 
 #include <cblas.h>
 #include <string.h>

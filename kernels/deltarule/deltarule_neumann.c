@@ -12,7 +12,7 @@
  * powers of A grow combinatorially and must cancel (eq. (14)); `check
  * deltarule` shows it, and the table's claims follow the measurement.
  */
-#include "chunk_engine.h"
+#include "kernels/deltarule/chunk_engine.h"
 
 #include <cblas.h>
 #include <string.h>

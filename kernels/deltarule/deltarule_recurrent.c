@@ -7,9 +7,9 @@
  * in parallel with OpenMP.  The column-block kernel has AVX-512, AVX2 and
  * generic C variants, picked at run time (kernels/cpu_features.h).
  */
-#include "deltarule.h"
-#include "recurrent_colblock.h"
-#include "cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "kernels/deltarule/recurrent_colblock.h"
+#include "kernels/cpu_features.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -84,7 +84,7 @@ typedef void (*colblock_fn)(const dr_colblock *);
  * run 3-4% faster and decode 2-3%: docs/deltarule.md section 7.) */
 
 #define FNDOTS dr_token_dots_generic
-#include "recurrent_scalars.inc"
+#include "kernels/deltarule/recurrent_scalars.inc"
 
 /* The scalars of one (sequence b, token t, key head hk); kq == NULL: no dots. */
 static void token_scalars_one(dr_token_dots_fn dots_fn, const deltarule_problem *p, long b, long t, long hk,

@@ -5,8 +5,8 @@
  * claims a regime only where `q35lab check deltarule` shows it holds
  * claim_tol there.
  */
-#include "deltarule.h"
-#include "counters.h"
+#include "kernels/deltarule/deltarule.h"
+#include "common/sde_counters.h"
 
 #include <math.h>
 #include <stdio.h>

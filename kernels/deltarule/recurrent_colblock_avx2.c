@@ -1,5 +1,5 @@
 /* AVX2+FMA instance of the recurrent column-block kernel: 32 columns. */
-#include "recurrent_colblock.h"
+#include "kernels/deltarule/recurrent_colblock.h"
 #include <immintrin.h>
 #include <math.h>
 #define VW 8
@@ -7,8 +7,8 @@
 #define FNFUSED dr_colblock_token_avx2
 #define TARGET "avx2,fma"
 #define BCAST(p) ((vf)_mm256_broadcast_ss(p))
-#include "recurrent_colblock_simd.inc"
+#include "kernels/deltarule/recurrent_colblock_simd.inc"
 #define FNP dr_colpair_avx2
-#include "recurrent_colpair_simd.inc"
+#include "kernels/deltarule/recurrent_colpair_simd.inc"
 #define FNDOTS dr_token_dots_avx2
-#include "recurrent_scalars.inc"
+#include "kernels/deltarule/recurrent_scalars.inc"

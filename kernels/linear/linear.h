@@ -10,7 +10,7 @@
 #ifndef Q35_LINEAR_H
 #define Q35_LINEAR_H
 
-#include "matmul.h"
+#include "kernels/matmul/matmul.h"
 
 #include <stddef.h>
 

@@ -7,7 +7,7 @@
  * a multiple of 16 columns (the micro-kernel width) and there are about
  * four per thread so a slow thread on a noisy host does not hold the rest.
  */
-#include "linear/linear.h"
+#include "kernels/linear/linear.h"
 
 #include <omp.h>
 

@@ -14,7 +14,7 @@
  *        buffer, no transposition), a 16 x 6 micro-kernel whose tile is transposed on the
  *        way out.  Not transposing W makes it the kernel for M = 16 ... 64.
  */
-#include "matmul_internal.h"
+#include "kernels/matmul/matmul_internal.h"
 
 #include <immintrin.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  * vectorize the lane loop at the baseline ISA without reassociating anything.
  * bf16 weights are widened exactly (shift left by 16) as they are read.
  */
-#include "matmul_internal.h"
+#include "kernels/matmul/matmul_internal.h"
 
 #define LANES 8
 #define ROWS 4

@@ -4,7 +4,7 @@
 #ifndef Q35_MATMUL_INTERNAL_H
 #define Q35_MATMUL_INTERNAL_H
 
-#include "matmul.h"
+#include "kernels/matmul/matmul.h"
 
 #include <stddef.h>
 #include <stdint.h>

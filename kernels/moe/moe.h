@@ -11,7 +11,7 @@
 #ifndef Q35_MOE_H
 #define Q35_MOE_H
 
-#include "matmul.h"
+#include "kernels/matmul/matmul.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -4,7 +4,7 @@
  * GEMM: simple to schedule on hardware that wants static shapes, at the
  * price of the padding, which it reports (moe_stats.padded_rows).
  */
-#include "moe_common.h"
+#include "kernels/moe/moe_common.h"
 
 #include <cblas.h>
 #include <omp.h>

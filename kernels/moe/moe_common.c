@@ -1,4 +1,4 @@
-#include "moe_common.h"
+#include "kernels/moe/moe_common.h"
 
 #include <math.h>
 #include <omp.h>

@@ -5,7 +5,7 @@
 #ifndef Q35_MOE_COMMON_H
 #define Q35_MOE_COMMON_H
 
-#include "moe.h"
+#include "kernels/moe/moe.h"
 
 #include <math.h>
 

@@ -5,7 +5,7 @@
  * (a skewed router) cannot leave the other threads idle.  Nothing is
  * dropped: there is no capacity factor.
  */
-#include "moe_common.h"
+#include "kernels/moe/moe_common.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -7,7 +7,7 @@
  * summing into its own output rows, added up at the end: 8 experts + the
  * shared one would not split evenly over 2 threads otherwise.
  */
-#include "moe_common.h"
+#include "kernels/moe/moe_common.h"
 
 #include <cblas.h>
 #include <omp.h>

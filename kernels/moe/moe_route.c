@@ -9,7 +9,7 @@
  * range.  Selection is an insertion into a k-long sorted list (O(E k)) for
  * k <= ROUTE_INSERT_MAX_K and a full sort of the E experts above that.
  */
-#include "moe.h"
+#include "kernels/moe/moe.h"
 
 #include <math.h>
 #include <omp.h>

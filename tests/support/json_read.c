@@ -1,4 +1,4 @@
-#include "json_read.h"
+#include "tests/support/json_read.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "tmpdir.h"
+#include "tests/support/tmpdir.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* q35lab calibrate: measure this machine's limits and save them to results/machine.json. */
-#include "calibrate.h"
-#include "cli.h"
+#include "harness/calibrate.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <stdio.h>

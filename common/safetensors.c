@@ -3,9 +3,9 @@
  * The reader treats the file as hostile: every length and offset is checked
  * before it is used, and the header is parsed from a NUL-terminated private
  * copy so that a JSON parser bug cannot walk off the end of the map. */
-#include "safetensors.h"
-#include "grow_array.h"
-#include "errmsg.h"
+#include "common/safetensors.h"
+#include "common/grow_array.h"
+#include "common/errmsg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -13,7 +13,7 @@
 #ifndef Q35LAB_MODEL_VALIDATE_H
 #define Q35LAB_MODEL_VALIDATE_H
 
-#include "generate.h"
+#include "model/generate.h"
 
 typedef struct {
     int n;                /* prompts */

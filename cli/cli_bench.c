@@ -1,6 +1,6 @@
 /* q35lab bench <family>: the drivers live in bench/. */
-#include "bench.h"
-#include "cli.h"
+#include "bench/bench.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,8 +1,8 @@
 /* cli_model_args.c - options shared by the model commands (cli_model_args.h). */
-#include "cli_model_args.h"
-#include "cli.h"
+#include "cli/cli_model_args.h"
+#include "cli/cli.h"
 
-#include "timing.h"
+#include "common/clock.h"
 
 #include <omp.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* q35lab generate: greedy generation from token ids, with its timings. */
-#include "cli.h"
-#include "cli_model_args.h"
-#include "validate.h"
+#include "cli/cli.h"
+#include "cli/cli_model_args.h"
+#include "harness/model_validate.h"
 
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>

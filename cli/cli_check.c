@@ -1,12 +1,12 @@
 /* q35lab check: the correctness sweep and golden-file checks. */
-#include "cli.h"
-#include "cli_moe.h"
-#include "cpu_features.h"
-#include "deltarule.h"
-#include "deltarule_check.h"
-#include "deltarule_golden.h"
-#include "deltarule_inputs.h"
-#include "json_file.h"
+#include "cli/cli.h"
+#include "cli/cli_moe.h"
+#include "kernels/cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/deltarule_check.h"
+#include "harness/deltarule_golden.h"
+#include "harness/deltarule_inputs.h"
+#include "common/json_file.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
 #ifndef Q35_CLI_MODEL_ARGS_H
 #define Q35_CLI_MODEL_ARGS_H
 
-#include "model.h"
+#include "model/model.h"
 
 typedef struct {
     const char *dir;       /* --model */

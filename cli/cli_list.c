@@ -1,12 +1,12 @@
 /* q35lab list: every family's implementation table. */
-#include "cli.h"
-#include "cpu_features.h"
-#include "deltarule.h"
-#include "deltarule_inputs.h"
-#include "moe.h"
-#include "conv/conv.h"
-#include "attention/attention.h"
-#include "linear/linear.h"
+#include "cli/cli.h"
+#include "kernels/cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/deltarule_inputs.h"
+#include "kernels/moe/moe.h"
+#include "kernels/conv/conv.h"
+#include "kernels/attention/attention.h"
+#include "kernels/linear/linear.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* q35lab: list, check and golden for the kernel families. */
-#include "cli.h"
-#include "deltarule_crossover.h"
+#include "cli/cli.h"
+#include "harness/deltarule_crossover.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,9 +1,9 @@
 /* q35lab validate: the reference path's greedy tokens against every
  * implementation combination (teacher-forced), and optionally against a
  * golden file dumped from PyTorch (free generation).  docs/model.md §5. */
-#include "cli.h"
-#include "cli_model_args.h"
-#include "validate.h"
+#include "cli/cli.h"
+#include "cli/cli_model_args.h"
+#include "harness/model_validate.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* q35lab model: whole-model commands.  Subcommands are rows of model_cmds[];
  * each takes (argc, argv) with argv[0] = its own name. */
-#include "cli.h"
-#include "config.h"
-#include "init.h"
-#include "presets.h"
+#include "cli/cli.h"
+#include "model/config.h"
+#include "model/init.h"
+#include "model/presets.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,9 +1,9 @@
 /* q35lab golden deltarule: writes a golden file from ref/. */
-#include "cli.h"
-#include "cli_moe.h"
-#include "deltarule.h"
-#include "deltarule_golden.h"
-#include "deltarule_inputs.h"
+#include "cli/cli.h"
+#include "cli/cli_moe.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/deltarule_golden.h"
+#include "harness/deltarule_inputs.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,14 +1,14 @@
 /* q35lab check moe: every MoE implementation against ref over a grid of
  * shapes, weight dtypes and routing cases; check moe --golden FILE; and
  * golden moe: a golden file from ref.  docs/moe.md §5-§7. */
-#include "cli.h"
-#include "cli_moe.h"
-#include "cpu_features.h"
-#include "json_file.h"
-#include "metrics.h"
-#include "moe.h"
-#include "moe_golden.h"
-#include "moe_inputs.h"
+#include "cli/cli.h"
+#include "cli/cli_moe.h"
+#include "kernels/cpu_features.h"
+#include "common/json_file.h"
+#include "harness/metrics.h"
+#include "kernels/moe/moe.h"
+#include "harness/moe_golden.h"
+#include "harness/moe_inputs.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
