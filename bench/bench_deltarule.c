@@ -8,6 +8,7 @@
  * and written plus the inputs and outputs touched once.
  */
 #include "bench/bench.h"
+#include "harness/impl_select.h"
 #include "harness/calibrate.h"
 #include "cli/cli.h"
 #include "harness/counters.h"
@@ -92,7 +93,7 @@ static int parse_args(int argc, char **argv, dr_bench_config *c)
         char list[256];
         snprintf(list, sizeof list, "%s", c->impl);
         for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
-            if (!deltarule_find(tok)) {
+            if (!deltarule_named(tok)) {
                 fprintf(stderr, "q35lab: no deltarule implementation '%s' (see `q35lab list`)\n", tok);
                 return -1;
             }
@@ -278,8 +279,8 @@ int bench_deltarule(int argc, char **argv)
                 bench_row_begin(&rep, B, T, th);
                 char labels[BENCH_MAX_IMPLS][48];
                 int nl = 0;
-                for (int i = 0; i < deltarule_n_impls && !rc; i++) {
-                    const deltarule_impl *im = &deltarule_impls[i];
+                for (int i = 0; i < deltarule_n_entries() && !rc; i++) {
+                    const deltarule_impl *im = deltarule_entry(i);
                     if (!bench_impl_selected(cfg.impl, im->name) || (im->available && !im->available())) continue;
                     const int variants = im->defaults.chunk > 0 && cfg.nchunks ? cfg.nchunks : 1;
                     for (int v = 0; v < variants && !rc && nl < BENCH_MAX_IMPLS; v++) {

@@ -6,6 +6,7 @@
  * step reads (q35_model_decode_bytes: every matrix once, the tied lm_head's
  * embedding table included); flops are q35_model_flops (docs/model.md §6).
  */
+#include "harness/impl_select.h"
 #include "bench/bench.h"
 #include "common/clock.h"
 #include "harness/calibrate.h"

@@ -5,6 +5,7 @@
  * read once, plus the router and the shared expert.
  */
 #include "bench/bench.h"
+#include "harness/impl_select.h"
 #include "harness/calibrate.h"
 #include "cli/cli.h"
 #include "harness/counters.h"
@@ -137,8 +138,8 @@ int bench_moe(int argc, char **argv)
                 const int th = cfg.threads[ith];
                 bench_row_begin(&rep, 1, s.T, th);
                 snprintf(rep.variant, sizeof rep.variant, "%s", moe_wtype_name(s.wt));
-                for (int i = 0; i < moe_n_impls && !rc; i++) {
-                    const moe_impl *im = &moe_impls[i];
+                for (int i = 0; i < moe_n_entries() && !rc; i++) {
+                    const moe_impl *im = moe_entry(i);
                     if (!bench_impl_selected(cfg.impl, im->name) || (im->available && !im->available())) continue;
                     double *times = calloc(cfg.reps, sizeof *times);
                     moe_opts o = {.threads = th};

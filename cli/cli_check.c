@@ -1,5 +1,6 @@
 /* q35lab check: the correctness sweep and golden-file checks. */
 #include "cli/cli.h"
+#include "harness/impl_select.h"
 #include "cli/cli_moe.h"
 #include "kernels/cpu_features.h"
 #include "kernels/deltarule/deltarule.h"
@@ -139,8 +140,8 @@ static int check_golden(const char *path, const char *impl_name)
     printf("%-16s %10s %10s %10s %10s  %s\n", "implementation", "out norm", "out max", "state norm", "state max",
            "status");
     int failed = 0, ran = 0;
-    for (int i = 0; i < deltarule_n_impls; i++) {
-        const deltarule_impl *im = &deltarule_impls[i];
+    for (int i = 0; i < deltarule_n_entries(); i++) {
+        const deltarule_impl *im = deltarule_entry(i);
         if (strcmp(impl_name, "all") && strcmp(impl_name, im->name)) continue;
         if (im->available && !im->available()) continue;
         dr_golden_result r;
@@ -191,9 +192,9 @@ static int error_sweep(const int *Ts, int nT, const char *csv_path)
             deltarule_problem pr = c.p;
             pr.out = ro;
             pr.final_state = rs;
-            int rc = deltarule_run(deltarule_find("ref"), &pr, NULL, err, sizeof err);
-            for (int k = 0; k < deltarule_n_impls && !rc; k++) {
-                const deltarule_impl *im = &deltarule_impls[k];
+            int rc = deltarule_run(&deltarule_ref_impl, &pr, NULL, err, sizeof err);
+            for (int k = 0; k < deltarule_n_entries() && !rc; k++) {
+                const deltarule_impl *im = deltarule_entry(k);
                 if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
                 if ((rc = deltarule_run(im, &c.p, NULL, err, sizeof err))) break;
                 err_stats e = err_worst(err_compare(c.out, ro, dr_v_elems(&c.p)),
@@ -263,7 +264,7 @@ int cmd_check(int argc, char **argv)
             return 2;
         }
     }
-    if (strcmp(impl, "all") && !deltarule_find(impl)) {
+    if (strcmp(impl, "all") && !deltarule_named(impl)) {
         fprintf(stderr, "q35lab: no deltarule implementation named '%s' (see `q35lab list`)\n", impl);
         return 2;
     }

@@ -1,4 +1,5 @@
 /* q35lab generate: greedy generation from token ids, with its timings. */
+#include "harness/impl_select.h"
 #include "cli/cli.h"
 #include "cli/cli_model_args.h"
 #include "harness/model_validate.h"

@@ -1,4 +1,5 @@
 /* q35lab golden deltarule: writes a golden file from ref/. */
+#include "ref/deltarule_ref.h"
 #include "cli/cli.h"
 #include "cli/cli_moe.h"
 #include "kernels/deltarule/deltarule.h"
@@ -56,7 +57,7 @@ int cmd_golden(int argc, char **argv)
         return 2;
     }
     c.p.use_qk_l2norm = l2;
-    int rc = deltarule_run(deltarule_find("ref"), &c.p, NULL, err, sizeof err);
+    int rc = deltarule_run(&deltarule_ref_impl, &c.p, NULL, err, sizeof err);
     char note[160];
     snprintf(note, sizeof note, "q35lab golden deltarule: ref/ (double), regime %s, seed %d", dr_regime_name(regime), seed);
     if (!rc) rc = dr_golden_write(out, &c, c.out, c.final_state, DR_GOLDEN_DEFAULT_ATOL, DR_GOLDEN_DEFAULT_RTOL, note, err, sizeof err);

@@ -2,6 +2,7 @@
  * shapes, weight dtypes and routing cases; check moe --golden FILE; and
  * golden moe: a golden file from ref.  docs/moe.md §5-§7. */
 #include "cli/cli.h"
+#include "harness/impl_select.h"
 #include "cli/cli_moe.h"
 #include "kernels/cpu_features.h"
 #include "common/json_file.h"
@@ -82,7 +83,7 @@ typedef struct {
 
 static const moe_impl *selected(const char *only, int i)
 {
-    const moe_impl *im = &moe_impls[i];
+    const moe_impl *im = moe_entry(i);
     if (strcmp(only, "all") && strcmp(only, im->name)) return NULL;
     if (im->available && !im->available()) return NULL;
     return im;
@@ -137,7 +138,7 @@ static int write_json(const char *path, const moe_cell *cells, const check_cfg *
 {
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "moe");
     cJSON_AddStringToObject(root, "isa", cpu_isa_name(cpu_isa()));
-    for (int i = 0; i < moe_n_impls; i++) {
+    for (int i = 0; i < moe_n_entries(); i++) {
         const moe_impl *im = selected(cfg->only, i);
         if (!im) continue;
         for (int d = 0; d < 2; d++)
@@ -177,7 +178,7 @@ static int check_sweep(const check_cfg *cfg, const char *json)
     static const int Es[] = {1, 8, 64}, ks[] = {1, 2, 8};
     const int *Ts = cfg->quick ? T_quick : T_full;
     const int nT = cfg->quick ? 3 : 5;
-    moe_cell *cells = calloc((size_t)moe_n_impls * 2 * KIND_COUNT, sizeof *cells);
+    moe_cell *cells = calloc((size_t)moe_n_entries() * 2 * KIND_COUNT, sizeof *cells);
     if (!cells) { fprintf(stderr, "q35lab: out of memory\n"); return 2; }
     printf("check moe: every implementation x weight dtype x case against ref/ (double), ISA path %s%s, %d seed%s\n",
            cpu_isa_name(cpu_isa()), cfg->quick ? ", quick grid" : "", cfg->seeds, cfg->seeds > 1 ? "s" : "");
@@ -209,8 +210,8 @@ static int check_sweep(const check_cfg *cfg, const char *json)
                                 if (!rc) {
                                     moe_problem q = c.p;
                                     q.out = r_out; q.topk_ids = r_ids; q.topk_weights = r_w; q.router_logits = NULL;
-                                    rc = moe_run(moe_find("ref"), &q, NULL, &r_st, err, sizeof err);
-                                    for (int i = 0; i < moe_n_impls; i++) {
+                                    rc = moe_run(&moe_ref_impl, &q, NULL, &r_st, err, sizeof err);
+                                    for (int i = 0; i < moe_n_entries(); i++) {
                                         const moe_impl *im = selected(cfg->only, i);
                                         moe_cell *cell = &cells[(i * 2 + d) * KIND_COUNT + kind];
                                         if (!im) continue;
@@ -222,7 +223,7 @@ static int check_sweep(const check_cfg *cfg, const char *json)
                                     }
                                     moe_case_free(&c);
                                 } else
-                                    for (int i = 0; i < moe_n_impls; i++)
+                                    for (int i = 0; i < moe_n_entries(); i++)
                                         if (selected(cfg->only, i)) {
                                             moe_cell *cell = &cells[(i * 2 + d) * KIND_COUNT + kind];
                                             cell->status = 2;
@@ -236,7 +237,7 @@ static int check_sweep(const check_cfg *cfg, const char *json)
     printf("%-12s %-5s %-14s %5s %10s %10s %9s %10s %8s %6s  %-44s %s\n", "impl", "dtype", "case", "cases",
            "normwise", "max|err|", "nonfinite", "w max|err|", "ids", "tol", "worst case", "status");
     int failed = 0, passed = 0;
-    for (int i = 0; i < moe_n_impls; i++) {
+    for (int i = 0; i < moe_n_entries(); i++) {
         const moe_impl *im = selected(cfg->only, i);
         if (!im) continue;
         for (int d = 0; d < 2; d++)
@@ -285,7 +286,7 @@ static int check_golden(const char *path, const char *only, const moe_golden_opt
     printf("%-12s %10s %10s %8s %10s %10s  %s\n", "impl", "out norm", "out max", "ids", "w max|err|", "logit max",
            "status");
     int failed = 0, ran = 0;
-    for (int i = 0; i < moe_n_impls; i++) {
+    for (int i = 0; i < moe_n_entries(); i++) {
         const moe_impl *im = selected(only, i);
         if (!im) continue;
         moe_compare r;
@@ -343,7 +344,7 @@ int cmd_check_moe(int argc, char **argv)
             return 2;
         }
     }
-    if (strcmp(cfg.only, "all") && !moe_find(cfg.only)) {
+    if (strcmp(cfg.only, "all") && !moe_named(cfg.only)) {
         fprintf(stderr, "q35lab: no moe implementation named '%s' (see `q35lab list`)\n", cfg.only);
         return 2;
     }
@@ -419,7 +420,7 @@ int cmd_golden_moe(int argc, char **argv)
         fprintf(stderr, "q35lab: %s\n", err);
         return 2;
     }
-    int rc = moe_run(moe_find("ref"), &c.p, NULL, NULL, err, sizeof err);
+    int rc = moe_run(&moe_ref_impl, &c.p, NULL, NULL, err, sizeof err);
     char note[256];
     snprintf(note, sizeof note, "q35lab golden moe: ref/ (double, own double router), routing %s, skew %g, seed %d, "
                                 "weights %s", moe_routing_name(s.routing), s.skew, seed, moe_wtype_name(s.wt));

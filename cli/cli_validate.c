@@ -1,6 +1,7 @@
 /* q35lab validate: the reference path's greedy tokens against every
  * implementation combination (teacher-forced), and optionally against a
  * golden file dumped from PyTorch (free generation).  docs/model.md §5. */
+#include "harness/impl_select.h"
 #include "cli/cli.h"
 #include "cli/cli_model_args.h"
 #include "harness/model_validate.h"

@@ -1,4 +1,5 @@
 #include "harness/deltarule_check.h"
+#include "harness/impl_select.h"
 #include "harness/deltarule_inputs.h"
 
 #include <math.h>
@@ -28,11 +29,11 @@ static void shape_name(char *buf, size_t n, const deltarule_problem *p, int has_
 
 static int build_rows(const dr_check_config *cfg, dr_check_row **rows, int *n_rows, char *err, size_t errlen)
 {
-    int cap = deltarule_n_impls * (1 + cfg->n_chunks), n = 0;
+    int cap = deltarule_n_entries() * (1 + cfg->n_chunks), n = 0;
     dr_check_row *r = calloc(cap, sizeof *r);
     if (!r) { snprintf(err, errlen, "out of memory"); return -1; }
-    for (int i = 0; i < deltarule_n_impls; i++) {
-        const deltarule_impl *im = &deltarule_impls[i];
+    for (int i = 0; i < deltarule_n_entries(); i++) {
+        const deltarule_impl *im = deltarule_entry(i);
         if (!strcmp(im->name, "ref")) continue; /* the yardstick */
         if (cfg->only_impl && strcmp(cfg->only_impl, "all") && strcmp(cfg->only_impl, im->name)) continue;
         if (im->available && !im->available()) continue;
@@ -97,7 +98,7 @@ int dr_check_run(const dr_check_config *cfg, dr_check_row **rows_out, int *n_row
     const int seeds = cfg->seeds > 0 ? cfg->seeds : (cfg->quick ? 1 : 2);
     const int total = n_shapes * DR_REGIME_COUNT * seeds;
     int done = 0;
-    const deltarule_impl *ref = deltarule_find("ref");
+    const deltarule_impl *ref = &deltarule_ref_impl;
     for (int s = 0; s < n_shapes; s++)
         for (int r = 0; r < DR_REGIME_COUNT; r++)
             for (int seed = 1; seed <= seeds; seed++) {

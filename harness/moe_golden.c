@@ -1,3 +1,4 @@
+#include "ref/moe_ref.h"
 #include "harness/moe_golden.h"
 #include "common/safetensors.h"
 
@@ -223,7 +224,7 @@ int moe_golden_load(const char *path, moe_golden *g, const moe_golden_opts *o, c
         q.topk_weights = g->expect_weights;
         if (!g->expect_logits && !(g->expect_logits = malloc(sizeof(float) * (size_t)T * E))) BAD("%s: out of memory", path);
         q.router_logits = g->expect_logits;
-        if (moe_run(moe_find("ref"), &q, NULL, NULL, why, sizeof why)) BAD("%s: ref on bf16 weights: %s", path, why);
+        if (moe_run(&moe_ref_impl, &q, NULL, NULL, why, sizeof why)) BAD("%s: ref on bf16 weights: %s", path, why);
         g->expect_from_ref = 1;
     }
     free(x); free(router); free(gate); free(up); free(gate_up); free(down); free(sg); free(su); free(sd); free(seg);

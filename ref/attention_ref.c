@@ -9,9 +9,9 @@
  *
  * two passes over the keys (scores, then max-subtracted exponentials), all in
  * double.  Readable first; never optimized.  Same signature as every kernel
- * in kernels/attention/ so it sits in the same table.
+ * in kernels/attention/, so it can take any one's place.
  */
-#include "kernels/attention/attention.h"
+#include "ref/attention_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -63,3 +63,6 @@ int attention_ref(const attention_problem *p, const attention_opts *o)
     free(acc);
     return 0;
 }
+
+const attention_impl attention_ref_impl = {"ref", "scalar reference: two-pass softmax, double accumulation (ref/attention_ref.c)",
+     attention_ref, {0}, 1e-6, NULL};

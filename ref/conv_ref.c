@@ -2,9 +2,9 @@
  *
  * Straight from docs/conv.md eq. (1)-(2), channel by channel, in double.
  * Readable first; never optimized.  Same signature as every kernel in
- * kernels/conv/ so it sits in the same table.
+ * kernels/conv/, so it can take any one's place.
  */
-#include "kernels/conv/conv.h"
+#include "ref/conv_ref.h"
 
 #include <math.h>
 
@@ -41,3 +41,6 @@ int conv_ref(const conv_problem *p, const conv_opts *o)
     }
     return 0;
 }
+
+const conv_impl conv_ref_impl = {"ref", "scalar reference, double accumulation (ref/conv_ref.c)",
+     conv_ref, {0}, 1e-6, NULL};

@@ -2,9 +2,9 @@
  *
  * Straight from docs/deltarule.md eqs. (1)-(2), token by token, in double.
  * Readable first; never optimized.  Same signature as every kernel in
- * kernels/deltarule/ so it sits in the same table (BLIS style).
+ * kernels/deltarule/, so it can take any one's place (BLIS style).
  */
-#include "kernels/deltarule/deltarule.h"
+#include "ref/deltarule_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -88,3 +88,6 @@ int deltarule_ref(const deltarule_problem *p, const deltarule_opts *o)
     free(S); free(q); free(k); free(u);
     return rc;
 }
+
+const deltarule_impl deltarule_ref_impl = {"ref", "scalar reference, double accumulation (ref/deltarule_ref.c)",
+     deltarule_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL, 0};

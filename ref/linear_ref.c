@@ -2,7 +2,7 @@
  * y[m, n] (+)= sum_k x[m, k] w[n, k], accumulated in double.
  * Row n of W is widened to double once and reused for every m: the same
  * products in the same order, just not re-converted M times. */
-#include "kernels/linear/linear.h"
+#include "ref/linear_ref.h"
 
 #include <stdlib.h>
 
@@ -24,3 +24,5 @@ int linear_ref(const linear_problem *p, const linear_opts *o)
     free(w);
     return 0;
 }
+
+const linear_impl linear_ref_impl = {"ref", "scalar reference, double accumulation (ref/linear_ref.c)", linear_ref, {0}, 1e-6, NULL};

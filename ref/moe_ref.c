@@ -7,7 +7,7 @@
  * with ties to the lower expert index, optional renormalization.  Readable
  * first; never optimized.  Same signature as every kernel in kernels/moe/.
  */
-#include "kernels/moe/moe.h"
+#include "ref/moe_ref.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -114,3 +114,6 @@ done:
     free(x); free(acc); free(logit); free(prob); free(mid); free(sel); free(load); free(taken);
     return rc;
 }
+
+const moe_impl moe_ref_impl = {"ref", "scalar reference, double accumulation, its own double-precision router (ref/moe_ref.c)",
+     moe_ref, {0}, 1e-12, 1e-12, NULL};

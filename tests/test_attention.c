@@ -1,7 +1,7 @@
 /* test_attention.c - cmocka suite for the full-attention family
  * (kernels/attention/, spec in docs/attention.md and ref/attention_ref.c).
  *
- * Every implementation in attention_impls[] (all but "ref", if available on
+ * Every implementation in attention_impls[] (every kernel; ref/ is the yardstick; if available on
  * this CPU) is checked against `ref` at its claim_tol (normwise,
  * harness/metrics.h) over a shape grid, on the AVX2 path and with the
  * generic C path forced; ref itself, and every implementation, against
@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kernels/attention/attention.h"
+#include "ref/attention_ref.h"
 #include "common/sde_counters.h"
 #include "kernels/cpu_features.h"
 #include "harness/metrics.h"
@@ -157,7 +158,7 @@ static int list_impls(const attention_impl **out)
     int n = 0;
     for (int i = 0; i < attention_n_impls && n < MAX_IMPLS; i++) {
         const attention_impl *im = &attention_impls[i];
-        if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
+        if (im->available && !im->available()) continue;
         out[n++] = im;
     }
     assert_true(n > 0);
@@ -166,7 +167,7 @@ static int list_impls(const attention_impl **out)
 /* ref first, then the others. */
 static int list_all(const attention_impl **out)
 {
-    out[0] = attention_find("ref");
+    out[0] = &attention_ref_impl;
     assert_non_null(out[0]);
     return 1 + list_impls(out + 1);
 }
@@ -516,7 +517,7 @@ static void padding_body(void)
             float *qb = fdup(qrow(&p, b, 0, 0), nq(&r));
             r.q = qb;
             r.out = falloc(nq(&r));
-            run_ok(attention_find("ref"), &r, 1);
+            run_ok(&attention_ref_impl, &r, 1);
             expect_close("padded valid rows", impls[i], &p, orow(&p, b, 0, 0), r.out, nq(&r),
                          i ? impls[i]->claim_tol : 0.0);
             free(qb); free(r.out);
@@ -598,7 +599,7 @@ static void thread_counts_body(void)
         const int Ts[] = {1, 2};
         for (int ti = 0; ti < N(Ts); ti++) {
             attention_problem d = make_problem(1, Ts[ti], 4, 1, 40, 3000, 0, 5, 160 + ti);
-            run_ok(attention_find("ref"), &d, 1);
+            run_ok(&attention_ref_impl, &d, 1);
             float *ro = fdup(d.out, nq(&d));
             for (int th = 1; th <= 6; th++) {
                 fill_nan(d.out, nq(&d));
@@ -618,7 +619,7 @@ static void flops_body(void)
     /* positions 2, 3, 4: 3 + 4 + 5 = 12 (query, key) pairs per head */
     assert_int_equal(attention_flops(&p), 4LL * 4 * 2 * 12);
     const long long before = q35_sde_value(Q35_SDE_FLOPS);
-    run_ok(attention_find("ref"), &p, 1);
+    run_ok(&attention_ref_impl, &p, 1);
     assert_int_equal(q35_sde_value(Q35_SDE_FLOPS) - before, attention_flops(&p));
     free_problem(&p);
 }

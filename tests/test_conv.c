@@ -1,7 +1,7 @@
 /* test_conv.c - cmocka suite for the short causal conv family
  * (kernels/conv/, spec in docs/conv.md and ref/conv_ref.c).
  *
- * Every implementation in conv_impls[] (all but "ref", if available on this
+ * Every implementation in conv_impls[] (every kernel; ref/ is the yardstick; if available on this
  * CPU) is checked against `ref` at its claim_tol (normwise, harness/metrics.h)
  * and, with ref itself, against values the test computes from the math (a
  * one-hot weight turns the conv into a shift; states are copies of inputs).
@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kernels/conv/conv.h"
+#include "ref/conv_ref.h"
 #include "kernels/cpu_features.h"
 #include "harness/metrics.h"
 #include "common/clock.h"
@@ -106,7 +107,7 @@ static int list_impls(const conv_impl **out)
     int n = 0;
     for (int i = 0; i < conv_n_impls && n < MAX_IMPLS; i++) {
         const conv_impl *im = &conv_impls[i];
-        if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
+        if (im->available && !im->available()) continue;
         out[n++] = im;
     }
     assert_true(n > 0);
@@ -169,7 +170,7 @@ static void grid_body(void)
 {
     const conv_impl *impls[MAX_IMPLS + 1];
     int n = list_impls(impls + 1);
-    impls[0] = conv_find("ref");
+    impls[0] = &conv_ref_impl;
     assert_non_null(impls[0]);
     int idx = 0;
     for (int ti = 0; ti < N(GRID_T); ti++)
@@ -250,7 +251,7 @@ static void state_carry_body(void)
 {
     const conv_impl *impls[MAX_IMPLS + 1];
     int n = list_impls(impls + 1);
-    impls[0] = conv_find("ref");
+    impls[0] = &conv_ref_impl;
     const int T = 40, C = 67, B = 2;
     const int Ks[] = {2, 4}, T1s[] = {1, 2, 3, 4, 17, 39};
     for (int ki = 0; ki < N(Ks); ki++)
@@ -291,12 +292,12 @@ static void state_in_place_body(void)
 {
     const conv_impl *impls[MAX_IMPLS + 1];
     int n = list_impls(impls + 1);
-    impls[0] = conv_find("ref");
+    impls[0] = &conv_ref_impl;
     const int Ts[] = {1, 2, 3, 9, 100};
     for (int i = 0; i <= n; i++)
         for (int ti = 0; ti < N(Ts); ti++) {
             conv_problem p = make_problem(3, Ts[ti], 6144, 4, 1, 1, 300 + ti);
-            run_ok(conv_find("ref"), &p, 1);
+            run_ok(&conv_ref_impl, &p, 1);
             float *ry = fdup(p.y, nx(&p)), *es = expected_state(&p);
             float *s = fdup(p.state_in, ns(&p));
             conv_problem q = p;
@@ -317,7 +318,7 @@ static void padding_body(void)
 {
     const conv_impl *impls[MAX_IMPLS + 1];
     int n = list_impls(impls + 1);
-    impls[0] = conv_find("ref");
+    impls[0] = &conv_ref_impl;
     const int T = 37, C = 70, B = 5, K = 4;
     const int32_t lens[5] = {37, 0, 2, 3, 20};
     for (int i = 0; i <= n; i++)
@@ -351,7 +352,7 @@ static void padding_body(void)
                     r.seq_len = NULL;
                     r.y = fnan(nx(&p));
                     r.state_out = NULL;
-                    run_ok(conv_find("ref"), &r, 1);
+                    run_ok(&conv_ref_impl, &r, 1);
                     for (int b = 0; b < B; b++)
                         expect_close("padded valid y", impls[i], &p, p.y + (size_t)b * T * C,
                                      r.y + (size_t)b * T * C, (size_t)lens[b] * C, 1e-6);
@@ -369,7 +370,7 @@ static void no_state_out_body(void)
     int n = list_impls(impls);
     for (int i = 0; i < n; i++) {
         conv_problem p = make_problem(2, 9, 40, 4, 1, 1, 11);
-        run_ok(conv_find("ref"), &p, 1);
+        run_ok(&conv_ref_impl, &p, 1);
         float *ry = fdup(p.y, nx(&p));
         free(p.state_out);
         p.state_out = NULL;
@@ -394,7 +395,7 @@ static void silu_extremes_body(void)
         for (size_t k = 0; k < nx(&p); k++) x[k] = v[k % 8];
         conv_problem r = p;
         r.y = fnan(nx(&p));
-        run_ok(conv_find("ref"), &r, 1);
+        run_ok(&conv_ref_impl, &r, 1);
         run_ok(impls[i], &p, 0);
         for (size_t k = 0; k < nx(&p); k++)
             if (!isfinite(p.y[k]) || fabs((double)p.y[k] - r.y[k]) > 1e-6 * fabs((double)r.y[k]) + 1e-30)
@@ -487,7 +488,6 @@ static int bench(void)
             const conv_impl *im = &conv_impls[i];
             if (im->available && !im->available()) continue;
             for (int th = 1; th <= 2; th++) {
-                if (!strcmp(im->name, "ref") && th == 2) continue; /* ref is serial */
                 const double s = time_one(im, &p, th);
                 printf("%-8s %5d %7d %12.2f %10.2f\n", im->name, p.T, th, s * 1e6, conv_flops(&p) / s * 1e-9);
             }

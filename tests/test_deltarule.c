@@ -5,7 +5,7 @@
  * reference, run on the same or an equivalent problem) or against values the
  * test computes from the math itself; never against another output of the
  * kernel under test.  The implementations are taken from deltarule_impls[]
- * (all but "ref", and only those available on this CPU), so a new table entry
+ * (every kernel; ref/ is the yardstick; only those available on this CPU), so a new table entry
  * is tested without touching this file.  Each is held to its claim_tol
  * (normwise error, harness/metrics.h) on the input regimes it claims.
  *
@@ -32,6 +32,8 @@
 #include "common/sde_counters.h"
 #include "tests/support/tmpdir.h"
 #include "kernels/deltarule/deltarule.h"
+#include "harness/impl_select.h"
+#include "ref/deltarule_ref.h"
 #include "harness/deltarule_golden.h"
 #include "harness/deltarule_inputs.h"
 #include "harness/metrics.h"
@@ -49,12 +51,12 @@
 
 static const deltarule_impl *ref_impl(void)
 {
-    const deltarule_impl *r = deltarule_find("ref");
+    const deltarule_impl *r = &deltarule_ref_impl;
     assert_non_null(r);
     return r;
 }
 
-/* The table entries under test: all but "ref", if available on this CPU.
+/* The table entries under test: every kernel, if available on this CPU.
  * With include_ref the reference comes first (for checks against math). */
 static int list_impls(const deltarule_impl **out, int include_ref)
 {
@@ -63,7 +65,7 @@ static int list_impls(const deltarule_impl **out, int include_ref)
     if (include_ref) out[n++] = ref_impl();
     for (int i = 0; i < deltarule_n_impls; i++) {
         const deltarule_impl *im = &deltarule_impls[i];
-        if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
+        if (im->available && !im->available()) continue;
         out[n++] = im;
     }
     assert_true(n > include_ref); /* never vacuous */
@@ -1256,7 +1258,7 @@ static void test_invalid_solver_for_impl(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         deltarule_opts o = {.solver = bad[i].solver};
         err[0] = 0;
-        assert_int_equal(deltarule_run(deltarule_find(bad[i].impl), &c.p, &o, err, sizeof err), -1);
+        assert_int_equal(deltarule_run(deltarule_named(bad[i].impl), &c.p, &o, err, sizeof err), -1);
         assert_non_null(strstr(err, "solver"));
     }
     expect_untouched(&c);
@@ -1287,7 +1289,7 @@ static void test_sde_counts_match_analytic(void **state)
         long long before[Q35_SDE_COUNT];
         for (int k = 0; k < Q35_SDE_COUNT; k++) before[k] = q35_sde_value((q35_sde_id)k);
         deltarule_opts o = {.chunk = i == 0 ? 16 : 0};
-        assert_int_equal(deltarule_run(deltarule_find(impls[i]), &c.p, &o, err, sizeof err), 0);
+        assert_int_equal(deltarule_run(deltarule_named(impls[i]), &c.p, &o, err, sizeof err), 0);
         long long d[Q35_SDE_COUNT];
         for (int k = 0; k < Q35_SDE_COUNT; k++) d[k] = q35_sde_value((q35_sde_id)k) - before[k];
         assert_int_equal(d[Q35_SDE_TOKENS], tokens);

@@ -16,6 +16,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/linear/linear.h"
+#include "ref/linear_ref.h"
 #include "harness/metrics.h"
 
 static uint64_t rng = 88172645463325252ull;
@@ -50,7 +51,7 @@ static void test_ref_exact(void **state)
             for (int i = 0; i < M * N; i++) y[i] = 10.0f;
             linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = (q35_wtype)wt, .y = y, .accumulate = acc};
             char err[128];
-            assert_int_equal(linear_run(linear_find("ref"), &p, NULL, err, sizeof err), 0);
+            assert_int_equal(linear_run(&linear_ref_impl, &p, NULL, err, sizeof err), 0);
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
                     long s = acc ? 10 : 0;
@@ -77,8 +78,8 @@ static void check_all(int M, int N, int K)
                 linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = (q35_wtype)wt, .y = y0,
                                     .accumulate = acc};
                 char err[128];
-                assert_int_equal(linear_run(linear_find("ref"), &p, NULL, err, sizeof err), 0);
-                for (int i = 1; i < linear_n_impls; i++)
+                assert_int_equal(linear_run(&linear_ref_impl, &p, NULL, err, sizeof err), 0);
+                for (int i = 0; i < linear_n_impls; i++) /* the kernel table; ref is ref/'s */
                     for (int th = 1; th <= 3; th++) {
                         /* y1 holds the initial y; each run works on a copy */
                         float *y = malloc((size_t)M * N * sizeof *y);

@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "harness/impl_select.h"
 #include "tests/support/json_read.h"
 #include "tests/support/tmpdir.h"
 #include "model/forward.h"

@@ -79,7 +79,6 @@ static inline int attention_valid_len(const attention_problem *p, int b)
 long long attention_flops(const attention_problem *p);
 
 /* The implementations (one file each). */
-int attention_ref(const attention_problem *p, const attention_opts *o);   /* ref/ */
 int attention_flash(const attention_problem *p, const attention_opts *o);
 
 #endif

@@ -12,8 +12,6 @@
 #include <string.h>
 
 const attention_impl attention_impls[] = {
-    {"ref", "scalar reference: two-pass softmax, double accumulation (ref/attention_ref.c)",
-     attention_ref, {0}, 1e-6, NULL},
     {"flash", "online softmax over 64-key blocks in fp32, query heads of a KV group together, "
               "AVX2 / generic C, OpenMP over (b, kv head, query block[, key split])",
      attention_flash, {0}, 2e-6, NULL},

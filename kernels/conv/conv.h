@@ -2,8 +2,8 @@
  *
  * The math, the state orientation (checked against transformers) and the
  * measured speed are in docs/conv.md.  The executable spec is ref/conv_ref.c;
- * it has the same signature as the optimized kernels and sits in the same
- * table (docs/design.md).
+ * same signature and entry type as these kernels, on the floor above
+ * (docs/architecture.md).
  *
  *   x_ext[b] = [state_in[b, :, 0..K-2] (oldest first), x[b, 0..T-1, :]]
  *   y[b,t,c] = silu( sum_{j=0}^{K-1} w[c,j] * x_ext[b, t+j, c] )     (eq. 1)
@@ -78,7 +78,6 @@ static inline int conv_valid_len(const conv_problem *p, int b)
 long long conv_flops(const conv_problem *p);
 
 /* The implementations (one file each). */
-int conv_ref(const conv_problem *p, const conv_opts *o);    /* ref/ */
 int conv_direct(const conv_problem *p, const conv_opts *o);
 
 #endif

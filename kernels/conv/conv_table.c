@@ -12,8 +12,6 @@
 #include <string.h>
 
 const conv_impl conv_impls[] = {
-    {"ref", "scalar reference, double accumulation (ref/conv_ref.c)",
-     conv_ref, {0}, 1e-6, NULL},
     {"direct", "token-major, K FMAs per vector of channels, AVX2 / generic C, OpenMP over token x channel blocks",
      conv_direct, {0}, 1e-6, NULL},
 };

@@ -1,8 +1,9 @@
 /* The gated delta rule family: one problem struct, one implementation table.
  *
  * The math (and every equation number cited in the kernels) is in
- * docs/deltarule.md.  The executable spec is ref/deltarule_ref.c; it has the
- * same signature as the optimized kernels and sits in the same table.
+ * docs/deltarule.md.  The executable spec is ref/deltarule_ref.c: same
+ * signature and entry type as these kernels, defined on the floor above
+ * (ref/ may use kernels/, not the reverse); the harness lists it first.
  */
 #ifndef Q35_DELTARULE_H
 #define Q35_DELTARULE_H
@@ -111,7 +112,6 @@ const deltarule_crossover *deltarule_auto_crossover(void);
 const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const deltarule_opts *o);
 
 /* The implementations (one file each). */
-int deltarule_ref(const deltarule_problem *p, const deltarule_opts *o);       /* ref/ */
 int deltarule_recurrent(const deltarule_problem *p, const deltarule_opts *o);
 int deltarule_chunked(const deltarule_problem *p, const deltarule_opts *o);
 int deltarule_neumann(const deltarule_problem *p, const deltarule_opts *o);

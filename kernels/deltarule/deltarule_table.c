@@ -23,8 +23,6 @@
 #define NEUMANN_SOLVERS (DR_SOLVER_BIT(DR_SOLVER_NEUMANN_DENSE) | DR_SOLVER_BIT(DR_SOLVER_NEUMANN_BLOCKED))
 
 const deltarule_impl deltarule_impls[] = {
-    {"ref", "scalar reference, double accumulation (ref/deltarule_ref.c)",
-     deltarule_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL, 0},
     {"recurrent", "token by token, column blocks of the state in L1, SIMD + OpenMP",
      deltarule_recurrent, {0}, DR_CLAIM_ALL, 1e-5, NULL, 0},
     {"recurrent-pairs", "recurrent, two tokens per pass over each column block (half the state stores)",

@@ -46,7 +46,6 @@ int linear_validate(const linear_problem *p, char *err, size_t errlen);
 int linear_run(const linear_impl *impl, const linear_problem *p, const linear_opts *opts, char *err,
                size_t errlen);
 
-int linear_ref(const linear_problem *p, const linear_opts *o);    /* ref/ */
 int linear_tiled(const linear_problem *p, const linear_opts *o);
 
 #endif

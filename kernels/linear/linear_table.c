@@ -7,7 +7,6 @@
 #include <string.h>
 
 const linear_impl linear_impls[] = {
-    {"ref", "scalar reference, double accumulation (ref/linear_ref.c)", linear_ref, {0}, 1e-6, NULL},
     {"tiled", "q35_matmul_xwt (AVX2 / generic C) on column panels of W over OpenMP threads",
      linear_tiled, {0}, 1e-5, NULL},
 };

@@ -94,7 +94,6 @@ int moe_route(const moe_problem *p, int32_t *ids, float *weights, float *logits,
 long long moe_work_flops(const moe_problem *p);
 long long moe_work_weight_bytes(const moe_problem *p, int experts_touched);
 
-int moe_ref(const moe_problem *p, const moe_opts *o, moe_stats *st);
 int moe_per_token(const moe_problem *p, const moe_opts *o, moe_stats *st);
 int moe_grouped(const moe_problem *p, const moe_opts *o, moe_stats *st);
 int moe_blockwise(const moe_problem *p, const moe_opts *o, moe_stats *st);

@@ -14,8 +14,6 @@
 #include <string.h>
 
 const moe_impl moe_impls[] = {
-    {"ref", "scalar reference, double accumulation, its own double-precision router (ref/moe_ref.c)",
-     moe_ref, {0}, 1e-12, 1e-12, NULL},
     {"per_token", "for each token, its k experts as matrix-vector products",
      moe_per_token, {0}, 1e-5, 1e-5, NULL},
     {"grouped", "tokens sorted by expert, one GEMM pair per expert, experts over threads largest first",

@@ -1,10 +1,26 @@
-/* impls.c - choosing implementations per kernel family (impls.h). */
-#include "model/impls.h"
+/* impl_select.c - choosing implementations per kernel family (impl_select.h). */
+#include "harness/impl_select.h"
 
 #include "common/errmsg.h"
 
 #include <stdio.h>
 #include <string.h>
+
+#define Q35_FAMILY_VIEW(fam)                                                                                       \
+    int fam##_n_entries(void) { return 1 + fam##_n_impls; }                                                        \
+    const fam##_impl *fam##_entry(int i)                                                                           \
+    {                                                                                                              \
+        return i == 0 ? &fam##_ref_impl : i > 0 && i <= fam##_n_impls ? &fam##_impls[i - 1] : NULL;                \
+    }                                                                                                              \
+    const fam##_impl *fam##_named(const char *name)                                                                \
+    {                                                                                                              \
+        return name && !strcmp(name, fam##_ref_impl.name) ? &fam##_ref_impl : fam##_find(name);                    \
+    }
+Q35_FAMILY_VIEW(linear)
+Q35_FAMILY_VIEW(conv)
+Q35_FAMILY_VIEW(deltarule)
+Q35_FAMILY_VIEW(attention)
+Q35_FAMILY_VIEW(moe)
 
 const char *q35_family_name(int fam)
 {
@@ -15,11 +31,11 @@ const char *q35_family_name(int fam)
 int q35_family_size(int fam)
 {
     switch (fam) {
-    case Q35_FAM_LINEAR: return linear_n_impls;
-    case Q35_FAM_CONV: return conv_n_impls;
-    case Q35_FAM_DELTARULE: return deltarule_n_impls;
-    case Q35_FAM_ATTENTION: return attention_n_impls;
-    case Q35_FAM_MOE: return moe_n_impls;
+    case Q35_FAM_LINEAR: return linear_n_entries();
+    case Q35_FAM_CONV: return conv_n_entries();
+    case Q35_FAM_DELTARULE: return deltarule_n_entries();
+    case Q35_FAM_ATTENTION: return attention_n_entries();
+    case Q35_FAM_MOE: return moe_n_entries();
     }
     return 0;
 }
@@ -28,11 +44,11 @@ const char *q35_family_entry(int fam, int i)
 {
     if (i < 0 || i >= q35_family_size(fam)) return NULL;
     switch (fam) {
-    case Q35_FAM_LINEAR: return linear_impls[i].name;
-    case Q35_FAM_CONV: return conv_impls[i].name;
-    case Q35_FAM_DELTARULE: return deltarule_impls[i].name;
-    case Q35_FAM_ATTENTION: return attention_impls[i].name;
-    case Q35_FAM_MOE: return moe_impls[i].name;
+    case Q35_FAM_LINEAR: return linear_entry(i)->name;
+    case Q35_FAM_CONV: return conv_entry(i)->name;
+    case Q35_FAM_DELTARULE: return deltarule_entry(i)->name;
+    case Q35_FAM_ATTENTION: return attention_entry(i)->name;
+    case Q35_FAM_MOE: return moe_entry(i)->name;
     }
     return NULL;
 }
@@ -40,14 +56,14 @@ const char *q35_family_entry(int fam, int i)
 void q35_impls_set(q35_impls *im, int fam, int i)
 {
     switch (fam) {
-    case Q35_FAM_LINEAR: im->linear = &linear_impls[i]; break;
-    case Q35_FAM_CONV: im->conv = &conv_impls[i]; break;
+    case Q35_FAM_LINEAR: im->linear = linear_entry(i); break;
+    case Q35_FAM_CONV: im->conv = conv_entry(i); break;
     case Q35_FAM_DELTARULE:
-        im->deltarule = &deltarule_impls[i];
-        im->deltarule_decode = deltarule_find(strcmp(im->deltarule->name, "ref") ? "recurrent" : "ref");
+        im->deltarule = deltarule_entry(i);
+        im->deltarule_decode = im->deltarule == &deltarule_ref_impl ? &deltarule_ref_impl : deltarule_find("recurrent");
         break;
-    case Q35_FAM_ATTENTION: im->attention = &attention_impls[i]; break;
-    case Q35_FAM_MOE: im->moe = &moe_impls[i]; break;
+    case Q35_FAM_ATTENTION: im->attention = attention_entry(i); break;
+    case Q35_FAM_MOE: im->moe = moe_entry(i); break;
     }
 }
 
