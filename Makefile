@@ -30,7 +30,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test run clean deps plots
+.PHONY: all test run clean deps plots layers
 # keep objects of the test binaries (they are intermediate files to make)
 .SECONDARY:
 all: $(BUILD)/q35lab
@@ -52,8 +52,16 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS) -lcmocka
 
+# The floors of .layers: no #include (../shared/tools/layers) and no symbol
+# (tests/link_layers.sh) reaches from a folder to one above it.
+layers: $(BUILD)/q35lab $(TEST_BINS)
+	@echo "== layers: includes (../shared/tools/layers) and symbols (tests/link_layers.sh)"
+	@test -x ../shared/tools/layers || { echo "../shared/tools/layers is missing (see ../shared/README.md)"; exit 1; }
+	@../shared/tools/layers
+	@tests/link_layers.sh $(BUILD)
+
 # Each suite runs from the project root (tests read tests/data and ../shared).
-test: $(TEST_BINS) $(BUILD)/q35lab
+test: $(TEST_BINS) $(BUILD)/q35lab layers
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; ./$$t; done
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }

@@ -1,11 +1,13 @@
 /* What every benchmark shares: one row of results per configuration, every
  * implementation side by side with its ratio to the fastest, printed as a
- * table and appended to results/ as JSON lines and CSV with the machine's
- * metadata.
+ * table and, when files are named (--json, --csv), appended to them as JSON
+ * lines and CSV with the machine's metadata: results/ changes only when
+ * asked (the bench/run_*.sh scripts that regenerate the committed tables).
  */
 #ifndef Q35_BENCH_H
 #define Q35_BENCH_H
 
+#include "common/atomic_file.h"
 #include "harness/counters.h"
 #include "harness/timing.h"
 
@@ -31,7 +33,8 @@ typedef struct {
 
 typedef struct {
     const char *family;
-    FILE *json, *csv;
+    FILE *json, *csv;         /* NULL: not written */
+    q35_atomic_file json_file, csv_file;
     char meta[1024];          /* JSON object text: machine and build metadata */
     char commit[64], date[32], cpu[128];
     int B, T, threads;
@@ -42,19 +45,18 @@ typedef struct {
     int n;
 } bench_report;
 
-/* json/csv NULL: results/bench_<family>.jsonl / .csv.  Appends. */
+/* Appends to json / csv (NULL: that file is not written); the files change
+ * only when the report is closed with keep = 1. */
 int bench_report_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine);
 void bench_row_begin(bench_report *r, int B, int T, int threads);
 void bench_result_add(bench_report *r, const bench_result *res, const q35_counters *ctr, int reps);
 void bench_row_end(bench_report *r); /* prints the row's table and writes the records */
-void bench_report_close(bench_report *r);
+/* keep: replace the files with their appended copies (0 after a failed run:
+ * leave them as they were).  -1 if a file could not be written. */
+int bench_report_close(bench_report *r, int keep);
 /* Whether implementation `name` is in the comma-separated list ("all": every
  * entry but ref, which is the spec, not a contender). */
 int bench_impl_selected(const char *list, const char *name);
 void bench_progress(const char *family, const char *impl, int B, int T, int threads);
-
-int bench_deltarule(int argc, char **argv);
-int bench_moe(int argc, char **argv);
-int bench_model(int argc, char **argv);
 
 #endif

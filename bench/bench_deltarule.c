@@ -7,18 +7,19 @@
  * compare implementations on the same useful work.  Bytes are the state read
  * and written plus the inputs and outputs touched once.
  */
-#include "bench/bench.h"
-#include "harness/impl_select.h"
-#include "harness/calibrate.h"
-#include "cli/cli.h"
-#include "harness/counters.h"
-#include "kernels/cpu_features.h"
-#include "kernels/deltarule/deltarule.h"
-#include "harness/deltarule_crossover.h"
-#include "harness/deltarule_inputs.h"
-#include "harness/timing.h"
+#include "bench/bench_deltarule.h"
+
 #include "common/clock.h"
 #include "common/huge_pages.h"
+#include "kernels/cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "harness/calibrate.h"
+#include "harness/counters.h"
+#include "harness/deltarule_crossover.h"
+#include "harness/deltarule_inputs.h"
+#include "harness/impl_select.h"
+#include "harness/timing.h"
+#include "bench/bench.h"
 
 #include <math.h>
 #include <omp.h>
@@ -27,11 +28,6 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef struct {
-    const char *name;
-    int Hk, Hv, Dk, Dv, deltanet_layers; /* layers: how many states --cold rotates over */
-} dr_bench_shape;
-
 /* From the released configs: linear_num_key_heads, linear_num_value_heads,
  * linear_key_head_dim, linear_value_head_dim; 3 of 4 layers are DeltaNet. */
 static const dr_bench_shape shapes[] = {
@@ -39,65 +35,31 @@ static const dr_bench_shape shapes[] = {
     {"qwen3.5-35b-a3b", 16, 32, 128, 128, 30},
 };
 
-typedef struct {
-    dr_bench_shape shape;
-    int Ts[16], nT, Bs[8], nB, threads[8], nthreads, reps, cold;
-    int chunks[8], nchunks; /* chunk sizes for the chunked forms; 0: their defaults */
-    const char *impl, *counters, *json, *csv, *machine, *crossover;
-} dr_bench_config;
-
-static int parse_shape(const char *s, dr_bench_shape *out)
+const dr_bench_shape *dr_bench_shape_named(const char *name)
 {
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        if (!strcmp(s, shapes[i].name)) { *out = shapes[i]; return 0; }
-    int v[4];
-    if (!strncmp(s, "custom:", 7) && cli_int_list(s + 7, v, 4, 1, 65536) == 4 && v[1] % v[0] == 0) {
-        *out = (dr_bench_shape){"custom", v[0], v[1], v[2], v[3], 18};
-        return 0;
-    }
-    fprintf(stderr, "q35lab: --shape expects qwen3.5-0.8b, qwen3.5-35b-a3b or custom:Hk,Hv,Dk,Dv "
-                    "(Hv a multiple of Hk), got '%s'\n", s);
-    return -1;
+        if (!strcmp(name, shapes[i].name)) return &shapes[i];
+    return NULL;
 }
 
-static int parse_args(int argc, char **argv, dr_bench_config *c)
+void dr_bench_defaults(dr_bench_config *c)
 {
     *c = (dr_bench_config){.shape = shapes[0], .Ts = {1, 64, 512, 2048}, .nT = 4, .Bs = {1}, .nB = 1,
                            .threads = {omp_get_num_procs()}, .nthreads = 1, .reps = 10, .impl = "all",
-                           .counters = "default", .machine = "results/machine.json",
-                           .crossover = DR_CROSSOVER_FILE};
-    const char *v;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--cold")) { c->cold = 1; continue; }
-        if (!(v = cli_value(argc, argv, &i))) return -1;
-        if (!strcmp(a, "--impl")) c->impl = v;
-        else if (!strcmp(a, "--counters")) c->counters = v;
-        else if (!strcmp(a, "--json")) c->json = v;
-        else if (!strcmp(a, "--csv")) c->csv = v;
-        else if (!strcmp(a, "--machine")) c->machine = v;
-        else if (!strcmp(a, "--crossover")) c->crossover = v;
-        else if (!strcmp(a, "--chunk")) { if ((c->nchunks = cli_int_list(v, c->chunks, 8, 1, 1024)) < 0) goto bad; }
-        else if (!strcmp(a, "--shape")) { if (parse_shape(v, &c->shape)) return -1; }
-        else if (!strcmp(a, "--reps")) { if (cli_int(a, v, 1, 100000, &c->reps)) return -1; }
-        else if (!strcmp(a, "--T")) { if ((c->nT = cli_int_list(v, c->Ts, 16, 1, 1 << 20)) < 0) goto bad; }
-        else if (!strcmp(a, "--B")) { if ((c->nB = cli_int_list(v, c->Bs, 8, 1, 4096)) < 0) goto bad; }
-        else if (!strcmp(a, "--threads")) { if ((c->nthreads = cli_int_list(v, c->threads, 8, 1, 1024)) < 0) goto bad; }
-        else { fprintf(stderr, "q35lab: bench deltarule: unknown option '%s'\n", a); return -1; }
-        continue;
-    bad:
-        fprintf(stderr, "q35lab: %s expects a comma-separated list of positive integers, got '%s'\n", a, v);
-        return -1;
-    }
-    if (strcmp(c->impl, "all")) {
-        char list[256];
-        snprintf(list, sizeof list, "%s", c->impl);
-        for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
-            if (!deltarule_named(tok)) {
-                fprintf(stderr, "q35lab: no deltarule implementation '%s' (see `q35lab list`)\n", tok);
-                return -1;
-            }
-    }
+                           .counters = "default", .machine = "results/machine.json"};
+}
+
+/* Every name in a comma list must be an implementation. */
+static int check_impls(const char *list)
+{
+    if (!strcmp(list, "all")) return 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (!deltarule_named(tok)) {
+            fprintf(stderr, "q35lab: no deltarule implementation '%s' (see `q35lab list`)\n", tok);
+            return -1;
+        }
     return 0;
 }
 
@@ -161,10 +123,11 @@ static void ring_free(state_ring *r)
 
 /* Times `reps` runs of one implementation; the state is updated in place
  * (final_state == initial_state), as a model does. */
-static int time_impl(const deltarule_impl *im, int chunk, dr_case *c, state_ring *ring, int reps, int threads,
-                     q35_counters *ctr, double *times, char *err, size_t errlen)
+static int time_impl(const deltarule_impl *im, int chunk, const deltarule_crossover *xo, dr_case *c,
+                     state_ring *ring, int reps, int threads, q35_counters *ctr, double *times, char *err,
+                     size_t errlen)
 {
-    deltarule_opts o = {.threads = threads, .chunk = chunk};
+    deltarule_opts o = {.threads = threads, .chunk = chunk, .crossover = xo};
     deltarule_problem p = c->p;
     /* r = -1: untimed warm-up, repeated for WARMUP_SECONDS (bench.h).  One
      * call was not enough: the first few dozen 20 us decode calls of a run
@@ -202,42 +165,58 @@ static void record_crossover(crossover_medians *x, const char *impl, int it, int
     if (!strcmp(impl, "chunked")) x->chk[it][ith] = median;
 }
 
-/* Writes auto's crossover when both forms were measured at two or more T
- * (ascending) for every thread count; otherwise leaves the file alone. */
-static void write_crossover(const dr_bench_config *c, const crossover_medians *x)
+/* With --crossover FILE: auto's crossover points for this shape, one per
+ * thread count, from both forms measured at two or more T (ascending).
+ * Nothing is written otherwise: a benchmark never changes what the program
+ * does next unless asked to. */
+static int write_crossover(const dr_bench_config *c, const crossover_medians *x)
 {
-    if (c->nT < 2 || c->cold || !strcmp(c->crossover, "none")) return;
-    for (int i = 1; i < c->nT; i++)
-        if (c->Ts[i] <= c->Ts[i - 1]) return;
-    int from[8];
-    for (int th = 0; th < c->nthreads; th++) {
+    if (!c->crossover) return 0;
+    const char *why = c->nT < 2 ? "it needs at least two --T" : c->cold ? "--cold measures another regime" : NULL;
+    for (int i = 1; i < c->nT && !why; i++)
+        if (c->Ts[i] <= c->Ts[i - 1]) why = "--T must be ascending";
+    if (c->nB != 1 || c->Bs[0] != 1) why = why ? why : "it is measured at B = 1";
+    deltarule_crossover_point pts[8];
+    for (int th = 0; th < c->nthreads && !why; th++) {
         double rec[16], chk[16];
         for (int i = 0; i < c->nT; i++) {
             rec[i] = x->pairs[i][th] > 0 ? x->pairs[i][th] : x->rec[i][th];
             chk[i] = x->chk[i][th];
-            if (rec[i] <= 0 || chk[i] <= 0) return;
+            if (rec[i] <= 0 || chk[i] <= 0) why = "it needs recurrent(-pairs) and chunked in --impl";
         }
-        from[th] = dr_crossover_from_medians(c->Ts, rec, chk, c->nT);
+        pts[th] = (deltarule_crossover_point){c->shape.Hk, c->shape.Hv, c->shape.Dk, c->shape.Dv, c->threads[th],
+                                              dr_crossover_from_medians(c->Ts, rec, chk, c->nT)};
     }
-    char what[160], err[256];
-    snprintf(what, sizeof what, "bench deltarule, shape %s, B=%d, %d reps", c->shape.name, c->Bs[0], c->reps);
-    if (dr_crossover_write(c->crossover, c->threads, from, c->nthreads, what, err, sizeof err))
+    if (why) {
+        fprintf(stderr, "q35lab: bench deltarule: no crossover written to %s: %s\n", c->crossover, why);
+        return -1;
+    }
+    char what[160], err[512];
+    snprintf(what, sizeof what, "bench deltarule, shape %s, B=1, %d reps, ISA %s", c->shape.name, c->reps,
+             cpu_isa_name(cpu_isa()));
+    if (dr_crossover_merge_write(c->crossover, pts, c->nthreads, what, err, sizeof err)) {
         fprintf(stderr, "q35lab: %s\n", err);
-    else {
-        printf("\nauto: crossover written to %s:", c->crossover);
-        for (int th = 0; th < c->nthreads; th++) {
-            printf(" %d thread%s: ", c->threads[th], c->threads[th] > 1 ? "s" : "");
-            if (from[th]) printf("chunked from T=%d;", from[th]);
-            else printf("recurrent always;");
-        }
-        printf("\n");
+        return -1;
     }
+    printf("\nauto: crossover for Hk=%d Hv=%d Dk=%d Dv=%d written to %s:", c->shape.Hk, c->shape.Hv, c->shape.Dk,
+           c->shape.Dv, c->crossover);
+    for (int th = 0; th < c->nthreads; th++) {
+        printf(" %d thread%s: ", pts[th].threads, pts[th].threads > 1 ? "s" : "");
+        if (pts[th].chunked_from_T) printf("chunked from T=%d;", pts[th].chunked_from_T);
+        else printf("recurrent always;");
+    }
+    printf("\n");
+    return 0;
 }
 
-int bench_deltarule(int argc, char **argv)
+int bench_deltarule(const dr_bench_config *config)
 {
-    dr_bench_config cfg;
-    if (parse_args(argc, argv, &cfg)) return 2;
+    const dr_bench_config cfg = *config;
+    if (check_impls(cfg.impl)) return 2;
+    if (cfg.shape.Hk < 1 || cfg.shape.Hv % cfg.shape.Hk) {
+        fprintf(stderr, "q35lab: bench deltarule: Hv=%d is not a multiple of Hk=%d\n", cfg.shape.Hv, cfg.shape.Hk);
+        return 2;
+    }
     char err[512] = "";
     q35_machine_limits lim;
     const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
@@ -292,7 +271,7 @@ int bench_deltarule(int argc, char **argv)
                         q35_load_mark lm;
                         q35_load_begin(&lm);
                         bench_progress("deltarule", labels[nl], B, T, th);
-                        if (!times || time_impl(im, chunk, &c, &ring, cfg.reps, th, ctr, times, err, sizeof err)) {
+                        if (!times || time_impl(im, chunk, cfg.auto_crossover, &c, &ring, cfg.reps, th, ctr, times, err, sizeof err)) {
                             fprintf(stderr, "q35lab: bench %s: %s\n", labels[nl], times ? err : "out of memory");
                             rc = 2;
                         } else {
@@ -314,8 +293,8 @@ int bench_deltarule(int argc, char **argv)
                 ring_free(&ring);
                 dr_case_free(&c);
             }
-    bench_report_close(&rep);
+    if (bench_report_close(&rep, rc == 0) && !rc) rc = 2;
     q35_counters_close(ctr);
-    if (!rc) write_crossover(&cfg, &xo);
+    if (!rc && write_crossover(&cfg, &xo)) rc = 2;
     return rc;
 }

@@ -6,50 +6,24 @@
  * step reads (q35_model_decode_bytes: every matrix once, the tied lm_head's
  * embedding table included); flops are q35_model_flops (docs/model.md §6).
  */
-#include "harness/impl_select.h"
-#include "bench/bench.h"
+#include "bench/bench_model.h"
+
 #include "common/clock.h"
-#include "harness/calibrate.h"
-#include "cli/cli.h"
 #include "model/forward.h"
 #include "model/generate.h"
+#include "harness/calibrate.h"
+#include "harness/impl_select.h"
+#include "bench/bench.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *dir, *impl, *json, *csv, *machine;
-    int lens[16], nlens, threads[8], nthreads, gen, reps, f32, mmap;
-} model_bench_config;
-
-static int parse_args(int argc, char **argv, model_bench_config *c)
+void model_bench_defaults(model_bench_config *c)
 {
     *c = (model_bench_config){.lens = {128, 512}, .nlens = 2, .threads = {omp_get_num_procs()}, .nthreads = 1,
                               .gen = 32, .reps = 3, .impl = "default", .machine = "results/machine.json"};
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (!strcmp(a, "--f32")) { c->f32 = 1; continue; }
-        if (!strcmp(a, "--mmap")) { c->mmap = 1; continue; }
-        if (!(v = cli_value(argc, argv, &i))) return -1;
-        if (!strcmp(a, "--model")) c->dir = v;
-        else if (!strcmp(a, "--impl")) c->impl = v;
-        else if (!strcmp(a, "--json")) c->json = v;
-        else if (!strcmp(a, "--csv")) c->csv = v;
-        else if (!strcmp(a, "--machine")) c->machine = v;
-        else if (!strcmp(a, "--gen")) { if (cli_int(a, v, 2, 1 << 16, &c->gen)) return -1; }
-        else if (!strcmp(a, "--reps")) { if (cli_int(a, v, 1, 10000, &c->reps)) return -1; }
-        else if (!strcmp(a, "--prompt-len")) { if ((c->nlens = cli_int_list(v, c->lens, 16, 1, 1 << 20)) < 0) goto bad; }
-        else if (!strcmp(a, "--threads")) { if ((c->nthreads = cli_int_list(v, c->threads, 8, 1, 1024)) < 0) goto bad; }
-        else { fprintf(stderr, "q35lab: bench model: unknown option '%s'\n", a); return -1; }
-        continue;
-    bad:
-        fprintf(stderr, "q35lab: %s expects a comma-separated list of positive integers, got '%s'\n", a, v);
-        return -1;
-    }
-    if (!c->dir) { fprintf(stderr, "q35lab: bench model: --model DIR is required\n"); return -1; }
-    return 0;
 }
 
 /* One prompt length at one thread count: reps x (prefill, gen - 1 decode steps). */
@@ -83,12 +57,13 @@ out:
     return rc;
 }
 
-int bench_model(int argc, char **argv)
+int bench_model(const model_bench_config *config)
 {
-    model_bench_config cfg;
-    if (parse_args(argc, argv, &cfg)) return 2;
+    const model_bench_config cfg = *config;
+    if (!cfg.dir) { fprintf(stderr, "q35lab: bench model: --model DIR is required\n"); return 2; }
+    if (cfg.gen < 2) { fprintf(stderr, "q35lab: bench model: --gen must be at least 2 (a prefill and a step)\n"); return 2; }
     char err[512] = "";
-    q35_impls im = {0};
+    q35_impls im = {.dr_crossover = cfg.auto_crossover};
     if (q35_impls_parse(cfg.impl, &im, err, sizeof err)) { fprintf(stderr, "q35lab: %s\n", err); return 2; }
     q35_model m;
     const q35_load_opts lo = {.mmap = cfg.mmap, .force_f32 = cfg.f32};
@@ -143,7 +118,7 @@ int bench_model(int argc, char **argv)
     if (!ttft || !step) { fprintf(stderr, "q35lab: bench model: out of memory\n"); rc = 2; }
     free(ttft);
     free(step);
-    bench_report_close(&rep);
+    if (bench_report_close(&rep, rc == 0) && !rc) rc = 2;
     q35_model_free(&m);
     return rc;
 }

@@ -4,25 +4,21 @@
  * token (docs/moe.md); bytes: the weights of the experts the batch touches,
  * read once, plus the router and the shared expert.
  */
-#include "bench/bench.h"
-#include "harness/impl_select.h"
-#include "harness/calibrate.h"
-#include "cli/cli.h"
-#include "harness/counters.h"
+#include "bench/bench_moe.h"
+
+#include "common/clock.h"
 #include "kernels/moe/moe.h"
+#include "harness/calibrate.h"
+#include "harness/counters.h"
+#include "harness/impl_select.h"
 #include "harness/moe_inputs.h"
 #include "harness/timing.h"
-#include "common/clock.h"
+#include "bench/bench.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    const char *name;
-    int hidden, E, top_k, I, Is;
-} moe_bench_shape;
 
 /* qwen3.5-35b-a3b from the released config (hidden 2048, 256 experts, 8
  * used, expert and shared intermediate 512).  For 397B-A17B the issue gives
@@ -33,78 +29,45 @@ static const moe_bench_shape shapes[] = {
     {"qwen3.5-397b-a17b", 4096, 512, 10, 1024, 1024},
 };
 
-typedef struct {
-    moe_bench_shape shape;
-    int Ts[16], nT, threads[8], nthreads, reps, dtypes[2], ndtypes;
-    double skew;
-    const char *impl, *counters, *json, *csv, *machine;
-} moe_bench_config;
-
-static int parse_shape(const char *s, moe_bench_shape *out)
+const moe_bench_shape *moe_bench_shape_named(const char *name)
 {
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        if (!strcmp(s, shapes[i].name)) { *out = shapes[i]; return 0; }
-    int v[5];
-    if (!strncmp(s, "custom:", 7) && cli_int_list(s + 7, v, 5, 0, 1 << 20) == 5 && v[0] > 0 && v[1] > 0 &&
-        v[2] > 0 && v[2] <= v[1] && v[3] > 0) {
-        *out = (moe_bench_shape){"custom", v[0], v[1], v[2], v[3], v[4]};
-        return 0;
-    }
-    fprintf(stderr, "q35lab: --shape expects qwen3.5-35b-a3b, qwen3.5-397b-a17b or "
-                    "custom:hidden,E,k,I,Is (1 <= k <= E, Is may be 0), got '%s'\n", s);
-    return -1;
+        if (!strcmp(name, shapes[i].name)) return &shapes[i];
+    return NULL;
 }
 
-static int parse_args(int argc, char **argv, moe_bench_config *c)
+void moe_bench_defaults(moe_bench_config *c)
 {
     *c = (moe_bench_config){.shape = shapes[0], .Ts = {1, 8, 128, 512}, .nT = 4,
                             .threads = {omp_get_num_procs()}, .nthreads = 1, .reps = 5,
                             .dtypes = {WT_BF16}, .ndtypes = 1, .impl = "all", .counters = "sde",
                             .machine = "results/machine.json"};
-    const char *v;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!(v = cli_value(argc, argv, &i))) return -1;
-        if (!strcmp(a, "--impl")) c->impl = v;
-        else if (!strcmp(a, "--counters")) c->counters = v;
-        else if (!strcmp(a, "--json")) c->json = v;
-        else if (!strcmp(a, "--csv")) c->csv = v;
-        else if (!strcmp(a, "--machine")) c->machine = v;
-        else if (!strcmp(a, "--shape")) { if (parse_shape(v, &c->shape)) return -1; }
-        else if (!strcmp(a, "--reps")) { if (cli_int(a, v, 1, 100000, &c->reps)) return -1; }
-        else if (!strcmp(a, "--T")) { if ((c->nT = cli_int_list(v, c->Ts, 16, 1, 1 << 16)) < 0) goto bad; }
-        else if (!strcmp(a, "--threads")) { if ((c->nthreads = cli_int_list(v, c->threads, 8, 1, 1024)) < 0) goto bad; }
-        else if (!strcmp(a, "--skew")) {
-            char *end;
-            c->skew = strtod(v, &end);
-            if (*end || end == v || c->skew < 0 || c->skew > 1) {
-                fprintf(stderr, "q35lab: --skew expects a number in [0, 1], got '%s'\n", v);
-                return -1;
-            }
-        } else if (!strcmp(a, "--dtype")) {
-            c->ndtypes = 0;
-            char list[64];
-            snprintf(list, sizeof list, "%s", v);
-            for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
-                if (c->ndtypes == 2 || (strcmp(tok, "f32") && strcmp(tok, "bf16"))) {
-                    fprintf(stderr, "q35lab: --dtype expects f32, bf16 or f32,bf16, got '%s'\n", v);
-                    return -1;
-                }
-                c->dtypes[c->ndtypes++] = strcmp(tok, "f32") ? WT_BF16 : WT_F32;
-            }
-        } else { fprintf(stderr, "q35lab: bench moe: unknown option '%s'\n", a); return -1; }
-        continue;
-    bad:
-        fprintf(stderr, "q35lab: %s expects a comma-separated list of positive integers, got '%s'\n", a, v);
-        return -1;
-    }
+}
+
+/* Every name in a comma list must be an implementation. */
+static int check_impls(const char *list)
+{
+    if (!strcmp(list, "all")) return 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (!moe_named(tok)) {
+            fprintf(stderr, "q35lab: no moe implementation '%s' (see `q35lab list`)\n", tok);
+            return -1;
+        }
     return 0;
 }
 
-int bench_moe(int argc, char **argv)
+int bench_moe(const moe_bench_config *config)
 {
-    moe_bench_config cfg;
-    if (parse_args(argc, argv, &cfg)) return 2;
+    const moe_bench_config cfg = *config;
+    if (check_impls(cfg.impl)) return 2;
+    const moe_bench_shape *sh = &cfg.shape;
+    if (sh->hidden < 1 || sh->E < 1 || sh->top_k < 1 || sh->top_k > sh->E || sh->I < 1 || sh->Is < 0) {
+        fprintf(stderr, "q35lab: bench moe: shape hidden=%d E=%d k=%d I=%d Is=%d needs 1 <= k <= E, I >= 1, "
+                        "Is >= 0\n", sh->hidden, sh->E, sh->top_k, sh->I, sh->Is);
+        return 2;
+    }
     char err[512] = "";
     q35_machine_limits lim;
     const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
@@ -119,7 +82,6 @@ int bench_moe(int argc, char **argv)
     }
     bench_report rep;
     if (bench_report_open(&rep, "moe", cfg.json, cfg.csv, cfg.machine)) return 2;
-    const moe_bench_shape *sh = &cfg.shape;
     printf("bench moe: shape %s (hidden %d, %d experts, top-%d, I %d, shared %d), skew %.2f, %d reps\n", sh->name,
            sh->hidden, sh->E, sh->top_k, sh->I, sh->Is, cfg.skew, cfg.reps);
     int rc = 0;
@@ -182,7 +144,7 @@ int bench_moe(int argc, char **argv)
             }
             moe_case_free(&c);
         }
-    bench_report_close(&rep);
+    if (bench_report_close(&rep, rc == 0) && !rc) rc = 2;
     q35_counters_close(ctr);
     return rc;
 }

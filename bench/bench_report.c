@@ -1,5 +1,6 @@
-#include "bench/bench.h"
+#include "common/atomic_file.h"
 #include "kernels/cpu_features.h"
+#include "bench/bench.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,32 +34,32 @@ static void cpu_model(char *buf, size_t n)
     if (f) fclose(f);
 }
 
-static FILE *open_append(const char *path, const char *dflt, const char *family, int *is_new)
+/* Results go to a file only when one is named; they are appended to a
+ * temporary copy that replaces the file when the bench completes. */
+static int open_append(q35_atomic_file *a, const char *path, int *is_new)
 {
-    char p[512];
-    if (!path) {
-        mkdir("results", 0755);
-        snprintf(p, sizeof p, "results/bench_%s.%s", family, dflt);
-        path = p;
-    }
+    if (!path) return 0;
     struct stat st;
     *is_new = stat(path, &st) != 0 || st.st_size == 0;
-    FILE *f = fopen(path, "a");
-    if (!f) fprintf(stderr, "q35lab: cannot append to %s\n", path);
-    return f;
+    char err[512];
+    if (q35_atomic_open(a, path, 1, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 int bench_report_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine)
 {
     memset(r, 0, sizeof *r);
     r->family = family;
-    int json_new, csv_new;
-    r->json = open_append(json, "jsonl", family, &json_new);
-    r->csv = open_append(csv, "csv", family, &csv_new);
-    if (!r->json || !r->csv) {
-        bench_report_close(r);
+    int json_new = 0, csv_new = 0;
+    if (open_append(&r->json_file, json, &json_new) || open_append(&r->csv_file, csv, &csv_new)) {
+        bench_report_close(r, 0);
         return -1;
     }
+    r->json = r->json_file.f;
+    r->csv = r->csv_file.f;
     read_line_of("git rev-parse --short HEAD 2>/dev/null", r->commit, sizeof r->commit);
     time_t now = time(NULL);
     strftime(r->date, sizeof r->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -69,7 +70,7 @@ int bench_report_open(bench_report *r, const char *family, const char *json, con
              "\"openblas_coretype\":\"%s\",\"machine_json\":\"%s\",\"papi\":\"%s\"}",
              r->date, r->commit, r->cpu, sysconf(_SC_NPROCESSORS_ONLN), cpu_isa_name(cpu_isa()),
              ct ? ct : "", machine ? machine : "", q35_papi_summary());
-    if (csv_new)
+    if (r->csv && csv_new)
         fprintf(r->csv, "date,commit,cpu,family,impl,B,T,threads,median_s,min_s,max_s,ci95_lo_s,ci95_hi_s,"
                         "tokens_per_s,gflops,gbs,arith_intensity,pct_fma_peak,pct_bw,ratio_to_fastest,"
                         "other_load,busy,peak_gflops,bw_gbs,variant,note\n");
@@ -134,11 +135,13 @@ void bench_row_end(bench_report *r)
             printf("%s %s=%.4g", shown++ ? "" : "      per run:", nm, x->counter_per_run[k]);
         }
         if (shown) printf("\n");
-        fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d,%.6g,%.6g,%s,\"%s\"\n",
+        if (r->csv)
+            fprintf(r->csv, "%s,%s,\"%s\",%s,%s,%d,%d,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4f,%d,%.6g,%.6g,%s,\"%s\"\n",
                 r->date, r->commit, r->cpu, r->family, x->impl, r->B, r->T, r->threads, t, x->stats.min,
                 x->stats.max, x->stats.ci95_lo, x->stats.ci95_hi, x->tokens / t, gf, gb, x->flops / x->bytes,
                 x->peak_gflops > 0 ? 100.0 * gf / x->peak_gflops : NAN, x->bw_gbs > 0 ? 100.0 * gb / x->bw_gbs : NAN,
                 ratio, x->other_load, busy(x), x->peak_gflops, x->bw_gbs, r->variant, x->note);
+        if (!r->json) continue;
         fprintf(r->json, "{\"meta\":%s,\"family\":\"%s\",\"impl\":\"%s\",\"B\":%d,\"T\":%d,\"threads\":%d,"
                          "\"median_s\":%.9g,\"min_s\":%.9g,\"max_s\":%.9g,\"ci95_s\":[%.9g,%.9g],\"reps\":%d,"
                          "\"flops\":%.6g,\"bytes\":%.6g,\"tokens_per_s\":%.6g,\"gflops\":%.6g,\"gbs\":%.6g,"
@@ -156,11 +159,21 @@ void bench_row_end(bench_report *r)
     fflush(stdout);
 }
 
-void bench_report_close(bench_report *r)
+int bench_report_close(bench_report *r, int keep)
 {
-    if (r->json) fclose(r->json);
-    if (r->csv) fclose(r->csv);
+    char err[512];
+    int rc = 0;
+    q35_atomic_file *files[2] = {&r->json_file, &r->csv_file};
+    for (int i = 0; i < 2; i++) {
+        if (!files[i]->f) continue;
+        if (!keep) q35_atomic_abort(files[i]);
+        else if (q35_atomic_commit(files[i], err, sizeof err)) {
+            fprintf(stderr, "q35lab: %s\n", err);
+            rc = -1;
+        }
+    }
     r->json = r->csv = NULL;
+    return rc;
 }
 
 void bench_progress(const char *family, const char *impl, int B, int T, int threads)

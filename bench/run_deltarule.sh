@@ -9,10 +9,11 @@ make -s all
 mkdir -p results
 rm -f results/deltarule_warm.* results/deltarule_decode.* results/deltarule_cold.* results/deltarule_chunks.* results/deltarule_error_vs_T.csv
 
-build/q35lab calibrate | tee results/machine.txt
+build/q35lab calibrate --out results/machine.json | tee results/machine.txt
 
-# Prefill and decode, state warm; also measures auto's crossover.
+# Prefill and decode, state warm; also measures auto's crossover for this shape.
 build/q35lab bench deltarule --shape qwen3.5-0.8b --T 1,64,512,2048,8192 --threads 1,2 --reps 10 \
+    --crossover results/deltarule_crossover.json \
     --csv results/deltarule_warm.csv --json results/deltarule_warm.jsonl | tee results/deltarule_warm.txt
 
 # Decode, state warm, with enough repetitions for a median of a ~30 us call (the sweep

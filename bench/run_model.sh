@@ -2,13 +2,13 @@
 # Re-creates the end-to-end model measurements committed in results/ (about
 # 10 minutes on 2 cores; writes ~11 GiB of random checkpoints under
 # build/models/ and needs ~10 GiB of memory for the 35B-A3B-shaped one).
-# Run bench/run_deltarule.sh first (or `build/q35lab calibrate`) for the limits.
+# Run bench/run_deltarule.sh first (or `build/q35lab calibrate --out results/machine.json`) for the limits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s all
 mkdir -p results
 M=${MODELS:-build/models}
-[ -f results/machine.json ] || build/q35lab calibrate | tee results/machine.txt
+[ -f results/machine.json ] || build/q35lab calibrate --out results/machine.json | tee results/machine.txt
 
 ckpt() { # preset dtype dir [extra init args]
     [ -f "$3/model.safetensors" ] || build/q35lab model init --preset "$1" --seed 1 --dtype "$2" --out "$3" --force "${@:4}"

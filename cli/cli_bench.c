@@ -1,22 +1,170 @@
-/* q35lab bench <family>: the drivers live in bench/. */
-#include "bench/bench.h"
-#include "cli/cli.h"
+/* q35lab bench deltarule|moe|model: options parsed here into the drivers'
+ * configurations (bench/bench_*.h). */
+#include "harness/deltarule_crossover.h"
+#include "bench/bench_deltarule.h"
+#include "bench/bench_model.h"
+#include "bench/bench_moe.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
 
 #include <stdio.h>
 #include <string.h>
 
+static const char usage_bench[] =
+    "usage: q35lab bench deltarule|moe|model [options]   (q35lab bench deltarule --help, ...)\n"
+    "Every implementation side by side: medians with [min, max], tokens/s, GFLOP/s, GB/s and % of this\n"
+    "machine's calibrated limits (results/machine.json, from q35lab calibrate --out).  Results are\n"
+    "printed; they are written to files only when named (--json, --csv).\n";
+
+static const char usage_deltarule[] =
+    "usage: q35lab bench deltarule [options]\n"
+    "  --impl all|A,B        implementations (all: every entry but ref, side by side)\n"
+    "  --shape NAME          qwen3.5-0.8b (16/16 heads), qwen3.5-35b-a3b (16/32), custom:Hk,Hv,Dk,Dv\n"
+    "  --T 1,64,512,2048     sequence lengths          --B 1,4        batch sizes\n"
+    "  --threads 1,2         thread counts             --reps N       timed repetitions (after a warm-up)\n"
+    "  --cold                rotate the state over as many layers as the model has DeltaNet layers\n"
+    "                        (18 for 0.8B), so it is not in cache: the decode case in a real model\n"
+    "  --chunk 16,32,64      run the chunked forms at these chunk sizes (rows impl@C)\n"
+    "  --counters SPEC       PAPI events or groups default|cache|flops|sde|none (docs/counters.md)\n"
+    "  --json F --csv F      append every result to these files (nothing is written without them)\n"
+    "  --machine F           the calibrated limits (default results/machine.json)\n"
+    "  --crossover F         also measure auto's crossover for this shape and these thread counts from\n"
+    "                        recurrent(-pairs) against chunked at the --T given, and put it into F (the\n"
+    "                        points of other shapes and thread counts stay); auto reads\n"
+    "                        " DR_CROSSOVER_FILE "\n";
+
+static const char usage_moe[] =
+    "usage: q35lab bench moe [options]\n"
+    "  --impl all|A,B        implementations (all: every entry but ref)\n"
+    "  --shape NAME          qwen3.5-35b-a3b, qwen3.5-397b-a17b, custom:hidden,E,k,I,Is\n"
+    "  --T 1,8,128,512       tokens                    --dtype f32,bf16   weight dtypes\n"
+    "  --threads 1,2         thread counts             --reps N           timed repetitions\n"
+    "  --skew 0..1           routers that send most tokens to a few experts\n"
+    "  --counters SPEC       PAPI events or groups (default sde)\n"
+    "  --json F --csv F      append every result to these files (nothing is written without them)\n"
+    "  --machine F           the calibrated limits (default results/machine.json)\n";
+
+static const char usage_model[] =
+    "usage: q35lab bench model --model DIR [options]\n"
+    "TTFT (prefill) and TPOT (decode) medians with min/max and 95% CI, tokens/s, GB/s and GFLOP/s against\n"
+    "the calibrated limits.\n"
+    "  --model DIR           Hugging Face Qwen3.5 folder (required)\n"
+    "  --prompt-len 128,512  prompt lengths            --gen N        tokens generated per repetition (>= 2)\n"
+    "  --impl SPEC           default | ref | FAMILY=NAME,...\n"
+    "  --threads 1,2         thread counts             --reps N       repetitions\n"
+    "  --f32                 hold BF16 weights as F32  --mmap         keep matrices in the file maps\n"
+    "  --json F --csv F      append every result to these files (nothing is written without them)\n"
+    "  --machine F           the calibrated limits (default results/machine.json)\n";
+
+static int bench_deltarule_cmd(int argc, char **argv)
+{
+    dr_bench_config c;
+    dr_bench_defaults(&c);
+    const char *shape = NULL;
+    const cli_opt opts[] = {
+        OPT_FLAG("--cold", &c.cold),       OPT_STR("--impl", &c.impl),         OPT_STR("--counters", &c.counters),
+        OPT_STR("--json", &c.json),        OPT_STR("--csv", &c.csv),           OPT_STR("--machine", &c.machine),
+        OPT_STR("--crossover", &c.crossover), OPT_STR("--shape", &shape),
+        OPT_INTS("--chunk", c.chunks, 1, 1024, &c.nchunks, 8),
+        OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INTS("--T", c.Ts, 1, 1 << 20, &c.nT, 16),
+        OPT_INTS("--B", c.Bs, 1, 4096, &c.nB, 8),
+        OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
+        CLI_END};
+    const int pr = cli_parse("bench deltarule", usage_deltarule, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    if (shape) {
+        const dr_bench_shape *named = dr_bench_shape_named(shape);
+        int v[4];
+        if (named) c.shape = *named;
+        else if (!strncmp(shape, "custom:", 7) && cli_int_list(shape + 7, v, 4, 1, 65536) == 4 && v[1] % v[0] == 0)
+            c.shape = (dr_bench_shape){"custom", v[0], v[1], v[2], v[3], 18};
+        else {
+            fprintf(stderr, "q35lab: --shape expects qwen3.5-0.8b, qwen3.5-35b-a3b or custom:Hk,Hv,Dk,Dv "
+                            "(Hv a multiple of Hk), got '%s'\n", shape);
+            return 2;
+        }
+    }
+    deltarule_crossover x;
+    c.auto_crossover = dr_crossover_load_default(&x);
+    return bench_deltarule(&c);
+}
+
+static int bench_moe_cmd(int argc, char **argv)
+{
+    moe_bench_config c;
+    moe_bench_defaults(&c);
+    const char *shape = NULL, *dtype = NULL;
+    const cli_opt opts[] = {
+        OPT_STR("--impl", &c.impl),   OPT_STR("--counters", &c.counters), OPT_STR("--json", &c.json),
+        OPT_STR("--csv", &c.csv),     OPT_STR("--machine", &c.machine),   OPT_STR("--shape", &shape),
+        OPT_STR("--dtype", &dtype),   OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INTS("--T", c.Ts, 1, 1 << 16, &c.nT, 16),
+        OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
+        OPT_DOUBLE("--skew", &c.skew, 0.0, 1.0),
+        CLI_END};
+    const int pr = cli_parse("bench moe", usage_moe, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    if (shape) {
+        const moe_bench_shape *named = moe_bench_shape_named(shape);
+        int v[5];
+        if (named) c.shape = *named;
+        else if (!strncmp(shape, "custom:", 7) && cli_int_list(shape + 7, v, 5, 0, 1 << 20) == 5 && v[0] > 0 &&
+                 v[1] > 0 && v[2] > 0 && v[2] <= v[1] && v[3] > 0)
+            c.shape = (moe_bench_shape){"custom", v[0], v[1], v[2], v[3], v[4]};
+        else {
+            fprintf(stderr, "q35lab: --shape expects qwen3.5-35b-a3b, qwen3.5-397b-a17b or "
+                            "custom:hidden,E,k,I,Is (1 <= k <= E, Is may be 0), got '%s'\n", shape);
+            return 2;
+        }
+    }
+    if (dtype) {
+        c.ndtypes = 0;
+        char list[64];
+        snprintf(list, sizeof list, "%s", dtype);
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (c.ndtypes == 2 || (strcmp(tok, "f32") && strcmp(tok, "bf16"))) {
+                fprintf(stderr, "q35lab: --dtype expects f32, bf16 or f32,bf16, got '%s'\n", dtype);
+                return 2;
+            }
+            c.dtypes[c.ndtypes++] = strcmp(tok, "f32") ? WT_BF16 : WT_F32;
+        }
+        if (!c.ndtypes) {
+            fprintf(stderr, "q35lab: --dtype expects f32, bf16 or f32,bf16, got '%s'\n", dtype);
+            return 2;
+        }
+    }
+    return bench_moe(&c);
+}
+
+static int bench_model_cmd(int argc, char **argv)
+{
+    model_bench_config c;
+    model_bench_defaults(&c);
+    const cli_opt opts[] = {
+        OPT_FLAG("--f32", &c.f32),    OPT_FLAG("--mmap", &c.mmap),      OPT_STR("--model", &c.dir),
+        OPT_STR("--impl", &c.impl),   OPT_STR("--json", &c.json),       OPT_STR("--csv", &c.csv),
+        OPT_STR("--machine", &c.machine),
+        OPT_INT("--gen", &c.gen, 2, 1 << 16),
+        OPT_INT("--reps", &c.reps, 1, 10000),
+        OPT_INTS("--prompt-len", c.lens, 1, 1 << 20, &c.nlens, 16),
+        OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
+        CLI_END};
+    const int pr = cli_parse("bench model", usage_model, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    deltarule_crossover x;
+    c.auto_crossover = dr_crossover_load_default(&x);
+    return bench_model(&c);
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "deltarule")) return bench_deltarule(argc, argv);
-    if (argc >= 2 && !strcmp(argv[1], "moe")) return bench_moe(argc, argv);
-    if (argc >= 2 && !strcmp(argv[1], "model")) return bench_model(argc, argv);
-    fprintf(stderr, "usage: q35lab bench deltarule [--impl all|A,B] [--shape qwen3.5-0.8b|qwen3.5-35b-a3b|"
-                    "custom:Hk,Hv,Dk,Dv] [--T 1,64,512,2048] [--B 1,4] [--threads 1,2] [--reps N] [--cold] "
-                    "[--counters default|cache|flops|none|EVENTS] [--json FILE] [--csv FILE] [--machine FILE]\n"
-                    "       q35lab bench moe [--impl all|A,B] [--shape qwen3.5-35b-a3b|qwen3.5-397b-a17b|"
-                    "custom:hidden,E,k,I,Is] [--T 1,8,128,512] [--dtype f32,bf16] [--threads 1,2] [--reps N] "
-                    "[--skew 0..1] [--counters ...] [--json FILE] [--csv FILE]\n"
-                    "       q35lab bench model --model DIR [--prompt-len 128,512] [--gen 32] [--impl SPEC] "
-                    "[--threads 1,2] [--reps N] [--f32] [--mmap] [--json FILE] [--csv FILE]\n");
-    return 2;
+    static const char *const names[] = {"deltarule", "moe", "model"};
+    int status;
+    switch (cli_subcommand("bench", usage_bench, names, 3, argc, argv, &status)) {
+    case 0: return bench_deltarule_cmd(argc, argv);
+    case 1: return bench_moe_cmd(argc, argv);
+    case 2: return bench_model_cmd(argc, argv);
+    default: return status;
+    }
 }

@@ -1,13 +1,15 @@
 /* q35lab check: the correctness sweep and golden-file checks. */
-#include "cli/cli.h"
-#include "harness/impl_select.h"
-#include "cli/cli_moe.h"
+#include "common/atomic_file.h"
+#include "common/json_file.h"
 #include "kernels/cpu_features.h"
 #include "kernels/deltarule/deltarule.h"
 #include "harness/deltarule_check.h"
+#include "harness/deltarule_crossover.h"
 #include "harness/deltarule_golden.h"
 #include "harness/deltarule_inputs.h"
-#include "common/json_file.h"
+#include "harness/impl_select.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -125,7 +127,7 @@ static int check_sweep(dr_check_config *cfg, const char *json, int markdown)
     return rc;
 }
 
-static int check_golden(const char *path, const char *impl_name)
+static int check_golden(const char *path, const char *impl_name, const deltarule_crossover *xo)
 {
     dr_golden g;
     char err[512] = "";
@@ -146,7 +148,8 @@ static int check_golden(const char *path, const char *impl_name)
         if (im->available && !im->available()) continue;
         dr_golden_result r;
         ran++;
-        if (dr_golden_check(&g, im, NULL, &r, err, sizeof err)) {
+        const deltarule_opts o = {.crossover = xo};
+        if (dr_golden_check(&g, im, &o, &r, err, sizeof err)) {
             printf("%-16s ERROR: %s\n", im->name, err);
             failed++;
             continue;
@@ -171,106 +174,149 @@ static int check_golden(const char *path, const char *impl_name)
 }
 
 /* Error against T (random regime, Qwen3.5 head size): the data behind the
- * error plot in results/.  One CSV row per implementation and T. */
-static int error_sweep(const int *Ts, int nT, const char *csv_path)
+ * error plot in results/.  One CSV row per implementation and T, to
+ * csv_path (written whole or not at all) or, without one, to stdout. */
+static int error_sweep(const int *Ts, int nT, const char *csv_path, const deltarule_crossover *xo)
 {
-    FILE *f = fopen(csv_path, "w");
-    if (!f) { fprintf(stderr, "q35lab: cannot write %s\n", csv_path); return 2; }
+    char err[512];
+    q35_atomic_file out = {0};
+    if (csv_path && q35_atomic_open(&out, csv_path, 0, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return 2;
+    }
+    FILE *f = csv_path ? out.f : stdout;
     fprintf(f, "impl,T,regime,normwise,maxabs\n");
-    char err[256];
-    for (int i = 0; i < nT; i++)
-        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+    int rc = 0;
+    for (int i = 0; i < nT && !rc; i++)
+        for (int r = 0; r < DR_REGIME_COUNT && !rc; r++) {
             if (r == DR_REGIME_LONG) continue; /* T is the variable here */
             dr_shape s = {1, Ts[i], 2, 2, 128, 128, 1, 0};
             dr_case c;
             float *ro, *rs;
-            if (dr_case_make(&c, &s, r, 1, err, sizeof err) || dr_case_alloc_outputs(&c, &ro, &rs)) {
-                fprintf(stderr, "q35lab: %s\n", err);
-                fclose(f);
-                return 2;
+            if (dr_case_make(&c, &s, r, 1, err, sizeof err)) {
+                rc = 2;
+                break;
+            }
+            if (dr_case_alloc_outputs(&c, &ro, &rs)) {
+                snprintf(err, sizeof err, "error sweep: out of memory");
+                dr_case_free(&c);
+                rc = 2;
+                break;
             }
             deltarule_problem pr = c.p;
             pr.out = ro;
             pr.final_state = rs;
-            int rc = deltarule_run(&deltarule_ref_impl, &pr, NULL, err, sizeof err);
-            for (int k = 0; k < deltarule_n_entries() && !rc; k++) {
+            rc = deltarule_run(&deltarule_ref_impl, &pr, NULL, err, sizeof err);
+            for (int k = 1; k < deltarule_n_entries() && !rc; k++) { /* entry 0 is ref */
                 const deltarule_impl *im = deltarule_entry(k);
-                if (!strcmp(im->name, "ref") || (im->available && !im->available())) continue;
-                if ((rc = deltarule_run(im, &c.p, NULL, err, sizeof err))) break;
+                if (im->available && !im->available()) continue;
+                if ((rc = deltarule_run(im, &c.p, &(deltarule_opts){.crossover = xo}, err, sizeof err))) break;
                 err_stats e = err_worst(err_compare(c.out, ro, dr_v_elems(&c.p)),
                                         err_compare(c.final_state, rs, dr_state_elems(&c.p)));
                 fprintf(f, "%s,%d,%s,%.4g,%.4g\n", im->name, Ts[i], dr_regime_name(r), e.normwise, e.maxabs);
             }
             free(ro); free(rs); dr_case_free(&c);
-            if (rc) { fprintf(stderr, "q35lab: %s\n", err); fclose(f); return 2; }
+            if (rc) rc = 2;
             if (isatty(2)) fprintf(stderr, "\r[error sweep] T=%d %s        ", Ts[i], dr_regime_name(r));
         }
     if (isatty(2)) fprintf(stderr, "\n");
-    fclose(f);
-    printf("wrote %s\n", csv_path);
+    if (rc) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        q35_atomic_abort(&out);
+        return 2;
+    }
+    if (csv_path) {
+        if (q35_atomic_commit(&out, err, sizeof err)) {
+            fprintf(stderr, "q35lab: %s\n", err);
+            return 2;
+        }
+        printf("wrote %s\n", csv_path);
+    }
     return 0;
 }
 
-int cmd_check(int argc, char **argv)
+static const char usage_check[] =
+    "usage: q35lab check deltarule|moe|all [options]      (q35lab check deltarule --help, check moe --help)\n"
+    "Every implementation of a family against ref/ (the double-precision spec) over a grid of shapes and\n"
+    "input regimes, or against a golden file; exit 1 if one misses a tolerance it claims.\n"
+    "  check all [--quick] [--seeds N]   every family\n";
+
+static const char usage_deltarule[] =
+    "usage: q35lab check deltarule [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--markdown]\n"
+    "                              [--json FILE]\n"
+    "       q35lab check deltarule --golden FILE [--impl NAME|all]\n"
+    "       q35lab check deltarule --error-vs-T 1,16,64,... [--csv FILE]\n"
+    "Every implementation x input regime (random, slow-decay, strong-decay, correlated-keys,\n"
+    "repeated-tokens, zero-gates, long) over shapes with T = 1, chunk boundaries, GQA, Dv != Dk and padding,\n"
+    "against ref/ in double: worst normwise and max-abs error, non-finite count, worst case, PASS / FAIL /\n"
+    "unclaimed.  Outputs are NaN-filled before each run.  Exit 1 if an implementation misses its tolerance\n"
+    "on a regime it claims, 2 on bad input.\n"
+    "  --impl NAME|all     one implementation or every one (default all)\n"
+    "  --seeds N           random seeds per case (default 2; --quick 1)\n"
+    "  --quick             a smaller grid of shapes\n"
+    "  --chunks LIST       also run the chunked forms at these chunk sizes (rows impl@C, never claimed)\n"
+    "  --markdown          also print the implementation x regime table in markdown\n"
+    "  --json FILE         write every cell as JSON\n"
+    "  --golden FILE       check against a golden file instead (README: Golden files)\n"
+    "  --error-vs-T LIST   error of every implementation against T (random regime) as CSV, to --csv FILE\n"
+    "                      or to stdout\n";
+
+static int check_deltarule(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "moe")) return cmd_check_moe(argc, argv);
-    if (argc >= 2 && !strcmp(argv[1], "all")) { /* every family; only the options they share */
-        for (int i = 2; i < argc; i++)
-            if (strcmp(argv[i], "--quick") && !(!strcmp(argv[i], "--seeds") && i + 1 < argc && ++i)) {
-                fprintf(stderr, "q35lab: check all takes --quick and --seeds N; '%s' belongs to one family: "
-                                "use check deltarule|moe\n", argv[i]);
-                return 2;
-            }
-        argv[1] = "deltarule";
-        const int dr = cmd_check(argc, argv);
-        argv[1] = "moe";
-        const int moe = cmd_check_moe(argc, argv);
-        return dr > moe ? dr : moe;
-    }
-    if (argc < 2 || strcmp(argv[1], "deltarule")) {
-        fprintf(stderr, "usage: q35lab check deltarule|moe|all [--impl NAME|all] [--seeds N] [--quick] "
-                        "[--chunks 16,32,64] [--markdown] [--json FILE] [--golden FILE]\n");
-        return 2;
-    }
     dr_check_config cfg = {0};
-    int chunks[8];
-    const char *json = NULL, *golden = NULL, *impl = "all", *v;
-    int markdown = 0, sweepT[16], nsweep = 0;
-    const char *csv = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) cfg.quick = 1;
-        else if (!strcmp(argv[i], "--markdown")) markdown = 1;
-        else if (!strcmp(argv[i], "--csv")) { if (!(csv = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--error-vs-T")) {
-            if (!(v = cli_value(argc, argv, &i)) || (nsweep = cli_int_list(v, sweepT, 16, 1, 1 << 20)) < 0) {
-                fprintf(stderr, "q35lab: --error-vs-T expects up to 16 sequence lengths, e.g. 1,64,1024\n");
-                return 2;
-            }
-        }
-        else if (!strcmp(argv[i], "--impl")) { if (!(impl = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--json")) { if (!(json = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--seeds")) {
-            if (!(v = cli_value(argc, argv, &i)) || cli_int("--seeds", v, 1, 1000, &cfg.seeds)) return 2;
-        } else if (!strcmp(argv[i], "--chunks")) {
-            if (!(v = cli_value(argc, argv, &i))) return 2;
-            if ((cfg.n_chunks = cli_int_list(v, chunks, 8, 1, 1024)) < 0) {
-                fprintf(stderr, "q35lab: --chunks expects up to 8 sizes in [1, 1024], e.g. 16,32,64\n");
-                return 2;
-            }
-            cfg.chunks = chunks;
-        } else {
-            fprintf(stderr, "q35lab: check: unknown option '%s'\n", argv[i]);
-            return 2;
-        }
-    }
+    int chunks[8], sweepT[16], nsweep = 0, markdown = 0;
+    const char *json = NULL, *golden = NULL, *impl = "all", *csv = NULL;
+    const cli_opt opts[] = {
+        OPT_FLAG("--quick", &cfg.quick),
+        OPT_FLAG("--markdown", &markdown),
+        OPT_STR("--csv", &csv),
+        OPT_INTS("--error-vs-T", sweepT, 1, 1 << 20, &nsweep, 16),
+        OPT_STR("--impl", &impl),
+        OPT_STR("--json", &json),
+        OPT_STR("--golden", &golden),
+        OPT_INT("--seeds", &cfg.seeds, 1, 1000),
+        OPT_INTS("--chunks", chunks, 1, 1024, &cfg.n_chunks, 8),
+        CLI_END};
+    const int pr = cli_parse("check deltarule", usage_deltarule, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    if (cfg.n_chunks) cfg.chunks = chunks;
     if (strcmp(impl, "all") && !deltarule_named(impl)) {
         fprintf(stderr, "q35lab: no deltarule implementation named '%s' (see `q35lab list`)\n", impl);
         return 2;
     }
-    if (golden) return check_golden(golden, impl);
-    if (nsweep) return error_sweep(sweepT, nsweep, csv ? csv : "results/deltarule_error_vs_T.csv");
+    deltarule_crossover x;
+    cfg.crossover = dr_crossover_load_default(&x);
+    if (golden) return check_golden(golden, impl, cfg.crossover);
+    if (nsweep) return error_sweep(sweepT, nsweep, csv, cfg.crossover);
     cfg.only_impl = impl;
     cfg.progress = progress;
     return check_sweep(&cfg, json, markdown);
+}
+
+/* check all: every family, with the options they share. */
+static int check_all(int argc, char **argv)
+{
+    int quick = 0, seeds = 0;
+    const cli_opt opts[] = {OPT_FLAG("--quick", &quick), OPT_INT("--seeds", &seeds, 1, 1000), CLI_END};
+    const int pr = cli_parse("check all", "usage: q35lab check all [--quick] [--seeds N]\n"
+                                          "Every family's check (check deltarule, check moe) with these options.\n",
+                             opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    argv[1] = "deltarule";
+    const int dr = check_deltarule(argc, argv);
+    argv[1] = "moe";
+    const int moe = cmd_check_moe(argc, argv);
+    return dr > moe ? dr : moe;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    static const char *const names[] = {"deltarule", "moe", "all"};
+    int status;
+    switch (cli_subcommand("check", usage_check, names, 3, argc, argv, &status)) {
+    case 0: return check_deltarule(argc, argv);
+    case 1: return cmd_check_moe(argc, argv);
+    case 2: return check_all(argc, argv);
+    default: return status;
+    }
 }

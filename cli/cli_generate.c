@@ -1,8 +1,9 @@
 /* q35lab generate: greedy generation from token ids, with its timings. */
+#include "harness/deltarule_crossover.h"
 #include "harness/impl_select.h"
-#include "cli/cli.h"
-#include "cli/cli_model_args.h"
 #include "harness/model_validate.h"
+#include "cli/cli_model_args.h"
+#include "cli/commands.h"
 
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
@@ -11,35 +12,24 @@
 #include <string.h>
 #include <sys/resource.h>
 
-static void usage(void)
-{
-    printf("usage: q35lab generate --model DIR --prompt-ids IDS [--max-new N] [--impl SPEC] [--threads N]\n"
-           "                       [--mmap] [--f32]\n"
-           "Prefills the prompts (one right-padded batch), decodes N new tokens greedily, prints the ids, then\n"
-           "TTFT, time per output token (median of the decode steps), prefill and decode tokens/s, peak memory.\n%s",
-           model_args_help);
-}
+static const char usage[] =
+    "usage: q35lab generate --model DIR --prompt-ids IDS [--max-new N] [--impl SPEC] [--threads N]\n"
+    "                       [--mmap] [--f32]\n"
+    "Prefills the prompts (one right-padded batch), decodes N new tokens greedily (default 16), prints the\n"
+    "ids, then TTFT, time per output token (median of the decode steps), prefill and decode tokens/s, peak\n"
+    "memory.\n" MODEL_ARGS_HELP;
 
 int cmd_generate(int argc, char **argv)
 {
     model_args a = {0};
     int max_new = 16;
-    for (int i = 1; i < argc; i++) {
-        int t = model_args_take(argc, argv, &i, &a);
-        if (t < 0) return 2;
-        if (t) continue;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(); return 0; }
-        if (!strcmp(argv[i], "--max-new")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || cli_int("--max-new", v, 1, 1 << 20, &max_new)) return 2;
-        } else {
-            fprintf(stderr, "error: unknown option '%s' (q35lab generate --help)\n", argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_INT("--max-new", &max_new, 1, 1 << 20), CLI_END};
+    const int pr = cli_parse("generate", usage, opts, argc, argv, 1);
+    if (pr) return CLI_EXIT(pr);
     if (!a.prompts) { fprintf(stderr, "error: --prompt-ids is required\n"); return 2; }
     char err[512];
-    q35_impls im = {.threads = a.threads};
+    deltarule_crossover x;
+    q35_impls im = {.threads = a.threads, .dr_crossover = dr_crossover_load_default(&x)};
     if (q35_impls_parse(a.impl, &im, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 2; }
     q35_model m;
     if (model_args_open(&a, &m)) return 2;

@@ -1,9 +1,10 @@
-/* cli_model_args.h - the options generate, validate and bench model share,
- * and opening the model they name. */
+/* cli_model_args.h - the options generate and validate share, and opening
+ * the model they name. */
 #ifndef Q35_CLI_MODEL_ARGS_H
 #define Q35_CLI_MODEL_ARGS_H
 
 #include "model/model.h"
+#include "cli/cli_args.h"
 
 typedef struct {
     const char *dir;       /* --model */
@@ -13,12 +14,22 @@ typedef struct {
     const char *prompts;   /* --prompt-ids */
 } model_args;
 
-/* If argv[*i] is one of the shared options, consumes it (and its value):
- * returns 1; 0 if it is not one; -1 after printing an error. */
-int model_args_take(int argc, char **argv, int *i, model_args *a);
-/* Help lines for the shared options. */
-extern const char model_args_help[];
-/* Loads a->dir (error printed, -1) and prints a one-line summary to stderr. */
+/* The shared options as cli_opt entries, for a command's option table. */
+#define MODEL_ARGS_OPTS(a)                                                                                         \
+    OPT_STR("--model", &(a)->dir), OPT_STR("--impl", &(a)->impl), OPT_STR("--prompt-ids", &(a)->prompts),    \
+        OPT_INT("--threads", &(a)->threads, 1, 1024), OPT_FLAG("--mmap", &(a)->load.mmap),                     \
+        OPT_FLAG("--f32", &(a)->load.force_f32)
+
+/* Help lines for the shared options (a string literal, to end a usage text). */
+#define MODEL_ARGS_HELP                                                                                            \
+    "  --model DIR        Hugging Face Qwen3.5 folder (config.json + model.safetensors[.index.json])\n"             \
+    "  --impl SPEC        default | ref | FAMILY=NAME,... (families: linear conv deltarule attention moe)\n"       \
+    "  --prompt-ids IDS   token ids, comma-separated; several prompts separated by ';'\n"                          \
+    "  --threads N        OpenMP threads (default: all)\n"                                                          \
+    "  --mmap             keep matrices in the file maps where possible (models larger than memory)\n"             \
+    "  --f32              hold BF16 weights as F32 in memory\n"
+/* Sets the OpenMP threads, loads a->dir (error printed, -1) and prints a
+ * one-line summary to stderr. */
 int model_args_open(const model_args *a, q35_model *m);
 
 #endif

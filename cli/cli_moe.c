@@ -1,15 +1,15 @@
 /* q35lab check moe: every MoE implementation against ref over a grid of
  * shapes, weight dtypes and routing cases; check moe --golden FILE; and
  * golden moe: a golden file from ref.  docs/moe.md §5-§7. */
-#include "cli/cli.h"
-#include "harness/impl_select.h"
-#include "cli/cli_moe.h"
-#include "kernels/cpu_features.h"
 #include "common/json_file.h"
-#include "harness/metrics.h"
+#include "kernels/cpu_features.h"
 #include "kernels/moe/moe.h"
+#include "harness/impl_select.h"
+#include "harness/metrics.h"
 #include "harness/moe_golden.h"
 #include "harness/moe_inputs.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -319,31 +319,33 @@ static int check_golden(const char *path, const char *only, const moe_golden_opt
     return failed ? 1 : 0;
 }
 
-/* argv[0] the command, argv[1] "moe" (optional), then the options. */
-static int first_option(int argc, char **argv) { return argc > 1 && !strcmp(argv[1], "moe") ? 2 : 1; }
+static const char usage_check[] =
+    "usage: q35lab check moe [--impl NAME|all] [--quick] [--seeds N] [--json FILE]\n"
+    "       q35lab check moe --golden FILE [--impl NAME|all] [--bf16] [--fused]\n"
+    "Every MoE implementation against ref/ (double, its own router) over T in {1, 2, 7, 64, 333}, E in\n"
+    "{1, 8, 64}, k in {1, 2, 8}, fp32 and bf16 weights and the special cases (skewed router, one expert,\n"
+    "an empty expert, exact ties, fused gate_up, no renormalization, no shared expert, odd sizes, a\n"
+    "Qwen-like size): normwise error of out, top-k ids, top-k weight error, PASS/FAIL.  Exit 1 on a failure.\n"
+    "  --impl NAME|all   one implementation or every one (default all)\n"
+    "  --quick           T in {1, 7, 64} only\n"
+    "  --seeds N         random seeds per case (default 1)\n"
+    "  --json FILE       write every cell as JSON\n"
+    "  --golden FILE     check against a golden file (tensors x, router_weight, gate_proj, up_proj,\n"
+    "                    down_proj, shared_*, expected out, topk_ids, topk_weights)\n"
+    "  --bf16            with --golden: round the file's weights to bf16 (expectations then from ref)\n"
+    "  --fused           with --golden: hold gate/up as one fused [E, 2I, hidden] array\n";
 
 int cmd_check_moe(int argc, char **argv)
 {
     check_cfg cfg = {0, 1, "all"};
-    const char *json = NULL, *golden = NULL, *v;
+    const char *json = NULL, *golden = NULL;
     moe_golden_opts go = {0, 0};
-    for (int i = first_option(argc, argv); i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) cfg.quick = 1;
-        else if (!strcmp(argv[i], "--impl")) { if (!(cfg.only = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--json")) { if (!(json = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--bf16")) go.as_bf16 = 1;
-        else if (!strcmp(argv[i], "--fused")) go.fused_gate_up = 1;
-        else if (!strcmp(argv[i], "--seeds")) {
-            if (!(v = cli_value(argc, argv, &i)) || cli_int("--seeds", v, 1, 1000, &cfg.seeds)) return 2;
-        } else {
-            fprintf(stderr, "q35lab: check moe: unknown option '%s'\n"
-                            "usage: q35lab check moe [--impl NAME|all] [--quick] [--seeds N] [--json FILE]\n"
-                            "       q35lab check moe --golden FILE [--impl NAME|all] [--bf16] [--fused]\n",
-                    argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {
+        OPT_FLAG("--quick", &cfg.quick),   OPT_STR("--impl", &cfg.only),     OPT_STR("--json", &json),
+        OPT_STR("--golden", &golden),      OPT_FLAG("--bf16", &go.as_bf16),  OPT_FLAG("--fused", &go.fused_gate_up),
+        OPT_INT("--seeds", &cfg.seeds, 1, 1000), CLI_END};
+    const int pr = cli_parse("check moe", usage_check, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
     if (strcmp(cfg.only, "all") && !moe_named(cfg.only)) {
         fprintf(stderr, "q35lab: no moe implementation named '%s' (see `q35lab list`)\n", cfg.only);
         return 2;
@@ -360,57 +362,34 @@ int cmd_check_moe(int argc, char **argv)
 /* golden moe                                                           */
 /* ------------------------------------------------------------------ */
 
-static int cli_double(const char *opt, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    const double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "q35lab: %s expects a number in [%g, %g], got '%s'\n", opt, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
+static const char usage_golden[] =
+    "usage: q35lab golden moe --out FILE [--T n --hidden n --E n --k n --I n --Is n] [--seed n] [--skew x]\n"
+    "                         [--routing random|one-expert|empty-expert|ties] [--no-norm] [--bf16]\n"
+    "Writes a MoE golden file from ref/ (double precision, its own router): the inputs, the weights and\n"
+    "the expected out, topk_ids, topk_weights and router_logits.  The file is written whole or not at all.\n"
+    "Defaults: T 7, hidden 64, E 8, k 2, I 32, Is 32 (0: no shared expert), seed 1, skew 0.\n";
 
 int cmd_golden_moe(int argc, char **argv)
 {
     moe_shape s = {.T = 7, .hidden = 64, .E = 8, .top_k = 2, .inter = 32, .inter_shared = 32, .norm_topk_prob = 1,
                    .wt = WT_F32, .routing = MOE_ROUTING_RANDOM};
-    int seed = 1;
-    const char *out = NULL, *v;
-    struct { const char *opt; int *dst; int lo, hi; } dims[] = {
-        {"--T", &s.T, 1, 1 << 20}, {"--hidden", &s.hidden, 1, 1 << 16}, {"--E", &s.E, 1, 4096},
-        {"--k", &s.top_k, 1, 4096}, {"--I", &s.inter, 1, 1 << 16}, {"--Is", &s.inter_shared, 0, 1 << 16}};
-    for (int i = first_option(argc, argv); i < argc; i++) {
-        int matched = 0;
-        for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
-            if (!strcmp(argv[i], dims[d].opt)) {
-                if (!(v = cli_value(argc, argv, &i)) || cli_int(dims[d].opt, v, dims[d].lo, dims[d].hi, dims[d].dst))
-                    return 2;
-                matched = 1;
-            }
-        if (matched) continue;
-        if (!strcmp(argv[i], "--out")) { if (!(out = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--no-norm")) s.norm_topk_prob = 0;
-        else if (!strcmp(argv[i], "--bf16")) s.wt = WT_BF16;
-        else if (!strcmp(argv[i], "--seed")) {
-            if (!(v = cli_value(argc, argv, &i)) || cli_int("--seed", v, 0, 1 << 30, &seed)) return 2;
-        } else if (!strcmp(argv[i], "--skew")) {
-            if (!(v = cli_value(argc, argv, &i)) || cli_double("--skew", v, 0.0, 1.0, &s.skew)) return 2;
-        } else if (!strcmp(argv[i], "--routing")) {
-            if (!(v = cli_value(argc, argv, &i))) return 2;
-            if ((s.routing = moe_routing_from_name(v)) < 0) {
-                fprintf(stderr, "q35lab: unknown routing '%s' (random, one-expert, empty-expert, ties)\n", v);
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "q35lab: golden moe: unknown option '%s'\n"
-                            "usage: q35lab golden moe --out FILE [--T n --hidden n --E n --k n --I n --Is n] "
-                            "[--seed n] [--skew x] [--routing NAME] [--no-norm] [--bf16]\n",
-                    argv[i]);
-            return 2;
-        }
+    int seed = 1, no_norm = 0, bf16 = 0;
+    const char *out = NULL, *routing = NULL;
+    const cli_opt opts[] = {
+        OPT_INT("--T", &s.T, 1, 1 << 20),          OPT_INT("--hidden", &s.hidden, 1, 1 << 16),
+        OPT_INT("--E", &s.E, 1, 4096),             OPT_INT("--k", &s.top_k, 1, 4096),
+        OPT_INT("--I", &s.inter, 1, 1 << 16),      OPT_INT("--Is", &s.inter_shared, 0, 1 << 16),
+        OPT_STR("--out", &out),                    OPT_FLAG("--no-norm", &no_norm),
+        OPT_FLAG("--bf16", &bf16),                 OPT_INT("--seed", &seed, 0, 1 << 30),
+        OPT_DOUBLE("--skew", &s.skew, 0.0, 1.0),   OPT_STR("--routing", &routing),
+        CLI_END};
+    const int pr = cli_parse("golden moe", usage_golden, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    if (no_norm) s.norm_topk_prob = 0;
+    if (bf16) s.wt = WT_BF16;
+    if (routing && (s.routing = moe_routing_from_name(routing)) < 0) {
+        fprintf(stderr, "q35lab: unknown routing '%s' (random, one-expert, empty-expert, ties)\n", routing);
+        return 2;
     }
     if (!out) { fprintf(stderr, "q35lab: golden moe: --out FILE is required\n"); return 2; }
     if (s.top_k > s.E) { fprintf(stderr, "q35lab: golden moe: --k %d exceeds --E %d\n", s.top_k, s.E); return 2; }

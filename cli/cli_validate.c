@@ -1,32 +1,33 @@
 /* q35lab validate: the reference path's greedy tokens against every
  * implementation combination (teacher-forced), and optionally against a
  * golden file dumped from PyTorch (free generation).  docs/model.md §5. */
+#include "harness/deltarule_crossover.h"
 #include "harness/impl_select.h"
-#include "cli/cli.h"
-#include "cli/cli_model_args.h"
 #include "harness/model_validate.h"
+#include "cli/cli_model_args.h"
+#include "cli/commands.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void usage(void)
-{
-    printf("usage: q35lab validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC...]]\n"
-           "                       [--golden FILE] [--threads N] [--mmap] [--f32]\n"
-           "Runs the reference model (ref/model_ref.c: one token at a time, double throughout) and each\n"
-           "implementation combination (q35_forward, prompts as one padded batch) teacher-forced on its greedy tokens; reports token match, max |dlogit| and the smallest\n"
-           "top-1/top-2 margin of the reference.  --impl all (default): every combination of the tables' entries\n"
-           "(families the model does not use stay at their default).  --golden FILE: prompts, tokens and logits\n"
-           "dumped from PyTorch (ref/hf/dump_model_goldens.py); each path must reproduce the tokens by free\n"
-           "generation and the logits within 1e-4 + 1e-4 max|logit|.  Exit status 0 only if everything matches.\n%s",
-           model_args_help);
-}
+static const char usage[] =
+    "usage: q35lab validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC...]]\n"
+    "                       [--golden FILE] [--threads N] [--mmap] [--f32]\n"
+    "Runs the reference model (ref/model_ref.c: one token at a time, double throughout) and each\n"
+    "implementation combination (q35_forward, prompts as one padded batch) teacher-forced on its greedy\n"
+    "tokens; reports token match, max |dlogit| and the smallest top-1/top-2 margin of the reference.\n"
+    "--impl all (default): every combination of the tables' entries (families the model does not use stay\n"
+    "at their default).  --golden FILE: prompts, tokens and logits dumped from PyTorch\n"
+    "(ref/hf/dump_model_goldens.py); each path must reproduce the tokens by free generation and the logits\n"
+    "within 1e-4 + 1e-4 max|logit|.  --steps N: greedy steps (default 16, or the golden file's).\n"
+    "Exit status 0 only if everything matches.\n" MODEL_ARGS_HELP;
 
 /* The combinations: every entry of every family the model uses (ref entries too: the
  * reference path is ref/model_ref.c, not these tables). */
-static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n, int threads)
+static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n, int threads,
+                  const deltarule_crossover *xo)
 {
     char err[256];
     if (strcmp(spec, "all")) {
@@ -38,6 +39,7 @@ static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n,
         *n = 0;
         for (char *save = NULL, *t = strtok_r(buf, ";", &save); t; t = strtok_r(NULL, ";", &save)) {
             (*out)[*n].threads = threads;
+            (*out)[*n].dr_crossover = xo;
             if (q35_impls_parse(t, &(*out)[*n], err, sizeof err)) {
                 fprintf(stderr, "error: %s\n", err);
                 free(buf);
@@ -58,9 +60,10 @@ static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n,
     if (!*out) return -1;
     *n = 0;
     for (int c = 0; c < total; c++) {
-        q35_impls im = {.threads = threads};
+        q35_impls im;
         q35_impls_default(&im);
         im.threads = threads;
+        im.dr_crossover = xo;
         for (int f = 0, r = c; f < Q35_FAM_COUNT; r /= size[f], f++)
             if (size[f] > 1) q35_impls_set(&im, f, r % size[f]);
         (*out)[(*n)++] = im;
@@ -106,20 +109,12 @@ int cmd_validate(int argc, char **argv)
     model_args a = {0};
     const char *golden = NULL;
     int steps = 0;
-    for (int i = 1; i < argc; i++) {
-        int t = model_args_take(argc, argv, &i, &a);
-        if (t < 0) return 2;
-        if (t) continue;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(); return 0; }
-        if (!strcmp(argv[i], "--golden")) { if (!(golden = cli_value(argc, argv, &i))) return 2; }
-        else if (!strcmp(argv[i], "--steps")) {
-            const char *v = cli_value(argc, argv, &i);
-            if (!v || cli_int("--steps", v, 1, 1 << 20, &steps)) return 2;
-        } else {
-            fprintf(stderr, "error: unknown option '%s' (q35lab validate --help)\n", argv[i]);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_STR("--golden", &golden),
+                            OPT_INT("--steps", &steps, 1, 1 << 20), CLI_END};
+    const int pr = cli_parse("validate", usage, opts, argc, argv, 1);
+    if (pr) return CLI_EXIT(pr);
+    deltarule_crossover x;
+    const deltarule_crossover *xo = dr_crossover_load_default(&x);
     q35_model m;
     if (model_args_open(&a, &m)) return 2;
     const int V = m.cfg.vocab_size;
@@ -137,7 +132,7 @@ int cmd_validate(int argc, char **argv)
         goto out;
     }
     p.steps = steps ? steps : golden && !a.prompts ? g.steps : 16;
-    if (combos(&m, a.impl ? a.impl : "all", &list, &n, a.threads)) goto out;
+    if (combos(&m, a.impl ? a.impl : "all", &list, &n, a.threads, xo)) goto out;
 
     if (q35_reference_run(&m, &p, &ref_tok, &ref_lg, err, sizeof err)) {
         fprintf(stderr, "error: reference path: %s\n", err);

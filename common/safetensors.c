@@ -4,8 +4,9 @@
  * before it is used, and the header is parsed from a NUL-terminated private
  * copy so that a JSON parser bug cannot walk off the end of the map. */
 #include "common/safetensors.h"
-#include "common/grow_array.h"
+
 #include "common/errmsg.h"
+#include "common/grow_array.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -2,7 +2,6 @@
 #include "common/sde_counters.h"
 
 #include <sde_lib.h>
-
 #include <pthread.h>
 #include <string.h>
 

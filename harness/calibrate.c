@@ -7,11 +7,12 @@
  * attributes (like the lab's kernels) and chosen at run time.
  */
 #include "harness/calibrate.h"
+
+#include "common/clock.h"
 #include "common/errmsg.h"
+#include "common/huge_pages.h"
 #include "common/json_file.h"
 #include "harness/timing.h"
-#include "common/clock.h"
-#include "common/huge_pages.h"
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
@@ -1050,39 +1051,6 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
 /* Reading limits                                                                          */
 /* ------------------------------------------------------------------------------------- */
 
-static char *slurp(const char *path, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return q35_errmsg(err, errlen, "cannot open %s: %s", path, strerror(errno)), NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (n < cap - 1) break;
-        if (cap > ((size_t)64 << 20)) {
-            free(buf);
-            buf = NULL;
-            q35_errmsg(err, errlen, "%s: larger than 64 MiB", path);
-            fclose(f);
-            return NULL;
-        }
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf) return q35_errmsg(err, errlen, "out of memory reading %s", path), NULL;
-    if (bad) {
-        free(buf);
-        return q35_errmsg(err, errlen, "cannot read %s", path), NULL;
-    }
-    buf[n] = 0;
-    return buf;
-}
-
 /* Fills dst[threads] from {"1": {"median": x}, ...}; returns how many were set. */
 static int load_per_threads(const cJSON *o, double *dst)
 {
@@ -1105,11 +1073,8 @@ static int load_per_threads(const cJSON *o, double *dst)
 int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t errlen)
 {
     memset(lim, 0, sizeof *lim);
-    char *txt = slurp(path, err, errlen);
-    if (!txt) return -1;
-    cJSON *root = cJSON_Parse(txt);
-    free(txt);
-    if (!root) return q35_errmsg(err, errlen, "%s: not valid JSON", path), -1;
+    cJSON *root = q35_json_read_file(path, (size_t)64 << 20, err, errlen);
+    if (!root) return -1;
     const cJSON *schema = cJSON_GetObjectItemCaseSensitive(root, "schema");
     if (!cJSON_IsString(schema) || strcmp(schema->valuestring, Q35_MACHINE_SCHEMA)) {
         q35_errmsg(err, errlen, "%s: schema is not \"%s\"", path, Q35_MACHINE_SCHEMA);

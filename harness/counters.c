@@ -7,7 +7,6 @@
 
 #include <papi.h>
 #include <sde_lib.h>
-
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>

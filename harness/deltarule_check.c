@@ -1,6 +1,7 @@
 #include "harness/deltarule_check.h"
-#include "harness/impl_select.h"
+
 #include "harness/deltarule_inputs.h"
+#include "harness/impl_select.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -64,8 +65,8 @@ static void fill_nan(float *x, size_t n)
 }
 
 /* Runs every row on one case and folds the errors into column `regime`. */
-static void check_case(dr_case *c, const float *ref_out, const float *ref_state, int regime, const char *name,
-                       dr_check_row *rows, int n_rows)
+static void check_case(const dr_check_config *cfg, dr_case *c, const float *ref_out, const float *ref_state,
+                       int regime, const char *name, dr_check_row *rows, int n_rows)
 {
     const size_t nv = dr_v_elems(&c->p), ns = dr_state_elems(&c->p);
     for (int i = 0; i < n_rows; i++) {
@@ -73,7 +74,7 @@ static void check_case(dr_case *c, const float *ref_out, const float *ref_state,
         if (cell->status == CELL_ERROR) continue;
         fill_nan(c->out, nv);
         fill_nan(c->final_state, ns);
-        deltarule_opts o = {.chunk = rows[i].chunk};
+        deltarule_opts o = {.chunk = rows[i].chunk, .crossover = cfg->crossover};
         char err[160];
         if (deltarule_run(rows[i].impl, &c->p, &o, err, sizeof err)) {
             cell->status = CELL_ERROR;
@@ -119,7 +120,7 @@ int dr_check_run(const dr_check_config *cfg, dr_check_row **rows_out, int *n_row
                     free(ref_out); free(ref_state); dr_case_free(&c);
                     goto fail;
                 }
-                check_case(&c, ref_out, ref_state, r, name, rows, n_rows);
+                check_case(cfg, &c, ref_out, ref_state, r, name, rows, n_rows);
                 free(ref_out); free(ref_state); dr_case_free(&c);
                 if (cfg->progress) cfg->progress(dr_regime_name(r), ++done, total);
             }

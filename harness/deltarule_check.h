@@ -29,6 +29,7 @@ typedef struct {
     int quick, seeds;
     const int *chunks; int n_chunks;     /* extra chunk sizes for chunked forms */
     const char *only_impl;               /* NULL: all */
+    const deltarule_crossover *crossover; /* what auto follows (NULL: its built-in default) */
     void (*progress)(const char *what, int done, int total); /* NULL: silent */
 } dr_check_config;
 

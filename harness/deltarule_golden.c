@@ -1,4 +1,5 @@
 #include "harness/deltarule_golden.h"
+
 #include "common/safetensors.h"
 
 #include <errno.h>

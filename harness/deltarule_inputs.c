@@ -1,4 +1,5 @@
 #include "harness/deltarule_inputs.h"
+
 #include "common/huge_pages.h"
 
 #include <gsl/gsl_randist.h>

@@ -83,16 +83,15 @@ void q35_impls_default(q35_impls *im)
 
 void q35_impls_ref(q35_impls *im)
 {
-    const int threads = im->threads;
     for (int f = 0; f < Q35_FAM_COUNT; f++) q35_impls_set(im, f, find_entry(f, "ref"));
-    im->threads = threads;
 }
 
 int q35_impls_parse(const char *spec, q35_impls *im, char *err, size_t errlen)
 {
-    const int threads = im->threads;
+    const q35_impls run = *im; /* the run's settings stay: threads, auto's crossover */
     q35_impls_default(im);
-    im->threads = threads;
+    im->threads = run.threads;
+    im->dr_crossover = run.dr_crossover;
     if (!spec || !*spec || !strcmp(spec, "default")) return 0;
     if (!strcmp(spec, "ref")) { q35_impls_ref(im); return 0; }
     char buf[512];

@@ -41,10 +41,13 @@ const char *q35_family_name(int fam);
 int q35_family_size(int fam);
 const char *q35_family_entry(int fam, int i);
 
+/* Every family to its default entry; threads and dr_crossover to 0/NULL. */
 void q35_impls_default(q35_impls *im);
+/* Every family to ref (threads and dr_crossover untouched). */
 void q35_impls_ref(q35_impls *im);
-/* Parses a spec (above) over the default; -1 with a message naming the bad
- * family or implementation and the valid ones. */
+/* Parses a spec (above) over the default, keeping im's threads and
+ * dr_crossover; -1 with a message naming the bad family or implementation
+ * and the valid ones. */
 int q35_impls_parse(const char *spec, q35_impls *im, char *err, size_t errlen);
 /* Sets family fam to its entry i (decode follows deltarule as above). */
 void q35_impls_set(q35_impls *im, int fam, int i);

@@ -1,8 +1,8 @@
 /* validate.c - token-match validation (validate.h). */
 #include "harness/model_validate.h"
 
-#include "ref/model_ref.h"
 #include "common/safetensors.h"
+#include "ref/model_ref.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,7 @@
-#include "ref/moe_ref.h"
 #include "harness/moe_golden.h"
+
 #include "common/safetensors.h"
+#include "ref/moe_ref.h"
 
 #include <errno.h>
 #include <math.h>

@@ -5,6 +5,8 @@
  * with its "text_config." prefix when nested, in every message. */
 #include "model/config.h"
 
+#include "common/json_file.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -439,25 +441,11 @@ int q35_config_load(const char *dir, q35_config *c, char *err, size_t errlen)
     ctx x = {dir, err, errlen, ""};
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
         return fail(&x, "directory name too long");
-    x.name = path;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return fail(&x, "cannot open: %s", strerror(errno));
-    char *buf = malloc(Q35_CONFIG_MAX_BYTES + 1);
-    if (!buf) {
-        fclose(fp);
-        return fail(&x, "out of memory");
-    }
-    size_t n = fread(buf, 1, Q35_CONFIG_MAX_BYTES + 1, fp);
-    int rd_err = ferror(fp);
-    fclose(fp);
-    int rc;
-    if (rd_err)
-        rc = fail(&x, "read error");
-    else if (n > Q35_CONFIG_MAX_BYTES)
-        rc = fail(&x, "larger than %u bytes: too large for a config", Q35_CONFIG_MAX_BYTES);
-    else
-        rc = q35_config_parse(buf, n, path, c, err, errlen);
+    size_t n;
+    char *buf = q35_read_file_bounded(path, Q35_CONFIG_MAX_BYTES, &n, err, errlen);
+    if (!buf)
+        return -1;
+    const int rc = q35_config_parse(buf, n, path, c, err, errlen);
     free(buf);
     return rc;
 }

@@ -23,6 +23,7 @@ typedef struct {
     const attention_impl *attention;
     const moe_impl *moe;
     int threads;                            /* 0: OpenMP default */
+    const deltarule_crossover *dr_crossover; /* what auto follows; NULL: its built-in default */
 } q35_impls;
 
 #endif

@@ -7,10 +7,11 @@
  * safetensors header is built from the plan, then the fill callback generates
  * each tensor batch by batch (blocks of a batch in parallel) into the sink. */
 #include "model/init.h"
-#include "common/grow_array.h"
-#include "model/config.h"
+
 #include "common/errmsg.h"
+#include "common/grow_array.h"
 #include "common/json_file.h"
+#include "model/config.h"
 #include "model/presets.h"
 
 #include <cjson/cJSON.h>

@@ -23,11 +23,11 @@
 #ifndef Q35LAB_MODEL_INIT_H
 #define Q35LAB_MODEL_INIT_H
 
+#include "common/safetensors.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-#include "common/safetensors.h"
 
 #define Q35_INIT_BLOCK (1u << 18)  /* values per RNG stream */
 #define Q35_INIT_BATCH (1u << 22)  /* values generated (in parallel) per write */

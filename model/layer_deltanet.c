@@ -59,7 +59,7 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
                             .initial_state = f->s->delta[l], .final_state = f->s->delta[l],
                             .seq_len = f->seq_len, .out = o, .use_qk_l2norm = 1};
     const deltarule_impl *dr = f->T == 1 ? f->im->deltarule_decode : f->im->deltarule;
-    if (deltarule_run(dr, &dp, &(deltarule_opts){.threads = threads}, f->err, f->errlen)) goto out;
+    if (deltarule_run(dr, &dp, &(deltarule_opts){.threads = threads, .crossover = f->im->dr_crossover}, f->err, f->errlen)) goto out;
 
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (int r = 0; r < BT * Hv; r++)

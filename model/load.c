@@ -11,10 +11,9 @@
  * MoE experts stored per expert are gathered into the fused layout, so the
  * rest of the model sees one layout (model.h).
  */
-#include "model/model.h"
-
 #include "common/errmsg.h"
 #include "common/huge_pages.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdarg.h>

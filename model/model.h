@@ -13,8 +13,8 @@
 #ifndef Q35LAB_MODEL_MODEL_H
 #define Q35LAB_MODEL_MODEL_H
 
-#include "model/config.h"
 #include "kernels/matmul/matmul.h"
+#include "model/config.h"
 #include "model/weights.h"
 
 #include <stddef.h>

@@ -28,6 +28,7 @@
  * eos_token_id 248044 hold in every size where a source shows them; where a
  * size's own source does not show one, the comment says so. */
 #include "model/presets.h"
+
 #include "common/errmsg.h"
 
 #include <stdio.h>

@@ -11,9 +11,9 @@
 #ifndef Q35LAB_MODEL_PRESETS_H
 #define Q35LAB_MODEL_PRESETS_H
 
-#include <stddef.h>
-
 #include "model/config.h"
+
+#include <stddef.h>
 
 #define Q35_PRESET_FULL_ATTN_INTERVAL 4 /* every preset: L L L F, as the released configs */
 

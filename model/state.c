@@ -1,9 +1,9 @@
 /* state.c - allocation of the recurrent states and KV caches (state.h). */
 #include "model/state.h"
-#include "model/model.h"
 
 #include "common/errmsg.h"
 #include "common/huge_pages.h"
+#include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>

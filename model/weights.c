@@ -1,6 +1,8 @@
 /* weights.c - see weights.h and docs/model-loading.md. */
 #include "model/weights.h"
+
 #include "common/errmsg.h"
+#include "common/json_file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -55,39 +57,13 @@ static int shard_name_ok(const char *s)
     return s[0] && !strchr(s, '/') && !strchr(s, '\\') && !strstr(s, "..");
 }
 
-static char *read_small_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        q35_errmsg(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(limit + 1);
-    if (!buf) {
-        fclose(fp);
-        q35_errmsg(err, errlen, "%s: out of memory", path);
-        return NULL;
-    }
-    size_t n = fread(buf, 1, limit + 1, fp);
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad || n > limit) {
-        q35_errmsg(err, errlen, bad ? "%s: read error" : "%s: larger than the %zu-byte limit", path,
-                limit);
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
 /* Reads the index: fills shard_names; weight_map stays in *map (caller frees). */
 static int read_index(const char *dir, const char *path, q35_weights *w, cJSON **map_root,
                       char *err, size_t errlen)
 {
     (void)dir;
     size_t len;
-    char *buf = read_small_file(path, Q35_INDEX_MAX_BYTES, &len, err, errlen);
+    char *buf = q35_read_file_bounded(path, Q35_INDEX_MAX_BYTES, &len, err, errlen);
     if (!buf)
         return -1;
     cJSON *root = cJSON_ParseWithLength(buf, len);

@@ -16,10 +16,10 @@
 #ifndef Q35LAB_MODEL_WEIGHTS_H
 #define Q35LAB_MODEL_WEIGHTS_H
 
+#include "common/safetensors.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#include "common/safetensors.h"
 
 #define Q35_INDEX_MAX_BYTES (64u << 20) /* model.safetensors.index.json limit */
 

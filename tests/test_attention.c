@@ -13,22 +13,21 @@
  * Outputs are filled with NaN before each run, so a forgotten write shows;
  * cache rows past past+seq_len (which no kernel may read) are NaN too.
  */
+#include "common/sde_counters.h"
+#include "kernels/attention/attention.h"
+#include "kernels/cpu_features.h"
+#include "ref/attention_ref.h"
+#include "harness/metrics.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/attention/attention.h"
-#include "ref/attention_ref.h"
-#include "common/sde_counters.h"
-#include "kernels/cpu_features.h"
-#include "harness/metrics.h"
 
 #define MAX_IMPLS 16
 #define N(a) (int)(sizeof(a) / sizeof(a)[0])

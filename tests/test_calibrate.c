@@ -5,12 +5,14 @@
  * tests parse it back with cJSON and check the schema (every key, its type, finite positive
  * measured figures, the AVX-512 entry n/a on a CPU without it), then q35_limits_load.
  * No test asserts a speed. */
+#include "harness/calibrate.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
@@ -18,9 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "tests/support/tmpdir.h"
-#include "harness/calibrate.h"
 
 static char g_dir[64];
 static char g_json[128];

@@ -11,22 +11,21 @@
  * Qwen3.5-0.8B's shape (C = 6144, K = 4, B = 1, T = 512 and T = 1) with 1 and
  * 2 threads and prints GFLOP/s (docs/conv.md §4).
  */
+#include "common/clock.h"
+#include "kernels/conv/conv.h"
+#include "kernels/cpu_features.h"
+#include "ref/conv_ref.h"
+#include "harness/metrics.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/conv/conv.h"
-#include "ref/conv_ref.h"
-#include "kernels/cpu_features.h"
-#include "harness/metrics.h"
-#include "common/clock.h"
 
 #define MAX_IMPLS 16
 

@@ -4,18 +4,17 @@
  * machine with hardware counters (then they must count).  The q35lab software-defined events
  * must be readable through PAPI wherever the binary links libsde; if PAPI's sde component is
  * unusable the tests check that the reason is reported and print a note. */
+#include "harness/counters.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "harness/counters.h"
 
 #define SDE(n) "sde:::q35lab::" n
 

@@ -13,12 +13,22 @@
  * state handling (carry, in place, padding, optional pointers), gate
  * extremes, options, golden files, invalid input.
  */
+#include "common/safetensors.h"
+#include "common/sde_counters.h"
+#include "kernels/cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "ref/deltarule_ref.h"
+#include "harness/deltarule_golden.h"
+#include "harness/deltarule_inputs.h"
+#include "harness/impl_select.h"
+#include "harness/metrics.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <dirent.h>
 #include <glob.h>
 #include <math.h>
@@ -27,17 +37,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "kernels/cpu_features.h"
-#include "common/sde_counters.h"
-#include "tests/support/tmpdir.h"
-#include "kernels/deltarule/deltarule.h"
-#include "harness/impl_select.h"
-#include "ref/deltarule_ref.h"
-#include "harness/deltarule_golden.h"
-#include "harness/deltarule_inputs.h"
-#include "harness/metrics.h"
-#include "common/safetensors.h"
 
 #define CHUNK 64 /* the chunked forms' default chunk length C */
 #define MAX_IMPLS 64

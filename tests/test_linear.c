@@ -4,20 +4,19 @@
  * inputs, exact in any order); every other implementation against ref at its
  * claim_tol (normwise, harness/metrics.h), for fp32 and bf16 weights, with
  * and without accumulation, on the AVX2 and the forced generic path. */
+#include "kernels/cpu_features.h"
+#include "kernels/linear/linear.h"
+#include "ref/linear_ref.h"
+#include "harness/metrics.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/cpu_features.h"
-#include "kernels/linear/linear.h"
-#include "ref/linear_ref.h"
-#include "harness/metrics.h"
 
 static uint64_t rng = 88172645463325252ull;
 static float urand(void)

@@ -26,21 +26,20 @@
  * `test_matmul bench [--cold] [--strategies ...] [M N K f32|bf16 ...]` is a benchmark mode,
  * not a test: it prints the figures of docs/matmul.md (run it with OPENBLAS_NUM_THREADS=1).
  */
+#include "kernels/cpu_features.h"
+#include "kernels/matmul/matmul.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-
-#include "kernels/cpu_features.h"
-#include "kernels/matmul/matmul.h"
 
 #define U32 0x1p-24
 #define C_SENTINEL 0x7FC0BEEFu /* a NaN with a payload: padding of C must keep these bits */

@@ -23,12 +23,24 @@
  * "(OpenMP threads)" cases keep threads = 0 and compare with one thread.  On a
  * busy 2-core machine every OpenMP barrier can cost a scheduler tick, so the
  * threaded cases are kept to a few forward calls. */
+#include "common/safetensors.h"
+#include "model/forward.h"
+#include "model/generate.h"
+#include "model/impls.h"
+#include "model/init.h"
+#include "model/model.h"
+#include "model/state.h"
+#include "ref/model_ref.h"
+#include "harness/impl_select.h"
+#include "harness/model_validate.h"
+#include "tests/support/json_read.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -36,19 +48,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "harness/impl_select.h"
-#include "tests/support/json_read.h"
-#include "tests/support/tmpdir.h"
-#include "model/forward.h"
-#include "model/generate.h"
-#include "model/impls.h"
-#include "model/init.h"
-#include "model/model.h"
-#include "ref/model_ref.h"
-#include "common/safetensors.h"
-#include "model/state.h"
-#include "harness/model_validate.h"
 
 #define TINY_DIR "../shared/golden-samples/model/tiny-dense-f32"
 #define TINY_GOLDEN "../shared/golden-samples/model/tiny-dense-f32.golden.safetensors"

@@ -6,23 +6,22 @@
  * written with harness/safetensors.h's writer (single file, two shards, ignored
  * tensors, hostile shard names, duplicates, lookup and shape errors).  Files
  * live in a mkdtemp directory that is emptied between tests. */
+#include "model/config.h"
+#include "model/weights.h"
+#include "tests/support/json_read.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "tests/support/json_read.h"
-#include "tests/support/tmpdir.h"
-#include "model/config.h"
-#include "model/weights.h"
 
 #define TINY_DIR "../shared/golden-samples/model/tiny-dense-f32"
 

@@ -9,12 +9,18 @@
  * the value statistics against the documented scales, bf16 = f32 rounded to
  * nearest even, fused = per-expert values, refusals and cleanup on failure,
  * and the command line (run from the built binary next to this test). */
+#include "common/safetensors.h"
+#include "model/config.h"
+#include "model/init.h"
+#include "model/presets.h"
+#include "model/weights.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,13 +29,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "tests/support/tmpdir.h"
-#include "model/config.h"
-#include "model/init.h"
-#include "model/presets.h"
-#include "common/safetensors.h"
-#include "model/weights.h"
 
 static char g_cli[512]; /* path of the q35lab binary, from argv[0] */
 

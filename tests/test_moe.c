@@ -15,12 +15,21 @@
  * itself), layout and options (fused gate_up, optional outputs, threads,
  * block sizes, determinism), golden files, invalid problems and counters.
  */
+#include "common/safetensors.h"
+#include "common/sde_counters.h"
+#include "kernels/cpu_features.h"
+#include "kernels/moe/moe.h"
+#include "ref/moe_ref.h"
+#include "harness/metrics.h"
+#include "harness/moe_golden.h"
+#include "harness/moe_inputs.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <dirent.h>
 #include <glob.h>
 #include <math.h>
@@ -29,16 +38,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "tests/support/tmpdir.h"
-#include "common/sde_counters.h"
-#include "kernels/cpu_features.h"
-#include "harness/metrics.h"
-#include "kernels/moe/moe.h"
-#include "ref/moe_ref.h"
-#include "harness/moe_golden.h"
-#include "harness/moe_inputs.h"
-#include "common/safetensors.h"
 
 #define MAX_IMPLS 32
 #define SHARED_GOLDEN_DIR "../shared/golden-samples/moe"

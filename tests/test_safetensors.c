@@ -4,12 +4,14 @@
  * and st_load_f32, malformed files (each crafted byte by byte), and the
  * independent golden samples.  Temporary files live in a mkdtemp directory
  * per group that the group teardown removes. */
+#include "common/safetensors.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -19,9 +21,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "tests/support/tmpdir.h"
-#include "common/safetensors.h"
 
 #define GOLDEN_GLOB "../shared/golden-samples/deltarule/*.safetensors"
 

@@ -6,21 +6,20 @@
  * st_open; the failure tests (fill error, short fill, overlong fill) check
  * that neither the target nor a temporary file is left, and that an older
  * file at the target is untouched. */
+#include "common/safetensors.h"
+#include "tests/support/tmpdir.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-#include "tests/support/tmpdir.h"
-#include "common/safetensors.h"
 
 static char g_dir[64];
 

@@ -1,19 +1,18 @@
 /* test_timing.c - cmocka suite for harness/timing.{h,c}: statistics against hand-computed
  * values, the monotonic clock, huge-page allocation and the machine-load mark. */
+#include "common/clock.h"
+#include "common/huge_pages.h"
+#include "harness/timing.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-#include "harness/timing.h"
-#include "common/clock.h"
-#include "common/huge_pages.h"
 
 #define assert_close(a, b, tol) assert_true(fabs((a) - (b)) <= (tol))
 

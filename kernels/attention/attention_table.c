@@ -3,8 +3,8 @@
  *
  * A new implementation is one new file plus one line in attention_impls[].
  */
-#include "kernels/attention/attention.h"
 #include "common/sde_counters.h"
+#include "kernels/attention/attention.h"
 
 #include <math.h>
 #include <stdint.h>

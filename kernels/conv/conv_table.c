@@ -3,8 +3,8 @@
  *
  * A new implementation is one new file plus one line in conv_impls[].
  */
-#include "kernels/conv/conv.h"
 #include "common/sde_counters.h"
+#include "kernels/conv/conv.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -13,6 +13,7 @@
  * (eq. 10).  GEMMs go to OpenBLAS, single-threaded: parallelism is over heads.
  */
 #include "kernels/deltarule/chunk_engine.h"
+
 #include "common/sde_counters.h"
 
 #include <cblas.h>

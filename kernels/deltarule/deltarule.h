@@ -37,6 +37,21 @@ typedef enum {
     DR_SOLVER_NEUMANN_BLOCKED /* the Neumann product on 16x16 blocks, merged */
 } deltarule_solver;
 
+/* auto's crossover: per head shape and thread count, the T from which the
+ * chunked form measured faster than the recurrent one (0: never).  Measured
+ * on purpose by `q35lab bench deltarule --crossover FILE`; the caller loads
+ * the file and passes it in deltarule_opts (harness/deltarule_crossover.h). */
+typedef struct {
+    int Hk, Hv, Dk, Dv, threads;
+    int chunked_from_T;
+} deltarule_crossover_point;
+#define DR_CROSSOVER_MAX_POINTS 64
+typedef struct {
+    int n;
+    deltarule_crossover_point pt[DR_CROSSOVER_MAX_POINTS];
+    char source[160];      /* where it was read from, for reports */
+} deltarule_crossover;
+
 /* Tuning knobs; 0 means "the implementation's default". */
 typedef struct {
     int chunk;          /* chunk length C for chunked forms */
@@ -44,6 +59,7 @@ typedef struct {
     int neumann_order;  /* number of Neumann factors; 0 = exact (ceil(log2 C)) */
     int threads;        /* 0: OpenMP default */
     int sweep_tokens;   /* recurrent form: tokens per pass over the state, 1 or 2 (eq. 3c) */
+    const deltarule_crossover *crossover; /* auto: NULL or no point for the shape: recurrent at every T */
 } deltarule_opts;
 
 /* Input regimes the checker generates (harness/deltarule_inputs.c). */
@@ -100,15 +116,8 @@ static inline int deltarule_valid_len(const deltarule_problem *p, int b)
     return n < 0 ? 0 : (n > p->T ? p->T : n);
 }
 
-/* auto's crossover table: per thread count, the T from which `chunked`
- * beats `recurrent` (0: never).  Measured by `q35lab bench deltarule`. */
-#define DR_CROSSOVER_MAX_THREADS 65
-typedef struct {
-    int chunked_from_T[DR_CROSSOVER_MAX_THREADS];
-    char source[160];
-} deltarule_crossover;
-void deltarule_auto_configure(const deltarule_crossover *x);
-const deltarule_crossover *deltarule_auto_crossover(void);
+/* What `auto` runs for a problem: `chunked` from the crossover's T on for
+ * the problem's head shape and thread count, else `recurrent-pairs`. */
 const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const deltarule_opts *o);
 
 /* The implementations (one file each). */

@@ -1,33 +1,40 @@
 /* auto: picks the implementation that measured fastest for the problem's
- * sequence length and thread count.
+ * head shape, sequence length and thread count.
  *
- * The crossover table says, per thread count, from which T on the chunked
- * form beats the recurrent one (run as `recurrent-pairs`); `q35lab bench deltarule` measures it and
- * writes results/deltarule_crossover.json, which the CLI loads at start
- * (deltarule_auto_configure).  Without a measurement the built-in default
- * is what this repository measured on its reference machine
- * (results/deltarule_warm.txt): the recurrent form was fastest at every T.
+ * The crossover (deltarule.h) says, per head shape and thread count, from
+ * which T on the chunked form beats the recurrent one (run as
+ * `recurrent-pairs`).  It comes in the options; a shape it has no point for,
+ * or no crossover at all, gets what this repository measured on its
+ * reference machines (results/deltarule_warm.txt): the recurrent form was
+ * fastest at every T.
  */
 #include "kernels/deltarule/deltarule.h"
 
 #include <omp.h>
 
-/* never: chunked never measured faster */
-#define NEVER 0
-
-static deltarule_crossover crossover = {.chunked_from_T = {NEVER}, .source = "built-in default"};
-
-void deltarule_auto_configure(const deltarule_crossover *x) { crossover = *x; }
-const deltarule_crossover *deltarule_auto_crossover(void) { return &crossover; }
+/* The point measured for p's head shape at the largest thread count not
+ * above `threads` (else the smallest measured); NULL if the shape has none. */
+static const deltarule_crossover_point *point_for(const deltarule_crossover *x, const deltarule_problem *p,
+                                                  int threads)
+{
+    const deltarule_crossover_point *below = NULL, *above = NULL;
+    for (int i = 0; x && i < x->n; i++) {
+        const deltarule_crossover_point *c = &x->pt[i];
+        if (c->Hk != p->Hk || c->Hv != p->Hv || c->Dk != p->Dk || c->Dv != p->Dv) continue;
+        if (c->threads <= threads && (!below || c->threads > below->threads)) below = c;
+        if (c->threads > threads && (!above || c->threads < above->threads)) above = c;
+    }
+    return below ? below : above;
+}
 
 const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const deltarule_opts *o)
 {
-    int threads = o && o->threads > 0 ? o->threads : omp_get_max_threads();
-    if (threads >= DR_CROSSOVER_MAX_THREADS) threads = DR_CROSSOVER_MAX_THREADS - 1;
-    const int from = crossover.chunked_from_T[threads];
+    const int threads = o && o->threads > 0 ? o->threads : omp_get_max_threads();
+    const deltarule_crossover_point *c = point_for(o ? o->crossover : NULL, p, threads);
+    const int from = c ? c->chunked_from_T : 0; /* 0: chunked never measured faster */
     /* The recurrent form as two-token sweeps: at T = 1 the same kernel as
      * `recurrent`, from T = 2 on half the state stores (eq. 3c). */
-    return deltarule_find(from != NEVER && p->T >= from ? "chunked" : "recurrent-pairs");
+    return deltarule_find(from > 0 && p->T >= from ? "chunked" : "recurrent-pairs");
 }
 
 int deltarule_auto(const deltarule_problem *p, const deltarule_opts *o)

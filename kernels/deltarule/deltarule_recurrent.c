@@ -7,9 +7,9 @@
  * in parallel with OpenMP.  The column-block kernel has AVX-512, AVX2 and
  * generic C variants, picked at run time (kernels/cpu_features.h).
  */
+#include "kernels/cpu_features.h"
 #include "kernels/deltarule/deltarule.h"
 #include "kernels/deltarule/recurrent_colblock.h"
-#include "kernels/cpu_features.h"
 
 #include <math.h>
 #include <stdlib.h>

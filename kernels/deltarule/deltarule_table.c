@@ -5,8 +5,8 @@
  * claims a regime only where `q35lab check deltarule` shows it holds
  * claim_tol there.
  */
-#include "kernels/deltarule/deltarule.h"
 #include "common/sde_counters.h"
+#include "kernels/deltarule/deltarule.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -134,6 +134,7 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
         if (opts->neumann_order) o.neumann_order = opts->neumann_order;
         if (opts->threads) o.threads = opts->threads;
         if (opts->sweep_tokens) o.sweep_tokens = opts->sweep_tokens;
+        if (opts->crossover) o.crossover = opts->crossover;
     }
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule: Neumann order %d is negative", o.neumann_order);

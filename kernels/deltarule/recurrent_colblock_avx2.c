@@ -1,5 +1,6 @@
 /* AVX2+FMA instance of the recurrent column-block kernel: 32 columns. */
 #include "kernels/deltarule/recurrent_colblock.h"
+
 #include <immintrin.h>
 #include <math.h>
 #define VW 8

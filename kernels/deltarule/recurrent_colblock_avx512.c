@@ -1,5 +1,6 @@
 /* AVX-512F instance of the recurrent column-block kernel: 64 columns. */
 #include "kernels/deltarule/recurrent_colblock.h"
+
 #include <immintrin.h>
 #include <math.h>
 #define VW 16

@@ -1,6 +1,6 @@
 /* The linear family's table, validation and dispatch (docs/design.md). */
-#include "kernels/linear/linear.h"
 #include "common/sde_counters.h"
+#include "kernels/linear/linear.h"
 
 #include <stdint.h>
 #include <stdio.h>

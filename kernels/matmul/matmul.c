@@ -1,9 +1,9 @@
 /* q35_matmul_xwt: dispatch by ISA, M and N, the OpenBLAS path, bf16 conversions.
  * What each path does and why the thresholds are where they are: docs/matmul.md. */
 #include "kernels/matmul/matmul.h"
-#include "kernels/matmul/matmul_internal.h"
 
 #include "kernels/cpu_features.h"
+#include "kernels/matmul/matmul_internal.h"
 
 #include <cblas.h>
 #include <stdlib.h>

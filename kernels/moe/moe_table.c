@@ -6,8 +6,8 @@
  * converted exactly), so only the fp32 accumulation order separates them and
  * bf16 weights do not widen the tolerance.
  */
-#include "kernels/moe/moe.h"
 #include "common/sde_counters.h"
+#include "kernels/moe/moe.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,0 +1,22 @@
+/* bench_model.h - `q35lab bench model`: TTFT and TPOT of a checkpoint per
+ * prompt length and thread count, from a parsed configuration. */
+#ifndef Q35_BENCH_MODEL_H
+#define Q35_BENCH_MODEL_H
+
+#include "kernels/deltarule/deltarule.h"
+
+typedef struct {
+    const char *dir;          /* the checkpoint folder (required) */
+    const char *impl;         /* --impl spec (harness/impl_select.h) */
+    const char *json, *csv;   /* append every result here; NULL: not written */
+    const char *machine;      /* the calibrated limits */
+    int lens[16], nlens, threads[8], nthreads, gen, reps, f32, mmap;
+    const deltarule_crossover *auto_crossover; /* what `auto` follows (NULL: built-in) */
+} model_bench_config;
+
+/* Prompt lengths 128,512, all cores, 32 generated tokens, 3 reps, impl default. */
+void model_bench_defaults(model_bench_config *c);
+/* 0, or 2 after a message. */
+int bench_model(const model_bench_config *c);
+
+#endif
