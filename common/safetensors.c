@@ -290,16 +290,21 @@ static int parse_offsets(const st_ctx *c, const char *name, const cJSON *e, st_t
     }
     int64_t numel;
     size_t need;
+    /* the shape is in both messages: it is what the reader has to compare with the span */
+    char dims[ST_MAX_DIMS * 22 + 8];
     if (shape_size(t->ndim, t->shape, st_dtype_size(t->dtype), &numel, &need) != 0) {
-        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': shape product overflows", c->path, name);
+        format_shape(dims, sizeof dims, t->ndim, t->shape);
+        q35_errmsg(c->err, c->errlen, "%s: tensor '%s': shape %s x %s: size overflows 64 bits",
+                   c->path, name, dims, st_dtype_name(t->dtype));
         return -1;
     }
     uint64_t have = (uint64_t)(off[1] - off[0]);
     if (have != need) {
+        format_shape(dims, sizeof dims, t->ndim, t->shape);
         q35_errmsg(c->err, c->errlen,
                 "%s: tensor '%s': size mismatch: data_offsets span %llu bytes, "
-                "shape x %s needs %zu",
-                c->path, name, (unsigned long long)have, st_dtype_name(t->dtype), need);
+                "shape %s x %s needs %zu",
+                c->path, name, (unsigned long long)have, dims, st_dtype_name(t->dtype), need);
         return -1;
     }
     t->data = c->data + off[0];
@@ -557,6 +562,59 @@ const char *st_meta(const st_file *f, const char *key)
         if (strcmp(f->meta_keys[i], key) == 0)
             return f->meta_vals[i];
     return NULL;
+}
+
+/* One tensor's bytes as data_offsets, for the overlap check. */
+typedef struct {
+    uint64_t begin, end;
+    int index;          /* header order, so that ties sort the same every time */
+} st_span;
+
+static int cmp_span(const void *a, const void *b)
+{
+    const st_span *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Sorting keeps this O(n log n) on hostile headers. */
+int st_check_no_overlap(const st_file *f, const char *path, char *err, size_t errlen)
+{
+    if (f->n_tensors < 2)
+        return 0;
+    uint64_t header;
+    memcpy(&header, f->map, 8);   /* st_open checked it */
+    const unsigned char *data = (const unsigned char *)f->map + 8 + header;
+    st_span *s = malloc((size_t)f->n_tensors * sizeof *s);
+    if (!s) {
+        q35_errmsg(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    int n = 0;
+    for (int i = 0; i < f->n_tensors; i++) {
+        const st_tensor *t = &f->tensors[i];
+        if (!t->nbytes)   /* an empty tensor holds no bytes to share */
+            continue;
+        const uint64_t begin = (uint64_t)((const unsigned char *)t->data - data);
+        s[n++] = (st_span){begin, begin + t->nbytes, i};
+    }
+    qsort(s, (size_t)n, sizeof *s, cmp_span);
+    int rc = 0, widest = 0;   /* widest: the span reaching furthest so far */
+    for (int i = 1; i < n && rc == 0; i++) {
+        if (s[i].begin < s[widest].end) {
+            q35_errmsg(err, errlen,
+                       "%s: tensor '%s': data_offsets [%llu, %llu] overlap those of tensor '%s' [%llu, %llu]",
+                       path, f->tensors[s[i].index].name, (unsigned long long)s[i].begin,
+                       (unsigned long long)s[i].end, f->tensors[s[widest].index].name,
+                       (unsigned long long)s[widest].begin, (unsigned long long)s[widest].end);
+            rc = -1;
+        }
+        if (s[i].end > s[widest].end)
+            widest = i;
+    }
+    free(s);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */

@@ -52,6 +52,12 @@ int st_open(const char *path, st_file *f, char *err, size_t errlen);
 void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name); /* NULL if absent */
 const char *st_meta(const st_file *f, const char *key);       /* NULL if absent */
+/* 0, or -1 with a message naming path, both tensors and their data_offsets
+ * if two tensors share bytes (empty tensors share none).  st_open accepts
+ * such a file (one tensor may alias part of another's bytes); a reader whose
+ * tensors are independent parameters, as a model checkpoint's are (Hugging
+ * Face's safetensors refuses overlaps), checks with this. */
+int st_check_no_overlap(const st_file *f, const char *path, char *err, size_t errlen);
 
 size_t st_dtype_size(st_dtype t);       /* 0 for an invalid value */
 const char *st_dtype_name(st_dtype t);  /* "?" for an invalid value */

@@ -1,5 +1,6 @@
 #include "harness/deltarule_golden.h"
 
+#include "common/errmsg.h"
 #include "common/safetensors.h"
 
 #include <errno.h>
@@ -26,11 +27,21 @@ static int meta_double(const st_file *f, const char *key, double dflt, double *o
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end || errno || !isfinite(v)) {
-        snprintf(err, errlen, "%s: metadata '%s' = \"%s\" is not a finite number", path, key, s);
+        q35_errmsg(err, errlen, "%s: metadata '%s' = \"%s\" is not a finite number", path, key, s);
         return -1;
     }
     *out = v;
     return 0;
+}
+
+/* st_load_f32 with the file's path in front of its message. */
+static int load_f32(const st_file *f, const char *name, int ndim, const int64_t *expect, float **out,
+                    const char *path, char *err, size_t errlen)
+{
+    char why[384];
+    if (!st_load_f32(f, name, ndim, expect, out, why, sizeof why)) return 0;
+    q35_errmsg(err, errlen, "%s: %s", path, why);
+    return -1;
 }
 
 #define TRY(x) do { if (x) goto fail; } while (0)
@@ -44,44 +55,48 @@ int dr_golden_load(const char *path, dr_golden *g, char *err, size_t errlen)
     deltarule_problem *p = &g->c.p;
     const st_tensor *tq = st_find(&f, "q"), *tv = st_find(&f, "v");
     if (!tq || !tv || tq->ndim != 4 || tv->ndim != 4) {
-        snprintf(err, errlen, "%s: needs 4-d tensors 'q' [B,T,Hk,Dk] and 'v' [B,T,Hv,Dv]", path);
+        q35_errmsg(err, errlen, "%s: needs 4-d tensors 'q' [B,T,Hk,Dk] and 'v' [B,T,Hv,Dv]", path);
         goto fail;
     }
     for (int i = 0; i < 4; i++)
         if (tq->shape[i] <= 0 || tq->shape[i] > (1 << 24) || tv->shape[i] <= 0 || tv->shape[i] > (1 << 24)) {
-            snprintf(err, errlen, "%s: q and v dimensions must be in [1, 2^24]", path);
+            q35_errmsg(err, errlen, "%s: q and v dimensions must be in [1, 2^24]", path);
             goto fail;
         }
     p->B = (int)tq->shape[0]; p->T = (int)tq->shape[1]; p->Hk = (int)tq->shape[2]; p->Dk = (int)tq->shape[3];
     p->Hv = (int)tv->shape[2]; p->Dv = (int)tv->shape[3];
     const int64_t sqk[] = {p->B, p->T, p->Hk, p->Dk}, sv[] = {p->B, p->T, p->Hv, p->Dv};
     const int64_t sg[] = {p->B, p->T, p->Hv}, ss[] = {p->B, p->Hv, p->Dk, p->Dv};
-    TRY(st_load_f32(&f, "q", 4, sqk, &g->c.q, err, errlen));
-    TRY(st_load_f32(&f, "k", 4, sqk, &g->c.k, err, errlen));
-    TRY(st_load_f32(&f, "v", 4, sv, &g->c.v, err, errlen));
-    TRY(st_load_f32(&f, "g", 3, sg, &g->c.g, err, errlen));
-    TRY(st_load_f32(&f, "beta", 3, sg, &g->c.beta, err, errlen));
-    TRY(st_load_f32(&f, "out", 4, sv, &g->expect_out, err, errlen));
-    TRY(st_load_f32(&f, "final_state", 4, ss, &g->expect_state, err, errlen));
-    if (st_find(&f, "initial_state")) TRY(st_load_f32(&f, "initial_state", 4, ss, &g->c.initial_state, err, errlen));
+    TRY(load_f32(&f, "q", 4, sqk, &g->c.q, path, err, errlen));
+    TRY(load_f32(&f, "k", 4, sqk, &g->c.k, path, err, errlen));
+    TRY(load_f32(&f, "v", 4, sv, &g->c.v, path, err, errlen));
+    TRY(load_f32(&f, "g", 3, sg, &g->c.g, path, err, errlen));
+    TRY(load_f32(&f, "beta", 3, sg, &g->c.beta, path, err, errlen));
+    TRY(load_f32(&f, "out", 4, sv, &g->expect_out, path, err, errlen));
+    TRY(load_f32(&f, "final_state", 4, ss, &g->expect_state, path, err, errlen));
+    if (st_find(&f, "initial_state")) TRY(load_f32(&f, "initial_state", 4, ss, &g->c.initial_state, path, err, errlen));
     const st_tensor *tl = st_find(&f, "seq_len");
     if (tl) {
         if (tl->ndim != 1 || tl->shape[0] != p->B) {
-            snprintf(err, errlen, "%s: tensor 'seq_len': expected shape [%d]", path, p->B);
+            q35_errmsg(err, errlen, "%s: tensor 'seq_len': expected shape [%d]", path, p->B);
             goto fail;
         }
         TRY(!(g->c.seq_len = malloc(sizeof(int32_t) * p->B)));
-        TRY(st_read_i32(tl, g->c.seq_len, p->B, err, errlen));
+        char why[384];
+        if (st_read_i32(tl, g->c.seq_len, p->B, why, sizeof why)) {
+            q35_errmsg(err, errlen, "%s: %s", path, why);
+            goto fail;
+        }
     }
     const char *l2 = st_meta(&f, "use_qk_l2norm");
     if (!l2 || (strcmp(l2, "0") && strcmp(l2, "1"))) {
-        snprintf(err, errlen, "%s: metadata 'use_qk_l2norm' must be \"1\" or \"0\" (got %s)", path, l2 ? l2 : "nothing");
+        q35_errmsg(err, errlen, "%s: metadata 'use_qk_l2norm' must be \"1\" or \"0\" (got %s)", path, l2 ? l2 : "nothing");
         goto fail;
     }
     p->use_qk_l2norm = l2[0] == '1';
     const char *rep = st_meta(&f, "qk_heads_repeat");
     if (rep && strcmp(rep, "interleave")) {
-        snprintf(err, errlen, "%s: qk_heads_repeat \"%s\" is not supported (only \"interleave\")", path, rep);
+        q35_errmsg(err, errlen, "%s: qk_heads_repeat \"%s\" is not supported (only \"interleave\")", path, rep);
         goto fail;
     }
     double scale;
@@ -95,13 +110,13 @@ int dr_golden_load(const char *path, dr_golden *g, char *err, size_t errlen)
     p->out = g->c.out; p->final_state = g->c.final_state;
     char why[256];
     if (deltarule_validate(p, 1, why, sizeof why)) {
-        snprintf(err, errlen, "%s: %s", path, why);
+        q35_errmsg(err, errlen, "%s: %s", path, why);
         goto fail;
     }
     st_close(&f);
     return 0;
 fail:
-    if (!err[0]) snprintf(err, errlen, "%s: out of memory", path);
+    if (!err[0]) q35_errmsg(err, errlen, "%s: out of memory", path);
     st_close(&f);
     dr_golden_free(g);
     return -1;
@@ -127,7 +142,7 @@ int dr_golden_write(const char *path, const dr_case *c, const float *out, const 
          st_writer_meta_num(w, "atol", atol, 3) || st_writer_meta_num(w, "rtol", rtol, 3);
     if (!rc && note) rc = st_writer_meta(w, "note", note);
     if (rc) {
-        snprintf(err, errlen, "%s: could not build the file: %s", path, w ? st_writer_error(w) : "out of memory");
+        q35_errmsg(err, errlen, "%s: could not build the file: %s", path, w ? st_writer_error(w) : "out of memory");
         st_writer_free(w);
         return -1;
     }

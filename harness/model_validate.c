@@ -1,6 +1,7 @@
 /* validate.c - token-match validation (validate.h). */
 #include "harness/model_validate.h"
 
+#include "common/errmsg.h"
 #include "common/safetensors.h"
 #include "ref/model_ref.h"
 
@@ -51,7 +52,7 @@ int q35_prompts_parse(const char *s, int vocab, q35_prompts *p, char *err, size_
             char *end;
             long v = strtol(c, &end, 10);
             if (end == c || v < 0 || v >= vocab) {
-                snprintf(err, errlen, "--prompt-ids: prompt %d: expected token ids in [0, %d) separated by ',' "
+                q35_errmsg(err, errlen, "--prompt-ids: prompt %d: expected token ids in [0, %d) separated by ',' "
                          "(prompts by ';'), at '%.20s'", i, vocab, c);
                 q35_prompts_free(p);
                 return -1;
@@ -65,14 +66,14 @@ int q35_prompts_parse(const char *s, int vocab, q35_prompts *p, char *err, size_
             c = end;
             if (*c == ',') { c++; continue; }
             if (*c == ';' || !*c) { if (*c) c++; break; }
-            snprintf(err, errlen, "--prompt-ids: unexpected '%c' in prompt %d", *c, i);
+            q35_errmsg(err, errlen, "--prompt-ids: unexpected '%c' in prompt %d", *c, i);
             q35_prompts_free(p);
             return -1;
         }
     }
     return 0;
 oom:
-    snprintf(err, errlen, "--prompt-ids: out of memory");
+    q35_errmsg(err, errlen, "--prompt-ids: out of memory");
     q35_prompts_free(p);
     return -1;
 }
@@ -88,37 +89,41 @@ int q35_prompts_load_golden(const char *path, int vocab, q35_prompts *p, char *e
         snprintf(name, sizeof name, "prompt_%d", n);
         if (!st_find(&f, name)) break;
     }
-    if (n == 0) { snprintf(err, errlen, "%s: no 'prompt_0' tensor: not a golden file", path); goto fail; }
-    if (alloc_prompts(p, n, 1)) { snprintf(err, errlen, "%s: out of memory", path); goto fail; }
+    if (n == 0) { q35_errmsg(err, errlen, "%s: no 'prompt_0' tensor: not a golden file", path); goto fail; }
+    if (alloc_prompts(p, n, 1)) { q35_errmsg(err, errlen, "%s: out of memory", path); goto fail; }
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "prompt_%d", i);
         const st_tensor *tp = st_find(&f, name);
         snprintf(name, sizeof name, "tokens_%d", i);
         const st_tensor *tt = st_find(&f, name);
-        if (!tt) { snprintf(err, errlen, "%s: 'prompt_%d' has no 'tokens_%d'", path, i, i); goto fail; }
+        if (!tt) { q35_errmsg(err, errlen, "%s: 'prompt_%d' has no 'tokens_%d'", path, i, i); goto fail; }
         if (tp->ndim != 1 || tt->ndim != 1 || tp->shape[0] < 1 || tt->shape[0] < 1) {
-            snprintf(err, errlen, "%s: prompt_%d and tokens_%d must be non-empty 1-D I32 tensors", path, i, i);
+            q35_errmsg(err, errlen, "%s: prompt_%d and tokens_%d must be non-empty 1-D I32 tensors", path, i, i);
             goto fail;
         }
         const int len = (int)tp->shape[0], steps = (int)tt->shape[0];
         if (i == 0) p->steps = steps;
         if (steps != p->steps) {
-            snprintf(err, errlen, "%s: tokens_%d has %d steps, tokens_0 has %d (all prompts need the same count)",
+            q35_errmsg(err, errlen, "%s: tokens_%d has %d steps, tokens_0 has %d (all prompts need the same count)",
                      path, i, steps, p->steps);
             goto fail;
         }
         p->len[i] = len;
         p->prompt[i] = malloc((size_t)len * sizeof(int32_t));
         p->tokens[i] = malloc((size_t)steps * sizeof(int32_t));
-        if (!p->prompt[i] || !p->tokens[i]) { snprintf(err, errlen, "%s: out of memory", path); goto fail; }
-        if (st_read_i32(tp, p->prompt[i], (size_t)len, err, errlen) ||
-            st_read_i32(tt, p->tokens[i], (size_t)steps, err, errlen))
+        if (!p->prompt[i] || !p->tokens[i]) { q35_errmsg(err, errlen, "%s: out of memory", path); goto fail; }
+        char why[384];
+        if (st_read_i32(tp, p->prompt[i], (size_t)len, why, sizeof why) ||
+            st_read_i32(tt, p->tokens[i], (size_t)steps, why, sizeof why)) {
+            q35_errmsg(err, errlen, "%s: %s", path, why);
             goto fail;
+        }
         for (int j = 0; j < len + steps; j++) {
             const int32_t id = j < len ? p->prompt[i][j] : p->tokens[i][j - len];
             if (id < 0 || id >= vocab) {
-                snprintf(err, errlen, "%s: %s_%d holds token id %d outside the model's vocabulary [0, %d)", path,
-                         j < len ? "prompt" : "tokens", i, (int)id, vocab);
+                q35_errmsg(err, errlen, "%s: tensor '%s_%d': element %d is token id %d, outside the model's "
+                         "vocabulary [0, %d)", path, j < len ? "prompt" : "tokens", i, j < len ? j : j - len,
+                         (int)id, vocab);
                 goto fail;
             }
         }
@@ -126,12 +131,13 @@ int q35_prompts_load_golden(const char *path, int vocab, q35_prompts *p, char *e
         const st_tensor *tl = st_find(&f, name);
         if (tl) {
             if (tl->ndim != 2 || tl->shape[0] != steps || tl->shape[1] != vocab) {
-                snprintf(err, errlen, "%s: logits_%d must be [%d, %d] (steps, vocab)", path, i, steps, vocab);
+                q35_errmsg(err, errlen, "%s: logits_%d must be [%d, %d] (steps, vocab)", path, i, steps, vocab);
                 goto fail;
             }
             p->logits[i] = malloc((size_t)steps * vocab * sizeof(float));
-            if (!p->logits[i] || st_read_f32(tl, p->logits[i], (size_t)steps * vocab, err, errlen)) {
-                if (!p->logits[i]) snprintf(err, errlen, "%s: out of memory", path);
+            if (!p->logits[i]) { q35_errmsg(err, errlen, "%s: out of memory", path); goto fail; }
+            if (st_read_f32(tl, p->logits[i], (size_t)steps * vocab, why, sizeof why)) {
+                q35_errmsg(err, errlen, "%s: %s", path, why);
                 goto fail;
             }
         }
@@ -186,7 +192,7 @@ int q35_reference_run(const q35_model *m, const q35_prompts *p, int32_t **tokens
     *tokens = malloc((size_t)p->n * p->steps * sizeof **tokens);
     *logits = malloc((size_t)p->n * p->steps * V * sizeof **logits);
     if (!*tokens || !*logits || run(m, NULL, p, NULL, *tokens, *logits, err, errlen)) {
-        if (!*tokens || !*logits) snprintf(err, errlen, "validate: out of memory");
+        if (!*tokens || !*logits) q35_errmsg(err, errlen, "validate: out of memory");
         free(*tokens);
         free(*logits);
         *tokens = NULL;
@@ -235,7 +241,7 @@ static int validate_run(const q35_model *m, const q35_impls *im, const q35_promp
     int32_t *tok = malloc((size_t)p->n * p->steps * sizeof *tok);
     float *lg = malloc((size_t)p->n * p->steps * V * sizeof *lg);
     int rc = -1;
-    if (!tok || !lg) snprintf(err, errlen, "validate: out of memory");
+    if (!tok || !lg) q35_errmsg(err, errlen, "validate: out of memory");
     else if (!run(m, im, p, forced, tok, lg, err, errlen)) {
         compare(m, p->n, p->steps, tok, lg, want_tok, want_lg, r);
         rc = 0;
@@ -252,7 +258,7 @@ int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prom
     const int32_t **wt = malloc((size_t)p->n * sizeof *wt);
     const float **wl = malloc((size_t)p->n * sizeof *wl);
     int rc = -1;
-    if (!wt || !wl) snprintf(err, errlen, "validate: out of memory");
+    if (!wt || !wl) q35_errmsg(err, errlen, "validate: out of memory");
     else {
         for (int i = 0; i < p->n; i++) {
             wt[i] = ref_tokens + (size_t)i * p->steps;

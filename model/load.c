@@ -299,7 +299,11 @@ int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, cha
         /* a NaN or infinity in a weight would only show as NaN logits much later: refuse it here */
         const size_t n = (size_t)st_numel(t->t), at = first_nonfinite(dst, to, n);
         if (at < n) {
-            q35_errmsg(err, errlen, "tensor '%s' (%s): element %zu is not finite", t->name, t->t->name, at);
+            char file[4096];
+            q35_weights_path_of(&m->files, t->t, file, sizeof file);
+            const float v = to == WT_BF16 ? q35_bf16_to_f32(((const uint16_t *)dst)[at]) : ((const float *)dst)[at];
+            q35_errmsg(err, errlen, "%s: tensor '%s' (%s): element %zu is not finite (%s)", file, t->name,
+                       t->t->name, at, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
             goto fail;
         }
     }

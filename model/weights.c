@@ -28,6 +28,7 @@ void q35_weights_close(q35_weights *w)
     free(w->shards);
     free(w->shard_names);
     free(w->entries);
+    free(w->dir);
     memset(w, 0, sizeof *w);
 }
 
@@ -183,6 +184,10 @@ int q35_weights_open(const char *dir, q35_weights *w, char *err, size_t errlen)
     }
     struct stat sb;
     cJSON *map_root = NULL;
+    if (!(w->dir = strdup(dir))) {
+        q35_errmsg(err, errlen, "%s: out of memory", dir);
+        return -1;
+    }
     /* As transformers: a single model.safetensors is preferred over an index. */
     if (stat(single, &sb) == 0) {
         int cap = 0;
@@ -209,7 +214,14 @@ int q35_weights_open(const char *dir, q35_weights *w, char *err, size_t errlen)
             q35_errmsg(err, errlen, "%s: shard path too long", dir);
             goto fail;
         }
-        if (st_open(shard, &w->shards[s], err, errlen))
+        /* a shard that is not there is the index's fault: name the index and the entry */
+        if (w->sharded && stat(shard, &sb) != 0) {
+            q35_errmsg(err, errlen, "%s: weight_map names shard '%s', which cannot be opened: %s", index,
+                       w->shard_names[s], strerror(errno));
+            goto fail;
+        }
+        if (st_open(shard, &w->shards[s], err, errlen) ||
+            st_check_no_overlap(&w->shards[s], shard, err, errlen))
             goto fail;
     }
     if (build_index(w, err, errlen))
@@ -257,6 +269,20 @@ const st_tensor *q35_weights_find(const q35_weights *w, const char *name)
     return NULL;
 }
 
+void q35_weights_path_of(const q35_weights *w, const st_tensor *t, char *buf, size_t n)
+{
+    const char *dir = w->dir ? w->dir : ".";
+    /* addresses compared as integers: t may lie in any shard's array */
+    const uintptr_t at = (uintptr_t)t;
+    for (int s = 0; t && s < w->n_shards; s++)
+        if (at >= (uintptr_t)w->shards[s].tensors &&
+            at < (uintptr_t)(w->shards[s].tensors + w->shards[s].n_tensors)) {
+            snprintf(buf, n, "%s/%s", dir, w->shard_names[s]);
+            return;
+        }
+    snprintf(buf, n, "%s/%s", dir, w->sharded ? "model.safetensors.index.json" : "model.safetensors");
+}
+
 static void fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape)
 {
     size_t k = (size_t)snprintf(buf, n, "[");
@@ -276,12 +302,14 @@ int q35_weights_expect(const q35_weights *w, const char *name, int ndim, const i
     if (out)
         *out = NULL;
     const st_tensor *t = q35_weights_find(w, name);
+    char file[4096];
+    q35_weights_path_of(w, t, file, sizeof file);
     if (!t) {
         if (starts_with(name, "lm_head."))
-            q35_errmsg(err, errlen, "tensor '%s' not found", name);
+            q35_errmsg(err, errlen, "%s: tensor '%s' not found", file, name);
         else
-            q35_errmsg(err, errlen, "tensor '%s' not found (tried 'model.language_model.%s' and 'model.%s')",
-                    name, name, name);
+            q35_errmsg(err, errlen, "%s: tensor '%s' not found (tried 'model.language_model.%s' and 'model.%s')",
+                    file, name, name, name);
         return -1;
     }
     char want[160], got[160];
@@ -291,11 +319,11 @@ int q35_weights_expect(const q35_weights *w, const char *name, int ndim, const i
     if (!ok) {
         fmt_shape(want, sizeof want, ndim, shape);
         fmt_shape(got, sizeof got, t->ndim, t->shape);
-        q35_errmsg(err, errlen, "tensor '%s' (%s): expected shape %s, got %s", name, t->name, want, got);
+        q35_errmsg(err, errlen, "%s: tensor '%s' (%s): expected shape %s, got %s", file, name, t->name, want, got);
         return -1;
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16) {
-        q35_errmsg(err, errlen, "tensor '%s' (%s): dtype %s, expected F32, F16 or BF16", name, t->name,
+        q35_errmsg(err, errlen, "%s: tensor '%s' (%s): dtype %s, expected F32, F16 or BF16", file, name, t->name,
                 st_dtype_name(t->dtype));
         return -1;
     }

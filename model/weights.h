@@ -37,6 +37,7 @@ typedef struct {
     q35_weight_entry *entries; /* sorted by full name */
     int n_ignored_visual;   /* "model.visual.*" tensors skipped */
     int n_ignored_mtp;      /* "mtp.*" tensors skipped */
+    char *dir;              /* the folder, so that messages name the file at fault */
 } q35_weights;
 
 /* On failure *w is zeroed, so q35_weights_close(w) is a harmless no-op. */
@@ -49,9 +50,15 @@ const st_tensor *q35_weights_find(const q35_weights *w, const char *name);
 /* By the exact name stored in the file; NULL if absent. */
 const st_tensor *q35_weights_find_raw(const q35_weights *w, const char *full_name);
 
+/* buf = the file holding t (DIR/shard); for t == NULL, the file that lists
+ * every tensor (DIR/model.safetensors or DIR/model.safetensors.index.json):
+ * what a message about that tensor starts with. */
+void q35_weights_path_of(const q35_weights *w, const st_tensor *t, char *buf, size_t n);
+
 /* Find NAME and check its rank, its shape (shape[i] < 0 means any; shape may
  * be NULL to check the rank only) and that its dtype is F32, F16 or BF16.
- * The message names the tensor, the expected and actual shapes or dtype. */
+ * The message names the file, the tensor, the expected and actual shapes or
+ * dtype. */
 int q35_weights_expect(const q35_weights *w, const char *name, int ndim, const int64_t *shape,
                        const st_tensor **out, char *err, size_t errlen);
 
