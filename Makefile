@@ -3,9 +3,20 @@
 # builds everything with AddressSanitizer/UBSan into build-san/.
 
 SAN ?= 0
+FUZZ ?= 0
 ifeq ($(SAN),1)
 BUILD ?= build-san
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT := -O1
+else ifeq ($(FUZZ),1)
+# The library built for libFuzzer targets (tests/fuzz/): clang, coverage
+# instrumentation without libFuzzer's main, ASan and UBSan.
+BUILD := build-fuzz
+CC := clang
+# (-Wno-pass-failed: at -O1 clang does not vectorize the kernels' omp simd
+# loops and says so; the kernels are not what this build is for.)
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+            -Wno-pass-failed
 OPT := -O1
 else
 BUILD ?= build
@@ -30,7 +41,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test run clean deps plots layers
+.PHONY: all test run clean deps plots layers fuzz fuzz-bins
 # keep objects of the test binaries (they are intermediate files to make)
 .SECONDARY:
 all: $(BUILD)/q35lab
@@ -96,8 +107,25 @@ plots:
 	gnuplot bench/plots.gp
 	@ls -1 results/*.png
 
+# Fuzzing: every reader of files from elsewhere under libFuzzer
+# (tests/fuzz/fuzz_*.c), FUZZ_SECONDS each (or FUZZ_RUNS executions each),
+# two at a time; fails on any crash, leak or broken promise
+# (tests/fuzz/run.sh says what to do with one).
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-bins
+	FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+build-fuzz/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_input.h $(BUILD)/libq35.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer $< $(BUILD)/libq35.a $(LDLIBS) -o $@
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 # Set-up, run first by `make`, `make run` and `make test` (an order-only
 # prerequisite of every object): every package of debian-packages.txt that

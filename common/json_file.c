@@ -5,9 +5,11 @@
 #include "common/errmsg.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 char *q35_read_file_bounded(const char *path, size_t limit, size_t *len, char *err, size_t errlen)
 {
@@ -16,17 +18,34 @@ char *q35_read_file_bounded(const char *path, size_t limit, size_t *len, char *e
         q35_errmsg(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    char *buf = malloc(limit + 1);
-    if (!buf) {
+    /* A regular file's size is known: allocate what it holds, not the limit
+     * (a 1 KiB config must not cost a 64 MiB allocation).  Anything else
+     * (a pipe) is read up to the limit in growing steps. */
+    struct stat st;
+    const int regular = !fstat(fileno(fp), &st) && S_ISREG(st.st_mode);
+    if (regular && (uint64_t)st.st_size > limit) {
         fclose(fp);
-        q35_errmsg(err, errlen, "%s: out of memory", path);
+        q35_errmsg(err, errlen, "%s: too large (more than %zu bytes)", path, limit);
         return NULL;
     }
-    size_t n = fread(buf, 1, limit + 1, fp);
-    int bad = ferror(fp);
+    size_t cap = regular ? (size_t)st.st_size + 1 : limit < 65536 ? limit + 1 : 65536;
+    char *buf = malloc(cap + 1);
+    size_t n = 0;
+    int bad = !buf;
+    while (!bad) {
+        n += fread(buf + n, 1, cap - n, fp);
+        if (ferror(fp) || n < cap || n > limit) break; /* error, end of file, or past the limit */
+        const size_t grown = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+        char *b = realloc(buf, grown + 1);
+        if (!b) bad = 1;
+        else buf = b, cap = grown;
+    }
+    const int rd_err = !bad && ferror(fp);
     fclose(fp);
-    if (bad || n > limit) {
-        q35_errmsg(err, errlen, bad ? "%s: read error" : "%s: too large (more than %zu bytes)", path, limit);
+    if (bad || rd_err || n > limit) {
+        if (bad) q35_errmsg(err, errlen, "%s: out of memory", path);
+        else if (rd_err) q35_errmsg(err, errlen, "%s: read error", path);
+        else q35_errmsg(err, errlen, "%s: too large (more than %zu bytes)", path, limit);
         free(buf);
         return NULL;
     }

@@ -5,6 +5,7 @@
 #include "common/json_file.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,9 @@ static int int_member(const cJSON *o, const char *key, int lo, int hi, int *out,
                       size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble || v->valuedouble < lo ||
-        v->valuedouble > hi) {
+    /* range first: converting a double outside int's range is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != floor(v->valuedouble)) {
         q35_errmsg(err, errlen, "%s: points[%d].%s must be an integer in [%d, %d]", path, i, key, lo, hi);
         return -1;
     }

@@ -1,5 +1,6 @@
 #include "harness/deltarule_inputs.h"
 
+#include "common/errmsg.h"
 #include "common/huge_pages.h"
 
 #include <gsl/gsl_randist.h>
@@ -139,11 +140,11 @@ int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, 
                              .use_qk_l2norm = 1};
     if (regime == DR_REGIME_LONG && p->T < 2048) p->T = 2048;
     if (regime < 0 || regime >= DR_REGIME_COUNT) {
-        snprintf(err, errlen, "unknown input regime %d", regime);
+        q35_errmsg(err, errlen, "unknown input regime %d", regime);
         return -1;
     }
     if (p->B <= 0 || p->T <= 0 || p->Hk <= 0 || p->Hv <= 0 || p->Dk <= 0 || p->Dv <= 0 || p->Hv % p->Hk) {
-        snprintf(err, errlen, "bad shape B=%d T=%d Hk=%d Hv=%d Dk=%d Dv=%d", p->B, p->T, p->Hk, p->Hv, p->Dk, p->Dv);
+        q35_errmsg(err, errlen, "bad shape B=%d T=%d Hk=%d Hv=%d Dk=%d Dv=%d", p->B, p->T, p->Hk, p->Hv, p->Dk, p->Dv);
         return -1;
     }
     c->q = big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
@@ -159,7 +160,7 @@ int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, 
     if (ok && s->with_seq_len) ok = (c->seq_len = malloc(sizeof(int32_t) * p->B)) != NULL;
     if (!ok) {
         dr_case_free(c);
-        snprintf(err, errlen, "out of memory for a B=%d T=%d problem", s->B, s->T);
+        q35_errmsg(err, errlen, "out of memory for a B=%d T=%d problem", s->B, s->T);
         return -1;
     }
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
@@ -170,7 +171,7 @@ int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, 
     if (regime == DR_REGIME_CORRELATED_KEYS && correlated_keys(r, p, c->k)) {
         gsl_rng_free(r);
         dr_case_free(c);
-        snprintf(err, errlen, "out of memory for correlated keys");
+        q35_errmsg(err, errlen, "out of memory for correlated keys");
         return -1;
     }
     fill_gates(r, c, regime);

@@ -1,5 +1,6 @@
 #include "harness/moe_golden.h"
 
+#include "common/errmsg.h"
 #include "common/safetensors.h"
 #include "ref/moe_ref.h"
 
@@ -30,7 +31,7 @@ static int meta_double(const st_file *f, const char *key, double dflt, double *o
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end || errno || !isfinite(v) || v < 0) {
-        snprintf(err, errlen, "%s: metadata '%s' = \"%s\" is not a finite non-negative number", path, key, s);
+        q35_errmsg(err, errlen, "%s: metadata '%s' = \"%s\" is not a finite non-negative number", path, key, s);
         return -1;
     }
     *out = v;
@@ -46,7 +47,7 @@ static int meta_int(const st_file *f, const char *key, int *out, const char *pat
     errno = 0;
     long v = strtol(s, &end, 10);
     if (end == s || *end || errno || v < 1 || v > (1 << 24)) {
-        snprintf(err, errlen, "%s: metadata '%s' = \"%s\" is not an integer in [1, 2^24]", path, key, s);
+        q35_errmsg(err, errlen, "%s: metadata '%s' = \"%s\" is not an integer in [1, 2^24]", path, key, s);
         return -1;
     }
     *out = (int)v;
@@ -61,7 +62,7 @@ static int meta_bool(const st_file *f, const char *key, int *out, const char *pa
     if (!s) { *out = 1; return 0; }
     if (!strcmp(s, "1") || !strcasecmp(s, "true")) { *out = 1; return 0; }
     if (!strcmp(s, "0") || !strcasecmp(s, "false")) { *out = 0; return 0; }
-    snprintf(err, errlen, "%s: metadata '%s' must be \"1\"/\"0\" or \"true\"/\"false\" (got \"%s\")", path, key, s);
+    q35_errmsg(err, errlen, "%s: metadata '%s' must be \"1\"/\"0\" or \"true\"/\"false\" (got \"%s\")", path, key, s);
     return -1;
 }
 
@@ -82,12 +83,12 @@ static int load_f32(const st_file *f, const char *name, int ndim, const int64_t 
 {
     char why[384];
     if (!st_load_f32(f, name, ndim, expect, out, why, sizeof why)) return 0;
-    snprintf(err, errlen, "%s: %s", path, why);
+    q35_errmsg(err, errlen, "%s: %s", path, why);
     return -1;
 }
 
 #define TRY(x) do { if (x) goto fail; } while (0)
-#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
+#define BAD(...) do { q35_errmsg(err, errlen, __VA_ARGS__); goto fail; } while (0)
 
 int moe_golden_load(const char *path, moe_golden *g, const moe_golden_opts *o, char *err, size_t errlen)
 {
@@ -232,7 +233,7 @@ int moe_golden_load(const char *path, moe_golden *g, const moe_golden_opts *o, c
     st_close(&f);
     return 0;
 fail:
-    if (!err[0]) snprintf(err, errlen, "%s: out of memory", path);
+    if (!err[0]) q35_errmsg(err, errlen, "%s: out of memory", path);
     free(x); free(router); free(gate); free(up); free(gate_up); free(down); free(sg); free(su); free(sd); free(seg);
     st_close(&f);
     moe_golden_free(g);
@@ -281,7 +282,7 @@ int moe_golden_write(const char *path, const moe_problem *p, const float *out, c
          st_writer_meta_num(w, "atol", atol, 3) || st_writer_meta_num(w, "rtol", rtol, 3);
     if (!rc && note) rc = st_writer_meta(w, "note", note);
     if (rc) {
-        snprintf(err, errlen, "%s: could not build the file: %s", path,
+        q35_errmsg(err, errlen, "%s: could not build the file: %s", path,
                  w && st_writer_error(w)[0] ? st_writer_error(w) : "out of memory");
         rc = -1;
     } else

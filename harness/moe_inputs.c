@@ -1,5 +1,7 @@
 #include "harness/moe_inputs.h"
 
+#include "common/errmsg.h"
+
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -65,12 +67,12 @@ static int shape_ok(const moe_shape *s, char *err, size_t errlen)
 {
     if (s->T < 1 || s->hidden < 1 || s->E < 1 || s->inter < 1 || s->inter_shared < 0 || s->top_k < 1 || s->top_k > s->E ||
         s->T > (1 << 24) || s->hidden > (1 << 24) || s->E > (1 << 24) || s->inter > (1 << 24) || s->inter_shared > (1 << 24)) {
-        snprintf(err, errlen, "bad MoE shape T=%d hidden=%d E=%d top_k=%d I=%d Is=%d", s->T, s->hidden, s->E,
+        q35_errmsg(err, errlen, "bad MoE shape T=%d hidden=%d E=%d top_k=%d I=%d Is=%d", s->T, s->hidden, s->E,
                  s->top_k, s->inter, s->inter_shared);
         return -1;
     }
     if (s->wt != WT_F32 && s->wt != WT_BF16) {
-        snprintf(err, errlen, "bad weight dtype %d", (int)s->wt);
+        q35_errmsg(err, errlen, "bad weight dtype %d", (int)s->wt);
         return -1;
     }
     return 0;
@@ -83,7 +85,7 @@ int moe_case_from_f32(moe_case *c, const moe_shape *s, const moe_f32_tensors *w,
     if (shape_ok(s, err, errlen)) return -1;
     if (!w->x || !w->router || !w->gate || !w->up || !w->down ||
         (s->inter_shared > 0 && (!w->shared_gate || !w->shared_up || !w->shared_down || !w->shared_expert_gate))) {
-        snprintf(err, errlen, "moe_case_from_f32: a required tensor is missing");
+        q35_errmsg(err, errlen, "moe_case_from_f32: a required tensor is missing");
         return -1;
     }
     const size_t H = s->hidden, E = s->E, NI = s->inter, Is = s->inter_shared, T = s->T, IH = NI * H;
@@ -115,7 +117,7 @@ int moe_case_from_f32(moe_case *c, const moe_shape *s, const moe_f32_tensors *w,
     ok = ok && moe_alloc_outputs(p, &c->out, &c->topk_ids, &c->topk_weights, &c->router_logits) == 0;
     if (!ok) {
         moe_case_free(c);
-        snprintf(err, errlen, "out of memory for a MoE problem T=%d hidden=%d E=%d I=%d", s->T, s->hidden, s->E, s->inter);
+        q35_errmsg(err, errlen, "out of memory for a MoE problem T=%d hidden=%d E=%d I=%d", s->T, s->hidden, s->E, s->inter);
         return -1;
     }
     p->x = c->x;
@@ -290,15 +292,15 @@ int moe_case_make(moe_case *c, const moe_shape *s, unsigned long seed, char *err
     c->special_expert = -1;
     if (shape_ok(s, err, errlen)) return -1;
     if (s->routing < 0 || s->routing >= MOE_ROUTING_COUNT) {
-        snprintf(err, errlen, "unknown MoE routing %d", s->routing);
+        q35_errmsg(err, errlen, "unknown MoE routing %d", s->routing);
         return -1;
     }
     if (!(s->skew >= 0.0 && s->skew <= 1.0)) {
-        snprintf(err, errlen, "router skew %g outside [0, 1]", s->skew);
+        q35_errmsg(err, errlen, "router skew %g outside [0, 1]", s->skew);
         return -1;
     }
     if (s->routing == MOE_ROUTING_EMPTY_EXPERT && s->top_k >= s->E) {
-        snprintf(err, errlen, "routing empty-expert needs top_k < E (top_k=%d, E=%d)", s->top_k, s->E);
+        q35_errmsg(err, errlen, "routing empty-expert needs top_k < E (top_k=%d, E=%d)", s->top_k, s->E);
         return -1;
     }
     const int T = s->T, H = s->hidden, E = s->E, NI = s->inter, Is = s->inter_shared;
@@ -318,7 +320,7 @@ int moe_case_make(moe_case *c, const moe_shape *s, unsigned long seed, char *err
     int rc = -1;
     if (!x || !router || !gate || !up || !down || !sg || !su || !sd || !seg || (n_dirs && !dirs) || !experts ||
         !hot || !l || !tmp || !r || !retry) {
-        snprintf(err, errlen, "out of memory for a MoE problem T=%d hidden=%d E=%d I=%d", T, H, E, NI);
+        q35_errmsg(err, errlen, "out of memory for a MoE problem T=%d hidden=%d E=%d I=%d", T, H, E, NI);
         goto done;
     }
     gsl_rng_set(r, seed * 1000003ul + (unsigned long)s->routing * 7919ul + 11ul);
@@ -384,7 +386,7 @@ int moe_case_make(moe_case *c, const moe_shape *s, unsigned long seed, char *err
         gsl_rng_set(retry, seed * 7919ul + (unsigned long)t * 104729ul + 3ul);
         while (!token_ok(c, s, t, l, tmp)) {
             if (++tries > MAX_REDRAWS) {
-                snprintf(err, errlen, "could not draw token %d with a clear top-%d (routing %s, skew %g) in %d tries",
+                q35_errmsg(err, errlen, "could not draw token %d with a clear top-%d (routing %s, skew %g) in %d tries",
                          t, s->top_k, moe_routing_name(s->routing), s->skew, MAX_REDRAWS);
                 moe_case_free(c);
                 goto done;

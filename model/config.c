@@ -5,15 +5,18 @@
  * with its "text_config." prefix when nested, in every message. */
 #include "model/config.h"
 
+#include "common/errmsg.h"
 #include "common/json_file.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Error context: messages are "<name>: <text>". */
 typedef struct {
@@ -37,6 +40,7 @@ static int fail(const ctx *x, const char *fmt, ...)
             vsnprintf(x->err + n, x->errlen - (size_t)n, fmt, ap);
             va_end(ap);
         }
+        q35_errmsg_one_line(x->err); /* it quotes the file's strings */
     }
     return -1;
 }
@@ -350,6 +354,29 @@ static int read_eos(const ctx *x, const cJSON *root, const cJSON *t, q35_config 
     return 0;
 }
 
+/* Each field may be up to 2^30, but the model computes the rows of its
+ * projections in int (docs/model.md): products of fields that exceed
+ * INT_MAX are refused here, before any of that arithmetic can overflow. */
+static int check_derived_sizes(const ctx *x, const q35_config *c)
+{
+    const struct { const char *what; long long v; } d[] = {
+        {"2 x num_attention_heads x head_dim (q_proj rows, query and gate)",
+         2LL * c->num_attention_heads * c->head_dim},
+        {"num_key_value_heads x head_dim (k_proj rows)", (long long)c->num_key_value_heads * c->head_dim},
+        {"2 x linear_num_key_heads x linear_key_head_dim + linear_num_value_heads x linear_value_head_dim "
+         "(in_proj_qkv rows)",
+         2LL * c->linear_num_key_heads * c->linear_key_head_dim +
+             (long long)c->linear_num_value_heads * c->linear_value_head_dim},
+        {"2 x moe_intermediate_size (fused gate_up rows)", 2LL * c->moe_intermediate_size},
+        {"2 x intermediate_size (gate and up rows)", 2LL * c->intermediate_size},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (d[i].v > INT_MAX)
+            return fail(x, "%s = %lld is more than %d%s", d[i].what, d[i].v, INT_MAX,
+                        *x->pfx ? " (fields of text_config)" : "");
+    return 0;
+}
+
 static int parse_root(const ctx *x0, const cJSON *root, q35_config *c)
 {
     ctx xv = *x0;
@@ -411,7 +438,7 @@ static int parse_root(const ctx *x0, const cJSON *root, q35_config *c)
                     x->pfx, c->linear_num_value_heads, x->pfx, c->linear_num_key_heads);
     if (read_rope(x, t, c) || read_eos(x, root, t, c))
         return -1;
-    return 0;
+    return check_derived_sizes(x, c);
 }
 
 int q35_config_parse(const char *json, size_t len, const char *name, q35_config *c, char *err,
@@ -441,6 +468,12 @@ int q35_config_load(const char *dir, q35_config *c, char *err, size_t errlen)
     ctx x = {dir, err, errlen, ""};
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path)
         return fail(&x, "directory name too long");
+    /* a wrong folder is said as such, not as a missing DIR/config.json */
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return fail(&x, "cannot open model folder: %s", strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return fail(&x, "not a folder (a model is a folder holding config.json and model.safetensors)");
     size_t n;
     char *buf = q35_read_file_bounded(path, Q35_CONFIG_MAX_BYTES, &n, err, errlen);
     if (!buf)

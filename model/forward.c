@@ -2,6 +2,7 @@
  * embed, then per layer x += mixer(norm(x)); x += mlp(norm(x)), then the
  * final norm and lm_head on the rows whose logits are wanted.
  * docs/model.md §1 has the equations. */
+#include "common/errmsg.h"
 #include "model/forward_internal.h"
 
 #include <stdlib.h>
@@ -16,19 +17,19 @@ int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const 
 static int check_call(const q35_model *m, const q35_state *s, int T, const int32_t *tokens, const int32_t *seq_len,
                       char *err, size_t errlen)
 {
-    if (T < 1) { snprintf(err, errlen, "forward: T=%d must be positive", T); return -1; }
+    if (T < 1) { q35_errmsg(err, errlen, "forward: T=%d must be positive", T); return -1; }
     for (int b = 0; b < s->B; b++) {
         const int n = seq_len ? seq_len[b] : T;
-        if (n < 0 || n > T) { snprintf(err, errlen, "forward: seq_len[%d]=%d outside [0, %d]", b, n, T); return -1; }
+        if (n < 0 || n > T) { q35_errmsg(err, errlen, "forward: seq_len[%d]=%d outside [0, %d]", b, n, T); return -1; }
         if ((long long)s->pos[b] + n > s->capacity) {
-            snprintf(err, errlen, "forward: sequence %d would reach position %lld, beyond the state's capacity %d",
+            q35_errmsg(err, errlen, "forward: sequence %d would reach position %lld, beyond the state's capacity %d",
                      b, (long long)s->pos[b] + n, s->capacity);
             return -1;
         }
         for (int t = 0; t < n; t++) {
             const int32_t id = tokens[(size_t)b * T + t];
             if (id < 0 || id >= m->cfg.vocab_size) {
-                snprintf(err, errlen, "forward: token id %d (sequence %d, position %d) outside [0, vocab_size=%d)",
+                q35_errmsg(err, errlen, "forward: token id %d (sequence %d, position %d) outside [0, vocab_size=%d)",
                          (int)id, b, t, m->cfg.vocab_size);
                 return -1;
             }
@@ -56,7 +57,7 @@ int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, co
     int32_t *len = malloc((size_t)B * sizeof *len);
     float *x = q35_state_scratch(s, 0, (size_t)BT * H * 2);
     int rc = -1;
-    if (!len || !x) { snprintf(err, errlen, "forward: out of memory"); goto out; }
+    if (!len || !x) { q35_errmsg(err, errlen, "forward: out of memory"); goto out; }
     for (int b = 0; b < B; b++) len[b] = seq_len ? seq_len[b] : T;
     float *xn = x + (size_t)BT * H;
     const q35_fwd f = {.m = m, .s = s, .im = im, .B = B, .T = T, .BT = BT, .seq_len = len, .err = err, .errlen = errlen};
@@ -82,7 +83,7 @@ int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, co
             if (t < len[b] && (all_logits || t == len[b] - 1))
                 q35_rmsnorm_centred(x + ((size_t)b * T + t) * H, m->final_norm, H, c->rms_norm_eps, xn + (size_t)rows++ * H);
     float *lg = malloc((size_t)(rows ? rows : 1) * V * sizeof(float));
-    if (!lg) { snprintf(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
+    if (!lg) { q35_errmsg(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
     if (q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, lg, 0)) { free(lg); goto out; }
     memset(logits, 0, (size_t)(all_logits ? BT : B) * V * sizeof(float));
     rows = 0;

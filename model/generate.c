@@ -2,6 +2,7 @@
 #include "model/generate.h"
 
 #include "common/clock.h"
+#include "common/errmsg.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,11 +31,11 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
                  size_t errlen)
 {
     const int V = m->cfg.vocab_size;
-    if (B < 1 || steps < 1) { snprintf(err, errlen, "generate: batch %d and steps %d must be positive", B, steps); return -1; }
+    if (B < 1 || steps < 1) { q35_errmsg(err, errlen, "generate: batch %d and steps %d must be positive", B, steps); return -1; }
     int Tp = 0;
     long total = 0;
     for (int b = 0; b < B; b++) {
-        if (lens[b] < 1) { snprintf(err, errlen, "generate: prompt %d is empty", b); return -1; }
+        if (lens[b] < 1) { q35_errmsg(err, errlen, "generate: prompt %d is empty", b); return -1; }
         Tp = lens[b] > Tp ? lens[b] : Tp;
         total += lens[b];
     }
@@ -43,7 +44,7 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
     int32_t *in = calloc((size_t)B * Tp, sizeof *in), *len = malloc((size_t)B * sizeof *len);
     float *lg = malloc((size_t)B * V * sizeof *lg);
     int rc = -1;
-    if (!in || !len || !lg) { snprintf(err, errlen, "generate: out of memory"); goto out; }
+    if (!in || !len || !lg) { q35_errmsg(err, errlen, "generate: out of memory"); goto out; }
     for (int b = 0; b < B; b++) {
         memcpy(in + (size_t)b * Tp, prompts[b], (size_t)lens[b] * sizeof *in);
         len[b] = lens[b];
