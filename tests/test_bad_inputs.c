@@ -3,9 +3,9 @@
  * exact message below.  tests/fuzz/run.sh also replays them under the
  * sanitizers before every fuzzing run. */
 #include "common/safetensors.h"
+#include "model/config.h"
 #include "harness/deltarule_crossover.h"
 #include "harness/deltarule_golden.h"
-#include "model/config.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* test_model.c - cmocka suite for the end-to-end model: model/model.h (load),
  * model/state.h, model/impls.h, model/forward.h, model/generate.h and
- * model/validate.h, on the independent tiny-dense-f32 checkpoint and golden
+ * harness/model_validate.h, on the independent tiny-dense-f32 checkpoint and golden
  * file in ../shared/golden-samples/model/ (made in float64 outside q35lab).
  *
  * Where expected values come from:

@@ -3,7 +3,7 @@
  * Groups: the tiny golden model folder (checked against its config.json read
  * here independently with cJSON), synthetic configs (flat, nested, layer-type
  * and RoPE variants, every validation error), and synthetic weight folders
- * written with harness/safetensors.h's writer (single file, two shards, ignored
+ * written with common/safetensors.h's writer (single file, two shards, ignored
  * tensors, hostile shard names, duplicates, lookup and shape errors).  Files
  * live in a mkdtemp directory that is emptied between tests. */
 #include "model/config.h"

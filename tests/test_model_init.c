@@ -1,5 +1,5 @@
 /* test_model_init.c - cmocka suite for `q35lab model init` (model/init.c,
- * model/presets.c, harness/cli_model.c).
+ * model/presets.c, cli/cli_model.c).
  *
  * Every init goes to a fresh mkdtemp folder, read back with the project's own
  * readers: q35_config_load must give the preset's values and q35_weights_open

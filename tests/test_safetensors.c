@@ -1,4 +1,4 @@
-/* test_safetensors.c - cmocka suite for harness/safetensors.{h,c}.
+/* test_safetensors.c - cmocka suite for common/safetensors.{h,c}.
  *
  * Groups: 16-bit float conversions, writer/reader round trips, typed reads
  * and st_load_f32, malformed files (each crafted byte by byte), and the

@@ -1,5 +1,5 @@
 /* test_safetensors_stream.c - cmocka suite for the streaming writer of
- * harness/safetensors.{h,c}: st_writer_add_deferred, st_sink_write and
+ * common/safetensors.{h,c}: st_writer_add_deferred, st_sink_write and
  * st_writer_write_stream.
  *
  * Round trips mix deferred and in-memory tensors and read back through
