@@ -18,6 +18,10 @@ static const struct {
     [Q35_SDE_TOKENS] = {"TOKENS", "Tokens processed, summed over sequences"},
     [Q35_SDE_CHUNKS] = {"CHUNKS", "Chunks processed by chunkwise kernels"},
     [Q35_SDE_SOLVER_CALLS] = {"SOLVER_CALLS", "Triangular (I + A) solves or inversions performed"},
+    [Q35_SDE_COLLECTIVES] = {"COLLECTIVES", "Collectives between the ranks of a tensor-parallel run"},
+    [Q35_SDE_COMM_BYTES] = {"COMM_BYTES", "Bytes this rank put into collectives"},
+    [Q35_SDE_COMM_NS] = {"COMM_NS", "Nanoseconds this rank spent in collectives, waiting included"},
+    [Q35_SDE_EXPERT_ROWS] = {"EXPERT_ROWS", "MoE token-expert pairs computed"},
 };
 
 static int sde_id_ok(q35_sde_id id) { return (int)id >= 0 && id < Q35_SDE_COUNT; }

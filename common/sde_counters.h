@@ -19,6 +19,10 @@ typedef enum {
     Q35_SDE_TOKENS,              /* tokens processed (summed over sequences) */
     Q35_SDE_CHUNKS,              /* chunks processed by the chunkwise forms */
     Q35_SDE_SOLVER_CALLS,        /* (I + A) solves / inversions performed */
+    Q35_SDE_COLLECTIVES,         /* collectives between the ranks of a tensor-parallel run (common/comm.h) */
+    Q35_SDE_COMM_BYTES,          /* bytes this rank put into them */
+    Q35_SDE_COMM_NS,             /* nanoseconds this rank spent in them, waiting included */
+    Q35_SDE_EXPERT_ROWS,         /* MoE token-expert pairs computed (an expert-parallel rank: its experts' only) */
     Q35_SDE_COUNT
 } q35_sde_id;
 
