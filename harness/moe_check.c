@@ -12,7 +12,8 @@
 #include <string.h>
 
 static const char *const kind_names[MOE_KIND_COUNT] = {"random", "skew-0.9", "one-expert", "empty-expert", "ties",
-                                                   "fused-gate-up", "no-norm", "no-shared", "odd-dims", "qwen-like"};
+                                                   "fused-gate-up", "no-norm", "no-shared", "odd-dims", "qwen-like",
+                                                       "expert-range"};
 
 #define SMALL_HIDDEN 64
 #define SMALL_I 32
@@ -32,11 +33,25 @@ static int kind_shape(int kind, int T, int E, int k, q35_wtype wt, moe_shape *s)
     case MOE_KIND_NO_NORM: s->norm_topk_prob = 0; return 1;
     case MOE_KIND_NO_SHARED: s->inter_shared = 0; return 1;
     case MOE_KIND_ODD: s->hidden = 37; s->inter = 13; s->inter_shared = 7; return 1;
+    case MOE_KIND_EXPERT_RANGE: return E > 1;
     case MOE_KIND_QWEN:
         s->hidden = 256; s->inter = 128; s->inter_shared = 128; s->E = 64; s->top_k = 8;
         return E == 64 && k == 8; /* once per T */
     default: return 1;
     }
+}
+
+/* The problem of one expert-parallel rank: only experts [E/4, E/4 + E/2)
+ * given, the weight pointers moved to the first of them (moe.h). */
+static void hold_expert_range(moe_problem *p)
+{
+    const int lo = p->E / 4, hi = lo + (p->E / 2 > 1 ? p->E / 2 : 1);
+    const void *g = moe_gate(p, lo), *u = moe_up(p, lo), *d = moe_down(p, lo);
+    p->gate_proj = g;
+    p->up_proj = u;
+    p->down_proj = d;
+    p->expert_lo = lo;
+    p->expert_hi = hi;
 }
 
 const char *moe_kind_name(int kind) { return kind >= 0 && kind < MOE_KIND_COUNT ? kind_names[kind] : "?"; }
@@ -122,6 +137,7 @@ int moe_check_run(const moe_check_config *cfg, moe_cell **cells_out, char *errms
                                 int rc = !r_out || !r_w || !r_ids;
                                 if (rc) snprintf(err, sizeof err, "out of memory");
                                 else rc = moe_case_make(&c, &s, (unsigned long)seed, err, sizeof err);
+                                if (!rc && kind == MOE_KIND_EXPERT_RANGE) hold_expert_range(&c.p);
                                 if (!rc) {
                                     moe_problem q = c.p;
                                     q.out = r_out; q.topk_ids = r_ids; q.topk_weights = r_w; q.router_logits = NULL;

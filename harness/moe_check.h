@@ -24,6 +24,7 @@ enum {
     MOE_KIND_NO_SHARED,    /* Is = 0 */
     MOE_KIND_ODD,          /* hidden 37, I 13, Is 7: no dimension a multiple of a SIMD width */
     MOE_KIND_QWEN,         /* hidden 256, I 128, Is 128, E 64, k 8 */
+    MOE_KIND_EXPERT_RANGE, /* only experts [E/4, E/4 + E/2) held, as one expert-parallel rank (E >= 2) */
     MOE_KIND_COUNT
 };
 const char *moe_kind_name(int kind);

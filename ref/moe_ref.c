@@ -85,8 +85,10 @@ int moe_ref(const moe_problem *p, const moe_opts *o, moe_stats *st)
         for (int j = 0; j < k; j++) {
             const int e = sel[j];
             const double w = prob[e] * norm;
-            load[e]++;
-            swiglu_acc(moe_gate(p, e), moe_up(p, e), moe_down(p, e), p->wt, H, p->inter, x, w, mid, acc);
+            if (moe_holds(p, e)) { /* a token's share of an expert not held is another rank's (docs/tp.md) */
+                load[e]++;
+                swiglu_acc(moe_gate(p, e), moe_up(p, e), moe_down(p, e), p->wt, H, p->inter, x, w, mid, acc);
+            }
             if (p->topk_ids) p->topk_ids[(size_t)t * k + j] = e;
             if (p->topk_weights) p->topk_weights[(size_t)t * k + j] = (float)w;
         }
@@ -100,7 +102,8 @@ int moe_ref(const moe_problem *p, const moe_opts *o, moe_stats *st)
             for (int e = 0; e < E; e++) p->router_logits[(size_t)t * E + e] = (float)logit[e];
     }
     if (st) {
-        st->rows = (long long)p->T * k;
+        st->rows = 0;
+        for (int e = 0; e < E; e++) st->rows += load[e];
         st->padded_rows = 0;
         st->experts_touched = 0;
         st->max_load = 0;

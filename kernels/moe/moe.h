@@ -34,6 +34,12 @@ typedef struct {
     int32_t *topk_ids;              /* [T, top_k] optional: chosen experts, descending probability */
     float *topk_weights;            /* [T, top_k] optional: their (renormalized) weights */
     float *router_logits;           /* [T, E] optional */
+    /* The experts whose weights are given, [expert_lo, expert_hi): expert e's
+     * are at index e - expert_lo of gate_proj / up_proj / down_proj, and a
+     * token's share of any other expert is left out of out (an expert-parallel
+     * rank holds a range; the ranks' outputs sum to the block's, docs/tp.md).
+     * The router still ranks all E.  Both 0: every expert. */
+    int expert_lo, expert_hi;
 } moe_problem;
 
 typedef struct {
@@ -43,7 +49,7 @@ typedef struct {
 
 /* What a run did, for counters and reports (filled by every implementation). */
 typedef struct {
-    long long rows;          /* token-expert pairs computed (T * top_k) */
+    long long rows;          /* token-expert pairs computed (T * top_k; fewer when not every expert is held) */
     long long padded_rows;   /* rows of padding computed (blockwise) */
     int experts_touched;     /* experts with at least one token */
     int max_load;            /* tokens of the busiest expert */
@@ -68,20 +74,25 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
 int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, moe_stats *st, char *err,
             size_t errlen);
 
-/* Expert e's gate / up / down weights. */
+/* Whether expert e's weights are given (expert_lo / expert_hi). */
+static inline int moe_holds(const moe_problem *p, int e)
+{
+    return p->expert_hi == 0 || (e >= p->expert_lo && e < p->expert_hi);
+}
+/* Expert e's gate / up / down weights (e held). */
 static inline const void *moe_gate(const moe_problem *p, int e)
 {
     const size_t s = p->expert_stride_gu ? p->expert_stride_gu : (size_t)p->inter * p->hidden;
-    return (const char *)p->gate_proj + e * s * q35_wtype_size(p->wt);
+    return (const char *)p->gate_proj + (size_t)(e - p->expert_lo) * s * q35_wtype_size(p->wt);
 }
 static inline const void *moe_up(const moe_problem *p, int e)
 {
     const size_t s = p->expert_stride_gu ? p->expert_stride_gu : (size_t)p->inter * p->hidden;
-    return (const char *)p->up_proj + e * s * q35_wtype_size(p->wt);
+    return (const char *)p->up_proj + (size_t)(e - p->expert_lo) * s * q35_wtype_size(p->wt);
 }
 static inline const void *moe_down(const moe_problem *p, int e)
 {
-    return (const char *)p->down_proj + (size_t)e * p->hidden * p->inter * q35_wtype_size(p->wt);
+    return (const char *)p->down_proj + (size_t)(e - p->expert_lo) * p->hidden * p->inter * q35_wtype_size(p->wt);
 }
 
 /* The router, shared by every implementation (fp32 softmax, descending

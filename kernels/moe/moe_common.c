@@ -78,12 +78,15 @@ int moe_dispatch_make(const moe_problem *p, moe_dispatch *d, int threads)
         moe_dispatch_free(d);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) d->start[d->ids[i] + 1]++;
+    /* pairs routed to experts not held (expert parallelism) get no row: pos -1 */
+    for (size_t i = 0; i < n; i++)
+        if (moe_holds(p, d->ids[i])) d->start[d->ids[i] + 1]++;
     for (int e = 0; e < E; e++) d->start[e + 1] += d->start[e];
     int *fill = malloc(sizeof(int) * E);
     if (!fill) { moe_dispatch_free(d); return -1; }
     memcpy(fill, d->start, sizeof(int) * E);
     for (size_t i = 0; i < n; i++) { /* i = t*k + slot ascending: stable by token */
+        if (!moe_holds(p, d->ids[i])) { d->pos[i] = -1; continue; }
         const int at = fill[d->ids[i]]++;
         d->pair[at] = (int)i;
         d->pos[i] = at;
@@ -98,10 +101,11 @@ void moe_load_stats(const moe_problem *p, const int32_t *ids, moe_stats *st)
 {
     const long long n = (long long)p->T * p->top_k;
     int *load = calloc(p->E, sizeof(int));
-    st->rows = n;
+    st->rows = 0;
     st->experts_touched = st->max_load = 0;
     if (!load) return;
-    for (long long i = 0; i < n; i++) load[ids[i]]++;
+    for (long long i = 0; i < n; i++)
+        if (moe_holds(p, ids[i])) load[ids[i]]++, st->rows++;
     for (int e = 0; e < p->E; e++) {
         st->experts_touched += load[e] > 0;
         if (load[e] > st->max_load) st->max_load = load[e];
@@ -122,8 +126,10 @@ void moe_combine(const moe_problem *p, const moe_dispatch *d, const float *Y, co
             memset(o, 0, sizeof(float) * H);
         }
         for (int s = 0; s < k; s++) {
+            const int at = d->pos[(size_t)t * k + s];
+            if (at < 0) continue; /* another rank's expert */
             const float w = d->weights[(size_t)t * k + s];
-            const float *y = Y + (size_t)d->pos[(size_t)t * k + s] * H;
+            const float *y = Y + (size_t)at * H;
             for (int j = 0; j < H; j++) o[j] += w * y[j];
         }
     }

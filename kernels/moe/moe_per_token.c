@@ -22,6 +22,7 @@ static void token_task(const moe_problem *p, const int32_t *ids, const float *w,
     const float *x = p->x + (size_t)t * p->hidden;
     if (s < p->top_k) {
         const int e = ids[(size_t)t * p->top_k + s];
+        if (!moe_holds(p, e)) return; /* another rank's expert (expert parallelism) */
         moe_ffn_rows(p, moe_gate(p, e), moe_up(p, e), moe_down(p, e), p->inter, i0, i1, 1, x, p->hidden,
                      &w[(size_t)t * p->top_k + s], acc, p->hidden, 1, work);
     } else {

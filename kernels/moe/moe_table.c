@@ -64,6 +64,9 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
         if (p->inter_shared == 0 && shared[i].ptr)
             FAIL("moe: shared expert tensor '%s' is given but inter_shared=0 (set it to the shared intermediate size Is)", shared[i].name);
     }
+    if (p->expert_hi && (p->expert_lo < 0 || p->expert_lo >= p->expert_hi || p->expert_hi > p->E))
+        FAIL("moe: experts held [%d, %d) is not a non-empty range inside [0, E=%d)", p->expert_lo, p->expert_hi, p->E);
+    if (!p->expert_hi && p->expert_lo) FAIL("moe: expert_lo=%d without expert_hi", p->expert_lo);
     if (p->expert_stride_gu && p->expert_stride_gu < (size_t)p->inter * p->hidden)
         FAIL("moe: expert_stride_gu=%zu is smaller than inter*hidden=%zu (0 means separate [E,I,hidden] tensors)",
              p->expert_stride_gu, (size_t)p->inter * p->hidden);
@@ -118,5 +121,6 @@ int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, mo
     q35_sde_add(Q35_SDE_FLOPS, moe_work_flops(p));
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, moe_work_weight_bytes(p, st->experts_touched));
     q35_sde_add(Q35_SDE_TOKENS, p->T);
+    q35_sde_add(Q35_SDE_EXPERT_ROWS, st->rows);
     return 0;
 }
