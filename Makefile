@@ -30,7 +30,15 @@ WARN := -Wall -Wextra -Werror
 INCS := -I.
 # fp-contract=fast lets the kernels use FMA; the reference opts out below.
 CFLAGS_ALL := $(CSTD) $(OPT) -g $(WARN) -fopenmp -ffp-contract=fast $(INCS) $(SANFLAGS) $(CFLAGS)
-LDLIBS := -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(LDFLAGS)
+# Open MPI (tensor-parallel runs, common/comm.c) is compiled in when its
+# development files are there.  Recursive variables: they are read when
+# comm.o is compiled and the binaries linked, after make deps has installed
+# libopenmpi-dev; $(BUILD)/mpi-flags records the choice, so comm.o is
+# rebuilt when it changes.
+MPI_CFLAGS = $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_DEFS = $(if $(MPI_CFLAGS),-DQ35_HAVE_MPI $(MPI_CFLAGS))
+LDLIBS = -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(shell pkg-config --libs ompi-c 2>/dev/null) \
+         $(LDFLAGS)
 
 LIB_SRCS := $(wildcard common/*.c kernels/*.c kernels/*/*.c ref/*.c model/*.c harness/*.c bench/*.c)
 CLI_SRCS := $(wildcard cli/*.c)
@@ -51,6 +59,12 @@ $(BUILD)/obj/ref/%.o: CFLAGS_ALL += -ffp-contract=off
 $(BUILD)/obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+.PHONY: FORCE
+$(BUILD)/mpi-flags: FORCE | deps
+	@mkdir -p $(BUILD); echo '$(MPI_DEFS)' | cmp -s - $@ || echo '$(MPI_DEFS)' > $@
+$(BUILD)/obj/common/comm.o: $(BUILD)/mpi-flags
+$(BUILD)/obj/common/comm.o: CFLAGS_ALL += $(MPI_DEFS)
 
 $(BUILD)/libq35.a: $(LIB_OBJS)
 	@rm -f $@
@@ -74,6 +88,8 @@ layers: $(BUILD)/q35lab $(TEST_BINS)
 # Each suite runs from the project root (tests read tests/data and ../shared).
 test: $(TEST_BINS) $(BUILD)/q35lab layers
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; ./$$t; done
+	@echo "== tensor parallelism under mpirun (tests/tp_test.sh)"
+	@tests/tp_test.sh $(BUILD)
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }
 	@grep -E "^check (deltarule|moe):" $(BUILD)/check-quick.txt
@@ -88,6 +104,8 @@ test: $(TEST_BINS) $(BUILD)/q35lab layers
 # implementation combination validated against the reference path, a few
 # tokens generated; then the same summary for tiny-dense and both dtypes.
 MODELS := $(BUILD)/models
+# mpirun on a 2-core machine: more ranks than cores, yielding while idle; as root it must be told so
+MPIRUN_FLAGS := --oversubscribe --mca mpi_yield_when_idle 1 $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
 run: $(BUILD)/q35lab
 	./$(BUILD)/q35lab list
 	./$(BUILD)/q35lab model init --preset tiny-moe --seed 1 --dtype bf16 --out $(MODELS)/tiny-moe-bf16 --force 2>&1 | tail -n 1
@@ -95,6 +113,12 @@ run: $(BUILD)/q35lab
 	  rc=$$?; head -n 12 $(MODELS)/validate-tiny-moe-bf16.txt; echo "  ... (whole table: $(MODELS)/validate-tiny-moe-bf16.txt)"; \
 	  tail -n 1 $(MODELS)/validate-tiny-moe-bf16.txt; exit $$rc
 	./$(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12
+	@if command -v mpirun >/dev/null 2>&1; then \
+	  echo "== the same over 2 ranks, tensor-parallel (docs/tp.md)"; \
+	  echo "mpirun -np 2 $(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12"; \
+	  mpirun $(MPIRUN_FLAGS) -np 2 ./$(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 \
+	    --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12 --threads 1; \
+	else echo "mpirun is missing: the 2-rank run is skipped (debian-packages.txt: openmpi-bin)"; fi
 	@set -e; for m in tiny-moe:f32 tiny-dense:bf16 tiny-dense:f32; do \
 	  p=$${m%%:*}; d=$${m##*:}; \
 	  ./$(BUILD)/q35lab model init --preset $$p --seed 1 --dtype $$d --out $(MODELS)/$$p-$$d --force 2>/dev/null; \

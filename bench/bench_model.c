@@ -5,10 +5,16 @@
  * GFLOP/s and GB/s against the calibrated limits.  Bytes are the weights a
  * step reads (q35_model_decode_bytes: every matrix once, the tied lm_head's
  * embedding table included); flops are q35_model_flops (docs/model.md §6).
+ *
+ * Under mpirun the model is spread over the ranks (docs/tp.md): every rank
+ * runs the same steps, rank 0 reports, and each phase's note says what the
+ * collectives cost rank 0 per step (time, count, bytes, from the SDE
+ * counters of common/comm.c); limits are those of ranks x threads threads.
  */
 #include "bench/bench_model.h"
 
 #include "common/clock.h"
+#include "common/sde_counters.h"
 #include "model/forward.h"
 #include "model/generate.h"
 #include "harness/calibrate.h"
@@ -26,27 +32,91 @@ void model_bench_defaults(model_bench_config *c)
                               .gen = 32, .reps = 3, .impl = "default", .machine = "results/machine.json"};
 }
 
+/* What the collectives of the timed steps of one phase cost this rank. */
+typedef struct {
+    double ns, count, bytes, expert_rows;
+    int steps;
+} phase_comm;
+
+static void comm_mark(double v[4])
+{
+    v[0] = (double)q35_sde_value(Q35_SDE_COMM_NS);
+    v[1] = (double)q35_sde_value(Q35_SDE_COLLECTIVES);
+    v[2] = (double)q35_sde_value(Q35_SDE_COMM_BYTES);
+    v[3] = (double)q35_sde_value(Q35_SDE_EXPERT_ROWS);
+}
+
+static void comm_add(phase_comm *pc, const double before[4])
+{
+    double now[4];
+    comm_mark(now);
+    pc->ns += now[0] - before[0];
+    pc->count += now[1] - before[1];
+    pc->bytes += now[2] - before[2];
+    pc->expert_rows += now[3] - before[3];
+    pc->steps++;
+}
+
+/* MoE: the token-expert pairs each rank computed per step.  Expert
+ * parallelism pays routing imbalance: a step lasts as long as its busiest rank. */
+static int print_expert_rows(const q35_comm *comm, const char *what, const phase_comm *pc)
+{
+    const float mine = (float)(pc->expert_rows / (pc->steps ? pc->steps : 1));
+    float *all = malloc((size_t)comm->size * sizeof *all);
+    int *n = malloc((size_t)comm->size * sizeof *n);
+    int rc = !all || !n ? -1 : 0;
+    for (int r = 0; !rc && r < comm->size; r++) n[r] = 1;
+    if (!rc) rc = q35_comm_gather(comm, &mine, n, all);
+    if (!rc && comm->rank == 0) {
+        double sum = 0, max = 0;
+        printf("      %s: expert rows per step by rank:", what);
+        for (int r = 0; r < comm->size; r++) {
+            printf(" %.1f", all[r]);
+            sum += all[r];
+            max = all[r] > max ? all[r] : max;
+        }
+        printf(" (busiest / mean %.2f)\n", sum > 0 ? max * comm->size / sum : 1.0);
+    }
+    free(all);
+    free(n);
+    return rc;
+}
+
+/* "TPOT; comm 0.05 ms/step (0.2%), 49 collectives, 100.2 KiB" */
+static void comm_note(char *buf, size_t n, const char *what, const phase_comm *pc, double median_s)
+{
+    const double steps = pc->steps ? pc->steps : 1, ms = pc->ns / steps * 1e-6;
+    snprintf(buf, n, "%s; comm %.3f ms/step (%.1f%% of the median), %.0f collectives, %.1f KiB sent", what, ms,
+             median_s > 0 ? 100.0 * ms * 1e-3 / median_s : 0.0, pc->count / steps, pc->bytes / steps / 1024.0);
+}
+
 /* One prompt length at one thread count: reps x (prefill, gen - 1 decode steps). */
 static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, int reps, double *ttft, double *step,
-                   char *err, size_t errlen)
+                   phase_comm *pre, phase_comm *dec, char *err, size_t errlen)
 {
     q35_state s;
-    if (q35_state_init(&s, &m->cfg, 1, len + gen, err, errlen)) return -1;
+    if (q35_state_init(&s, &m->local, 1, len + gen, err, errlen)) return -1;
     int32_t *ids = malloc((size_t)len * sizeof *ids);
-    float *lg = malloc((size_t)m->cfg.vocab_size * sizeof *lg);
+    float *lg = malloc((size_t)m->sh.vocab_n * sizeof *lg); /* this rank's vocabulary slice */
     int rc = -1;
     if (!ids || !lg) { snprintf(err, errlen, "out of memory"); goto out; }
     for (int i = 0; i < len; i++) ids[i] = (int32_t)((7919L * i + 13) % m->cfg.vocab_size);
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         q35_state_reset(&s);
+        double mark[4];
+        comm_mark(mark);
         double t0 = q35_now();
         if (q35_forward(m, &s, im, len, ids, NULL, lg, 0, err, errlen)) goto out;
         if (r >= 0) ttft[r] = q35_now() - t0;
+        if (r >= 0) comm_add(pre, mark);
         for (int g = 0; g < gen - 1; g++) {
-            int32_t tok = q35_argmax(lg, m->cfg.vocab_size);
+            comm_mark(mark);
             t0 = q35_now();
+            int32_t tok = q35_greedy_token(m, lg);
+            if (tok < 0) { snprintf(err, errlen, "the greedy token's all-reduce failed"); goto out; }
             if (q35_forward(m, &s, im, 1, &tok, NULL, lg, 0, err, errlen)) goto out;
             if (r >= 0) step[(size_t)r * (gen - 1) + g] = q35_now() - t0;
+            if (r >= 0) comm_add(dec, mark);
         }
     }
     rc = 0;
@@ -66,13 +136,21 @@ int bench_model(const model_bench_config *config)
     q35_impls im = {.dr_crossover = cfg.auto_crossover};
     if (q35_impls_parse(cfg.impl, &im, err, sizeof err)) { fprintf(stderr, "q35lab: %s\n", err); return 2; }
     q35_model m;
-    const q35_load_opts lo = {.mmap = cfg.mmap, .force_f32 = cfg.f32};
-    if (q35_model_load(cfg.dir, &lo, &m, err, sizeof err)) { fprintf(stderr, "q35lab: %s\n", err); return 2; }
+    const q35_load_opts lo = {.mmap = cfg.mmap, .force_f32 = cfg.f32, .comm = cfg.comm, .moe_shard = cfg.moe_shard};
+    const int lrc = q35_model_load(cfg.dir, &lo, &m, err, sizeof err);
+    if (lrc) {
+        if (lrc == -1 || !cfg.comm || cfg.comm->rank == 0) fprintf(stderr, "q35lab: %s\n", err);
+        return 2;
+    }
+    const q35_comm *comm = m.comm;
     q35_machine_limits lim;
     const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
     if (!have_limits) fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate`\n", err);
-    bench_report rep;
-    if (bench_report_open(&rep, "model", cfg.json, cfg.csv, cfg.machine)) { q35_model_free(&m); return 2; }
+    bench_report rep; /* rank 0 writes the results */
+    if (bench_report_open(&rep, "model", comm->rank ? NULL : cfg.json, comm->rank ? NULL : cfg.csv, cfg.machine)) {
+        q35_model_free(&m);
+        return 2;
+    }
     rep.phases = 1;
     char spec[256];
     q35_impls_format(&im, spec, sizeof spec);
@@ -80,6 +158,9 @@ int bench_model(const model_bench_config *config)
     printf("bench model: %s (%s, %d layers, %s weights, %.1f MiB read per decode step), %s, %d reps, %d tokens "
            "generated\n", cfg.dir, m.cfg.model_type, m.cfg.num_hidden_layers, m.wt == WT_BF16 ? "BF16" : "F32",
            bytes / 1048576.0, spec, cfg.reps, cfg.gen);
+    if (comm->size > 1)
+        printf("tensor-parallel over %d ranks (moe %s): %.1f MiB of weights on rank 0; threads below are per rank\n",
+               comm->size, q35_moe_shard_name(m.sh.moe), m.weight_bytes / 1048576.0);
     int rc = 0;
     double *ttft = calloc((size_t)cfg.reps, sizeof *ttft);
     double *step = calloc((size_t)cfg.reps * (cfg.gen - 1), sizeof *step);
@@ -92,28 +173,41 @@ int bench_model(const model_bench_config *config)
             bench_progress("model", "prefill+decode", 1, len, th);
             q35_load_mark lm;
             q35_load_begin(&lm);
-            if (run_one(&m, &im, len, cfg.gen, cfg.reps, ttft, step, err, sizeof err)) {
+            phase_comm pc_pre = {0}, pc_dec = {0};
+            if (run_one(&m, &im, len, cfg.gen, cfg.reps, ttft, step, &pc_pre, &pc_dec, err, sizeof err)) {
                 fprintf(stderr, "q35lab: bench model: %s\n", err);
+                if (comm->size > 1) q35_comm_abort(comm, 2); /* the other ranks wait in a collective */
                 rc = 2;
                 break;
             }
-            const double other = q35_load_end_other_fraction(&lm);
+            /* the other ranks are part of the run, not other load */
+            float ticks = (float)q35_load_self_ticks(&lm);
+            if (q35_comm_sum(comm, &ticks, 1)) q35_comm_abort(comm, 2);
+            const double other = q35_load_end_other_fraction_of_run(&lm, ticks);
             bench_result pre = {.impl = "prefill", .stats = q35_stats_of(ttft, cfg.reps),
                                 .flops = q35_model_flops(&m, 0, len), .bytes = bytes, .tokens = len,
                                 .other_load = other};
             bench_result dec = {.impl = "decode", .stats = q35_stats_of(step, cfg.reps * (cfg.gen - 1)),
                                 .flops = q35_model_flops(&m, len + cfg.gen / 2, 1), .bytes = bytes, .tokens = 1,
                                 .other_load = other};
-            if (have_limits) {
-                pre.peak_gflops = dec.peak_gflops = q35_limit_fma_peak(&lim, th);
-                pre.bw_gbs = dec.bw_gbs = q35_limit_mem_bw(&lim, "read", th);
+            if (have_limits) { /* the machine's limits at every thread of every rank */
+                pre.peak_gflops = dec.peak_gflops = q35_limit_fma_peak(&lim, th * comm->size);
+                pre.bw_gbs = dec.bw_gbs = q35_limit_mem_bw(&lim, "read", th * comm->size);
             }
-            snprintf(pre.note, sizeof pre.note, "TTFT; %.88s", spec);
-            snprintf(dec.note, sizeof dec.note, "TPOT; bound %.1f ms at %.1f GB/s", have_limits && dec.bw_gbs > 0
-                     ? 1e3 * bytes / (dec.bw_gbs * 1e9) : 0.0, dec.bw_gbs);
+            if (comm->size == 1) {
+                snprintf(pre.note, sizeof pre.note, "TTFT; %.88s", spec);
+                snprintf(dec.note, sizeof dec.note, "TPOT; bound %.1f ms at %.1f GB/s", have_limits && dec.bw_gbs > 0
+                         ? 1e3 * bytes / (dec.bw_gbs * 1e9) : 0.0, dec.bw_gbs);
+            } else {
+                comm_note(pre.note, sizeof pre.note, "TTFT", &pc_pre, pre.stats.median);
+                comm_note(dec.note, sizeof dec.note, "TPOT", &pc_dec, dec.stats.median);
+            }
             bench_result_add(&rep, &pre, NULL, cfg.reps);
             bench_result_add(&rep, &dec, NULL, cfg.reps * (cfg.gen - 1));
             bench_row_end(&rep);
+            if (comm->size > 1 && m.cfg.is_moe &&
+                (print_expert_rows(comm, "prefill", &pc_pre) || print_expert_rows(comm, "decode", &pc_dec)))
+                q35_comm_abort(comm, 2);
         }
     if (!ttft || !step) { fprintf(stderr, "q35lab: bench model: out of memory\n"); rc = 2; }
     free(ttft);

@@ -3,7 +3,9 @@
 #ifndef Q35_BENCH_MODEL_H
 #define Q35_BENCH_MODEL_H
 
+#include "common/comm.h"
 #include "kernels/deltarule/deltarule.h"
+#include "model/shard.h"
 
 typedef struct {
     const char *dir;          /* the checkpoint folder (required) */
@@ -12,6 +14,8 @@ typedef struct {
     const char *machine;      /* the calibrated limits */
     int lens[16], nlens, threads[8], nthreads, gen, reps, f32, mmap;
     const deltarule_crossover *auto_crossover; /* what `auto` follows (NULL: built-in) */
+    const q35_comm *comm;     /* the ranks the model is spread over (NULL: one process; docs/tp.md) */
+    q35_moe_shard moe_shard;
 } model_bench_config;
 
 /* Prompt lengths 128,512, all cores, 32 generated tokens, 3 reps, impl default. */

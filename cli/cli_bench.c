@@ -1,6 +1,7 @@
 /* q35lab bench deltarule|moe|model: options parsed here into the drivers'
  * configurations (bench/bench_*.h). */
 #include "harness/deltarule_crossover.h"
+#include "bench/bench_comm.h"
 #include "bench/bench_deltarule.h"
 #include "bench/bench_model.h"
 #include "bench/bench_moe.h"
@@ -11,7 +12,7 @@
 #include <string.h>
 
 static const char usage_bench[] =
-    "usage: q35lab bench deltarule|moe|model [options]   (q35lab bench deltarule --help, ...)\n"
+    "usage: q35lab bench deltarule|moe|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
     "Every implementation side by side: medians with [min, max], tokens/s, GFLOP/s, GB/s and % of this\n"
     "machine's calibrated limits (results/machine.json, from q35lab calibrate --out).  Results are\n"
     "printed; they are written to files only when named (--json, --csv).\n";
@@ -53,6 +54,7 @@ static const char usage_model[] =
     "  --impl SPEC           default | ref | FAMILY=NAME,...\n"
     "  --threads 1,2         thread counts             --reps N       repetitions\n"
     "  --f32                 hold BF16 weights as F32  --mmap         keep matrices in the file maps\n"
+    "  --moe-shard tp|ep     under mpirun: how the experts are split (docs/tp.md; default tp)\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n";
 
@@ -137,11 +139,34 @@ static int bench_moe_cmd(int argc, char **argv)
     return bench_moe(&c);
 }
 
-static int bench_model_cmd(int argc, char **argv)
+static const char usage_comm[] =
+    "usage: mpirun -np N q35lab bench comm [--min-bytes B] [--max-bytes B] [--reps N]\n"
+    "The all-reduce of the tensor-parallel model (fp32 sum) between the ranks over sizes B, 4B, 16B, ... (default\n"
+    "4 bytes to 16 MiB, 200 repetitions, a tenth from 1 MiB on): medians, and the alpha-beta model\n"
+    "t(n) = alpha + n / beta fitted to them (docs/tp.md).\n";
+
+static int bench_comm_cmd(int argc, char **argv, const q35_comm *comm)
+{
+    comm_bench_config c;
+    comm_bench_defaults(&c);
+    int lo = (int)c.min_bytes, hi = (int)c.max_bytes;
+    const cli_opt opts[] = {OPT_INT("--min-bytes", &lo, 4, 1 << 30), OPT_INT("--max-bytes", &hi, 4, 1 << 30),
+                            OPT_INT("--reps", &c.reps, 1, 1000000), CLI_END};
+    const int pr = cli_parse("bench comm", usage_comm, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    c.min_bytes = (size_t)lo;
+    c.max_bytes = (size_t)hi;
+    c.comm = comm;
+    return bench_comm(&c);
+}
+
+static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
 {
     model_bench_config c;
     model_bench_defaults(&c);
+    const char *moe_shard = NULL;
     const cli_opt opts[] = {
+        OPT_STR("--moe-shard", &moe_shard),
         OPT_FLAG("--f32", &c.f32),    OPT_FLAG("--mmap", &c.mmap),      OPT_STR("--model", &c.dir),
         OPT_STR("--impl", &c.impl),   OPT_STR("--json", &c.json),       OPT_STR("--csv", &c.csv),
         OPT_STR("--machine", &c.machine),
@@ -152,19 +177,25 @@ static int bench_model_cmd(int argc, char **argv)
         CLI_END};
     const int pr = cli_parse("bench model", usage_model, opts, argc, argv, 2);
     if (pr) return CLI_EXIT(pr);
+    if (moe_shard && (int)(c.moe_shard = q35_moe_shard_parse(moe_shard)) < 0) {
+        fprintf(stderr, "q35lab: --moe-shard must be tp or ep, got '%s'\n", moe_shard);
+        return 2;
+    }
     deltarule_crossover x;
     c.auto_crossover = dr_crossover_load_default(&x);
+    c.comm = comm;
     return bench_model(&c);
 }
 
-int cmd_bench(int argc, char **argv)
+int cmd_bench(int argc, char **argv, const q35_comm *comm)
 {
-    static const char *const names[] = {"deltarule", "moe", "model"};
+    static const char *const names[] = {"deltarule", "moe", "model", "comm"};
     int status;
-    switch (cli_subcommand("bench", usage_bench, names, 3, argc, argv, &status)) {
-    case 0: return bench_deltarule_cmd(argc, argv);
-    case 1: return bench_moe_cmd(argc, argv);
-    case 2: return bench_model_cmd(argc, argv);
+    switch (cli_subcommand("bench", usage_bench, names, 4, argc, argv, &status)) {
+    case 0: return cli_one_process(comm, "bench deltarule") ? 2 : bench_deltarule_cmd(argc, argv);
+    case 1: return cli_one_process(comm, "bench moe") ? 2 : bench_moe_cmd(argc, argv);
+    case 2: return bench_model_cmd(argc, argv, comm);
+    case 3: return bench_comm_cmd(argc, argv, comm);
     default: return status;
     }
 }

@@ -20,8 +20,9 @@ static const char usage[] =
     "  --out FILE      also write the figures as JSON; the benches read " Q35_MACHINE_JSON "\n"
     "                  (bench/run_*.sh write it), so `--out " Q35_MACHINE_JSON "` makes them use this run\n";
 
-int cmd_calibrate(int argc, char **argv)
+int cmd_calibrate(int argc, char **argv, const q35_comm *comm)
 {
+    if (cli_one_process(comm, "calibrate")) return 2;
     const char *out = NULL;
     int quick = 0, mem_mib = 0, t[Q35_CAL_MAX_TLIST], nt = 0;
     const cli_opt opts[] = {

@@ -309,8 +309,9 @@ static int check_all(int argc, char **argv)
     return dr > moe ? dr : moe;
 }
 
-int cmd_check(int argc, char **argv)
+int cmd_check(int argc, char **argv, const q35_comm *comm)
 {
+    if (cli_one_process(comm, "check")) return 2;
     static const char *const names[] = {"deltarule", "moe", "all"};
     int status;
     switch (cli_subcommand("check", usage_check, names, 3, argc, argv, &status)) {

@@ -19,13 +19,32 @@ static const char usage[] =
     "ids, then TTFT, time per output token (median of the decode steps), prefill and decode tokens/s, peak\n"
     "memory.\n" MODEL_ARGS_HELP;
 
-int cmd_generate(int argc, char **argv)
+/* Every rank's resident weights, state and peak memory, printed by rank 0. */
+static int print_ranks_memory(const q35_comm *comm, const q35_model *m, double peak_mib, double state_mib)
+{
+    const float mine[3] = {(float)peak_mib, (float)(m->weight_bytes / 1048576.0), (float)state_mib};
+    int *n = malloc((size_t)comm->size * sizeof *n);
+    float *all = malloc((size_t)comm->size * 3 * sizeof *all);
+    const int ok = n && all;
+    for (int r = 0; ok && r < comm->size; r++) n[r] = 3;
+    const int rc = !ok || q35_comm_gather(comm, mine, n, all) ? -1 : 0;
+    if (rc) fprintf(stderr, "error: rank %d: gathering the ranks' memory failed\n", comm->rank);
+    for (int r = 0; !rc && r < comm->size; r++)
+        printf("rank %d: peak memory %.1f MiB (weights %.1f MiB, state %.1f MiB)\n", r, all[3 * r], all[3 * r + 1],
+               all[3 * r + 2]);
+    free(n);
+    free(all);
+    return rc;
+}
+
+int cmd_generate(int argc, char **argv, const q35_comm *comm)
 {
     model_args a = {0};
     int max_new = 16;
     const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_INT("--max-new", &max_new, 1, 1 << 20), CLI_END};
     const int pr = cli_parse("generate", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);
+    if (model_args_check(&a, comm)) return 2;
     if (!a.prompts) { fprintf(stderr, "error: --prompt-ids is required\n"); return 2; }
     char err[512];
     deltarule_crossover x;
@@ -49,6 +68,7 @@ int cmd_generate(int argc, char **argv)
     if (q35_generate(&m, &im, p.n, (const int32_t *const *)p.prompt, p.len, max_new, NULL, tok, NULL, &tm, err,
                      sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
+        if (comm->size > 1) q35_comm_abort(comm, 2); /* the other ranks wait in a collective */
         goto out;
     }
     for (int b = 0; b < p.n; b++) {
@@ -69,8 +89,11 @@ int cmd_generate(int argc, char **argv)
         printf("TPOT %.2f ms median (min %.2f, max %.2f over %d steps); decode %.1f tokens/s (batch %d)\n", 1e3 * med,
                1e3 * step[0], 1e3 * step[max_new - 2], max_new - 1, p.n / med, p.n);
     }
-    printf("peak memory %.1f MiB (weights %.1f MiB, state %.1f MiB)\n", ru.ru_maxrss / 1024.0,
-           m.weight_bytes / 1048576.0, tm.state_bytes / 1048576.0);
+    if (comm->size == 1)
+        printf("peak memory %.1f MiB (weights %.1f MiB, state %.1f MiB)\n", ru.ru_maxrss / 1024.0,
+               m.weight_bytes / 1048576.0, tm.state_bytes / 1048576.0);
+    else if (print_ranks_memory(comm, &m, ru.ru_maxrss / 1024.0, tm.state_bytes / 1048576.0))
+        goto out;
     rc = 0;
 out:
     free(tok);

@@ -57,8 +57,9 @@ static int golden_deltarule(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
-int cmd_golden(int argc, char **argv)
+int cmd_golden(int argc, char **argv, const q35_comm *comm)
 {
+    if (cli_one_process(comm, "golden")) return 2;
     static const char *const names[] = {"deltarule", "moe"};
     int status;
     switch (cli_subcommand("golden", usage_golden, names, 2, argc, argv, &status)) {

@@ -18,8 +18,9 @@ static const char *unsupported(int (*available)(void))
     return !available || available() ? "" : "  [not supported on this CPU]";
 }
 
-int cmd_list(int argc, char **argv)
+int cmd_list(int argc, char **argv, const q35_comm *comm)
 {
+    if (cli_one_process(comm, "list")) return 2;
     static const cli_opt opts[] = {CLI_END};
     const int pr = cli_parse("list", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);

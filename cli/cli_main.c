@@ -10,7 +10,7 @@
 
 static const struct {
     const char *name;
-    int (*run)(int argc, char **argv);
+    int (*run)(int argc, char **argv, const q35_comm *comm);
 } commands[] = {
     {"list", cmd_list},           {"check", cmd_check},       {"golden", cmd_golden},
     {"bench", cmd_bench},         {"calibrate", cmd_calibrate}, {"model", cmd_model},
@@ -65,16 +65,41 @@ static void set_thread_pools(char **argv)
     /* exec failed (no /proc): carry on with the libraries' defaults */
 }
 
+int cli_one_process(const q35_comm *comm, const char *what)
+{
+    if (comm->size == 1) return 0;
+    if (comm->rank == 0)
+        fprintf(stderr, "q35lab: %s runs in one process; under mpirun only generate, validate and bench model run "
+                        "tensor-parallel (docs/tp.md)\n", what);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     set_thread_pools(argv);
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    q35_comm comm;
+    char err[512];
+    if (q35_comm_start(&comm, &argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return 2;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "q35lab: unknown command '%s'\n", argv[1]);
-    fputs(usage, stderr);
-    return 2;
+    /* Rank 0 speaks for the run; the others stay quiet unless they fail (stderr). */
+    if (comm.rank != 0 && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "q35lab: rank %d: cannot silence its output\n", comm.rank);
+    int rc = 2;
+    if (argc < 2 || cli_is_help(argv[1])) {
+        if (comm.rank == 0) fputs(usage, argc < 2 ? stderr : stdout);
+        rc = argc < 2 ? 2 : 0;
+    } else {
+        size_t i = 0;
+        while (i < sizeof commands / sizeof *commands && strcmp(argv[1], commands[i].name)) i++;
+        if (i < sizeof commands / sizeof *commands)
+            rc = commands[i].run(argc - 1, argv + 1, &comm);
+        else if (comm.rank == 0) {
+            fprintf(stderr, "q35lab: unknown command '%s'\n", argv[1]);
+            fputs(usage, stderr);
+        }
+    }
+    q35_comm_end(&comm);
+    return rc;
 }

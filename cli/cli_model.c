@@ -102,8 +102,9 @@ static const char usage_model[] =
     "usage: q35lab model init [options]   (q35lab model init --help)\n"
     "  init     write a random-weight checkpoint of a preset shape\n";
 
-int cmd_model(int argc, char **argv)
+int cmd_model(int argc, char **argv, const q35_comm *comm)
 {
+    if (cli_one_process(comm, "model init")) return 2;
     static const char *const names[] = {"init"};
     int status;
     switch (cli_subcommand("model", usage_model, names, 1, argc, argv, &status)) {

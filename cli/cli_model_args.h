@@ -12,13 +12,16 @@ typedef struct {
     q35_load_opts load;    /* --mmap, --f32 */
     const char *impl;      /* --impl */
     const char *prompts;   /* --prompt-ids */
+    const char *moe_shard; /* --moe-shard tp|ep (tensor-parallel runs) */
+    const char *tp_mutant; /* --tp-mutant: a wrong split, for tests/tp_test.sh only */
 } model_args;
 
 /* The shared options as cli_opt entries, for a command's option table. */
 #define MODEL_ARGS_OPTS(a)                                                                                         \
     OPT_STR("--model", &(a)->dir), OPT_STR("--impl", &(a)->impl), OPT_STR("--prompt-ids", &(a)->prompts),    \
         OPT_INT("--threads", &(a)->threads, 1, 1024), OPT_FLAG("--mmap", &(a)->load.mmap),                     \
-        OPT_FLAG("--f32", &(a)->load.force_f32)
+        OPT_FLAG("--f32", &(a)->load.force_f32), OPT_STR("--moe-shard", &(a)->moe_shard),                     \
+        OPT_STR("--tp-mutant", &(a)->tp_mutant)
 
 /* Help lines for the shared options (a string literal, to end a usage text). */
 #define MODEL_ARGS_HELP                                                                                            \
@@ -27,9 +30,14 @@ typedef struct {
     "  --prompt-ids IDS   token ids, comma-separated; several prompts separated by ';'\n"                          \
     "  --threads N        OpenMP threads (default: all)\n"                                                          \
     "  --mmap             keep matrices in the file maps where possible (models larger than memory)\n"             \
-    "  --f32              hold BF16 weights as F32 in memory\n"
-/* Sets the OpenMP threads, loads a->dir (error printed, -1) and prints a
- * one-line summary to stderr. */
+    "  --f32              hold BF16 weights as F32 in memory\n"                                                    \
+    "  --moe-shard tp|ep  under mpirun: split every expert (tp, default) or give each rank whole experts (ep)\n"
+/* After parsing: checks --moe-shard and --tp-mutant and sets the run's
+ * ranks; -1 after a message on rank 0. */
+int model_args_check(model_args *a, const q35_comm *comm);
+/* Sets the OpenMP threads, loads a->dir over the run's ranks (each its
+ * slice; an error printed by the rank it concerns, -1 on every rank) and
+ * prints a one-line summary to stderr on rank 0. */
 int model_args_open(const model_args *a, q35_model *m);
 
 #endif

@@ -84,7 +84,7 @@ static int default_prompts(int V, q35_prompts *p)
     return q35_prompts_parse(buf, V, p, err, sizeof err);
 }
 
-static void print_row(const char *name, const q35_match *r, const q35_match *g, int golden_ok)
+static void print_row(const char *name, const q35_match *r, const q35_match *g, int golden_ok, int tp)
 {
     if (r)
         printf("%-74s %6.1f%% (%ld/%ld)  %9.2e  %9.3g", name, 100.0 * r->match / r->total, r->match, r->total,
@@ -93,6 +93,7 @@ static void print_row(const char *name, const q35_match *r, const q35_match *g, 
         printf("%-74s %-16s  %9s  %9s", name, "(the baseline)", "", "");
     if (g)
         printf("   golden %5.1f%% %9.2e %s", 100.0 * g->match / g->total, g->max_dlogit, golden_ok ? "ok" : "FAIL");
+    if (r && tp) printf("   %9.2e", r->max_dlogit_1p);
     printf("%s\n", r && r->match < r->total ? "   MISMATCH" : "");
     fflush(stdout);
 }
@@ -104,7 +105,7 @@ static int golden_ok(const q35_prompts *g, const q35_match *r)
     return r->match == r->total && (!has_logits || r->max_dlogit <= q35_golden_logit_tol(r->max_ref_logit));
 }
 
-int cmd_validate(int argc, char **argv)
+int cmd_validate(int argc, char **argv, const q35_comm *comm)
 {
     model_args a = {0};
     const char *golden = NULL;
@@ -113,13 +114,27 @@ int cmd_validate(int argc, char **argv)
                             OPT_INT("--steps", &steps, 1, 1 << 20), CLI_END};
     const int pr = cli_parse("validate", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);
+    if (model_args_check(&a, comm)) return 2;
     deltarule_crossover x;
     const deltarule_crossover *xo = dr_crossover_load_default(&x);
-    q35_model m;
+    q35_model m, whole = {0};
     if (model_args_open(&a, &m)) return 2;
     const int V = m.cfg.vocab_size;
     char err[512];
     int rc = 2;
+    /* The reference path needs every weight: under tensor parallelism rank 0
+     * also loads the model whole for it (docs/tp.md); the combinations run
+     * on the ranks' slices. */
+    const q35_model *ref_model = &m;
+    if (comm->size > 1 && comm->rank == 0) {
+        q35_load_opts one = a.load;
+        one.comm = NULL;
+        if (q35_model_load(a.dir, &one, &whole, err, sizeof err)) {
+            fprintf(stderr, "error: rank 0: the whole model for the reference path: %s\n", err);
+            q35_comm_abort(comm, 2);
+        }
+        ref_model = &whole;
+    }
     q35_prompts p = {0}, g = {0};
     q35_impls *list = NULL;
     int n = 0;
@@ -134,45 +149,76 @@ int cmd_validate(int argc, char **argv)
     p.steps = steps ? steps : golden && !a.prompts ? g.steps : 16;
     if (combos(&m, a.impl ? a.impl : "all", &list, &n, a.threads, xo)) goto out;
 
-    if (q35_reference_run(&m, &p, &ref_tok, &ref_lg, err, sizeof err)) {
+    if (comm->rank == 0 && q35_reference_run(ref_model, &p, &ref_tok, &ref_lg, err, sizeof err)) {
         fprintf(stderr, "error: reference path: %s\n", err);
+        if (comm->size > 1) q35_comm_abort(comm, 2);
         goto out;
     }
+    if (comm->size > 1) { /* every rank is teacher-forced on the reference's tokens */
+        if (comm->rank && !(ref_tok = malloc((size_t)p.n * p.steps * sizeof *ref_tok))) q35_comm_abort(comm, 2);
+        if (q35_comm_broadcast(comm, ref_tok, (size_t)p.n * p.steps * sizeof *ref_tok)) q35_comm_abort(comm, 2);
+    }
+    char tp_note[96] = "";
+    if (comm->size > 1)
+        snprintf(tp_note, sizeof tp_note, " tensor-parallel over %d ranks (moe %s)", comm->size,
+                 q35_moe_shard_name(a.load.moe_shard));
     double min_margin = INFINITY;
-    for (int i = 0; i < p.n * p.steps; i++) min_margin = fmin(min_margin, q35_top2_margin(ref_lg + (size_t)i * V, V));
-    printf("validate: reference model (ref/model_ref.c, double, token by token) vs q35_forward; %d prompt%s (lengths",
-           p.n, p.n > 1 ? "s, one padded batch" : "");
+    for (int i = 0; ref_lg && i < p.n * p.steps; i++)
+        min_margin = fmin(min_margin, q35_top2_margin(ref_lg + (size_t)i * V, V));
+    printf("validate: reference model (ref/model_ref.c, double, token by token) vs q35_forward%s; %d prompt%s "
+           "(lengths", tp_note, p.n, p.n > 1 ? "s, one padded batch" : "");
     for (int i = 0; i < p.n; i++) printf(" %d", p.len[i]);
     printf(") x %d greedy steps; reference path min top-1/top-2 margin %.3g\n", p.steps, min_margin);
     int fails = 0;
     q35_match gr;
     if (golden) {
-        if (q35_validate_golden(&m, NULL, &g, &gr, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
+        if (comm->rank == 0 && q35_validate_golden(ref_model, NULL, &g, &gr, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            if (comm->size > 1) q35_comm_abort(comm, 2);
+            goto out;
+        }
+        if (q35_comm_broadcast(comm, &gr, sizeof gr)) q35_comm_abort(comm, 2);
         fails += !golden_ok(&g, &gr);
         printf("golden %s: %d prompts x %d steps, logit tolerance 1e-4 + 1e-4 max|logit|\n", golden, g.n, g.steps);
     }
-    printf("%-74s %-16s %9s  %9s%s\n", "implementations", "token match", "max|dlogit|", "margin",
-           golden ? "   golden (free generation)" : "");
+    printf("%-74s %-16s %9s  %9s%s%s\n", "implementations", "token match", "max|dlogit|", "margin",
+           golden ? "   golden (free generation)" : "", comm->size > 1 ? "   vs 1 process" : "");
     /* A combination that matches the reference's argmax at every teacher-forced step generates the
      * reference's tokens freely too (same inputs at every step, by induction); so when the reference
      * reproduces the golden tokens, every fully matching combination does. */
-    if (golden) print_row("reference model (ref/model_ref.c) itself", NULL, &gr, golden_ok(&g, &gr));
-    double worst = 0;
+    if (golden) print_row("reference model (ref/model_ref.c) itself", NULL, &gr, golden_ok(&g, &gr), 0);
+    double worst = 0, worst_1p = 0;
     for (int c = 0; c < n; c++) {
         char name[256];
         q35_impls_format(&list[c], name, sizeof name);
         q35_match r;
-        if (q35_validate_against(&m, &list[c], &p, ref_tok, ref_lg, &r, err, sizeof err)) {
+        /* tensor-parallel: also against this combination in one process, on rank 0's whole model */
+        float *one = NULL;
+        if (comm->size > 1 && comm->rank == 0 && q35_forced_logits(&whole, &list[c], &p, ref_tok, &one, err, sizeof err)) {
+            fprintf(stderr, "error: %s in one process: %s\n", name, err);
+            q35_comm_abort(comm, 2);
+        }
+        const int vrc = q35_validate_against_one_process(&m, &list[c], &p, ref_tok, ref_lg, one, &r, err, sizeof err);
+        free(one);
+        worst_1p = fmax(worst_1p, r.max_dlogit_1p);
+        /* the split changes only the fp32 summation order: held to the tolerance PyTorch's logits are */
+        fails += comm->size > 1 && !(r.max_dlogit_1p <= q35_golden_logit_tol(r.max_ref_logit));
+        if (vrc) {
             fprintf(stderr, "error: %s: %s\n", name, err);
+            if (comm->size > 1) q35_comm_abort(comm, 2);
             goto out;
         }
         fails += r.match < r.total;
         worst = fmax(worst, r.max_dlogit);
-        print_row(name, &r, NULL, 1);
+        print_row(name, &r, NULL, 1, comm->size > 1);
     }
-    printf("validate: %d combination%s against the reference path, worst max|dlogit| %.2e%s: %s\n", n,
-           n == 1 ? "" : "s", worst, golden ? "; the reference path against the golden file (so every matching "
-           "combination too)" : "", fails ? "FAIL" : "PASS (100% token match)");
+    char tp_worst[160] = "";
+    if (comm->size > 1)
+        snprintf(tp_worst, sizeof tp_worst, " (against the same combinations in one process: %.2e, allowed "
+                 "1e-4 + 1e-4 max|logit|)", worst_1p);
+    printf("validate: %d combination%s against the reference path, worst max|dlogit| %.2e%s%s: %s\n", n,
+           n == 1 ? "" : "s", worst, tp_worst, golden ? "; the reference path against the golden file (so every "
+           "matching combination too)" : "", fails ? "FAIL" : "PASS (100% token match)");
     rc = fails ? 1 : 0;
 out:
     free(ref_tok);
@@ -181,5 +227,6 @@ out:
     q35_prompts_free(&p);
     q35_prompts_free(&g);
     q35_model_free(&m);
+    q35_model_free(&whole);
     return rc;
 }

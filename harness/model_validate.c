@@ -205,8 +205,13 @@ int q35_reference_run(const q35_model *m, const q35_prompts *p, int32_t **tokens
 /* Compares this path's tokens/logits with expected ones (one prompt at a time
  * for golden files, whose logits are per prompt). */
 static void compare(const q35_model *m, int n, int steps, const int32_t *got_tok, const float *got_lg,
-                    const int32_t *const *want_tok, const float *const *want_lg, q35_match *r)
+                    const int32_t *const *want_tok, const float *const *want_lg, const float *one_lg, q35_match *r)
 {
+    const size_t all = (size_t)n * steps * m->cfg.vocab_size;
+    for (size_t i = 0; one_lg && i < all; i++) {
+        const double d = fabs((double)got_lg[i] - one_lg[i]);
+        r->max_dlogit_1p = isnan(d) ? INFINITY : fmax(r->max_dlogit_1p, d);
+    }
     const int V = m->cfg.vocab_size;
     double min_all = INFINITY, min_bad = INFINITY;
     for (int i = 0; i < n; i++)
@@ -231,8 +236,8 @@ static void compare(const q35_model *m, int n, int steps, const int32_t *got_tok
 }
 
 static int validate_run(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *forced,
-                        const int32_t *const *want_tok, const float *const *want_lg, q35_match *r, char *err,
-                        size_t errlen)
+                        const int32_t *const *want_tok, const float *const *want_lg, const float *one_lg, q35_match *r,
+                        char *err, size_t errlen)
 {
     const size_t V = (size_t)m->cfg.vocab_size;
     memset(r, 0, sizeof *r);
@@ -243,16 +248,19 @@ static int validate_run(const q35_model *m, const q35_impls *im, const q35_promp
     int rc = -1;
     if (!tok || !lg) q35_errmsg(err, errlen, "validate: out of memory");
     else if (!run(m, im, p, forced, tok, lg, err, errlen)) {
-        compare(m, p->n, p->steps, tok, lg, want_tok, want_lg, r);
-        rc = 0;
+        /* the logits are gathered on rank 0 (tensor parallelism): it compares and tells the others */
+        if (m->comm->rank == 0) compare(m, p->n, p->steps, tok, lg, want_tok, want_lg, one_lg, r);
+        rc = q35_comm_broadcast(m->comm, r, sizeof *r);
+        if (rc) q35_errmsg(err, errlen, "validate: broadcasting the comparison failed");
     }
     free(tok);
     free(lg);
     return rc;
 }
 
-int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *ref_tokens,
-                         const float *ref_logits, q35_match *r, char *err, size_t errlen)
+int q35_validate_against_one_process(const q35_model *m, const q35_impls *im, const q35_prompts *p,
+                                     const int32_t *ref_tokens, const float *ref_logits, const float *one_logits,
+                                     q35_match *r, char *err, size_t errlen)
 {
     const size_t V = (size_t)m->cfg.vocab_size;
     const int32_t **wt = malloc((size_t)p->n * sizeof *wt);
@@ -262,20 +270,39 @@ int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prom
     else {
         for (int i = 0; i < p->n; i++) {
             wt[i] = ref_tokens + (size_t)i * p->steps;
-            wl[i] = ref_logits + (size_t)i * p->steps * V;
+            wl[i] = ref_logits ? ref_logits + (size_t)i * p->steps * V : NULL; /* NULL off rank 0 */
         }
-        rc = validate_run(m, im, p, ref_tokens, wt, wl, r, err, errlen);
+        rc = validate_run(m, im, p, ref_tokens, wt, wl, one_logits, r, err, errlen);
     }
     free(wt);
     free(wl);
     return rc;
 }
 
+int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *ref_tokens,
+                         const float *ref_logits, q35_match *r, char *err, size_t errlen)
+{
+    return q35_validate_against_one_process(m, im, p, ref_tokens, ref_logits, NULL, r, err, errlen);
+}
+
+int q35_forced_logits(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *tokens,
+                      float **logits, char *err, size_t errlen)
+{
+    int32_t *tok = malloc((size_t)p->n * p->steps * sizeof *tok);
+    *logits = malloc((size_t)p->n * p->steps * m->cfg.vocab_size * sizeof **logits);
+    int rc = -1;
+    if (!tok || !*logits) q35_errmsg(err, errlen, "validate: out of memory");
+    else rc = run(m, im, p, tokens, tok, *logits, err, errlen);
+    free(tok);
+    if (rc) { free(*logits); *logits = NULL; }
+    return rc;
+}
+
 int q35_validate_golden(const q35_model *m, const q35_impls *im, const q35_prompts *p, q35_match *r, char *err,
                         size_t errlen)
 {
-    return validate_run(m, im, p, NULL, (const int32_t *const *)p->tokens, (const float *const *)p->logits, r, err,
-                        errlen);
+    return validate_run(m, im, p, NULL, (const int32_t *const *)p->tokens, (const float *const *)p->logits, NULL, r,
+                        err, errlen);
 }
 
 /* A golden's logits come from another implementation (PyTorch, fp32 or

@@ -28,18 +28,37 @@ typedef struct {
 typedef struct {
     long match, total;       /* greedy steps equal to the reference */
     double max_dlogit;       /* max |logit - reference logit| */
+    double max_dlogit_1p;    /* tensor parallelism: max |logit - the same combination's logit in one process| */
     double max_ref_logit;    /* max |reference logit|, the scale of the above */
     double min_margin;       /* smallest top-1/top-2 margin of the reference: over mismatches if any, else all */
     int first_bad_prompt, first_bad_step; /* -1 if none */
 } q35_match;
 
-/* The reference run: tokens [n, steps], logits [n, steps, V] (caller frees with free()). */
+/* The reference run: tokens [n, steps], logits [n, steps, V] (caller frees
+ * with free()).  It needs every weight: under tensor parallelism rank 0 runs
+ * it on a model loaded whole (docs/tp.md) and broadcasts the tokens. */
 int q35_reference_run(const q35_model *m, const q35_prompts *p, int32_t **tokens, float **logits, char *err,
                       size_t errlen);
 
-/* Teacher-forced on ref_tokens; fills r. */
+/* Teacher-forced on ref_tokens; fills r.  On a model spread over ranks,
+ * every rank calls it with the reference tokens; ref_logits are read on
+ * rank 0 only, which compares and broadcasts r. */
 int q35_validate_against(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *ref_tokens,
                          const float *ref_logits, q35_match *r, char *err, size_t errlen);
+
+/* Under tensor parallelism: q35_validate_against, and also the largest
+ * |logit - one_logits| (r->max_dlogit_1p), one_logits [n, steps, V] being the
+ * same combination's logits in one process, teacher-forced alike (read on
+ * rank 0; q35_forced_logits makes them): what the split and the all-reduces
+ * change, the fp32 reduction order alone. */
+int q35_validate_against_one_process(const q35_model *m, const q35_impls *im, const q35_prompts *p,
+                                     const int32_t *ref_tokens, const float *ref_logits, const float *one_logits,
+                                     q35_match *r, char *err, size_t errlen);
+/* The logits [n, steps, V] of im on m teacher-forced on tokens [n, steps]
+ * (allocated; free()).  For one process: on a model spread over ranks the
+ * logits land on rank 0 only. */
+int q35_forced_logits(const q35_model *m, const q35_impls *im, const q35_prompts *p, const int32_t *tokens,
+                      float **logits, char *err, size_t errlen);
 
 /* Free generation against a golden file's tokens and logits (p->tokens,
  * p->logits); im NULL: the reference model. */

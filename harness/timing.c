@@ -83,6 +83,22 @@ void q35_load_begin(q35_load_mark *m)
     m->wall = q35_now();
 }
 
+double q35_load_self_ticks(const q35_load_mark *m)
+{
+    const double self = self_busy();
+    return self < 0 || m->busy_self < 0 ? 0.0 : self - m->busy_self;
+}
+
+double q35_load_end_other_fraction_of_run(const q35_load_mark *m, double run_ticks)
+{
+    double total = stat_busy(), wall = q35_now() - m->wall;
+    long hz = sysconf(_SC_CLK_TCK), ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (total < 0 || m->busy_total < 0 || hz <= 0 || ncpu <= 0 || wall <= 0) return 0.0;
+    double frac = ((total - m->busy_total) - run_ticks) / (wall * (double)hz * (double)ncpu);
+    if (!(frac > 0)) return 0.0;
+    return frac > 1 ? 1.0 : frac;
+}
+
 double q35_load_end_other_fraction(const q35_load_mark *m)
 {
     double total = stat_busy(), self = self_busy(), wall = q35_now() - m->wall;

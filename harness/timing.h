@@ -44,5 +44,11 @@ void q35_load_begin(q35_load_mark *m);
 /* Fraction (0..1) of the machine's CPU capacity used by others since q35_load_begin(m);
  * 0 if /proc is unreadable. */
 double q35_load_end_other_fraction(const q35_load_mark *m);
+/* The same when the run is several processes (the ranks of a tensor-parallel
+ * run): this process's CPU ticks since q35_load_begin(m), for the caller to
+ * sum over the ranks, and the fraction used by processes outside the run,
+ * given that sum. */
+double q35_load_self_ticks(const q35_load_mark *m);
+double q35_load_end_other_fraction_of_run(const q35_load_mark *m, double run_ticks);
 
 #endif

@@ -14,6 +14,25 @@ int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const 
     return linear_run(f->im->linear, &p, &(linear_opts){.threads = f->im->threads}, f->err, f->errlen);
 }
 
+int q35_fwd_add_reduced(const q35_fwd *f, float *y, size_t n, float *x)
+{
+    if (q35_comm_sum(f->m->comm, y, n)) {
+        q35_errmsg(f->err, f->errlen, "forward: all-reduce of %zu values failed", n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+    return 0;
+}
+
+int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, const void *w, float *x)
+{
+    if (f->m->comm->size == 1) return q35_fwd_linear(f, M, N, K, a, w, x, 1);
+    /* the partial sums go to a buffer of their own: x must receive them only once they are summed */
+    float *y = q35_state_scratch(f->s, 2, (size_t)M * N);
+    if (!y) { q35_errmsg(f->err, f->errlen, "forward: out of memory"); return -1; }
+    return q35_fwd_linear(f, M, N, K, a, w, y, 0) || q35_fwd_add_reduced(f, y, (size_t)M * N, x) ? -1 : 0;
+}
+
 static int check_call(const q35_model *m, const q35_state *s, int T, const int32_t *tokens, const int32_t *seq_len,
                       char *err, size_t errlen)
 {
@@ -38,21 +57,25 @@ static int check_call(const q35_model *m, const q35_state *s, int T, const int32
     return 0;
 }
 
-/* Row r of a [V, H] table of the model's dtype as fp32. */
-static void table_row(const q35_model *m, const void *table, int r, float *out)
+/* The embedding of token id into out[H].  Each rank holds the rows of its
+ * vocabulary slice (model/shard.h): it writes the rows it holds, zeros the
+ * others, and the caller sums over the ranks (one process: all rows held). */
+static void embed_row(const q35_model *m, int32_t id, float *out)
 {
-    const int H = m->cfg.hidden_size;
-    if (m->wt == WT_BF16)
-        q35_bf16_to_f32_array((const uint16_t *)table + (size_t)r * H, out, (size_t)H);
+    const int H = m->cfg.hidden_size, r = id - m->sh.vocab0;
+    if (r < 0 || r >= m->sh.vocab_n)
+        memset(out, 0, (size_t)H * sizeof *out);
+    else if (m->wt == WT_BF16)
+        q35_bf16_to_f32_array((const uint16_t *)m->embed + (size_t)r * H, out, (size_t)H);
     else
-        memcpy(out, (const float *)table + (size_t)r * H, (size_t)H * sizeof(float));
+        memcpy(out, (const float *)m->embed + (size_t)r * H, (size_t)H * sizeof(float));
 }
 
 int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
                 const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen)
 {
     const q35_config *c = &m->cfg;
-    const int B = s->B, BT = B * T, H = c->hidden_size, V = c->vocab_size;
+    const int B = s->B, BT = B * T, H = c->hidden_size, V = m->sh.vocab_n; /* logits: this rank's vocabulary slice */
     if (check_call(m, s, T, tokens, seq_len, err, errlen)) return -1;
     int32_t *len = malloc((size_t)B * sizeof *len);
     float *x = q35_state_scratch(s, 0, (size_t)BT * H * 2);
@@ -64,7 +87,11 @@ int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, co
     const int threads = im->threads > 0 ? im->threads : omp_get_max_threads();
 
     for (int r = 0; r < BT; r++)
-        if (r % T < len[r / T]) table_row(m, m->embed, tokens[r], x + (size_t)r * H);
+        if (r % T < len[r / T]) embed_row(m, tokens[r], x + (size_t)r * H);
+    if (m->comm->size > 1 && q35_comm_sum(m->comm, x, (size_t)BT * H)) {
+        q35_errmsg(err, errlen, "forward: all-reduce of the embeddings failed");
+        goto out;
+    }
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const q35_layer *L = &m->layers[l];

@@ -7,7 +7,10 @@
  * A prefill is a call with the prompt, a decode step a call with T = 1.
  *
  * logits: all_logits ? [B, T, V] (padding rows zero) : [B, V], the logits
- * after each sequence's last valid token (zero if seq_len[b] = 0).
+ * after each sequence's last valid token (zero if seq_len[b] = 0), where V
+ * is this rank's vocabulary slice, m->sh.vocab_n ids from m->sh.vocab0: the
+ * whole vocabulary in one process; under tensor parallelism (docs/tp.md)
+ * q35_greedy_token and q35_logits_gather (model/generate.h) combine them.
  * Returns 0, or -1 with a one-line message (bad token id, capacity exceeded,
  * a kernel's refusal); the state is then unspecified (reset it).
  * The layer semantics are in docs/model.md.

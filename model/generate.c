@@ -26,11 +26,48 @@ float q35_top2_margin(const float *x, int n)
     return x[a] - second;
 }
 
+int32_t q35_greedy_token(const q35_model *m, const float *row)
+{
+    const int i = q35_argmax(row, m->sh.vocab_n);
+    float value = row[i];
+    int32_t id = m->sh.vocab0 + i;
+    return q35_comm_argmax(m->comm, &value, &id) ? -1 : id;
+}
+
+int q35_logits_gather(const q35_model *m, const float *local, int rows, float *full)
+{
+    const q35_comm *c = m->comm;
+    const int V = m->cfg.vocab_size;
+    if (c->size == 1) {
+        memcpy(full, local, (size_t)rows * V * sizeof *full);
+        return 0;
+    }
+    /* rank r's rows x V_r block, then each row put together on rank 0 */
+    int *n = malloc((size_t)c->size * sizeof *n);
+    float *all = c->rank == 0 ? malloc((size_t)rows * V * sizeof *all) : NULL;
+    int rc = -1;
+    if (!n || (c->rank == 0 && !all)) goto out;
+    for (int r = 0; r < c->size; r++)
+        n[r] = rows * (q35_shard_lo(V, r + 1, c->size) - q35_shard_lo(V, r, c->size));
+    if (q35_comm_gather(c, local, n, all)) goto out;
+    if (c->rank == 0)
+        for (int r = 0, at = 0; r < c->size; at += n[r], r++) {
+            const int v0 = q35_shard_lo(V, r, c->size), vn = n[r] / (rows ? rows : 1);
+            for (int i = 0; i < rows; i++)
+                memcpy(full + (size_t)i * V + v0, all + at + (size_t)i * vn, (size_t)vn * sizeof *full);
+        }
+    rc = 0;
+out:
+    free(n);
+    free(all);
+    return rc;
+}
+
 int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *const *prompts, const int *lens,
                  int steps, const int32_t *forced, int32_t *tokens, float *logits, q35_gen_timing *tm, char *err,
                  size_t errlen)
 {
-    const int V = m->cfg.vocab_size;
+    const int V = m->cfg.vocab_size, Vl = m->sh.vocab_n; /* logits: the whole vocabulary, this rank's slice */
     if (B < 1 || steps < 1) { q35_errmsg(err, errlen, "generate: batch %d and steps %d must be positive", B, steps); return -1; }
     int Tp = 0;
     long total = 0;
@@ -40,11 +77,11 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
         total += lens[b];
     }
     q35_state s;
-    if (q35_state_init(&s, &m->cfg, B, Tp + steps, err, errlen)) return -1;
+    if (q35_state_init(&s, &m->local, B, Tp + steps, err, errlen)) return -1;
     int32_t *in = calloc((size_t)B * Tp, sizeof *in), *len = malloc((size_t)B * sizeof *len);
-    float *lg = malloc((size_t)B * V * sizeof *lg);
+    float *lg = malloc((size_t)B * Vl * sizeof *lg), *full = logits ? malloc((size_t)B * V * sizeof *full) : NULL;
     int rc = -1;
-    if (!in || !len || !lg) { q35_errmsg(err, errlen, "generate: out of memory"); goto out; }
+    if (!in || !len || !lg || (logits && !full)) { q35_errmsg(err, errlen, "generate: out of memory"); goto out; }
     for (int b = 0; b < B; b++) {
         memcpy(in + (size_t)b * Tp, prompts[b], (size_t)lens[b] * sizeof *in);
         len[b] = lens[b];
@@ -54,11 +91,17 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
     const double t1 = q35_now();
     if (tm) { tm->prefill_s = t1 - t0; tm->decode_s = 0; tm->prompt_tokens = total; tm->state_bytes = s.bytes; }
     for (int i = 0;; i++) {
+        if (logits && q35_logits_gather(m, lg, B, full)) {
+            q35_errmsg(err, errlen, "generate: gathering the logits failed");
+            goto out;
+        }
         for (int b = 0; b < B; b++) {
-            const float *row = lg + (size_t)b * V;
-            tokens[(size_t)b * steps + i] = q35_argmax(row, V);
-            if (logits) memcpy(logits + ((size_t)b * steps + i) * V, row, (size_t)V * sizeof *row);
-            in[b] = forced ? forced[(size_t)b * steps + i] : tokens[(size_t)b * steps + i];
+            const int32_t tok = q35_greedy_token(m, lg + (size_t)b * Vl);
+            if (tok < 0) { q35_errmsg(err, errlen, "generate: the all-reduce of the greedy token failed"); goto out; }
+            tokens[(size_t)b * steps + i] = tok;
+            if (logits && m->comm->rank == 0)
+                memcpy(logits + ((size_t)b * steps + i) * V, full + (size_t)b * V, (size_t)V * sizeof *full);
+            in[b] = forced ? forced[(size_t)b * steps + i] : tok;
         }
         if (i == steps - 1) break;
         t0 = q35_now();
@@ -72,5 +115,6 @@ out:
     free(in);
     free(len);
     free(lg);
+    free(full);
     return rc;
 }

@@ -3,6 +3,8 @@
  * carrying the DeltaNet states, conv states and KV caches (model/state.h).
  *
  * Greedy = argmax of the logits, ties to the lowest id (torch.argmax).
+ * Under tensor parallelism every rank calls it with the same prompts and gets
+ * the same tokens; logits, if wanted, are gathered on rank 0 only.
  * Teacher forcing: with forced != NULL, step i+1 is fed forced[b, i] instead
  * of the argmax; tokens[] still receives this path's argmaxes, so a caller
  * compares them with forced[] (docs/model.md §5: validate).
@@ -28,6 +30,13 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
 
 /* Index of the largest of n values, the lowest on ties; NaN never wins. */
 int q35_argmax(const float *x, int n);
+/* The greedy token of one row of logits over this rank's vocabulary slice
+ * (forward.h): the argmax over every rank's slice, from one all-reduce of
+ * (largest value, its id).  -1 if the all-reduce failed. */
+int32_t q35_greedy_token(const q35_model *m, const float *row);
+/* rows x [vocab slice] logits of every rank into rows x [vocab] on rank 0
+ * (full is not touched on the others); a copy in one process. */
+int q35_logits_gather(const q35_model *m, const float *local, int rows, float *full);
 /* top-1 minus top-2 value. */
 float q35_top2_margin(const float *x, int n);
 

@@ -10,7 +10,7 @@
 
 int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
 {
-    const q35_config *c = &f->m->cfg;
+    const q35_config *c = &f->m->local; /* this rank's heads (model/shard.h) */
     const q35_layer *L = &f->m->layers[l];
     const int H = c->hidden_size, nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
     const int BT = f->BT, T = f->T, cap = f->s->capacity;
@@ -55,7 +55,7 @@ int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (size_t i = 0; i < (size_t)BT * nh * hd; i++) ao[i] *= q35_sigmoid(gate[i]);
 
-    rc = q35_fwd_linear(f, BT, H, nh * hd, ao, L->o_proj, x, 1);
+    rc = q35_fwd_reduce_into(f, BT, H, nh * hd, ao, L->o_proj, x);
 out:
     return rc;
 }

@@ -15,7 +15,7 @@ static float softplus(double x) { return (float)(x > 20.0 ? x : log1p(exp(x))); 
 
 int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
 {
-    const q35_config *c = &f->m->cfg;
+    const q35_config *c = &f->m->local; /* this rank's heads (model/shard.h) */
     const q35_layer *L = &f->m->layers[l];
     const int H = c->hidden_size, Hk = c->linear_num_key_heads, Hv = c->linear_num_value_heads;
     const int Dk = c->linear_key_head_dim, Dv = c->linear_value_head_dim, K = c->linear_conv_kernel_dim;
@@ -65,7 +65,7 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     for (int r = 0; r < BT * Hv; r++)
         q35_rmsnorm_gated(o + (size_t)r * Dv, L->gnorm, z + (size_t)r * Dv, Dv, c->rms_norm_eps);
 
-    rc = q35_fwd_linear(f, BT, H, vd, o, L->out_proj, x, 1);
+    rc = q35_fwd_reduce_into(f, BT, H, vd, o, L->out_proj, x);
 out:
     return rc;
 }

@@ -6,7 +6,7 @@
 
 static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x)
 {
-    const int H = f->m->cfg.hidden_size, I = f->m->cfg.intermediate_size, BT = f->BT;
+    const int H = f->m->local.hidden_size, I = f->m->local.intermediate_size, BT = f->BT; /* this rank's rows */
     const int threads = f->im->threads;
     float *g = q35_state_scratch(f->s, 1, (size_t)BT * I * 2);
     if (!g) { snprintf(f->err, f->errlen, "mlp: out of memory"); return -1; }
@@ -16,14 +16,14 @@ static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x
         goto out;
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (size_t i = 0; i < (size_t)BT * I; i++) g[i] = q35_silu(g[i]) * u[i];
-    rc = q35_fwd_linear(f, BT, H, I, g, L->down_proj, x, 1);
+    rc = q35_fwd_reduce_into(f, BT, H, I, g, L->down_proj, x);
 out:
     return rc;
 }
 
 static int sparse(const q35_fwd *f, const q35_layer *L, const float *xn, float *x)
 {
-    const q35_config *c = &f->m->cfg;
+    const q35_config *c = &f->m->local; /* this rank's experts and intermediate rows (model/shard.h) */
     const int H = c->hidden_size, I = c->moe_intermediate_size, BT = f->BT;
     const q35_wtype wt = f->m->wt;
     float *y = q35_state_scratch(f->s, 1, (size_t)BT * H);
@@ -34,11 +34,12 @@ static int sparse(const q35_fwd *f, const q35_layer *L, const float *xn, float *
                      .up_proj = (const char *)L->experts_gate_up + (size_t)I * H * q35_wtype_size(wt),
                      .expert_stride_gu = (size_t)2 * I * H, .down_proj = L->experts_down,
                      .shared_gate = L->shared_gate, .shared_up = L->shared_up, .shared_down = L->shared_down,
-                     .shared_expert_gate = L->shared_expert_gate, .out = y};
+                     .shared_expert_gate = L->shared_expert_gate, .out = y,
+                     /* expert parallelism: this rank's experts only (all of them otherwise) */
+                     .expert_lo = f->m->sh.e0, .expert_hi = f->m->sh.e1};
     moe_stats st;
     int rc = moe_run(f->im->moe, &p, &(moe_opts){.threads = f->im->threads}, &st, f->err, f->errlen);
-    if (!rc)
-        for (size_t i = 0; i < (size_t)BT * H; i++) x[i] += y[i];
+    if (!rc) rc = q35_fwd_add_reduced(f, y, (size_t)BT * H, x);
     return rc;
 }
 

@@ -13,8 +13,10 @@
 #ifndef Q35LAB_MODEL_MODEL_H
 #define Q35LAB_MODEL_MODEL_H
 
+#include "common/comm.h"
 #include "kernels/matmul/matmul.h"
 #include "model/config.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 #include <stddef.h>
@@ -55,10 +57,18 @@ typedef struct {
 typedef struct {
     int mmap;        /* 1: matrices point into the file maps where the dtype allows */
     int force_f32;   /* 1: widen BF16 matrices to F32 in memory */
+    /* Tensor parallelism (docs/tp.md): the run's ranks (NULL: one process);
+     * each loads only its slice (model/shard.h). */
+    const q35_comm *comm;
+    q35_moe_shard moe_shard;
+    int shard_mutant;  /* Q35_SHARD_MUTANT_*: wrong splits kept for tests/tp_test.sh; 0 */
 } q35_load_opts;
 
 typedef struct {
-    q35_config cfg;
+    q35_config cfg;        /* the checkpoint's */
+    q35_config local;      /* the sizes this rank holds (== cfg in one process; model/shard.h) */
+    q35_shard sh;          /* where its slices start */
+    const q35_comm *comm;  /* the ranks the model is spread over (one process: size 1) */
     q35_wtype wt;          /* dtype of every matrix in memory */
     const char *disk_dtype;/* "BF16", "F16", "F32" or "mixed" */
     q35_layer *layers;     /* [num_hidden_layers] */
@@ -70,12 +80,14 @@ typedef struct {
     void *arena;  size_t arena_bytes; /* huge-page allocation holding the copies */
     q35_weights files;     /* kept open while anything points into the maps */
     int files_open;
-    size_t weight_bytes;   /* bytes of every matrix and vector as held */
+    size_t weight_bytes;   /* bytes of every matrix and vector as held (this rank's slice) */
     size_t mapped_bytes;   /* of which read from the maps in place (opts.mmap) */
 } q35_model;
 
 /* 0 on success; -1 with a one-line message (naming the tensor and the
- * expected shape where a tensor is at fault).  On failure *m is zeroed. */
+ * expected shape where a tensor is at fault).  On failure *m is zeroed.
+ * With opts->comm of several ranks, each loads its slice and all agree at
+ * the end: -2 on a rank that loaded when another could not. */
 int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, char *err, size_t errlen);
 void q35_model_free(q35_model *m);
 

@@ -77,7 +77,7 @@ void q35_state_free(q35_state *s)
         if (s->k_cache) free(s->k_cache[l]);
         if (s->v_cache) free(s->v_cache[l]);
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (s->scratch[i]) q35_free_huge(s->scratch[i], s->scratch_bytes[i]);
     free(s->pos); free(s->conv); free(s->delta); free(s->k_cache); free(s->v_cache);
     memset(s, 0, sizeof *s);

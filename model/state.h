@@ -20,8 +20,8 @@ typedef struct {
     /* Scratch of the forward calls, kept between them: fresh pages for every
      * layer's activations cost more (page faults, zeroing) than prefill's
      * own work on small models.  Grown on demand (q35_state_scratch). */
-    float *scratch[2];
-    size_t scratch_bytes[2];
+    float *scratch[3];
+    size_t scratch_bytes[3];
     size_t bytes;        /* everything above */
 } q35_state;
 
@@ -29,8 +29,9 @@ typedef struct {
 int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char *err, size_t errlen);
 void q35_state_reset(q35_state *s);  /* back to empty sequences (zeros) */
 void q35_state_free(q35_state *s);
-/* Scratch buffer `which` (0: the residual stream, 1: a layer's temporaries)
- * of at least n floats, zeroed; NULL if out of memory. */
+/* Scratch buffer `which` (0: the residual stream, 1: a layer's temporaries,
+ * 2: a projection's partial sums before the ranks add them up) of at least
+ * n floats, zeroed; NULL if out of memory. */
 float *q35_state_scratch(q35_state *s, int which, size_t n);
 
 #endif
