@@ -24,12 +24,16 @@ static double layer_matrix_elems(const q35_config *c, int i)
     return e;
 }
 
+double q35_config_decode_bytes(const q35_config *c, int vocab_rows, q35_wtype wt)
+{
+    double e = (double)vocab_rows * c->hidden_size; /* lm_head (the embedding table when tied) */
+    for (int i = 0; i < c->num_hidden_layers; i++) e += layer_matrix_elems(c, i);
+    return e * (double)q35_wtype_size(wt);
+}
+
 size_t q35_model_decode_bytes(const q35_model *m)
 {
-    const q35_config *c = &m->cfg;
-    double e = (double)c->vocab_size * c->hidden_size; /* lm_head (the embedding table when tied) */
-    for (int i = 0; i < c->num_hidden_layers; i++) e += layer_matrix_elems(c, i);
-    return (size_t)(e * q35_wtype_size(m->wt));
+    return (size_t)q35_config_decode_bytes(&m->cfg, m->cfg.vocab_size, m->wt);
 }
 
 double q35_model_flops(const q35_model *m, int past, int T)

@@ -100,6 +100,10 @@ static inline int q35_conv_channels(const q35_config *c)
 /* Weight bytes one decode step reads (every matrix once, the MoE experts
  * counted as top_k of E), for the bandwidth bound of docs/model.md. */
 size_t q35_model_decode_bytes(const q35_model *m);
+/* The same for a config and a weight dtype, with lm_head's rows given: the
+ * local config and vocabulary slice of a tensor-parallel rank (model/shard.h)
+ * give what one rank reads. */
+double q35_config_decode_bytes(const q35_config *c, int vocab_rows, q35_wtype wt);
 /* Useful flops of T new tokens after `past` cached positions, logits for the
  * last one only (docs/model.md §6). */
 double q35_model_flops(const q35_model *m, int past, int T);
