@@ -2,15 +2,63 @@
 #include "ref/deltarule_ref.h"
 #include "harness/deltarule_golden.h"
 #include "harness/deltarule_inputs.h"
+#include "harness/model_validate.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage_golden[] =
-    "usage: q35lab golden deltarule|moe --out FILE [options]   (q35lab golden deltarule --help, golden moe --help)\n"
+    "usage: q35lab golden deltarule|moe|model --out FILE [options]   (q35lab golden deltarule --help, ...)\n"
     "Writes a golden file from ref/ (double precision): inputs and expected outputs in safetensors.\n";
+
+static const char usage_model[] =
+    "usage: q35lab golden model --model DIR --out FILE [--prompt-ids IDS] [--steps N]\n"
+    "Writes a model golden file from the reference model (ref/model_ref.c: double, token by token): the\n"
+    "prompts (prompt_<i>), its greedy tokens (tokens_<i>) and its logits (logits_<i>), the format\n"
+    "ref/hf/dump_model_goldens.py writes from PyTorch and validate --golden reads.  For checkpoints no\n"
+    "PyTorch golden exists for (model init's).  Default: validate's three built-in prompts, 8 steps.\n";
+
+static int golden_model(int argc, char **argv)
+{
+    const char *dir = NULL, *out = NULL, *prompts = NULL;
+    int steps = 8;
+    const cli_opt opts[] = {OPT_STR("--model", &dir), OPT_STR("--out", &out), OPT_STR("--prompt-ids", &prompts),
+                            OPT_INT("--steps", &steps, 1, 1 << 16), CLI_END};
+    const int pr = cli_parse("golden model", usage_model, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    if (!dir || !out) { fprintf(stderr, "q35lab: golden model: --model DIR and --out FILE are required\n"); return 2; }
+    char err[512];
+    q35_model m;
+    if (q35_model_load(dir, NULL, &m, err, sizeof err)) { fprintf(stderr, "q35lab: %s\n", err); return 2; }
+    const int V = m.cfg.vocab_size;
+    q35_prompts p;
+    int rc = 2;
+    int32_t *tok = NULL;
+    float *lg = NULL;
+    if (prompts ? q35_prompts_parse(prompts, V, &p, err, sizeof err) : q35_prompts_default(V, &p, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        q35_model_free(&m);
+        return 2;
+    }
+    p.steps = steps;
+    char note[600];
+    snprintf(note, sizeof note, "q35lab golden model: ref/model_ref.c (double, token by token) on %.500s", dir);
+    if (q35_reference_run(&m, &p, &tok, &lg, err, sizeof err) ||
+        q35_golden_model_write(out, &p, V, tok, lg, note, err, sizeof err))
+        fprintf(stderr, "q35lab: %s\n", err);
+    else {
+        printf("wrote %s: %d prompts x %d steps from the reference model\n", out, p.n, steps);
+        rc = 0;
+    }
+    free(tok);
+    free(lg);
+    q35_prompts_free(&p);
+    q35_model_free(&m);
+    return rc;
+}
 
 static const char usage_deltarule[] =
     "usage: q35lab golden deltarule --out FILE [--B n --T n --Hk n --Hv n --Dk n --Dv n] [--regime NAME]\n"
@@ -60,11 +108,12 @@ static int golden_deltarule(int argc, char **argv)
 int cmd_golden(int argc, char **argv, const q35_comm *comm)
 {
     if (cli_one_process(comm, "golden")) return 2;
-    static const char *const names[] = {"deltarule", "moe"};
+    static const char *const names[] = {"deltarule", "moe", "model"};
     int status;
-    switch (cli_subcommand("golden", usage_golden, names, 2, argc, argv, &status)) {
+    switch (cli_subcommand("golden", usage_golden, names, 3, argc, argv, &status)) {
     case 0: return golden_deltarule(argc, argv);
     case 1: return cmd_golden_moe(argc, argv);
+    case 2: return golden_model(argc, argv);
     default: return status;
     }
 }

@@ -71,19 +71,6 @@ static int combos(const q35_model *m, const char *spec, q35_impls **out, int *n,
     return 0;
 }
 
-/* Built-in prompts: three lengths, ids spread over the vocabulary. */
-static int default_prompts(int V, q35_prompts *p)
-{
-    char buf[512] = "";
-    const int lens[3] = {3, 8, 13};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < lens[i]; j++)
-            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%d", j ? "," : i ? ";" : "",
-                     (int)((7L * j * j + 131L * i + 17L * j + 1) % V));
-    char err[256];
-    return q35_prompts_parse(buf, V, p, err, sizeof err);
-}
-
 static void print_row(const char *name, const q35_match *r, const q35_match *g, int golden_ok, int tp)
 {
     if (r)
@@ -142,7 +129,7 @@ int cmd_validate(int argc, char **argv, const q35_comm *comm)
     float *ref_lg = NULL;
     if (golden && q35_prompts_load_golden(golden, V, &g, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
     if (a.prompts ? q35_prompts_parse(a.prompts, V, &p, err, sizeof err)
-                  : golden ? q35_prompts_load_golden(golden, V, &p, err, sizeof err) : default_prompts(V, &p)) {
+                  : golden ? q35_prompts_load_golden(golden, V, &p, err, sizeof err) : q35_prompts_default(V, &p, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         goto out;
     }

@@ -78,6 +78,40 @@ oom:
     return -1;
 }
 
+int q35_prompts_default(int vocab, q35_prompts *p, char *err, size_t errlen)
+{
+    char buf[512] = "";
+    const int lens[3] = {3, 8, 13};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < lens[i]; j++)
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%d", j ? "," : i ? ";" : "",
+                     (int)((7L * j * j + 131L * i + 17L * j + 1) % vocab));
+    return q35_prompts_parse(buf, vocab, p, err, errlen);
+}
+
+int q35_golden_model_write(const char *path, const q35_prompts *p, int V, const int32_t *tokens, const float *logits,
+                           const char *note, char *err, size_t errlen)
+{
+    st_writer *w = st_writer_new();
+    if (!w) { q35_errmsg(err, errlen, "%s: out of memory", path); return -1; }
+    char name[64];
+    int rc = 0;
+    for (int i = 0; i < p->n && !rc; i++) {
+        snprintf(name, sizeof name, "prompt_%d", i);
+        rc = st_writer_add(w, name, ST_I32, 1, (int64_t[]){p->len[i]}, p->prompt[i]);
+        snprintf(name, sizeof name, "tokens_%d", i);
+        if (!rc) rc = st_writer_add(w, name, ST_I32, 1, (int64_t[]){p->steps}, tokens + (size_t)i * p->steps);
+        snprintf(name, sizeof name, "logits_%d", i);
+        if (!rc)
+            rc = st_writer_add(w, name, ST_F32, 2, (int64_t[]){p->steps, V}, logits + (size_t)i * p->steps * V);
+    }
+    if (!rc && note) rc = st_writer_meta(w, "note", note);
+    if (rc) q35_errmsg(err, errlen, "%s: %s", path, st_writer_error(w));
+    else rc = st_writer_write(w, path, err, errlen);
+    st_writer_free(w);
+    return rc;
+}
+
 int q35_prompts_load_golden(const char *path, int vocab, q35_prompts *p, char *err, size_t errlen)
 {
     memset(p, 0, sizeof *p);

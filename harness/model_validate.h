@@ -70,6 +70,14 @@ double q35_golden_logit_tol(double max_abs_logit);
 /* Reads prompt_<i>, tokens_<i> and optional logits_<i> for i = 0, 1, ... until
  * prompt_<i> is absent; checks shapes, dtypes and ids against vocab. */
 int q35_prompts_load_golden(const char *path, int vocab, q35_prompts *p, char *err, size_t errlen);
+/* The built-in prompts: three, of 3, 8 and 13 ids spread over the vocabulary
+ * (steps set by the caller). */
+int q35_prompts_default(int vocab, q35_prompts *p, char *err, size_t errlen);
+/* A golden file of p's prompts with tokens [n, steps] and logits [n, steps,
+ * V] (prompt_<i>, tokens_<i>, logits_<i>: the format ref/hf/dump_model_goldens.py
+ * writes and q35_prompts_load_golden reads), written whole or not at all. */
+int q35_golden_model_write(const char *path, const q35_prompts *p, int V, const int32_t *tokens, const float *logits,
+                           const char *note, char *err, size_t errlen);
 /* "1,2,3;4,5" -> prompts (steps set by the caller). */
 int q35_prompts_parse(const char *s, int vocab, q35_prompts *p, char *err, size_t errlen);
 void q35_prompts_free(q35_prompts *p);

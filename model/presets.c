@@ -48,6 +48,13 @@
     .linear_value_head_dim = 32, .linear_num_key_heads = 2, .linear_num_value_heads = 4,      \
     .rope_theta = 1e7, .partial_rotary_factor = 0.25, .n_eos = 1, .eos_token_id = {511}
 
+#define TINY_ODD_COMMON                                                                       \
+    .vocab_size = 500, .hidden_size = 96, .num_hidden_layers = 4,                             \
+    .num_attention_heads = 6, .num_key_value_heads = 3, .head_dim = 32,                       \
+    .rms_norm_eps = 1e-6, .linear_conv_kernel_dim = 4, .linear_key_head_dim = 16,             \
+    .linear_value_head_dim = 16, .linear_num_key_heads = 3, .linear_num_value_heads = 6,      \
+    .rope_theta = 1e7, .partial_rotary_factor = 0.25, .n_eos = 1, .eos_token_id = {499}
+
 /* Fields every released Qwen3.5 shares (see the family values above). */
 #define QWEN35_COMMON                                                                         \
     .vocab_size = VOCAB_QWEN35, .head_dim = 256, .rms_norm_eps = 1e-6,                        \
@@ -62,6 +69,15 @@ const q35_preset q35_presets[] = {
      "synthetic MoE, 8 layers, 16 experts top-4 + shared expert (4.2 M values, ~8 MB bf16)",
      {TINY_COMMON, .is_moe = 1, .num_experts = 16, .num_experts_per_tok = 4,
       .moe_intermediate_size = 64, .shared_expert_intermediate_size = 64, .norm_topk_prob = 1}},
+    /* Odd sizes, for tensor parallelism over 3 ranks (tests/tp_test.sh):
+     * every head count divides by 3, and the vocabulary, the intermediate
+     * sizes and the experts do not, so the uneven splits are run. */
+    {"tiny-odd-dense", NULL, "synthetic dense, 4 layers, hidden 96, heads of 3s, vocab 500, I 100 (0.1 M values)",
+     {TINY_ODD_COMMON, .intermediate_size = 100, .tie_word_embeddings = 1}},
+    {"tiny-odd-moe", NULL,
+     "synthetic MoE, 4 layers, hidden 96, heads of 3s, vocab 500, 10 experts top-4, I 50, shared 31 (0.3 M values)",
+     {TINY_ODD_COMMON, .is_moe = 1, .num_experts = 10, .num_experts_per_tok = 4, .moe_intermediate_size = 50,
+      .shared_expert_intermediate_size = 31, .norm_topk_prob = 1}},
     /* [C08] all fields; [S] agrees (heads 8, groups 2, kv 256, 24 layers,
      * hidden 1024, ffn 3584, eps 1e-6, tied).  eos: family value (the copy
      * trims token ids). */

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Tensor parallelism proven token for token (docs/tp.md), run by make test:
 #  - validate --golden under mpirun -np 2 and -np 4 on every checkpoint the
-#    tests use and on the ones model init writes (dense and MoE, BF16 and F32,
-#    fused and per-expert experts, tied and untied heads, flat and nested
-#    configs; MoE with --moe-shard tp and ep): the reference path reproduces
-#    the golden where there is one, every rank count matches the reference's
-#    tokens 100%, and its logits are within 1e-4 + 1e-4 max|logit| of the same
-#    combination's in one process (validate fails otherwise; both printed);
+#    tests use (goldens from PyTorch) and on the ones model init writes
+#    (goldens of the reference path, q35lab golden model: dense and MoE, BF16
+#    and F32, fused and per-expert experts, tied and untied heads, flat and
+#    nested configs; MoE with --moe-shard tp and ep), and at -np 3 on the odd
+#    presets, whose vocabulary, intermediate sizes and experts split unevenly:
+#    the reference path reproduces the golden, every rank count matches the
+#    reference's tokens 100%, and its logits are within 1e-4 + 1e-4 max|logit|
+#    of the same combination's in one process (validate fails otherwise; both
+#    printed);
 #  - generate prints the same tokens in 1, 2 and 4 processes;
 #  - the wrong splits kept as mutants (a contiguous cut of in_proj_qkv; value
 #    heads without their key heads) change the tokens: the right splits are
@@ -35,12 +38,15 @@ trap 'rm -rf "$work"' EXIT
 fails=0
 fail() { echo "tp: FAIL: $*"; fails=$((fails + 1)); }
 
-# --- checkpoints: the committed ones, and model init's variants with goldens made here ---
+# --- checkpoints: the committed ones (goldens from PyTorch), and model init's
+# variants with goldens of the reference path (q35lab golden model) ---
 models=(tests/data/model/hf-tiny-dense-bf16 tests/data/model/hf-tiny-moe-f32 ../shared/golden-samples/model/tiny-dense-f32)
-for v in "tiny-dense bf16 fused" "tiny-dense f32 fused" "tiny-moe bf16 fused" "tiny-moe f32 per-expert"; do
+for v in "tiny-dense bf16 fused" "tiny-dense f32 fused" "tiny-moe bf16 fused" "tiny-moe f32 per-expert" \
+         "tiny-odd-dense bf16 fused" "tiny-odd-moe f32 per-expert"; do
     set -- $v
     d=$work/$1-$2-$3
     "$q" model init --preset "$1" --dtype "$2" --experts "$3" --seed 7 --out "$d" >/dev/null 2>&1 || fail "model init $v"
+    "$q" golden model --model "$d" --out "$d.golden.safetensors" --steps 6 >/dev/null || fail "golden model $v"
     models+=("$d")
 done
 
@@ -67,7 +73,10 @@ check() { # model ranks [extra args]
 for m in "${models[@]}"; do
     moe=0
     grep -q num_experts "$m/config.json" && moe=1
-    for n in 2 4; do
+    ranks="2 4"
+    # heads of 3s: 3 ranks, with the vocabulary, intermediate sizes and experts split unevenly
+    case $m in *tiny-odd*) ranks=3 ;; esac
+    for n in $ranks; do
         if [ $moe = 1 ]; then
             check "$m" "$n" --moe-shard tp
             check "$m" "$n" --moe-shard ep
@@ -78,16 +87,18 @@ for m in "${models[@]}"; do
 done
 
 # generate: the same tokens in 1, 2 and 4 processes (the MoE one expert-parallel too)
-for m in tests/data/model/hf-tiny-moe-f32 "$work/tiny-dense-bf16-fused"; do
+for m in tests/data/model/hf-tiny-moe-f32 "$work/tiny-dense-bf16-fused" "$work/tiny-odd-moe-f32-per-expert"; do
     want=$("$q" generate --model "$m" --prompt-ids "3,1,4,1,5;9,2,6" --max-new 10 2>/dev/null | grep '^tokens')
-    for run in "-np 2" "-np 4" "-np 2 --moe-shard ep"; do
+    runs=("-np 2" "-np 4" "-np 2 --moe-shard ep")
+    case $m in *tiny-odd*) runs=("-np 3" "-np 3 --moe-shard ep") ;; esac
+    for run in "${runs[@]}"; do
         set -- $run
         got=$(timeout 300 "${mp[@]}" "$1" "$2" "$q" generate --model "$m" --prompt-ids "3,1,4,1,5;9,2,6" --max-new 10 \
               "${@:3}" 2>/dev/null | grep '^tokens')
         [ -n "$want" ] && [ "$got" = "$want" ] || fail "generate $m $run: tokens differ from one process"
     done
 done
-echo "tp: generate: the same tokens in 1, 2 and 4 processes"
+echo "tp: generate: the same tokens in 1, 2, 3 and 4 processes"
 
 # mutants: each wrong split must change the tokens (validate fails with exit 1)
 for mutant in contiguous-qkv no-key-heads; do
