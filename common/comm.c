@@ -25,13 +25,16 @@ int q35_comm_available(void)
 #endif
 }
 
-/* What one collective cost this rank: counted whether or not anyone reads it. */
+#ifdef Q35_HAVE_MPI
+/* What one collective cost this rank: counted whether or not anyone reads it.
+ * One process sends nothing, so only the MPI build counts. */
 static void count(double t0, size_t bytes)
 {
     q35_sde_add(Q35_SDE_COLLECTIVES, 1);
     q35_sde_add(Q35_SDE_COMM_BYTES, (long long)bytes);
     q35_sde_add(Q35_SDE_COMM_NS, (long long)((q35_now() - t0) * 1e9));
 }
+#endif
 
 int q35_comm_start(q35_comm *c, int *argc, char ***argv, char *err, size_t errlen)
 {
