@@ -57,11 +57,10 @@ static void comm_add(phase_comm *pc, const double before[4])
     pc->steps++;
 }
 
-/* MoE: the token-expert pairs each rank computed per step.  Expert
- * parallelism pays routing imbalance: a step lasts as long as its busiest rank. */
-static int print_expert_rows(const q35_comm *comm, const char *what, const phase_comm *pc)
+/* One figure per rank, printed by rank 0 after LABEL; with SKEW, the busiest
+ * rank over the mean as well (a step lasts as long as its busiest rank). */
+static int print_per_rank(const q35_comm *comm, const char *label, float mine, int skew)
 {
-    const float mine = (float)(pc->expert_rows / (pc->steps ? pc->steps : 1));
     float *all = malloc((size_t)comm->size * sizeof *all);
     int *n = malloc((size_t)comm->size * sizeof *n);
     int rc = !all || !n ? -1 : 0;
@@ -69,17 +68,27 @@ static int print_expert_rows(const q35_comm *comm, const char *what, const phase
     if (!rc) rc = q35_comm_gather(comm, &mine, n, all);
     if (!rc && comm->rank == 0) {
         double sum = 0, max = 0;
-        printf("      %s: expert rows per step by rank:", what);
+        printf("%s", label);
         for (int r = 0; r < comm->size; r++) {
             printf(" %.1f", all[r]);
             sum += all[r];
             max = all[r] > max ? all[r] : max;
         }
-        printf(" (busiest / mean %.2f)\n", sum > 0 ? max * comm->size / sum : 1.0);
+        if (skew) printf(" (busiest / mean %.2f)", sum > 0 ? max * comm->size / sum : 1.0);
+        printf("\n");
     }
     free(all);
     free(n);
     return rc;
+}
+
+/* MoE: the token-expert pairs each rank computed per step.  Expert
+ * parallelism pays routing imbalance. */
+static int print_expert_rows(const q35_comm *comm, const char *what, const phase_comm *pc)
+{
+    char label[96];
+    snprintf(label, sizeof label, "      %s: expert rows per step by rank:", what);
+    return print_per_rank(comm, label, (float)(pc->expert_rows / (pc->steps ? pc->steps : 1)), 1);
 }
 
 /* "TPOT; compute 56.4 + comm 1.003 ms/step (1.7%), 10 collectives, 72.0 KiB sent": compute is the
@@ -92,23 +101,10 @@ static void comm_note(char *buf, size_t n, const char *what, const phase_comm *p
              pc->bytes / steps / 1024.0);
 }
 
-/* Every rank's resident weights, printed by rank 0. */
+/* Every rank's resident weights. */
 static int print_rank_weights(const q35_comm *comm, const q35_model *m)
 {
-    const float mine = (float)(m->weight_bytes / 1048576.0);
-    float *all = malloc((size_t)comm->size * sizeof *all);
-    int *n = malloc((size_t)comm->size * sizeof *n);
-    int rc = !all || !n ? -1 : 0;
-    for (int r = 0; !rc && r < comm->size; r++) n[r] = 1;
-    if (!rc) rc = q35_comm_gather(comm, &mine, n, all);
-    if (!rc && comm->rank == 0) {
-        printf("weights held per rank (MiB):");
-        for (int r = 0; r < comm->size; r++) printf(" %.1f", all[r]);
-        printf("\n");
-    }
-    free(all);
-    free(n);
-    return rc;
+    return print_per_rank(comm, "weights held per rank (MiB):", (float)(m->weight_bytes / 1048576.0), 0);
 }
 
 /* One prompt length at one thread count: reps x (prefill, gen - 1 decode steps). */
