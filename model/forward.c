@@ -74,16 +74,32 @@ static void embed_row(const q35_model *m, int32_t id, float *out)
 int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
                 const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen)
 {
+    return q35_forward_opt(m, s, im, T, tokens, seq_len, logits, &(q35_fwd_opts){.all_logits = all_logits}, err,
+                           errlen);
+}
+
+int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
+                    const int32_t *seq_len, float *logits, const q35_fwd_opts *o, char *err, size_t errlen)
+{
     const q35_config *c = &m->cfg;
     const int B = s->B, BT = B * T, H = c->hidden_size, V = m->sh.vocab_n; /* logits: this rank's vocabulary slice */
+    const int all_logits = o->all_logits;
     if (check_call(m, s, T, tokens, seq_len, err, errlen)) return -1;
+    if (o->checkpoints < 0 || o->checkpoints > T || o->checkpoints > s->ckpt_cap) {
+        q35_errmsg(err, errlen, "forward: %d checkpoints asked for a call of %d tokens (the state keeps at most %d)",
+                   o->checkpoints, T, s->ckpt_cap);
+        return -1;
+    }
     int32_t *len = malloc((size_t)B * sizeof *len);
     float *x = q35_state_scratch(s, 0, (size_t)BT * H * 2);
     int rc = -1;
     if (!len || !x) { q35_errmsg(err, errlen, "forward: out of memory"); goto out; }
     for (int b = 0; b < B; b++) len[b] = seq_len ? seq_len[b] : T;
     float *xn = x + (size_t)BT * H;
-    const q35_fwd f = {.m = m, .s = s, .im = im, .B = B, .T = T, .BT = BT, .seq_len = len, .err = err, .errlen = errlen};
+    const q35_fwd f = {.m = m, .s = s, .im = im, .B = B, .T = T, .BT = BT, .seq_len = len, .err = err, .errlen = errlen,
+                       .checkpoints = o->checkpoints};
+    /* the checkpoints of an earlier call are void from here on (state.h) */
+    s->n_ckpt = 0;
     const int threads = im->threads > 0 ? im->threads : omp_get_max_threads();
 
     for (int r = 0; r < BT; r++)
@@ -97,18 +113,26 @@ int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, co
         const q35_layer *L = &m->layers[l];
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int r = 0; r < BT; r++) q35_rmsnorm_centred(x + (size_t)r * H, L->input_norm, H, c->rms_norm_eps, xn + (size_t)r * H);
-        if ((c->layer_types[l] == Q35_LAYER_LINEAR ? q35_layer_deltanet : q35_layer_attention)(&f, l, xn, x)) goto out;
+        if (c->layer_types[l] == Q35_LAYER_LINEAR ? q35_layer_deltanet(&f, l, xn, x)
+                                                  : q35_layer_attention(&f, L, s->k_cache[l], s->v_cache[l], xn, x))
+            goto out;
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int r = 0; r < BT; r++) q35_rmsnorm_centred(x + (size_t)r * H, L->post_norm, H, c->rms_norm_eps, xn + (size_t)r * H);
-        if (q35_layer_mlp(&f, l, xn, x)) goto out;
+        if (q35_layer_mlp(&f, L, xn, x)) goto out;
     }
 
     /* the rows whose logits are wanted, normalized, gathered into xn */
     int rows = 0;
+    if (o->hidden) memset(o->hidden, 0, (size_t)BT * H * sizeof(float));
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            if (t < len[b] && (all_logits || t == len[b] - 1))
-                q35_rmsnorm_centred(x + ((size_t)b * T + t) * H, m->final_norm, H, c->rms_norm_eps, xn + (size_t)rows++ * H);
+        for (int t = 0; t < T; t++) {
+            const size_t r = (size_t)b * T + t;
+            if (t < len[b] && o->hidden) q35_rmsnorm_centred(x + r * H, m->final_norm, H, c->rms_norm_eps, o->hidden + r * H);
+            if (t < len[b] && (all_logits || t == len[b] - 1)) {
+                if (o->hidden) memcpy(xn + (size_t)rows++ * H, o->hidden + r * H, (size_t)H * sizeof(float));
+                else q35_rmsnorm_centred(x + r * H, m->final_norm, H, c->rms_norm_eps, xn + (size_t)rows++ * H);
+            }
+        }
     float *lg = malloc((size_t)(rows ? rows : 1) * V * sizeof(float));
     if (!lg) { q35_errmsg(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
     if (q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, lg, 0)) { free(lg); goto out; }
@@ -120,7 +144,11 @@ int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, co
                 memcpy(logits + (all_logits ? (size_t)b * T + t : (size_t)b) * V, lg + (size_t)rows++ * V,
                        (size_t)V * sizeof(float));
     free(lg);
-    for (int b = 0; b < B; b++) s->pos[b] += len[b];
+    for (int b = 0; b < B; b++) {
+        s->last_len[b] = len[b];
+        s->pos[b] += len[b];
+    }
+    s->n_ckpt = o->checkpoints;
     rc = 0;
 out:
     free(len);

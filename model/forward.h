@@ -25,4 +25,21 @@
 int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
                 const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen);
 
+/* What else a call may produce (q35_forward_opt; zero: nothing more).
+ * hidden: [B, T, H], every valid token's hidden state after the final norm
+ *   (what lm_head reads, and what the MTP head takes: docs/mtp.md); padding
+ *   rows zero.
+ * checkpoints: n > 0 keeps, in s (q35_state_checkpoints), every linear-
+ *   attention layer's DeltaNet state and conv window after each of the call's
+ *   first n tokens, so q35_state_rollback can return any sequence to after
+ *   its token i < n of this call without recomputing (docs/speculative.md). */
+typedef struct {
+    int all_logits;
+    float *hidden;
+    int checkpoints;
+} q35_fwd_opts;
+
+int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
+                    const int32_t *seq_len, float *logits, const q35_fwd_opts *o, char *err, size_t errlen);
+
 #endif

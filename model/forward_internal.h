@@ -15,6 +15,7 @@ typedef struct {
     const q35_impls *im;
     int B, T, BT;
     const int32_t *seq_len;   /* [B], never NULL here */
+    int checkpoints;          /* states to keep after the first n tokens (q35_fwd_opts) */
     char *err;
     size_t errlen;
 } q35_fwd;
@@ -28,10 +29,13 @@ int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, c
 /* x[0..n) += sum over the ranks of y (y is overwritten with the sum). */
 int q35_fwd_add_reduced(const q35_fwd *f, float *y, size_t n, float *x);
 
-/* Each adds its sublayer's output for the normalized input xn [BT, H] to x [BT, H]. */
+/* Each adds its sublayer's output for the normalized input xn [BT, H] to x [BT, H].
+ * The attention and MLP sublayers take their weights (and the attention its
+ * KV cache [B, nkv, capacity, hd]) directly, so the MTP head's decoder layer
+ * (model/mtp.c) runs through the same code as the model's own. */
 int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x);
-int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x);
-int q35_layer_mlp(const q35_fwd *f, int l, const float *xn, float *x);
+int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, float *v_cache, const float *xn, float *x);
+int q35_layer_mlp(const q35_fwd *f, const q35_layer *L, const float *xn, float *x);
 
 /* Elementwise pieces (model/ops.c), double accumulation, docs/model.md eqs. */
 void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y); /* eq. 2 */

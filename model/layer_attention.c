@@ -8,10 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
+int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, float *v_cache, const float *xn, float *x)
 {
     const q35_config *c = &f->m->local; /* this rank's heads (model/shard.h) */
-    const q35_layer *L = &f->m->layers[l];
     const int H = c->hidden_size, nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
     const int BT = f->BT, T = f->T, cap = f->s->capacity;
     const int threads = f->im->threads;
@@ -20,7 +19,7 @@ int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
     /* positions before this call: q35_forward advances s->pos only after the last layer */
     const int32_t *past = f->s->pos;
     int rc = -1;
-    if (!buf) { snprintf(f->err, f->errlen, "layer %d: out of memory", l); goto out; }
+    if (!buf) { snprintf(f->err, f->errlen, "attention: out of memory"); goto out; }
     float *qg = buf, *kk = qg + (size_t)BT * 2 * nh * hd, *vv = kk + (size_t)BT * nkv * hd;
     float *q = vv + (size_t)BT * nkv * hd, *gate = q + (size_t)BT * nh * hd, *ao = gate + (size_t)BT * nh * hd;
     if (q35_fwd_linear(f, BT, 2 * nh * hd, H, xn, L->q_proj, qg, 0) ||
@@ -28,7 +27,7 @@ int q35_layer_attention(const q35_fwd *f, int l, const float *xn, float *x)
         q35_fwd_linear(f, BT, nkv * hd, H, xn, L->v_proj, vv, 0))
         goto out;
 
-    float *kc = f->s->k_cache[l], *vc = f->s->v_cache[l];
+    float *kc = k_cache, *vc = v_cache;
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (int r = 0; r < BT; r++) {
         const int b = r / T, t = r % T;

@@ -40,6 +40,11 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     cp.B = f->B; cp.T = f->T; cp.C = C; cp.K = K;
     cp.x = qkv; cp.weight = L->conv_w; cp.state_in = cp.state_out = f->s->conv[l];
     cp.seq_len = f->seq_len; cp.y = cq;
+    if (f->checkpoints) { /* the windows a rollback may return to (state.h) */
+        cp.n_checkpoints = f->checkpoints;
+        cp.checkpoint_t = f->s->ckpt_t;
+        cp.checkpoint_states = f->s->conv_ckpt[l];
+    }
     if (conv_run(f->im->conv, &cp, &(conv_opts){.threads = threads}, f->err, f->errlen)) goto out;
 
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
@@ -57,7 +62,9 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     deltarule_problem dp = {.B = f->B, .T = f->T, .Hk = Hk, .Hv = Hv, .Dk = Dk, .Dv = Dv,
                             .q = q, .k = k, .v = v, .g = g, .beta = beta,
                             .initial_state = f->s->delta[l], .final_state = f->s->delta[l],
-                            .seq_len = f->seq_len, .out = o, .use_qk_l2norm = 1};
+                            .seq_len = f->seq_len, .out = o, .use_qk_l2norm = 1,
+                            .n_checkpoints = f->checkpoints, .checkpoint_t = f->s->ckpt_t,
+                            .checkpoint_states = f->checkpoints ? f->s->delta_ckpt[l] : NULL};
     const deltarule_impl *dr = f->T == 1 ? f->im->deltarule_decode : f->im->deltarule;
     if (deltarule_run(dr, &dp, &(deltarule_opts){.threads = threads, .crossover = f->im->dr_crossover}, f->err, f->errlen)) goto out;
 

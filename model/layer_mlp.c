@@ -43,8 +43,7 @@ static int sparse(const q35_fwd *f, const q35_layer *L, const float *xn, float *
     return rc;
 }
 
-int q35_layer_mlp(const q35_fwd *f, int l, const float *xn, float *x)
+int q35_layer_mlp(const q35_fwd *f, const q35_layer *L, const float *xn, float *x)
 {
-    const q35_layer *L = &f->m->layers[l];
     return f->m->cfg.is_moe ? sparse(f, L, xn, x) : dense(f, L, xn, x);
 }

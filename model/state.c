@@ -40,7 +40,10 @@ int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char 
     s->delta = calloc((size_t)s->n_layers, sizeof(float *));
     s->k_cache = calloc((size_t)s->n_layers, sizeof(float *));
     s->v_cache = calloc((size_t)s->n_layers, sizeof(float *));
-    int ok = s->pos && s->conv && s->delta && s->k_cache && s->v_cache;
+    s->last_len = calloc((size_t)B, sizeof *s->last_len);
+    s->conv_ckpt = calloc((size_t)s->n_layers, sizeof(float *));
+    s->delta_ckpt = calloc((size_t)s->n_layers, sizeof(float *));
+    int ok = s->pos && s->conv && s->delta && s->k_cache && s->v_cache && s->last_len && s->conv_ckpt && s->delta_ckpt;
     for (int l = 0; ok && l < s->n_layers; l++) {
         state_part p[2];
         for (int i = 0, n = parts(s, c, l, p); ok && i < n; i++) {
@@ -61,6 +64,8 @@ int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char 
 void q35_state_reset(q35_state *s)
 {
     memset(s->pos, 0, (size_t)s->B * sizeof *s->pos);
+    memset(s->last_len, 0, (size_t)s->B * sizeof *s->last_len);
+    s->n_ckpt = 0;
     /* KV caches beyond pos are never read; the recurrent states restart from zero. */
     for (int l = 0; l < s->n_layers; l++) {
         if (s->conv[l]) memset(s->conv[l], 0, s->conv_elems * sizeof(float));
@@ -76,11 +81,68 @@ void q35_state_free(q35_state *s)
         if (s->delta) free(s->delta[l]);
         if (s->k_cache) free(s->k_cache[l]);
         if (s->v_cache) free(s->v_cache[l]);
+        if (s->conv_ckpt) free(s->conv_ckpt[l]);
+        if (s->delta_ckpt) free(s->delta_ckpt[l]);
     }
     for (int i = 0; i < 3; i++)
         if (s->scratch[i]) q35_free_huge(s->scratch[i], s->scratch_bytes[i]);
     free(s->pos); free(s->conv); free(s->delta); free(s->k_cache); free(s->v_cache);
+    free(s->last_len); free(s->conv_ckpt); free(s->delta_ckpt); free(s->ckpt_t);
     memset(s, 0, sizeof *s);
+}
+
+int q35_state_checkpoints(q35_state *s, int n, char *err, size_t errlen)
+{
+    if (n <= s->ckpt_cap) return 0;
+    size_t bytes = 0;
+    for (int l = 0; l < s->n_layers; l++) {
+        if (!s->delta[l]) continue;
+        free(s->conv_ckpt[l]);
+        free(s->delta_ckpt[l]);
+        s->conv_ckpt[l] = malloc((size_t)n * s->conv_elems * sizeof(float));
+        s->delta_ckpt[l] = malloc((size_t)n * s->delta_elems * sizeof(float));
+        if (!s->conv_ckpt[l] || !s->delta_ckpt[l]) {
+            q35_errmsg(err, errlen, "state: out of memory for %d checkpoints of layer %d", n, l);
+            s->ckpt_cap = 0; /* the other layers' rooms are kept but unused: a later call frees them */
+            return -1;
+        }
+        bytes += (size_t)n * (s->conv_elems + s->delta_elems) * sizeof(float);
+    }
+    int32_t *t = realloc(s->ckpt_t, (size_t)n * sizeof *t);
+    if (!t) { q35_errmsg(err, errlen, "state: out of memory for %d checkpoints", n); s->ckpt_cap = 0; return -1; }
+    for (int i = 0; i < n; i++) t[i] = i;
+    s->ckpt_t = t;
+    s->ckpt_cap = n;
+    s->n_ckpt = 0;
+    s->ckpt_bytes = bytes;
+    return 0;
+}
+
+int q35_state_rollback(q35_state *s, const int32_t *keep, char *err, size_t errlen)
+{
+    for (int b = 0; b < s->B; b++) {
+        const int n = s->last_len[b];
+        if (n == 0 || keep[b] == n) continue;
+        if (keep[b] < 1 || keep[b] > n || keep[b] > s->n_ckpt) {
+            q35_errmsg(err, errlen, "state: sequence %d cannot keep %d of its last %d tokens (%d checkpoints kept)", b,
+                       (int)keep[b], n, s->n_ckpt);
+            return -1;
+        }
+    }
+    const size_t cb = s->conv_elems / s->B, db = s->delta_elems / s->B; /* one sequence's slice */
+    for (int b = 0; b < s->B; b++) {
+        const int n = s->last_len[b];
+        if (n == 0 || keep[b] == n) continue;
+        const size_t i = (size_t)keep[b] - 1; /* the state after token keep-1 */
+        for (int l = 0; l < s->n_layers; l++) {
+            if (!s->delta[l]) continue;
+            memcpy(s->conv[l] + b * cb, s->conv_ckpt[l] + i * s->conv_elems + b * cb, cb * sizeof(float));
+            memcpy(s->delta[l] + b * db, s->delta_ckpt[l] + i * s->delta_elems + b * db, db * sizeof(float));
+        }
+        s->pos[b] -= n - keep[b];
+        s->last_len[b] = keep[b];
+    }
+    return 0;
 }
 
 float *q35_state_scratch(q35_state *s, int which, size_t n)
