@@ -39,6 +39,8 @@ MPI_CFLAGS = $(shell pkg-config --cflags ompi-c 2>/dev/null)
 MPI_DEFS = $(if $(MPI_CFLAGS),-DQ35_HAVE_MPI $(MPI_CFLAGS))
 LDLIBS = -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(shell pkg-config --libs ompi-c 2>/dev/null) \
          $(LDFLAGS)
+# xxHash (XXH3): state files' fingerprints and checksums (model/state_file.c, docs/state-file.md)
+LDLIBS += -lxxhash
 
 LIB_SRCS := $(wildcard common/*.c kernels/*.c kernels/*/*.c ref/*.c model/*.c harness/*.c bench/*.c)
 CLI_SRCS := $(wildcard cli/*.c)
