@@ -428,6 +428,10 @@ static int parse_root(const ctx *x0, const cJSON *root, q35_config *c)
         return -1;
     c->tie_word_embeddings = tie_top >= 0 ? tie_top : tie_text >= 0 ? tie_text : 0;
 
+    /* the multi-token-prediction head (docs/mtp.md): the released configs say 1 */
+    if (get_int(x, t, "mtp_num_hidden_layers", 0, 0, 0, Q35_MAX_LAYERS, &c->mtp_num_hidden_layers))
+        return -1;
+
     if (c->num_attention_heads % c->num_key_value_heads)
         return fail(x, "field '%snum_attention_heads' (%d) is not a multiple of "
                        "'%snum_key_value_heads' (%d)",

@@ -62,6 +62,8 @@ typedef struct {
 
     int tie_word_embeddings;   /* default 0; see docs/model-loading.md for precedence */
 
+    int mtp_num_hidden_layers; /* decoder layers of the MTP head (docs/mtp.md); 0 if absent */
+
     /* RoPE */
     char rope_type[32];        /* "default" (the only type accepted) */
     double rope_theta;

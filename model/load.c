@@ -161,8 +161,8 @@ static void cols_of(plan *p, const void **where, int64_t R, int64_t C, int64_t c
 /* Experts: tp keeps every expert with rows [mi0, mi0 + Il) of its intermediate
  * dimension (gate and up rows, down columns), ep keeps experts [e0, e1) whole;
  * held fused as [E_held, 2 Il, H] and [E_held, H, Il] either way. */
-static void plan_experts(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L, int i,
-                         int fused)
+static void plan_experts(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L,
+                         const char *lp, int fused)
 {
     const int64_t H = c->hidden_size, E = c->num_experts, I = c->moe_intermediate_size;
     const int64_t Il = lc->moe_intermediate_size, e0 = sh->e0, El = sh->e1 - sh->e0, mi0 = sh->mi0;
@@ -171,45 +171,45 @@ static void plan_experts(plan *p, const q35_config *c, const q35_config *lc, con
     if (fused) {
         const int64_t sgu[3] = {E, 2 * I, H}, sdn[3] = {E, H, I};
         if (Il == I) { /* whole experts [e0, e1): contiguous rows of both */
-            add_block(p, gu, 0, 3, sgu, e0 * 2 * I, El * 2 * I, 0, 0, "layers.%d.mlp.experts.gate_up_proj", i);
-            add_block(p, dn, 0, 3, sdn, e0 * H, El * H, 0, 0, "layers.%d.mlp.experts.down_proj", i);
+            add_block(p, gu, 0, 3, sgu, e0 * 2 * I, El * 2 * I, 0, 0, "%s.mlp.experts.gate_up_proj", lp);
+            add_block(p, dn, 0, 3, sdn, e0 * H, El * H, 0, 0, "%s.mlp.experts.down_proj", lp);
             return;
         }
         for (int64_t e = 0; e < E; e++) {
             add_block(p, gu, (size_t)(e * 2 * Il * H), 3, sgu, e * 2 * I + mi0, Il, 0, 0,
-                      "layers.%d.mlp.experts.gate_up_proj", i);
+                      "%s.mlp.experts.gate_up_proj", lp);
             add_block(p, gu, (size_t)((e * 2 + 1) * Il * H), 3, sgu, e * 2 * I + I + mi0, Il, 0, 0,
-                      "layers.%d.mlp.experts.gate_up_proj", i);
+                      "%s.mlp.experts.gate_up_proj", lp);
         }
-        add_block(p, dn, 0, 3, sdn, 0, 0, mi0, Il, "layers.%d.mlp.experts.down_proj", i);
+        add_block(p, dn, 0, 3, sdn, 0, 0, mi0, Il, "%s.mlp.experts.down_proj", lp);
         return;
     }
     for (int64_t j = 0; j < El; j++) {
         const long long e = (long long)(e0 + j);
         add_block(p, gu, (size_t)(j * 2 * Il * H), 2, (int64_t[]){I, H}, mi0, Il, 0, 0,
-                  "layers.%d.mlp.experts.%lld.gate_proj.weight", i, e);
+                  "%s.mlp.experts.%lld.gate_proj.weight", lp, e);
         add_block(p, gu, (size_t)((j * 2 + 1) * Il * H), 2, (int64_t[]){I, H}, mi0, Il, 0, 0,
-                  "layers.%d.mlp.experts.%lld.up_proj.weight", i, e);
+                  "%s.mlp.experts.%lld.up_proj.weight", lp, e);
         add_block(p, dn, (size_t)(j * H * Il), 2, (int64_t[]){H, I}, 0, 0, mi0, Il,
-                  "layers.%d.mlp.experts.%lld.down_proj.weight", i, e);
+                  "%s.mlp.experts.%lld.down_proj.weight", lp, e);
     }
 }
 
-static void plan_moe(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L, int i,
-                     int fused)
+static void plan_moe(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L,
+                     const char *lp, int fused)
 {
     const int64_t H = c->hidden_size, E = c->num_experts;
     const int64_t Is = c->shared_expert_intermediate_size, Isl = lc->shared_expert_intermediate_size;
-    MAT2(&L->router, E, H, "layers.%d.%s", i, "mlp.gate.weight");
-    plan_experts(p, c, lc, sh, L, i, fused);
+    MAT2(&L->router, E, H, "%s.%s", lp, "mlp.gate.weight");
+    plan_experts(p, c, lc, sh, L, lp, fused);
     if (Is > 0) {
-        rows_of(p, (const void **)&L->shared_gate, 1, 2, (int64_t[]){Is, H}, sh->si0, Isl, "layers.%d.%s", i,
+        rows_of(p, (const void **)&L->shared_gate, 1, 2, (int64_t[]){Is, H}, sh->si0, Isl, "%s.%s", lp,
                 "mlp.shared_expert.gate_proj.weight");
-        rows_of(p, (const void **)&L->shared_up, 1, 2, (int64_t[]){Is, H}, sh->si0, Isl, "layers.%d.%s", i,
+        rows_of(p, (const void **)&L->shared_up, 1, 2, (int64_t[]){Is, H}, sh->si0, Isl, "%s.%s", lp,
                 "mlp.shared_expert.up_proj.weight");
-        cols_of(p, (const void **)&L->shared_down, H, Is, sh->si0, Isl, "layers.%d.%s", i,
+        cols_of(p, (const void **)&L->shared_down, H, Is, sh->si0, Isl, "%s.%s", lp,
                 "mlp.shared_expert.down_proj.weight");
-        MAT2(&L->shared_expert_gate, 1, H, "layers.%d.%s", i, "mlp.shared_expert_gate.weight");
+        MAT2(&L->shared_expert_gate, 1, H, "%s.%s", lp, "mlp.shared_expert_gate.weight");
     }
 }
 
@@ -217,7 +217,7 @@ static void plan_moe(plan *p, const q35_config *c, const q35_config *lc, const q
  * then v (docs/model.md eq. 4): a rank takes its key heads' rows of the q
  * section and of the k section and its value heads' rows of the v section,
  * each section on its own (a contiguous cut would mix the sections). */
-static void plan_qkv(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L, int i)
+static void plan_qkv(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L, const char *lp)
 {
     const int64_t H = c->hidden_size, K = c->linear_conv_kernel_dim, Dk = c->linear_key_head_dim;
     const int64_t Dv = c->linear_value_head_dim, Hk = c->linear_num_key_heads, Hv = c->linear_num_value_heads;
@@ -227,21 +227,66 @@ static void plan_qkv(plan *p, const q35_config *c, const q35_config *lc, const q
     const int w = new_slot(p, (const void **)&L->in_proj_qkv, (size_t)(Cl * H), 1);
     const int cv = new_slot(p, (const void **)&L->conv_w, (size_t)(Cl * K), 0);
     if (sh->mutant == Q35_SHARD_MUTANT_CONTIGUOUS_QKV) { /* wrong on purpose: tests/tp_test.sh */
-        add_block(p, w, 0, 2, sw, sh->rank * Cl, Cl, 0, 0, "layers.%d.linear_attn.in_proj_qkv.weight", i);
-        add_block(p, cv, 0, 3, sc, sh->rank * Cl, Cl, 0, 0, "layers.%d.linear_attn.conv1d.weight", i);
+        add_block(p, w, 0, 2, sw, sh->rank * Cl, Cl, 0, 0, "%s.linear_attn.in_proj_qkv.weight", lp);
+        add_block(p, cv, 0, 3, sc, sh->rank * Cl, Cl, 0, 0, "%s.linear_attn.conv1d.weight", lp);
         return;
     }
     if (hk == Hk && hv == Hv) { /* every head: the three sections are the whole tensor, one part (mmap-able) */
-        add_block(p, w, 0, 2, sw, 0, 0, 0, 0, "layers.%d.linear_attn.in_proj_qkv.weight", i);
-        add_block(p, cv, 0, 3, sc, 0, 0, 0, 0, "layers.%d.linear_attn.conv1d.weight", i);
+        add_block(p, w, 0, 2, sw, 0, 0, 0, 0, "%s.linear_attn.in_proj_qkv.weight", lp);
+        add_block(p, cv, 0, 3, sc, 0, 0, 0, 0, "%s.linear_attn.conv1d.weight", lp);
         return;
     }
     const int64_t first[3] = {sh->k0 * Dk, Hk * Dk + sh->k0 * Dk, 2 * Hk * Dk + sh->v0 * Dv};
     const int64_t count[3] = {hk * Dk, hk * Dk, hv * Dv}, at[3] = {0, hk * Dk, 2 * hk * Dk};
     for (int s = 0; s < 3; s++) {
-        add_block(p, w, (size_t)(at[s] * H), 2, sw, first[s], count[s], 0, 0, "layers.%d.linear_attn.in_proj_qkv.weight",
-                  i);
-        add_block(p, cv, (size_t)(at[s] * K), 3, sc, first[s], count[s], 0, 0, "layers.%d.linear_attn.conv1d.weight", i);
+        add_block(p, w, (size_t)(at[s] * H), 2, sw, first[s], count[s], 0, 0, "%s.linear_attn.in_proj_qkv.weight",
+                  lp);
+        add_block(p, cv, (size_t)(at[s] * K), 3, sc, first[s], count[s], 0, 0, "%s.linear_attn.conv1d.weight", lp);
+    }
+}
+
+/* One decoder layer's tensors, named lp + "." + the canonical suffix (lp
+ * "layers.3", or "mtp.layers.0" for the MTP head's layer), each as the block
+ * this rank holds: c the checkpoint's config, lc the slice's (shard.h). */
+static void plan_layer(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_layer *L,
+                       const char *lp, q35_layer_type type, int moe_fused)
+{
+    const int64_t H = c->hidden_size;
+    const int64_t Hv = c->linear_num_value_heads, Dv = c->linear_value_head_dim;
+    const int64_t hv = lc->linear_num_value_heads, v0 = sh->v0;
+    const int64_t nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
+    const int64_t nhl = lc->num_attention_heads, nkvl = lc->num_key_value_heads;
+    VEC(&L->input_norm, H, "%s.%s", lp, "input_layernorm.weight");
+    VEC(&L->post_norm, H, "%s.%s", lp, "post_attention_layernorm.weight");
+    if (type == Q35_LAYER_LINEAR) {
+        plan_qkv(p, c, lc, sh, L, lp);
+        rows_of(p, &L->in_proj_z, 1, 2, (int64_t[]){Hv * Dv, H}, v0 * Dv, hv * Dv, "%s.%s", lp,
+                "linear_attn.in_proj_z.weight");
+        rows_of(p, &L->in_proj_b, 1, 2, (int64_t[]){Hv, H}, v0, hv, "%s.%s", lp, "linear_attn.in_proj_b.weight");
+        rows_of(p, &L->in_proj_a, 1, 2, (int64_t[]){Hv, H}, v0, hv, "%s.%s", lp, "linear_attn.in_proj_a.weight");
+        cols_of(p, &L->out_proj, H, Hv * Dv, v0 * Dv, hv * Dv, "%s.%s", lp, "linear_attn.out_proj.weight");
+        rows_of(p, (const void **)&L->dt_bias, 0, 1, (int64_t[]){Hv}, v0, hv, "%s.%s", lp, "linear_attn.dt_bias");
+        rows_of(p, (const void **)&L->A_log, 0, 1, (int64_t[]){Hv}, v0, hv, "%s.%s", lp, "linear_attn.A_log");
+        VEC(&L->gnorm, Dv, "%s.%s", lp, "linear_attn.norm.weight");
+    } else {
+        /* q_proj's rows are per head: hd query rows, then hd gate rows */
+        rows_of(p, &L->q_proj, 1, 2, (int64_t[]){2 * nh * hd, H}, sh->h0 * 2 * hd, nhl * 2 * hd, "%s.%s", lp,
+                "self_attn.q_proj.weight");
+        rows_of(p, &L->k_proj, 1, 2, (int64_t[]){nkv * hd, H}, sh->kv0 * hd, nkvl * hd, "%s.%s", lp,
+                "self_attn.k_proj.weight");
+        rows_of(p, &L->v_proj, 1, 2, (int64_t[]){nkv * hd, H}, sh->kv0 * hd, nkvl * hd, "%s.%s", lp,
+                "self_attn.v_proj.weight");
+        cols_of(p, &L->o_proj, H, nh * hd, sh->h0 * hd, nhl * hd, "%s.%s", lp, "self_attn.o_proj.weight");
+        VEC(&L->q_norm, hd, "%s.%s", lp, "self_attn.q_norm.weight");
+        VEC(&L->k_norm, hd, "%s.%s", lp, "self_attn.k_norm.weight");
+    }
+    if (c->is_moe) {
+        plan_moe(p, c, lc, sh, L, lp, moe_fused);
+    } else {
+        const int64_t I = c->intermediate_size, Il = lc->intermediate_size;
+        rows_of(p, &L->gate_proj, 1, 2, (int64_t[]){I, H}, sh->i0, Il, "%s.%s", lp, "mlp.gate_proj.weight");
+        rows_of(p, &L->up_proj, 1, 2, (int64_t[]){I, H}, sh->i0, Il, "%s.%s", lp, "mlp.up_proj.weight");
+        cols_of(p, &L->down_proj, H, I, sh->i0, Il, "%s.%s", lp, "mlp.down_proj.weight");
     }
 }
 
@@ -251,50 +296,29 @@ static void plan_model(plan *p, const q35_config *c, const q35_config *lc, const
                        int moe_fused)
 {
     const int64_t H = c->hidden_size, V = c->vocab_size;
-    const int64_t Hv = c->linear_num_value_heads, Dv = c->linear_value_head_dim;
-    const int64_t hv = lc->linear_num_value_heads, v0 = sh->v0;
-    const int64_t nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
-    const int64_t nhl = lc->num_attention_heads, nkvl = lc->num_key_value_heads;
     rows_of(p, &m->embed, 1, 2, (int64_t[]){V, H}, sh->vocab0, sh->vocab_n, "%s", "embed_tokens.weight");
     VEC(&m->final_norm, H, "%s", "norm.weight");
     if (!c->tie_word_embeddings)
         rows_of(p, &m->lm_head, 1, 2, (int64_t[]){V, H}, sh->vocab0, sh->vocab_n, "%s", "lm_head.weight");
     for (int i = 0; i < c->num_hidden_layers; i++) {
-        q35_layer *L = &m->layers[i];
-        VEC(&L->input_norm, H, "layers.%d.%s", i, "input_layernorm.weight");
-        VEC(&L->post_norm, H, "layers.%d.%s", i, "post_attention_layernorm.weight");
-        if (c->layer_types[i] == Q35_LAYER_LINEAR) {
-            plan_qkv(p, c, lc, sh, L, i);
-            rows_of(p, &L->in_proj_z, 1, 2, (int64_t[]){Hv * Dv, H}, v0 * Dv, hv * Dv, "layers.%d.%s", i,
-                    "linear_attn.in_proj_z.weight");
-            rows_of(p, &L->in_proj_b, 1, 2, (int64_t[]){Hv, H}, v0, hv, "layers.%d.%s", i, "linear_attn.in_proj_b.weight");
-            rows_of(p, &L->in_proj_a, 1, 2, (int64_t[]){Hv, H}, v0, hv, "layers.%d.%s", i, "linear_attn.in_proj_a.weight");
-            cols_of(p, &L->out_proj, H, Hv * Dv, v0 * Dv, hv * Dv, "layers.%d.%s", i, "linear_attn.out_proj.weight");
-            rows_of(p, (const void **)&L->dt_bias, 0, 1, (int64_t[]){Hv}, v0, hv, "layers.%d.%s", i,
-                    "linear_attn.dt_bias");
-            rows_of(p, (const void **)&L->A_log, 0, 1, (int64_t[]){Hv}, v0, hv, "layers.%d.%s", i, "linear_attn.A_log");
-            VEC(&L->gnorm, Dv, "layers.%d.%s", i, "linear_attn.norm.weight");
-        } else {
-            /* q_proj's rows are per head: hd query rows, then hd gate rows */
-            rows_of(p, &L->q_proj, 1, 2, (int64_t[]){2 * nh * hd, H}, sh->h0 * 2 * hd, nhl * 2 * hd, "layers.%d.%s", i,
-                    "self_attn.q_proj.weight");
-            rows_of(p, &L->k_proj, 1, 2, (int64_t[]){nkv * hd, H}, sh->kv0 * hd, nkvl * hd, "layers.%d.%s", i,
-                    "self_attn.k_proj.weight");
-            rows_of(p, &L->v_proj, 1, 2, (int64_t[]){nkv * hd, H}, sh->kv0 * hd, nkvl * hd, "layers.%d.%s", i,
-                    "self_attn.v_proj.weight");
-            cols_of(p, &L->o_proj, H, nh * hd, sh->h0 * hd, nhl * hd, "layers.%d.%s", i, "self_attn.o_proj.weight");
-            VEC(&L->q_norm, hd, "layers.%d.%s", i, "self_attn.q_norm.weight");
-            VEC(&L->k_norm, hd, "layers.%d.%s", i, "self_attn.k_norm.weight");
-        }
-        if (c->is_moe) {
-            plan_moe(p, c, lc, sh, L, i, moe_fused);
-        } else {
-            const int64_t I = c->intermediate_size, Il = lc->intermediate_size;
-            rows_of(p, &L->gate_proj, 1, 2, (int64_t[]){I, H}, sh->i0, Il, "layers.%d.%s", i, "mlp.gate_proj.weight");
-            rows_of(p, &L->up_proj, 1, 2, (int64_t[]){I, H}, sh->i0, Il, "layers.%d.%s", i, "mlp.up_proj.weight");
-            cols_of(p, &L->down_proj, H, I, sh->i0, Il, "layers.%d.%s", i, "mlp.down_proj.weight");
-        }
+        char lp[32];
+        snprintf(lp, sizeof lp, "layers.%d", i);
+        plan_layer(p, c, lc, sh, &m->layers[i], lp, (q35_layer_type)c->layer_types[i], moe_fused);
     }
+}
+
+/* The MTP head (docs/mtp.md): fc [H, 2H] (replicated: every rank needs the
+ * whole projection), its three norms, and one full-attention decoder layer
+ * under "mtp.layers.0." sharded exactly like the model's own. */
+static void plan_mtp(plan *p, const q35_config *c, const q35_config *lc, const q35_shard *sh, q35_model *m,
+                     int moe_fused)
+{
+    const int64_t H = c->hidden_size;
+    MAT2(&m->mtp.fc, H, 2 * H, "%s", "mtp.fc.weight");
+    VEC(&m->mtp.pre_fc_norm_embedding, H, "%s", "mtp.pre_fc_norm_embedding.weight");
+    VEC(&m->mtp.pre_fc_norm_hidden, H, "%s", "mtp.pre_fc_norm_hidden.weight");
+    VEC(&m->mtp.norm, H, "%s", "mtp.norm.weight");
+    plan_layer(p, c, lc, sh, &m->mtp.layer, "mtp.layers.0", Q35_LAYER_FULL, moe_fused);
 }
 
 /* n stored values from src (dtype `from`) to dst (dtype `to`: F32 or BF16),
@@ -395,13 +419,34 @@ static int load_slice(const char *dir, const q35_load_opts *opts, q35_model *m, 
         fused = q35_weights_find(&m->files, nm) != NULL;
     }
     plan_model(&p, c, &m->local, &m->sh, m, fused);
+    /* The MTP head: planned whenever the checkpoint has mtp.* tensors (then
+     * every one of them must be there); none at all: mtp.present = 0. */
+    if (m->files.n_mtp > 0) {
+        if (c->mtp_num_hidden_layers > 1) {
+            q35_errmsg(err, errlen, "%s: config.json has mtp_num_hidden_layers = %d; q35lab runs an MTP head of one "
+                       "layer (mtp.layers.0, as the Qwen3.5 releases) only", dir, c->mtp_num_hidden_layers);
+            goto fail;
+        }
+        const int mtp_fused = c->is_moe && q35_weights_find(&m->files, "mtp.layers.0.mlp.experts.gate_up_proj");
+        m->mtp.present = 1;
+        plan_mtp(&p, c, &m->local, &m->sh, m, mtp_fused);
+    }
     if (p.failed) { q35_errmsg(err, errlen, "%s: out of memory", dir); goto fail; }
 
     /* pass 2: check every tensor; the matrices decide the in-memory dtype */
     int n_bf16 = 0, n_f16 = 0, n_f32 = 0;
     for (int i = 0; i < p.nt; i++) {
         tensor_spec *t = &p.t[i];
-        if (q35_weights_expect(&m->files, t->name, t->ndim, t->shape, &t->t, err, errlen)) goto fail;
+        if (q35_weights_expect(&m->files, t->name, t->ndim, t->shape, &t->t, err, errlen)) {
+            if (!strncmp(t->name, "mtp.", 4) && !q35_weights_find(&m->files, t->name)) {
+                /* a partial head: say so, it is not a decoder tensor the user could have mistyped */
+                const size_t n = err ? strlen(err) : 0;
+                if (err && n + 1 < errlen)
+                    snprintf(err + n, errlen - n, "; the checkpoint has %d other mtp.* tensors, an incomplete MTP "
+                             "head (docs/mtp.md)", m->files.n_mtp);
+            }
+            goto fail;
+        }
         if (!p.s[t->slot].matrix) continue;
         n_bf16 += t->t->dtype == ST_BF16;
         n_f16 += t->t->dtype == ST_F16;

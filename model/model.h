@@ -75,6 +75,8 @@ typedef struct {
     const void *embed;     /* [V, H] */
     const void *lm_head;   /* [V, H]; == embed when tied */
     const float *final_norm; /* [H] */
+    /* The MTP head (docs/mtp.md); present = 0 when the checkpoint has no mtp.* */
+    struct { int present; q35_layer layer; const float *pre_fc_norm_embedding, *pre_fc_norm_hidden, *norm; const void *fc; /* [H, 2H] */ } mtp;
 
     /* ownership */
     void *arena;  size_t arena_bytes; /* huge-page allocation holding the copies */

@@ -177,6 +177,7 @@ int q35_preset_config(const q35_preset *p, int layers, q35_config *c, char *err,
     }
     c->attn_output_gate = 1;
     c->norm_topk_prob = 1;
+    c->mtp_num_hidden_layers = 1; /* every preset has an MTP head, as the releases (docs/mtp.md) */
     snprintf(c->rope_type, sizeof c->rope_type, "default");
     c->rotary_dim = (int)(c->head_dim * c->partial_rotary_factor + 0.5);
     return 0;

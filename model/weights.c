@@ -114,10 +114,9 @@ static int ignored(q35_weights *w, const char *name)
         w->n_ignored_visual++;
         return 1;
     }
-    if (starts_with(name, "mtp.")) {
-        w->n_ignored_mtp++;
-        return 1;
-    }
+    /* the MTP head's tensors are indexed (docs/mtp.md); counted so the loader knows whether there is one */
+    if (starts_with(name, "mtp."))
+        w->n_mtp++;
     return 0;
 }
 
@@ -256,7 +255,7 @@ static const char *const prefixes[] = {"model.language_model.", "model."};
 
 const st_tensor *q35_weights_find(const q35_weights *w, const char *name)
 {
-    if (starts_with(name, "lm_head."))
+    if (starts_with(name, "lm_head.") || starts_with(name, "mtp."))
         return q35_weights_find_raw(w, name);
     char full[512];
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
@@ -305,7 +304,7 @@ int q35_weights_expect(const q35_weights *w, const char *name, int ndim, const i
     char file[4096];
     q35_weights_path_of(w, t, file, sizeof file);
     if (!t) {
-        if (starts_with(name, "lm_head."))
+        if (starts_with(name, "lm_head.") || starts_with(name, "mtp."))
             q35_errmsg(err, errlen, "%s: tensor '%s' not found", file, name);
         else
             q35_errmsg(err, errlen, "%s: tensor '%s' not found (tried 'model.language_model.%s' and 'model.%s')",

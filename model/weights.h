@@ -2,13 +2,14 @@
  *
  * q35_weights_open maps DIR/model.safetensors if it exists, otherwise every
  * shard named in DIR/model.safetensors.index.json's "weight_map" (each shard
- * opened once with st_open).  Tensors named "model.visual.*" and "mtp.*"
- * (vision tower, multi-token-prediction head) are skipped and counted.
+ * opened once with st_open).  Tensors named "model.visual.*" (vision tower)
+ * are skipped and counted; "mtp.*" (the multi-token-prediction head,
+ * docs/mtp.md) are indexed and counted in n_mtp.
  *
  * Lookups take the canonical decoder name without prefix
  * ("layers.3.linear_attn.in_proj_qkv.weight", "embed_tokens.weight",
  * "norm.weight") and try "model.language_model." + name, then "model." + name;
- * "lm_head.*" names are looked up as they are.  See docs/model-loading.md.
+ * "lm_head.*" and "mtp.*" names are looked up as they are.  See docs/model-loading.md.
  *
  * Functions returning int give 0 on success and -1 on failure with a one-line
  * message in err (err may be NULL).
@@ -36,7 +37,8 @@ typedef struct {
     int n_entries;          /* tensors indexed (ignored ones excluded) */
     q35_weight_entry *entries; /* sorted by full name */
     int n_ignored_visual;   /* "model.visual.*" tensors skipped */
-    int n_ignored_mtp;      /* "mtp.*" tensors skipped */
+    int n_mtp;              /* "mtp.*" tensors (indexed: the MTP head) */
+    int n_ignored_mtp;      /* always 0 since mtp.* is indexed (docs/mtp.md); kept so older callers compile */
     char *dir;              /* the folder, so that messages name the file at fault */
 } q35_weights;
 
