@@ -67,17 +67,34 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
                  int steps, const int32_t *forced, int32_t *tokens, float *logits, q35_gen_timing *tm, char *err,
                  size_t errlen)
 {
-    const int V = m->cfg.vocab_size, Vl = m->sh.vocab_n; /* logits: the whole vocabulary, this rank's slice */
     if (B < 1 || steps < 1) { q35_errmsg(err, errlen, "generate: batch %d and steps %d must be positive", B, steps); return -1; }
+    int Tp = 0;
+    for (int b = 0; b < B; b++) Tp = lens[b] > Tp ? lens[b] : Tp;
+    q35_state s;
+    if (q35_state_init(&s, &m->local, B, Tp + steps, err, errlen)) return -1;
+    const int rc = q35_generate_on(m, im, &s, prompts, lens, steps, forced, tokens, logits, tm, err, errlen);
+    q35_state_free(&s);
+    return rc;
+}
+
+int q35_generate_on(const q35_model *m, const q35_impls *im, q35_state *s, const int32_t *const *prompts,
+                    const int *lens, int steps, const int32_t *forced, int32_t *tokens, float *logits,
+                    q35_gen_timing *tm, char *err, size_t errlen)
+{
+    const int B = s->B, V = m->cfg.vocab_size, Vl = m->sh.vocab_n; /* logits: the whole vocabulary, this rank's slice */
+    if (steps < 0) { q35_errmsg(err, errlen, "generate: %d steps", steps); return -1; }
     int Tp = 0;
     long total = 0;
     for (int b = 0; b < B; b++) {
         if (lens[b] < 1) { q35_errmsg(err, errlen, "generate: prompt %d is empty", b); return -1; }
         Tp = lens[b] > Tp ? lens[b] : Tp;
         total += lens[b];
+        if ((long long)s->pos[b] + lens[b] + (steps ? steps - 1 : 0) > s->capacity) {
+            q35_errmsg(err, errlen, "generate: sequence %d at position %d with %d prompt tokens and %d steps exceeds "
+                       "the state's capacity %d", b, (int)s->pos[b], lens[b], steps, s->capacity);
+            return -1;
+        }
     }
-    q35_state s;
-    if (q35_state_init(&s, &m->local, B, Tp + steps, err, errlen)) return -1;
     int32_t *in = calloc((size_t)B * Tp, sizeof *in), *len = malloc((size_t)B * sizeof *len);
     float *lg = malloc((size_t)B * Vl * sizeof *lg), *full = logits ? malloc((size_t)B * V * sizeof *full) : NULL;
     int rc = -1;
@@ -87,10 +104,10 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
         len[b] = lens[b];
     }
     double t0 = q35_now();
-    if (q35_forward(m, &s, im, Tp, in, len, lg, 0, err, errlen)) goto out;
+    if (q35_forward(m, s, im, Tp, in, len, lg, 0, err, errlen)) goto out;
     const double t1 = q35_now();
-    if (tm) { tm->prefill_s = t1 - t0; tm->decode_s = 0; tm->prompt_tokens = total; tm->state_bytes = s.bytes; }
-    for (int i = 0;; i++) {
+    if (tm) { tm->prefill_s = t1 - t0; tm->decode_s = 0; tm->prompt_tokens = total; tm->state_bytes = s->bytes; }
+    for (int i = 0; i < steps; i++) {
         if (logits && q35_logits_gather(m, lg, B, full)) {
             q35_errmsg(err, errlen, "generate: gathering the logits failed");
             goto out;
@@ -105,13 +122,12 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
         }
         if (i == steps - 1) break;
         t0 = q35_now();
-        if (q35_forward(m, &s, im, 1, in, NULL, lg, 0, err, errlen)) goto out;
+        if (q35_forward(m, s, im, 1, in, NULL, lg, 0, err, errlen)) goto out;
         const double dt = q35_now() - t0;
         if (tm) { tm->decode_s += dt; if (tm->step_s) tm->step_s[i] = dt; }
     }
     rc = 0;
 out:
-    q35_state_free(&s);
     free(in);
     free(len);
     free(lg);

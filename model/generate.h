@@ -28,6 +28,13 @@ int q35_generate(const q35_model *m, const q35_impls *im, int B, const int32_t *
                  int steps, const int32_t *forced, int32_t *tokens, float *logits, q35_gen_timing *tm, char *err,
                  size_t errlen);
 
+/* The same on a state the caller owns (q35_state_init, or a saved prefix
+ * loaded by q35_state_load): each prompt continues its sequence from
+ * s->pos[b]; steps may be 0 (the prompts are only consumed, for saving). */
+int q35_generate_on(const q35_model *m, const q35_impls *im, q35_state *s, const int32_t *const *prompts,
+                    const int *lens, int steps, const int32_t *forced, int32_t *tokens, float *logits,
+                    q35_gen_timing *tm, char *err, size_t errlen);
+
 /* Index of the largest of n values, the lowest on ties; NaN never wins. */
 int q35_argmax(const float *x, int n);
 /* The greedy token of one row of logits over this rank's vocabulary slice
