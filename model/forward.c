@@ -57,20 +57,6 @@ static int check_call(const q35_model *m, const q35_state *s, int T, const int32
     return 0;
 }
 
-/* The embedding of token id into out[H].  Each rank holds the rows of its
- * vocabulary slice (model/shard.h): it writes the rows it holds, zeros the
- * others, and the caller sums over the ranks (one process: all rows held). */
-static void embed_row(const q35_model *m, int32_t id, float *out)
-{
-    const int H = m->cfg.hidden_size, r = id - m->sh.vocab0;
-    if (r < 0 || r >= m->sh.vocab_n)
-        memset(out, 0, (size_t)H * sizeof *out);
-    else if (m->wt == WT_BF16)
-        q35_bf16_to_f32_array((const uint16_t *)m->embed + (size_t)r * H, out, (size_t)H);
-    else
-        memcpy(out, (const float *)m->embed + (size_t)r * H, (size_t)H * sizeof(float));
-}
-
 int q35_forward(const q35_model *m, q35_state *s, const q35_impls *im, int T, const int32_t *tokens,
                 const int32_t *seq_len, float *logits, int all_logits, char *err, size_t errlen)
 {
@@ -103,7 +89,7 @@ int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T
     const int threads = im->threads > 0 ? im->threads : omp_get_max_threads();
 
     for (int r = 0; r < BT; r++)
-        if (r % T < len[r / T]) embed_row(m, tokens[r], x + (size_t)r * H);
+        if (r % T < len[r / T]) q35_embed_row(m, tokens[r], x + (size_t)r * H);
     if (m->comm->size > 1 && q35_comm_sum(m->comm, x, (size_t)BT * H)) {
         q35_errmsg(err, errlen, "forward: all-reduce of the embeddings failed");
         goto out;

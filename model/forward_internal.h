@@ -37,6 +37,12 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x);
 int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, float *v_cache, const float *xn, float *x);
 int q35_layer_mlp(const q35_fwd *f, const q35_layer *L, const float *xn, float *x);
 
+/* The embedding of token id into out[H] (model/embed.c).  Each rank holds the
+ * rows of its vocabulary slice (model/shard.h): it writes the rows it holds,
+ * zeros the others, and the caller sums over the ranks (one process: all
+ * rows held). */
+void q35_embed_row(const q35_model *m, int32_t id, float *out);
+
 /* Elementwise pieces (model/ops.c), double accumulation, docs/model.md eqs. */
 void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y); /* eq. 2 */
 void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double eps);   /* eq. 3 */

@@ -117,109 +117,115 @@ static void add_tensor(plan *p, int layer, const char *prefix, const char *canon
 static void add_simple(plan *p, int layer, const char *canon, int ndim, int64_t d0, int64_t d1,
                        int64_t d2, dist_kind kind, double std)
 {
-    add_tensor(p, layer, strncmp(canon, "lm_head", 7) ? PREFIX : "", canon, ndim, d0, d1, d2);
+    /* lm_head.* and mtp.* sit at the top level of the release, outside the language model */
+    const int top = !strncmp(canon, "lm_head", 7) || !strncmp(canon, "mtp.", 4);
+    add_tensor(p, layer, top ? "" : PREFIX, canon, ndim, d0, d1, d2);
     uint64_t n = (uint64_t)d0 * (uint64_t)(ndim > 1 ? d1 : 1) * (uint64_t)(ndim > 2 ? d2 : 1);
     add_segment(p, canon, n, kind, std);
 }
 
 #define LNAME(buf, ...) snprintf(buf, sizeof buf, __VA_ARGS__)
 
-static void plan_layer(plan *p, const q35_config *c, int i, q35_expert_layout experts, double r)
+/* One decoder layer, stored names lp + "." + suffix (lp "layers.3", or
+ * "mtp.layers.0" for the MTP head's full-attention layer); i is the layer
+ * number the progress lines count. */
+static void plan_layer(plan *p, const q35_config *c, int i, const char *lp, q35_layer_type type,
+                       q35_expert_layout experts, double r)
 {
     const int64_t H = c->hidden_size;
     const double s_in = 1.0 / sqrt((double)H);
     char k[112];
-    LNAME(k, "layers.%d.input_layernorm.weight", i);
+    LNAME(k, "%s.input_layernorm.weight", lp);
     add_simple(p, i, k, 1, H, 0, 0, D_NORMAL, NORM_STD);
-    if (c->layer_types[i] == Q35_LAYER_LINEAR) {
+    if (type == Q35_LAYER_LINEAR) {
         const int64_t hk = c->linear_num_key_heads, hv = c->linear_num_value_heads;
         const int64_t dk = c->linear_key_head_dim, dv = c->linear_value_head_dim;
         const int64_t C = 2 * hk * dk + hv * dv, K = c->linear_conv_kernel_dim;
-        LNAME(k, "layers.%d.linear_attn.in_proj_qkv.weight", i);
+        LNAME(k, "%s.linear_attn.in_proj_qkv.weight", lp);
         add_simple(p, i, k, 2, C, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.linear_attn.in_proj_z.weight", i);
+        LNAME(k, "%s.linear_attn.in_proj_z.weight", lp);
         add_simple(p, i, k, 2, hv * dv, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.linear_attn.in_proj_b.weight", i);
+        LNAME(k, "%s.linear_attn.in_proj_b.weight", lp);
         add_simple(p, i, k, 2, hv, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.linear_attn.in_proj_a.weight", i);
+        LNAME(k, "%s.linear_attn.in_proj_a.weight", lp);
         add_simple(p, i, k, 2, hv, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.linear_attn.conv1d.weight", i);
+        LNAME(k, "%s.linear_attn.conv1d.weight", lp);
         add_simple(p, i, k, 3, C, 1, K, D_NORMAL, 1.0 / sqrt((double)K));
-        LNAME(k, "layers.%d.linear_attn.dt_bias", i);
+        LNAME(k, "%s.linear_attn.dt_bias", lp);
         add_simple(p, i, k, 1, hv, 0, 0, D_NORMAL, NORM_STD);
-        LNAME(k, "layers.%d.linear_attn.A_log", i);
+        LNAME(k, "%s.linear_attn.A_log", lp);
         add_simple(p, i, k, 1, hv, 0, 0, D_LOG_UNIFORM_1_16, 0);
-        LNAME(k, "layers.%d.linear_attn.norm.weight", i);
+        LNAME(k, "%s.linear_attn.norm.weight", lp);
         add_simple(p, i, k, 1, dv, 0, 0, D_ONE_PLUS_NORMAL, NORM_STD);
-        LNAME(k, "layers.%d.linear_attn.out_proj.weight", i);
+        LNAME(k, "%s.linear_attn.out_proj.weight", lp);
         add_simple(p, i, k, 2, H, hv * dv, 0, D_NORMAL, r / sqrt((double)(hv * dv)));
     } else {
         const int64_t nh = c->num_attention_heads, kv = c->num_key_value_heads, hd = c->head_dim;
-        LNAME(k, "layers.%d.self_attn.q_proj.weight", i);
+        LNAME(k, "%s.self_attn.q_proj.weight", lp);
         add_simple(p, i, k, 2, 2 * nh * hd, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.self_attn.k_proj.weight", i);
+        LNAME(k, "%s.self_attn.k_proj.weight", lp);
         add_simple(p, i, k, 2, kv * hd, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.self_attn.v_proj.weight", i);
+        LNAME(k, "%s.self_attn.v_proj.weight", lp);
         add_simple(p, i, k, 2, kv * hd, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.self_attn.o_proj.weight", i);
+        LNAME(k, "%s.self_attn.o_proj.weight", lp);
         add_simple(p, i, k, 2, H, nh * hd, 0, D_NORMAL, r / sqrt((double)(nh * hd)));
-        LNAME(k, "layers.%d.self_attn.q_norm.weight", i);
+        LNAME(k, "%s.self_attn.q_norm.weight", lp);
         add_simple(p, i, k, 1, hd, 0, 0, D_NORMAL, NORM_STD);
-        LNAME(k, "layers.%d.self_attn.k_norm.weight", i);
+        LNAME(k, "%s.self_attn.k_norm.weight", lp);
         add_simple(p, i, k, 1, hd, 0, 0, D_NORMAL, NORM_STD);
     }
-    LNAME(k, "layers.%d.post_attention_layernorm.weight", i);
+    LNAME(k, "%s.post_attention_layernorm.weight", lp);
     add_simple(p, i, k, 1, H, 0, 0, D_NORMAL, NORM_STD);
     if (!c->is_moe) {
         const int64_t I = c->intermediate_size;
-        LNAME(k, "layers.%d.mlp.gate_proj.weight", i);
+        LNAME(k, "%s.mlp.gate_proj.weight", lp);
         add_simple(p, i, k, 2, I, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.mlp.up_proj.weight", i);
+        LNAME(k, "%s.mlp.up_proj.weight", lp);
         add_simple(p, i, k, 2, I, H, 0, D_NORMAL, s_in);
-        LNAME(k, "layers.%d.mlp.down_proj.weight", i);
+        LNAME(k, "%s.mlp.down_proj.weight", lp);
         add_simple(p, i, k, 2, H, I, 0, D_NORMAL, r / sqrt((double)I));
         return;
     }
     const int64_t E = c->num_experts, I = c->moe_intermediate_size;
     const int64_t Is = c->shared_expert_intermediate_size;
     const double s_down = r / sqrt((double)I);
-    LNAME(k, "layers.%d.mlp.gate.weight", i);
+    LNAME(k, "%s.mlp.gate.weight", lp);
     add_simple(p, i, k, 2, E, H, 0, D_NORMAL, s_in);
     if (experts == Q35_EXPERTS_FUSED) {
         /* gate_up_proj [E, 2I, H]: per expert I gate rows, then I up rows;
          * down_proj [E, H, I].  No ".weight" suffix, as the release. */
         char t[112];
-        LNAME(t, "layers.%d.mlp.experts.gate_up_proj", i);
-        add_tensor(p, i, PREFIX, t, 3, E, 2 * I, H);
+        LNAME(t, "%s.mlp.experts.gate_up_proj", lp);
+        add_tensor(p, i, strncmp(t, "mtp.", 4) ? PREFIX : "", t, 3, E, 2 * I, H);
         for (int e = 0; e < E; e++) {
-            LNAME(k, "layers.%d.mlp.experts.%d.gate_proj.weight", i, e);
+            LNAME(k, "%s.mlp.experts.%d.gate_proj.weight", lp, e);
             add_segment(p, k, (uint64_t)(I * H), D_NORMAL, s_in);
-            LNAME(k, "layers.%d.mlp.experts.%d.up_proj.weight", i, e);
+            LNAME(k, "%s.mlp.experts.%d.up_proj.weight", lp, e);
             add_segment(p, k, (uint64_t)(I * H), D_NORMAL, s_in);
         }
-        LNAME(t, "layers.%d.mlp.experts.down_proj", i);
-        add_tensor(p, i, PREFIX, t, 3, E, H, I);
+        LNAME(t, "%s.mlp.experts.down_proj", lp);
+        add_tensor(p, i, strncmp(t, "mtp.", 4) ? PREFIX : "", t, 3, E, H, I);
         for (int e = 0; e < E; e++) {
-            LNAME(k, "layers.%d.mlp.experts.%d.down_proj.weight", i, e);
+            LNAME(k, "%s.mlp.experts.%d.down_proj.weight", lp, e);
             add_segment(p, k, (uint64_t)(H * I), D_NORMAL, s_down);
         }
     } else {
         for (int e = 0; e < E; e++) {
-            LNAME(k, "layers.%d.mlp.experts.%d.gate_proj.weight", i, e);
+            LNAME(k, "%s.mlp.experts.%d.gate_proj.weight", lp, e);
             add_simple(p, i, k, 2, I, H, 0, D_NORMAL, s_in);
-            LNAME(k, "layers.%d.mlp.experts.%d.up_proj.weight", i, e);
+            LNAME(k, "%s.mlp.experts.%d.up_proj.weight", lp, e);
             add_simple(p, i, k, 2, I, H, 0, D_NORMAL, s_in);
-            LNAME(k, "layers.%d.mlp.experts.%d.down_proj.weight", i, e);
+            LNAME(k, "%s.mlp.experts.%d.down_proj.weight", lp, e);
             add_simple(p, i, k, 2, H, I, 0, D_NORMAL, s_down);
         }
     }
-    LNAME(k, "layers.%d.mlp.shared_expert.gate_proj.weight", i);
+    LNAME(k, "%s.mlp.shared_expert.gate_proj.weight", lp);
     add_simple(p, i, k, 2, Is, H, 0, D_NORMAL, s_in);
-    LNAME(k, "layers.%d.mlp.shared_expert.up_proj.weight", i);
+    LNAME(k, "%s.mlp.shared_expert.up_proj.weight", lp);
     add_simple(p, i, k, 2, Is, H, 0, D_NORMAL, s_in);
-    LNAME(k, "layers.%d.mlp.shared_expert.down_proj.weight", i);
+    LNAME(k, "%s.mlp.shared_expert.down_proj.weight", lp);
     add_simple(p, i, k, 2, H, Is, 0, D_NORMAL, r / sqrt((double)Is));
-    LNAME(k, "layers.%d.mlp.shared_expert_gate.weight", i);
+    LNAME(k, "%s.mlp.shared_expert_gate.weight", lp);
     add_simple(p, i, k, 2, 1, H, 0, D_NORMAL, s_in);
 }
 
@@ -230,11 +236,23 @@ static int plan_build(plan *p, const q35_config *c, q35_expert_layout experts, d
     const double r = 1.0 / sqrt(2.0 * L); /* residual factor of out_proj / o_proj / down_proj */
     memset(p, 0, sizeof *p);
     add_simple(p, -1, "embed_tokens.weight", 2, V, H, 0, D_NORMAL, embed_std);
-    for (int i = 0; i < L && !p->oom; i++)
-        plan_layer(p, c, i, experts, r);
+    for (int i = 0; i < L && !p->oom; i++) {
+        char lp[32];
+        snprintf(lp, sizeof lp, "layers.%d", i);
+        plan_layer(p, c, i, lp, (q35_layer_type)c->layer_types[i], experts, r);
+    }
     add_simple(p, L, "norm.weight", 1, H, 0, 0, D_NORMAL, NORM_STD);
     if (!c->tie_word_embeddings)
         add_simple(p, L, "lm_head.weight", 2, V, H, 0, D_NORMAL, 1.0 / sqrt((double)H));
+    if (c->mtp_num_hidden_layers > 0) {
+        /* the MTP head (docs/mtp.md), released names: fc [H, 2H] maps the two
+         * normalized H-vectors back to H; one full-attention layer; its norm */
+        add_simple(p, L, "mtp.fc.weight", 2, H, 2 * H, 0, D_NORMAL, 1.0 / sqrt((double)(2 * H)));
+        add_simple(p, L, "mtp.pre_fc_norm_embedding.weight", 1, H, 0, 0, D_NORMAL, NORM_STD);
+        add_simple(p, L, "mtp.pre_fc_norm_hidden.weight", 1, H, 0, 0, D_NORMAL, NORM_STD);
+        plan_layer(p, c, L, "mtp.layers.0", Q35_LAYER_FULL, experts, r);
+        add_simple(p, L, "mtp.norm.weight", 1, H, 0, 0, D_NORMAL, NORM_STD);
+    }
     return p->oom ? -1 : 0;
 }
 
@@ -460,6 +478,8 @@ static cJSON *config_json(const q35_config *c, st_dtype dt)
     if (c->n_eos == 1)
         cJSON_AddNumberToObject(t, "eos_token_id", c->eos_token_id[0]);
     cJSON_AddBoolToObject(t, "tie_word_embeddings", c->tie_word_embeddings);
+    if (c->mtp_num_hidden_layers > 0)
+        cJSON_AddNumberToObject(t, "mtp_num_hidden_layers", c->mtp_num_hidden_layers);
     return root;
 }
 
