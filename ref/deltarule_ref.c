@@ -19,6 +19,14 @@ static void l2normalize(double *x, int n)
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
+/* The state after token t, if t is the next checkpoint (deltarule.h). */
+static void write_checkpoint(const deltarule_problem *p, int b, int h, int t, const double *S, int *next)
+{
+    if (*next >= p->n_checkpoints || p->checkpoint_t[*next] != t) return;
+    float *dst = deltarule_checkpoint_state(p, (*next)++, b, h);
+    for (size_t i = 0; i < (size_t)p->Dk * p->Dv; i++) dst[i] = (float)S[i];
+}
+
 static int ref_one_head(const deltarule_problem *p, int b, int h,
                         double *S, double *q, double *k, double *u)
 {
@@ -31,11 +39,13 @@ static int ref_one_head(const deltarule_problem *p, int b, int h,
     for (size_t i = 0; i < (size_t)Dk * Dv; i++)
         S[i] = p->initial_state ? p->initial_state[state_off + i] : 0.0;
 
+    int next_ck = 0; /* the next checkpoint to write (checkpoint_t ascending) */
     for (int t = 0; t < T; t++) {
         const size_t tok = (size_t)b * T + t;
         float *o = p->out + (tok * Hv + h) * Dv;
         if (t >= len) { /* right padding: zero output, state untouched */
             memset(o, 0, sizeof(float) * Dv);
+            write_checkpoint(p, b, h, t, S, &next_ck); /* the final state, as the spec says */
             continue;
         }
         const float *qt = p->q + (tok * Hk + hk) * Dk;
@@ -67,6 +77,7 @@ static int ref_one_head(const deltarule_problem *p, int b, int h,
             for (int i = 0; i < Dk; i++) acc += S[(size_t)i * Dv + j] * q[i];
             o[j] = (float)acc;
         }
+        write_checkpoint(p, b, h, t, S, &next_ck);
     }
     if (p->final_state)
         for (size_t i = 0; i < (size_t)Dk * Dv; i++)

@@ -1302,6 +1302,261 @@ static void test_sde_counts_match_analytic(void **state)
     dr_case_free(&c);
 }
 
+/* ------------------------------------------------------------------ */
+/* Checkpoints (deltarule.h, docs/deltarule.md §"Checkpoints")          */
+/* ------------------------------------------------------------------ */
+
+/* The expected checkpoint at token t: ref's final state on the problem cut
+ * to its first t+1 tokens (seq_len clipped to t+1), so the expectation does
+ * not come from anyone's checkpoint code, ref's included. */
+static void state_after_prefix(const deltarule_problem *p, int t, float *state)
+{
+    const int n = t + 1, B = p->B;
+    const size_t qk = (size_t)p->Hk * p->Dk, vv = (size_t)p->Hv * p->Dv, gg = (size_t)p->Hv;
+    float *q = malloc(sizeof(float) * B * n * qk), *k = malloc(sizeof(float) * B * n * qk);
+    float *v = malloc(sizeof(float) * B * n * vv), *out = malloc(sizeof(float) * B * n * vv);
+    float *g = malloc(sizeof(float) * B * n * gg), *beta = malloc(sizeof(float) * B * n * gg);
+    int32_t *len = malloc(sizeof(int32_t) * B);
+    assert_true(q && k && v && out && g && beta && len);
+    gather_rows(q, p->q, B, p->T, 0, n, qk);
+    gather_rows(k, p->k, B, p->T, 0, n, qk);
+    gather_rows(v, p->v, B, p->T, 0, n, vv);
+    gather_rows(g, p->g, B, p->T, 0, n, gg);
+    gather_rows(beta, p->beta, B, p->T, 0, n, gg);
+    for (int b = 0; b < B; b++) len[b] = deltarule_valid_len(p, b) < n ? deltarule_valid_len(p, b) : n;
+    deltarule_problem c = *p;
+    c.T = n;
+    c.q = q; c.k = k; c.v = v; c.g = g; c.beta = beta; c.out = out;
+    c.seq_len = p->seq_len ? len : NULL;
+    c.final_state = state;
+    c.n_checkpoints = 0; c.checkpoint_t = NULL; c.checkpoint_states = NULL;
+    run_problem(ref_impl(), &c, NULL);
+    free(q); free(k); free(v); free(out); free(g); free(beta); free(len);
+}
+
+/* One checkpoint problem: the case, its positions, ref's outputs without
+ * checkpoints and the expected checkpoint states. */
+typedef struct {
+    dr_case c;
+    int regime, n;
+    int32_t at[16];
+    outputs ref;
+    float *expect; /* [n, B, Hv, Dk, Dv] */
+} ckpt_case;
+
+static void ckpt_case_make(ckpt_case *k, dr_shape s, int regime, unsigned long seed, const int32_t *lens,
+                           const int32_t *at, int n)
+{
+    make_case(&k->c, s, regime, seed);
+    k->regime = regime;
+    if (lens) memcpy(k->c.seq_len, lens, sizeof(int32_t) * s.B);
+    assert_true(n <= 16);
+    k->n = n;
+    memcpy(k->at, at, sizeof(int32_t) * n);
+    k->ref = ref_outputs(&k->c.p);
+    const size_t ns = dr_state_elems(&k->c.p);
+    k->expect = malloc(sizeof(float) * ns * (n ? n : 1));
+    assert_non_null(k->expect);
+    for (int i = 0; i < n; i++) state_after_prefix(&k->c.p, at[i], k->expect + i * ns);
+}
+
+static void ckpt_case_free(ckpt_case *k)
+{
+    outputs_free(&k->ref);
+    free(k->expect);
+    dr_case_free(&k->c);
+}
+
+/* im (with opts) on k with its checkpoints: out, final state and every
+ * checkpoint within im's tolerance of ref; out and the final state bitwise
+ * what the same call gives without checkpoints (for every form but
+ * DR_CKPT_SPLIT, whose chunks differ: to tolerance there); a checkpoint at
+ * or past a sequence's length bitwise its final state. */
+static void ckpt_check(const deltarule_impl *im, const ckpt_case *k, const deltarule_opts *opts, int split,
+                       const char *label)
+{
+    const deltarule_problem *p = &k->c.p;
+    const size_t ns = dr_state_elems(p), head = (size_t)p->Hv * p->Dk * p->Dv;
+    outputs plain = outputs_alloc(p), x = outputs_alloc(p);
+    run_into(im, p, opts, &plain);
+    float *ck = malloc(sizeof(float) * ns * k->n);
+    assert_non_null(ck);
+    fill(ck, ns * k->n, NAN);
+    deltarule_problem q = *p;
+    q.n_checkpoints = k->n;
+    q.checkpoint_t = k->at;
+    q.checkpoint_states = ck;
+    run_into(im, &q, opts, &x);
+    char what[160];
+    snprintf(what, sizeof what, "%s, checkpoints", label);
+    expect_close(worst_err(&x, &k->ref), im->claim_tol, im->name, what, p);
+    for (int i = 0; i < k->n; i++) {
+        const double e = err_compare(ck + i * ns, k->expect + i * ns, ns).normwise;
+        snprintf(what, sizeof what, "%s, checkpoint %d (t = %d)", label, i, k->at[i]);
+        expect_close(e, im->claim_tol, im->name, what, p);
+        for (int b = 0; b < p->B; b++)
+            if (deltarule_valid_len(p, b) <= k->at[i] &&
+                memcmp(ck + i * ns + b * head, x.state + b * head, sizeof(float) * head))
+                fail_msg("%s, %s: checkpoint t = %d of sequence %d (length %d) is not its final state", im->name,
+                         label, k->at[i], b, deltarule_valid_len(p, b));
+    }
+    if (!split) {
+        if (memcmp(x.out, plain.out, sizeof(float) * x.nv) || memcmp(x.state, plain.state, sizeof(float) * x.ns))
+            fail_msg("%s, %s, %s: out or final state changed when checkpoints were asked for", im->name, label,
+                     shape_str(p));
+    } else {
+        snprintf(what, sizeof what, "%s, split chunks vs none", label);
+        expect_close(worst_err(&x, &plain), im->claim_tol, im->name, what, p);
+    }
+    free(ck);
+    outputs_free(&plain);
+    outputs_free(&x);
+}
+
+/* The checkpoint cases: a verify window (a checkpoint after every token but
+ * the last) at T = 2, 3, 5, 9 (odd windows end the two-token sweeps on one
+ * token; 2 and 3 run in place, 5 and 9 packed), Qwen3.5's head dims; a
+ * right-padded batch with checkpoints past some lengths (0, 1, 5 tokens);
+ * chunk boundaries (C = 64) on both sides of checkpoints; T = 1 decode with
+ * one checkpoint; strong decay (the scaled-state kernels rescale inside a
+ * window, eq. 3a). */
+#define N_CKPT_CASES 8
+static ckpt_case *g_ckpt;
+
+static const ckpt_case *ckpt_cases(void)
+{
+    if (g_ckpt) return g_ckpt;
+    ckpt_case *k = calloc(N_CKPT_CASES, sizeof *k);
+    assert_non_null(k);
+    int i = 0;
+    static const int32_t every[] = {0, 1, 2, 3, 4, 5, 6, 7};
+    ckpt_case_make(&k[i++], (dr_shape){1, 2, 2, 4, 128, 128, 1, 0}, DR_REGIME_RANDOM, 301, NULL, every, 1);
+    ckpt_case_make(&k[i++], (dr_shape){2, 3, 2, 4, 128, 128, 1, 0}, DR_REGIME_RANDOM, 302, NULL, every, 2);
+    ckpt_case_make(&k[i++], (dr_shape){1, 5, 2, 2, 128, 128, 1, 0}, DR_REGIME_RANDOM, 303, NULL, every, 4);
+    ckpt_case_make(&k[i++], (dr_shape){3, 9, 2, 4, 48, 100, 1, 0}, DR_REGIME_STRONG_DECAY, 304, NULL, every, 8);
+    {
+        static const int32_t lens[] = {9, 0, 1, 5}, at[] = {0, 2, 5, 8};
+        ckpt_case_make(&k[i++], (dr_shape){4, 9, 2, 4, 48, 100, 1, 1}, DR_REGIME_RANDOM, 305, lens, at, 4);
+    }
+    {
+        static const int32_t lens[] = {150, 70}, at[] = {0, 5, 62, 63, 64, 100, 127, 149};
+        ckpt_case_make(&k[i++], (dr_shape){2, 150, 1, 2, 128, 128, 1, 1}, DR_REGIME_RANDOM, 306, lens, at, 8);
+    }
+    {
+        static const int32_t at[] = {0};
+        ckpt_case_make(&k[i++], (dr_shape){2, 1, 2, 4, 128, 128, 1, 0}, DR_REGIME_RANDOM, 307, NULL, at, 1);
+    }
+    {
+        static const int32_t at[] = {3, 40, 64, 65, 129};
+        ckpt_case_make(&k[i++], (dr_shape){1, 130, 2, 2, 64, 32, 1, 0}, DR_REGIME_SLOW_DECAY, 308, NULL, at, 5);
+    }
+    assert_int_equal(i, N_CKPT_CASES);
+    g_ckpt = k;
+    return k;
+}
+
+static int ckpt_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; g_ckpt && i < N_CKPT_CASES; i++) ckpt_case_free(&g_ckpt[i]);
+    free(g_ckpt);
+    g_ckpt = NULL;
+    cpu_isa_force(ISA_AUTO);
+    return 0;
+}
+
+/* Every implementation (ref too) x every ISA level this CPU has x (for the
+ * chunked forms) both checkpoint modes, on every checkpoint case. */
+static void test_ckpt_every_impl_and_isa(void **state)
+{
+    (void)state;
+    const ckpt_case *k = ckpt_cases();
+    const deltarule_impl *impls[MAX_IMPLS];
+    const int n = list_impls(impls, 1);
+    for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
+        if (isa > (int)cpu_isa_best()) {
+            printf("[  SKIPPED ] checkpoints at ISA %s: this CPU has only %s\n", cpu_isa_name((cpu_isa_level)isa),
+                   cpu_isa_name(cpu_isa_best()));
+            continue;
+        }
+        cpu_isa_force((cpu_isa_level)isa);
+        assert_int_equal(cpu_isa(), isa);
+        for (int c = 0; c < N_CKPT_CASES; c++)
+            for (int i = 0; i < n; i++) {
+                if (!claims(impls[i], k[c].regime)) continue;
+                const int modes = is_chunked(impls[i]) || !strcmp(impls[i]->name, "auto") ? 3 : 1;
+                for (int m = 0; m < modes; m++) {
+                    deltarule_opts o = {.checkpoint_mode = m};
+                    char label[96];
+                    snprintf(label, sizeof label, "ISA %s, mode %d", cpu_isa_name((cpu_isa_level)isa), m);
+                    const int split = m == DR_CKPT_SPLIT && is_chunked(impls[i]);
+                    ckpt_check(impls[i], &k[c], &o, split, label);
+                }
+            }
+    }
+    cpu_isa_force(ISA_AUTO);
+}
+
+/* Checkpoint fields that are refused: nothing written, the message names
+ * the field. */
+static void test_ckpt_invalid(void **state)
+{
+    (void)state;
+    dr_case c;
+    make_valid(&c); /* T = 8 */
+    float *ck = malloc(sizeof(float) * dr_state_elems(&c.p) * 9);
+    assert_non_null(ck);
+    fill(ck, dr_state_elems(&c.p) * 9, SENTINEL);
+    static const int32_t unsorted[] = {3, 1}, repeated[] = {2, 2}, negative[] = {-1}, past[] = {8},
+                         nine[] = {0, 1, 2, 3, 4, 5, 6, 7, 7};
+    const struct { const int32_t *at; int n; float *buf; const char *word, *what; } bad[] = {
+        {unsorted, 2, ck, "ascending", "checkpoints 3, 1"},
+        {repeated, 2, ck, "ascending", "checkpoints 2, 2"},
+        {negative, 1, ck, "outside", "checkpoint -1"},
+        {past, 1, ck, "outside", "checkpoint T"},
+        {nine, 9, ck, "n_checkpoints", "9 checkpoints at T = 8"},
+        {unsorted, -1, ck, "n_checkpoints", "n_checkpoints = -1"},
+        {NULL, 1, ck, "checkpoint_t", "checkpoint_t NULL"},
+        {past, 1, NULL, "checkpoint_states", "checkpoint_states NULL"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        deltarule_problem p = c.p;
+        p.n_checkpoints = bad[i].n;
+        p.checkpoint_t = bad[i].at;
+        p.checkpoint_states = bad[i].buf;
+        expect_rejected(&p, NULL, bad[i].word, bad[i].what);
+    }
+    expect_untouched(&c);
+    for (size_t i = 0; i < dr_state_elems(&c.p) * 9; i++)
+        if (ck[i] != SENTINEL) fail_msg("a rejected run wrote checkpoint_states[%zu]", i);
+    /* an unknown checkpoint mode */
+    deltarule_problem p = c.p;
+    deltarule_opts o = {.checkpoint_mode = 7};
+    expect_rejected(&p, &o, "checkpoint mode", "checkpoint_mode = 7");
+    free(ck);
+    dr_case_free(&c);
+}
+
+/* Q35_SDE_STATE_BYTES_WRITTEN counts each checkpoint as one state. */
+static void test_ckpt_counted(void **state)
+{
+    (void)state;
+    dr_case c;
+    make_case(&c, (dr_shape){2, 10, 2, 4, 16, 16, 1, 0}, DR_REGIME_RANDOM, 311);
+    float *ck = malloc(sizeof(float) * dr_state_elems(&c.p) * 3);
+    assert_non_null(ck);
+    static const int32_t at[] = {1, 4, 9};
+    deltarule_problem p = c.p;
+    p.n_checkpoints = 3;
+    p.checkpoint_t = at;
+    p.checkpoint_states = ck;
+    const long long before = q35_sde_value(Q35_SDE_STATE_BYTES_WRITTEN);
+    run_problem(&deltarule_impls[0], &p, NULL); /* final state and 3 checkpoints: 4 states of B Hv Dk Dv floats */
+    assert_int_equal(q35_sde_value(Q35_SDE_STATE_BYTES_WRITTEN) - before, 4LL * (4LL * 2 * 4 * 16 * 16));
+    free(ck);
+    dr_case_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest grid[] = {
@@ -1341,8 +1596,14 @@ int main(void)
         cmocka_unit_test(test_invalid_solver_for_impl),
         cmocka_unit_test(test_sde_counts_match_analytic),
     };
+    const struct CMUnitTest checkpoints[] = {
+        cmocka_unit_test(test_ckpt_every_impl_and_isa),
+        cmocka_unit_test(test_ckpt_invalid),
+        cmocka_unit_test(test_ckpt_counted),
+    };
     int fails = 0;
     fails += cmocka_run_group_tests_name("grid", grid, NULL, grid_teardown);
+    fails += cmocka_run_group_tests_name("checkpoints", checkpoints, NULL, ckpt_teardown);
     fails += cmocka_run_group_tests_name("state", state_tests, NULL, NULL);
     fails += cmocka_run_group_tests_name("gates and options", gates_and_options, NULL, NULL);
     fails += cmocka_run_group_tests_name("golden", golden, tmpdir_setup, tmpdir_teardown);

@@ -8,6 +8,8 @@
  *   Delta   (I + A)^{-1} R            -- the solver's job          eq. (7)
  *   O       exp(gamma) Q S0 + (M o Q K^T) Delta                    eq. (8)
  *   S       exp(gamma_L) S0 + K^T diag(exp(gamma_L - gamma_j)) Delta eq. (9)
+ *   checkpoints: chunks end at them (DR_CKPT_SPLIT) or eq. (9) truncated
+ *           to a checkpoint's row (DR_CKPT_FROM_DELTA)          eq. (9c)
  * Only differences gamma_i - gamma_j with i >= j are exponentiated and
  * entries above the diagonal are assigned, never multiplied by a mask
  * (eq. 10).  GEMMs go to OpenBLAS, single-threaded: parallelism is over heads.
@@ -108,9 +110,59 @@ static void build_A_and_P(dr_chunk_ws *w)
     }
 }
 
-/* One chunk: eqs. (5), (7), (8), (9).  Writes L rows of out at stride ldo. */
+/* What DR_CKPT_DEFAULT means for the chunked forms: the cheaper mode as
+ * measured on the qwen3.5-0.8b head shape (Hk = Hv = 16, Dk = Dv = 128),
+ * B = 1, 2 threads, results/deltarule_checkpoints.txt (its first line is the
+ * command; docs/deltarule.md §"Checkpoints" quotes the table). */
+#define DR_CKPT_CHUNKED_DEFAULT DR_CKPT_FROM_DELTA
+
+/* Checkpoints inside a chunk, rows [0, L-1) (DR_CKPT_FROM_DELTA), from the
+ * chunk's start state w->S and its solved rows Delta = w->R: eq. (9)
+ * truncated to the first i+1 rows (docs/deltarule.md eq. (9c)),
+ *   S_i = exp(gamma_i) S0 + sum_{j<=i} exp(gamma_i - gamma_j) k_j Delta_j^T,
+ * each one from the one before it in the chunk (or S0), so the checkpoints
+ * of a chunk cost one rank-(i+1) update in all, not a replay of the
+ * recurrence.  The row L-1 is the chunk-end state (copied by the caller).
+ * *ck: the next checkpoint of the problem; t0: the chunk's first token. */
+static void checkpoints_from_delta(dr_chunk_ws *w, const deltarule_problem *p, int b, int h, int t0, int *ck)
+{
+    const int L = w->L, Dk = w->Dk, Dv = w->Dv;
+    const size_t n = (size_t)Dk * Dv;
+    const float *prev = w->S;
+    int i1 = -1; /* the row prev is the state after (-1: the chunk's start) */
+    for (; *ck < p->n_checkpoints && p->checkpoint_t[*ck] < t0 + L - 1; (*ck)++) {
+        const int i2 = p->checkpoint_t[*ck] - t0;
+        float *dst = deltarule_checkpoint_state(p, *ck, b, h);
+        const float f = expf((float)(w->gamma[i2] - (i1 < 0 ? 0.0 : w->gamma[i1])));
+        if (i2 - i1 == 1) { /* one row: S = f prev + k Delta^T, one pass (verify windows) */
+            const float *k = w->KQ + (size_t)i2 * Dk, *d = w->R + (size_t)i2 * Dv;
+            for (int r = 0; r < Dk; r++) {
+                const float kr = k[r];
+                const float *pr = prev + (size_t)r * Dv;
+                float *dr = dst + (size_t)r * Dv;
+                for (int j = 0; j < Dv; j++) dr[j] = f * pr[j] + kr * d[j];
+            }
+        } else {
+            for (int i = i1 + 1; i <= i2; i++) { /* keys decayed to row i2, as eq. (9) to row L-1 */
+                const float d = expf((float)(w->gamma[i2] - w->gamma[i]));
+                const float *k = w->KQ + (size_t)i * Dk;
+                float *kd = w->Kd + (size_t)i * Dk;
+                for (int j = 0; j < Dk; j++) kd[j] = d * k[j];
+            }
+            for (size_t i = 0; i < n; i++) dst[i] = f * prev[i];
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, i2 - i1, 1.0f, w->Kd + (size_t)(i1 + 1) * Dk,
+                        Dk, w->R + (size_t)(i1 + 1) * Dv, Dv, 1.0f, dst, Dv);
+        }
+        prev = dst;
+        i1 = i2;
+    }
+}
+
+/* One chunk: eqs. (5), (7), (8), (9).  Writes L rows of out at stride ldo,
+ * and the checkpoints that fall in the chunk (the chunk's first token t0;
+ * *ck the next checkpoint). */
 static void chunk_step(dr_chunk_ws *w, const deltarule_opts *o, dr_chunk_solver solve,
-                       float *out, int ldo)
+                       float *out, int ldo, const deltarule_problem *p, int b, int h, int t0, int *ck)
 {
     const int L = w->L, C = w->C, Dk = w->Dk, Dv = w->Dv;
     decay_matrix(w);
@@ -133,6 +185,8 @@ static void chunk_step(dr_chunk_ws *w, const deltarule_opts *o, dr_chunk_solver 
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dv, L, 1.0f, w->P, C, w->R, Dv, 1.0f,
                 out, ldo);
+    if (*ck < p->n_checkpoints && p->checkpoint_t[*ck] < t0 + L - 1) /* only DR_CKPT_FROM_DELTA has them */
+        checkpoints_from_delta(w, p, b, h, t0, ck);
     /* eq. (9): S <- exp(gamma_L) S + Kd^T Delta */
     const double gL = w->gamma[L - 1];
     for (int i = 0; i < L; i++) {
@@ -145,10 +199,13 @@ static void chunk_step(dr_chunk_ws *w, const deltarule_opts *o, dr_chunk_solver 
     for (size_t i = 0; i < (size_t)Dk * Dv; i++) w->S[i] *= egL;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, L, 1.0f, w->Kd, Dk, w->R, Dv, 1.0f,
                 w->S, Dv);
+    if (*ck < p->n_checkpoints && p->checkpoint_t[*ck] == t0 + L - 1) /* the chunk-end state */
+        memcpy(deltarule_checkpoint_state(p, (*ck)++, b, h), w->S, sizeof(float) * Dk * Dv);
 }
 
-static void run_head(dr_chunk_ws *w, const deltarule_problem *p, const deltarule_opts *o,
-                     dr_chunk_solver solve, int b, int h)
+/* Head (b, h), all chunks; returns the number of chunks. */
+static long long run_head(dr_chunk_ws *w, const deltarule_problem *p, const deltarule_opts *o,
+                          dr_chunk_solver solve, int b, int h)
 {
     const int T = p->T, Hv = p->Hv, Dk = p->Dk, Dv = p->Dv, C = w->C;
     const int len = deltarule_valid_len(p, b);
@@ -157,19 +214,28 @@ static void run_head(dr_chunk_ws *w, const deltarule_problem *p, const deltarule
     else memset(w->S, 0, sizeof(float) * Dk * Dv);
     const int ldo = Hv * Dv;
     float *out0 = p->out + ((size_t)b * T * Hv + h) * Dv;
-    for (int t0 = 0; t0 < len; t0 += C) {
+    const int split = (o->checkpoint_mode ? o->checkpoint_mode : DR_CKPT_CHUNKED_DEFAULT) == DR_CKPT_SPLIT;
+    int ck = 0; /* the next checkpoint to write */
+    long long chunks = 0;
+    for (int t0 = 0; t0 < len; t0 += w->L, chunks++) {
         w->L = len - t0 < C ? len - t0 : C;
+        if (split && ck < p->n_checkpoints && p->checkpoint_t[ck] < t0 + w->L) /* end the chunk there */
+            w->L = p->checkpoint_t[ck] - t0 + 1;
         gather(w, p, b, h, t0);
-        chunk_step(w, o, solve, out0 + (size_t)t0 * ldo, ldo);
+        chunk_step(w, o, solve, out0 + (size_t)t0 * ldo, ldo, p, b, h, t0, &ck);
     }
     for (int t = len; t < T; t++) memset(out0 + (size_t)t * ldo, 0, sizeof(float) * Dv);
+    for (; ck < p->n_checkpoints; ck++) /* at or past the last valid token: the final state */
+        memcpy(deltarule_checkpoint_state(p, ck, b, h), w->S, sizeof(float) * Dk * Dv);
     if (p->final_state) memcpy(p->final_state + soff, w->S, sizeof(float) * Dk * Dv);
+    return chunks;
 }
 
 int dr_chunk_run(const deltarule_problem *p, const deltarule_opts *o, dr_chunk_solver solve)
 {
     const int C = o->chunk > 0 ? o->chunk : 64;
     int failed = 0;
+    long long chunks = 0; /* one solve per chunk (docs/counters.md) */
     /* Our parallelism is over heads; OpenBLAS threading inside would
      * oversubscribe the cores. */
     openblas_set_num_threads(1);
@@ -181,14 +247,12 @@ int dr_chunk_run(const deltarule_problem *p, const deltarule_opts *o, dr_chunk_s
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(dynamic) collapse(2)
+#pragma omp for schedule(dynamic) collapse(2) reduction(+ : chunks)
         for (int b = 0; b < p->B; b++)
             for (int h = 0; h < p->Hv; h++)
-                if (ok) run_head(&w, p, o, solve, b, h);
+                if (ok) chunks += run_head(&w, p, o, solve, b, h);
         if (ok) ws_free(&w);
     }
-    long long chunks = 0; /* one solve per chunk (docs/counters.md) */
-    for (int b = 0; b < p->B; b++) chunks += (long long)p->Hv * ((deltarule_valid_len(p, b) + C - 1) / C);
     q35_sde_add(Q35_SDE_CHUNKS, chunks);
     q35_sde_add(Q35_SDE_SOLVER_CALLS, chunks);
     return failed ? -1 : 0;

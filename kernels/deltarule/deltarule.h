@@ -26,6 +26,14 @@ typedef struct {
     float *final_state;         /* NULL: not wanted; may equal initial_state */
     int use_qk_l2norm;          /* eq. (1) */
     float scale;                /* 0: 1/sqrt(Dk) */
+    /* States at chosen positions (docs/deltarule.md §"Checkpoints"): for
+     * i < n_checkpoints, the state of every sequence after its token
+     * checkpoint_t[i] (strictly ascending, in [0, T)); a sequence with
+     * seq_len <= checkpoint_t[i] gets the state after its last valid token,
+     * i.e. its final state (the initial state if seq_len = 0). */
+    int n_checkpoints;            /* 0: none */
+    const int32_t *checkpoint_t;  /* [n_checkpoints] */
+    float *checkpoint_states;     /* [n_checkpoints, B, Hv, Dk, Dv] */
 } deltarule_problem;
 
 /* Intra-chunk solvers for (I + A)^{-1} (docs/deltarule.md §3). */
@@ -36,6 +44,15 @@ typedef enum {
     DR_SOLVER_NEUMANN_DENSE,  /* (I-A)(I+A^2)(I+A^4)... over the whole chunk */
     DR_SOLVER_NEUMANN_BLOCKED /* the Neumann product on 16x16 blocks, merged */
 } deltarule_solver;
+
+/* How the chunked forms write checkpoints (docs/deltarule.md §"Checkpoints").
+ * The recurrent forms have one way only: they store the state as it passes. */
+typedef enum {
+    DR_CKPT_DEFAULT = 0,  /* the cheaper of the two as measured: DR_CKPT_FROM_DELTA (deltarule_table.c) */
+    DR_CKPT_SPLIT,        /* chunks end at every checkpoint: each is a chunk-boundary state */
+    DR_CKPT_FROM_DELTA    /* chunks as usual; a state inside a chunk is rebuilt from the chunk's
+                             start state and its solved Delta rows, eq. (9) truncated (eq. 9c) */
+} deltarule_checkpoint_mode;
 
 /* auto's crossover: per head shape and thread count, the T from which the
  * chunked form measured faster than the recurrent one (0: never).  Measured
@@ -60,6 +77,7 @@ typedef struct {
     int threads;        /* 0: OpenMP default */
     int sweep_tokens;   /* recurrent form: tokens per pass over the state, 1 or 2 (eq. 3c) */
     const deltarule_crossover *crossover; /* auto: NULL or no point for the shape: recurrent at every T */
+    int checkpoint_mode; /* deltarule_checkpoint_mode; chunked forms only */
 } deltarule_opts;
 
 /* Input regimes the checker generates (harness/deltarule_inputs.c). */
@@ -114,6 +132,12 @@ static inline int deltarule_valid_len(const deltarule_problem *p, int b)
     if (!p->seq_len) return p->T;
     int n = p->seq_len[b];
     return n < 0 ? 0 : (n > p->T ? p->T : n);
+}
+
+/* Where checkpoint i of sequence b, value head h goes ([Dk, Dv], row-major). */
+static inline float *deltarule_checkpoint_state(const deltarule_problem *p, int i, int b, int h)
+{
+    return p->checkpoint_states + (((size_t)i * p->B + b) * p->Hv + h) * (size_t)p->Dk * p->Dv;
 }
 
 /* What `auto` runs for a problem: `chunked` from the crossover's T on for

@@ -43,5 +43,6 @@ int deltarule_auto(const deltarule_problem *p, const deltarule_opts *o)
     deltarule_opts merged = im->defaults;
     merged.threads = o->threads;
     if (o->chunk) merged.chunk = o->chunk;
+    merged.checkpoint_mode = o->checkpoint_mode; /* the chunked form's; the recurrent one ignores it */
     return im->run(p, &merged);
 }

@@ -50,6 +50,9 @@ void dr_colblock_generic(const dr_colblock *c)
                 ua[j] += kn[r] * s;
             }
         }
+        if (c->ckpt && c->ckpt[t]) /* the generic block always holds the true state */
+            for (int r = 0; r < Dk; r++)
+                memcpy(c->ckpt[t] + r * c->ckpt_ld, c->dst + r * c->dst_ld, sizeof(float) * W);
         float *ot = c->o + t * c->vo_stride;
         for (int j = 0; j < W; j++) { ot[j] = c->qscale[t] * oa[j]; u[j] = ua[j]; }
         src = c->dst;
@@ -153,6 +156,19 @@ static void run_block(const recurrent_plan *pl, const dr_colblock *c, int ncols)
     else dr_colblock_generic(c);
 }
 
+/* Column blocks [blk0, blk0 + nb) of a head's state to dst (a [Dk, Dv]
+ * head state, row stride dld).  Block i is at src + i * bstep (+ c0 if
+ * bstep is 0: the blocks in place in a head state), rows sld apart. */
+static void copy_blocks(float *dst, ptrdiff_t dld, const float *src, ptrdiff_t sld, size_t bstep, int blk0,
+                        int nb, int W, int Dk, int Dv)
+{
+    for (int i = 0; i < nb; i++) {
+        const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;
+        const float *s = bstep ? src + i * bstep : src + c0;
+        for (int r = 0; r < Dk; r++) memcpy(dst + c0 + r * dld, s + r * sld, sizeof(float) * ncols);
+    }
+}
+
 /* Column blocks [blk0, blk0 + group) of head (b, h), all tokens.  packed:
  * group * Dk * W floats of this thread's. */
 static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *packed)
@@ -189,8 +205,23 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
         for (int t = len; t < T; t++) /* right padding gives zero output */
             memset(o0 + (ptrdiff_t)t * vo_stride + c0, 0, sizeof(float) * ncols);
     }
+    /* Checkpoints (deltarule.h): those at valid tokens are stored by the
+     * kernels as the state passes (dr_colblock.ckpt), the rest, at or past
+     * len, are the final state and copied after the last time block. */
+    int ck_next = 0;
+    const int nck = p->n_checkpoints;
+    float *lck[TIME_BLOCK]; /* per token of the time block: the checkpoint's head state, or NULL */
+    float *bck[TIME_BLOCK]; /* the same at one column block's first column */
     for (int t0 = 0; t0 < len; t0 += TIME_BLOCK) {
         const int n = len - t0 < TIME_BLOCK ? len - t0 : TIME_BLOCK;
+        int has_ck = 0;
+        for (int j = 0; j < n; j++) {
+            lck[j] = NULL;
+            if (ck_next < nck && p->checkpoint_t[ck_next] == t0 + j) {
+                lck[j] = deltarule_checkpoint_state(p, ck_next++, b, h);
+                has_ck = 1;
+            }
+        }
         for (int j = 0; j < n; j++) {
             const int t = t0 + j;
             if (t + SCALAR_AHEAD < len) { /* rows Hk*Dk floats apart: fetched ahead by hand */
@@ -219,13 +250,22 @@ static void run_group(const recurrent_plan *pl, int b, int h, int blk0, float *p
                 .kq = pairs ? lkq : NULL, .kk = pairs ? lkk : NULL, .kq1 = pairs ? lkq1 : NULL,
                 .src = dst, .dst = dst, .src_ld = ld, .dst_ld = ld, /* the state was put in place above */
                 .rows_cold = i == 0,
+                .ckpt = has_ck && !fused ? bck : NULL, .ckpt_ld = Dv,
             };
+            if (has_ck && !fused)
+                for (int j = 0; j < n; j++) bck[j] = lck[j] ? lck[j] + c0 : NULL;
             if (fused)
                 pl->token(&c, nb);
             else
                 run_block(pl, &c, ncols);
         }
+        if (fused && has_ck) /* one token in place: the state in fin is true, copied whole */
+            copy_blocks(lck[0], Dv, fin, Dv, 0, blk0, nb, W, Dk, Dv);
     }
+    /* checkpoints at or past the last valid token: the final state (len = 0: the initial one) */
+    for (; ck_next < nck; ck_next++)
+        copy_blocks(deltarule_checkpoint_state(p, ck_next, b, h), Dv, use_packed ? packed : fin,
+                    use_packed ? W : Dv, use_packed ? (size_t)Dk * W : 0, blk0, nb, W, Dk, Dv);
     if (use_packed && fin)
         for (int i = 0; i < nb; i++) {
             const int c0 = (blk0 + i) * W, ncols = Dv - c0 < W ? Dv - c0 : W;

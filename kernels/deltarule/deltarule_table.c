@@ -86,6 +86,19 @@ int deltarule_validate(const deltarule_problem *p, int check_values, char *err, 
         for (int b = 0; b < p->B; b++)
             if (p->seq_len[b] < 0 || p->seq_len[b] > p->T)
                 FAIL("deltarule: seq_len[%d]=%d outside [0, T=%d]", b, p->seq_len[b], p->T);
+    if (p->n_checkpoints < 0 || p->n_checkpoints > p->T)
+        FAIL("deltarule: n_checkpoints=%d outside [0, T=%d]", p->n_checkpoints, p->T);
+    if (p->n_checkpoints > 0) {
+        if (!p->checkpoint_t) FAIL("deltarule: n_checkpoints=%d but no checkpoint_t", p->n_checkpoints);
+        if (!p->checkpoint_states) FAIL("deltarule: n_checkpoints=%d but no checkpoint_states", p->n_checkpoints);
+        for (int i = 0; i < p->n_checkpoints; i++) {
+            if (p->checkpoint_t[i] < 0 || p->checkpoint_t[i] >= p->T)
+                FAIL("deltarule: checkpoint_t[%d]=%d outside [0, T=%d)", i, p->checkpoint_t[i], p->T);
+            if (i > 0 && p->checkpoint_t[i] <= p->checkpoint_t[i - 1])
+                FAIL("deltarule: checkpoint_t[%d]=%d is not after checkpoint_t[%d]=%d (strictly ascending)", i,
+                     p->checkpoint_t[i], i - 1, p->checkpoint_t[i - 1]);
+        }
+    }
     if (check_values) {
         const size_t nqk = (size_t)p->B * p->T * p->Hk * p->Dk, nv = (size_t)p->B * p->T * p->Hv * p->Dv;
         const size_t ng = (size_t)p->B * p->T * p->Hv, ns = (size_t)p->B * p->Hv * p->Dk * p->Dv;
@@ -116,7 +129,7 @@ static void count_work(const deltarule_problem *p)
     q35_sde_add(Q35_SDE_TOKENS, tokens);
     q35_sde_add(Q35_SDE_FLOPS, 6LL * p->Dk * p->Dv * p->Hv * tokens);
     q35_sde_add(Q35_SDE_STATE_BYTES_READ, p->initial_state ? state : 0);
-    q35_sde_add(Q35_SDE_STATE_BYTES_WRITTEN, p->final_state ? state : 0);
+    q35_sde_add(Q35_SDE_STATE_BYTES_WRITTEN, (p->final_state ? state : 0) + p->n_checkpoints * state);
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, 4LL * tokens * (2LL * p->Hk * p->Dk + (long long)p->Hv * p->Dv + 2LL * p->Hv));
 }
 
@@ -135,11 +148,14 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
         if (opts->threads) o.threads = opts->threads;
         if (opts->sweep_tokens) o.sweep_tokens = opts->sweep_tokens;
         if (opts->crossover) o.crossover = opts->crossover;
+        if (opts->checkpoint_mode) o.checkpoint_mode = opts->checkpoint_mode;
     }
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule: Neumann order %d is negative", o.neumann_order);
     if (o.threads < 0) FAIL("deltarule: thread count %d is negative", o.threads);
     if (o.sweep_tokens < 0 || o.sweep_tokens > 2) FAIL("deltarule: %d tokens per sweep (1 or 2)", o.sweep_tokens);
+    if (o.checkpoint_mode < DR_CKPT_DEFAULT || o.checkpoint_mode > DR_CKPT_FROM_DELTA)
+        FAIL("deltarule: checkpoint mode %d (0 default, 1 split, 2 from-delta)", o.checkpoint_mode);
     if (o.solver && !(o.solver < 32 && (impl->solvers & DR_SOLVER_BIT(o.solver))))
         FAIL("deltarule: implementation '%s' has no solver '%s' (%d)", impl->name, deltarule_solver_name(o.solver), o.solver);
     if (impl->run(p, &o)) FAIL("deltarule: implementation '%s' failed (out of memory?)", impl->name);

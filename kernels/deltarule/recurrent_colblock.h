@@ -26,6 +26,13 @@ typedef struct {
     float *dst;                   /* state after each token (row stride dst_ld); may be src */
     ptrdiff_t src_ld, dst_ld;
     int rows_cold;                /* first block over these tokens: prefetch their q/k rows */
+    /* Checkpoints (deltarule.h): NULL, or per token where the true state
+     * after it goes (NULL: nowhere), already at this block's first column,
+     * rows ckpt_ld floats apart.  Written as a side store, so the sweep's own
+     * arithmetic (scaled state, token pairs) is the same as without them and
+     * out and the final state stay bitwise equal (docs/deltarule.md §"Checkpoints"). */
+    float *const *ckpt;
+    ptrdiff_t ckpt_ld;
 } dr_colblock;
 
 /* Any ncols; plain C (the compiler may auto-vectorize at the baseline ISA). */
