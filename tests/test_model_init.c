@@ -180,6 +180,47 @@ static int expected_tensors(const q35_config *c, int fused, exp_tensor *e)
         n = add_exp(e, n, 2, H, Is, 0, "layers.%d.mlp.shared_expert.down_proj.weight", i);
         n = add_exp(e, n, 2, 1, H, 0, "layers.%d.mlp.shared_expert_gate.weight", i);
     }
+    if (c->mtp_num_hidden_layers < 1)
+        return n;
+    /* The MTP head as the releases store it (docs/mtp.md): top-level mtp.*
+     * names, fc [H, 2H], three norms, one full-attention decoder layer with
+     * the model's MLP or MoE in the same layout as the decoder's layers. */
+    const int64_t nh = c->num_attention_heads, kv = c->num_key_value_heads, hd = c->head_dim;
+    n = add_exp(e, n, 2, H, 2 * H, 0, "mtp.fc.weight");
+    n = add_exp(e, n, 1, H, 0, 0, "mtp.pre_fc_norm_embedding.weight");
+    n = add_exp(e, n, 1, H, 0, 0, "mtp.pre_fc_norm_hidden.weight");
+    n = add_exp(e, n, 1, H, 0, 0, "mtp.norm.weight");
+    n = add_exp(e, n, 1, H, 0, 0, "mtp.layers.0.input_layernorm.weight");
+    n = add_exp(e, n, 1, H, 0, 0, "mtp.layers.0.post_attention_layernorm.weight");
+    n = add_exp(e, n, 2, 2 * nh * hd, H, 0, "mtp.layers.0.self_attn.q_proj.weight");
+    n = add_exp(e, n, 2, kv * hd, H, 0, "mtp.layers.0.self_attn.k_proj.weight");
+    n = add_exp(e, n, 2, kv * hd, H, 0, "mtp.layers.0.self_attn.v_proj.weight");
+    n = add_exp(e, n, 2, H, nh * hd, 0, "mtp.layers.0.self_attn.o_proj.weight");
+    n = add_exp(e, n, 1, hd, 0, 0, "mtp.layers.0.self_attn.q_norm.weight");
+    n = add_exp(e, n, 1, hd, 0, 0, "mtp.layers.0.self_attn.k_norm.weight");
+    if (!c->is_moe) {
+        const int64_t I = c->intermediate_size;
+        n = add_exp(e, n, 2, I, H, 0, "mtp.layers.0.mlp.gate_proj.weight");
+        n = add_exp(e, n, 2, I, H, 0, "mtp.layers.0.mlp.up_proj.weight");
+        n = add_exp(e, n, 2, H, I, 0, "mtp.layers.0.mlp.down_proj.weight");
+        return n;
+    }
+    const int64_t E = c->num_experts, I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
+    n = add_exp(e, n, 2, E, H, 0, "mtp.layers.0.mlp.gate.weight");
+    if (fused) {
+        n = add_exp(e, n, 3, E, 2 * I, H, "mtp.layers.0.mlp.experts.gate_up_proj");
+        n = add_exp(e, n, 3, E, H, I, "mtp.layers.0.mlp.experts.down_proj");
+    } else {
+        for (int x = 0; x < E; x++) {
+            n = add_exp(e, n, 2, I, H, 0, "mtp.layers.0.mlp.experts.%d.gate_proj.weight", x);
+            n = add_exp(e, n, 2, I, H, 0, "mtp.layers.0.mlp.experts.%d.up_proj.weight", x);
+            n = add_exp(e, n, 2, H, I, 0, "mtp.layers.0.mlp.experts.%d.down_proj.weight", x);
+        }
+    }
+    n = add_exp(e, n, 2, Is, H, 0, "mtp.layers.0.mlp.shared_expert.gate_proj.weight");
+    n = add_exp(e, n, 2, Is, H, 0, "mtp.layers.0.mlp.shared_expert.up_proj.weight");
+    n = add_exp(e, n, 2, H, Is, 0, "mtp.layers.0.mlp.shared_expert.down_proj.weight");
+    n = add_exp(e, n, 2, 1, H, 0, "mtp.layers.0.mlp.shared_expert_gate.weight");
     return n;
 }
 
@@ -226,6 +267,8 @@ static void check_checkpoint(const char *dir, const char *preset, int layers, st
     assert_int_equal(got.rotary_dim, want.rotary_dim);
     assert_int_equal(got.n_eos, want.n_eos);
     assert_int_equal(got.eos_token_id[0], want.eos_token_id[0]);
+    assert_int_equal(want.mtp_num_hidden_layers, 1); /* every preset has an MTP head */
+    assert_int_equal(got.mtp_num_hidden_layers, 1);
 
     static exp_tensor e[MAX_EXP];
     const int n = expected_tensors(&want, fused, e);
@@ -244,6 +287,8 @@ static void check_checkpoint(const char *dir, const char *preset, int layers, st
     /* names as stored */
     assert_non_null(q35_weights_find_raw(&w, "model.language_model.embed_tokens.weight"));
     assert_true((q35_weights_find_raw(&w, "lm_head.weight") != NULL) == !want.tie_word_embeddings);
+    assert_non_null(q35_weights_find_raw(&w, "mtp.fc.weight")); /* top level, no model. prefix */
+    assert_null(q35_weights_find_raw(&w, "model.language_model.mtp.fc.weight"));
     q35_weights_close(&w);
 }
 
