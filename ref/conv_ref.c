@@ -34,6 +34,15 @@ int conv_ref(const conv_problem *p, const conv_opts *o)
         /* eq. (2): the new state is x_ext[len .. len+K-2], the last K-1 valid
          * inputs.  Reading index len+i >= i before writing i keeps this right
          * when state_out == state_in. */
+        /* Checkpoints: the window after token t, x_ext[e0 .. e0+K-2] with
+         * e0 = min(t+1, len) (eq. 2 at a shorter length).  Before state_out,
+         * which may overwrite state_in. */
+        for (int k = 0; k < p->n_checkpoints; k++) {
+            const int e0 = p->checkpoint_t[k] + 1 < len ? p->checkpoint_t[k] + 1 : len;
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < S; i++)
+                    p->checkpoint_states[(((size_t)k * p->B + b) * C + c) * S + i] = (float)ext(p, b, e0 + i, c);
+        }
         if (p->state_out)
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < S; i++)

@@ -496,6 +496,116 @@ static int bench(void)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Checkpoints (conv.h, docs/conv.md §"Checkpoints")                    */
+/* ------------------------------------------------------------------ */
+
+/* One checkpoint problem: every implementation (ref too) at every ISA level
+ * this CPU has; the windows against the math (copies of x_ext, so exact),
+ * y and state_out bitwise those of the same call without checkpoints, and a
+ * checkpoint at or past a sequence's length equal to its state_out. */
+static void ckpt_case(int B, int T, int C, int K, const int32_t *lens, const int32_t *at, int n, int in_place,
+                      uint64_t seed)
+{
+    const conv_impl *impls[MAX_IMPLS + 1];
+    impls[0] = &conv_ref_impl;
+    const int ni = 1 + list_impls(impls + 1);
+    conv_problem base = make_problem(B, T, C, K, 1, 1, seed);
+    if (lens) {
+        int32_t *l = malloc(sizeof(int32_t) * B);
+        assert_non_null(l);
+        memcpy(l, lens, sizeof(int32_t) * B);
+        base.seq_len = l;
+    }
+    const int S = K - 1;
+    const size_t nsz = ns(&base);
+    float *want = fnan(nsz * n);
+    for (int k = 0; k < n; k++)
+        for (int b = 0; b < B; b++) {
+            const int len = base.seq_len ? base.seq_len[b] : T, e0 = at[k] + 1 < len ? at[k] + 1 : len;
+            for (int c = 0; c < C; c++)
+                for (int i = 0; i < S; i++) want[(((size_t)k * B + b) * C + c) * S + i] = xext(&base, b, e0 + i, c);
+        }
+    float *s0 = fdup(base.state_in, nsz);
+    float *y0 = fnan(nx(&base)), *so0 = fnan(nsz), *ck = fnan(nsz * n);
+    for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
+        if (isa > (int)cpu_isa_best()) {
+            printf("[  SKIPPED ] conv checkpoints at ISA %s: this CPU has only %s\n",
+                   cpu_isa_name((cpu_isa_level)isa), cpu_isa_name(cpu_isa_best()));
+            continue;
+        }
+        cpu_isa_force((cpu_isa_level)isa);
+        for (int i = 0; i < ni; i++) {
+            conv_problem p = base; /* without checkpoints */
+            p.y = y0;
+            p.state_out = so0;
+            for (size_t j = 0; j < nx(&p); j++) y0[j] = NAN;
+            memcpy((float *)p.state_in, s0, sizeof(float) * nsz);
+            if (in_place) p.state_out = (float *)p.state_in;
+            run_ok(impls[i], &p, 0);
+            if (in_place) memcpy(so0, p.state_in, sizeof(float) * nsz);
+            conv_problem q = base; /* with them */
+            memcpy((float *)q.state_in, s0, sizeof(float) * nsz);
+            if (in_place) q.state_out = (float *)q.state_in;
+            for (size_t j = 0; j < nx(&q); j++) q.y[j] = NAN;
+            for (size_t j = 0; j < nsz * n; j++) ck[j] = NAN;
+            q.n_checkpoints = n;
+            q.checkpoint_t = at;
+            q.checkpoint_states = ck;
+            run_ok(impls[i], &q, 0);
+            expect_equal("checkpoint windows", impls[i], &q, ck, want, nsz * n);
+            expect_equal("y with checkpoints", impls[i], &q, q.y, y0, nx(&q));
+            expect_equal("state_out with checkpoints", impls[i], &q, q.state_out, so0, nsz);
+            for (int k = 0; k < n; k++)
+                for (int b = 0; b < B; b++)
+                    if ((base.seq_len ? base.seq_len[b] : T) <= at[k])
+                        expect_equal("checkpoint past seq_len", impls[i], &q, ck + ((size_t)k * B + b) * C * S,
+                                     q.state_out + (size_t)b * C * S, (size_t)C * S);
+        }
+    }
+    cpu_isa_force(ISA_AUTO);
+    memcpy((float *)base.state_in, s0, sizeof(float) * nsz);
+    free(want); free(s0); free(y0); free(so0); free(ck);
+    free_problem(&base);
+}
+
+static void checkpoints_body(void)
+{
+    static const int32_t every[] = {0, 1, 2, 3, 4, 5, 6, 7};
+    ckpt_case(1, 2, 6144, 4, NULL, every, 1, 0, 31);  /* verify windows, Qwen3.5-0.8B's C */
+    ckpt_case(1, 9, 6144, 4, NULL, every, 8, 1, 32);  /* in place */
+    static const int32_t lens[] = {9, 0, 2, 5}, at[] = {0, 1, 4, 8};
+    ckpt_case(4, 9, 37, 4, lens, at, 4, 0, 33);       /* padded: checkpoints past 0, 2 and 5 tokens */
+    ckpt_case(3, 3, 20, 6, NULL, every, 3, 1, 34);    /* window (5) longer than T: the state shows through */
+    static const int32_t one[] = {0};
+    ckpt_case(2, 1, 6144, 4, NULL, one, 1, 1, 35);    /* T = 1 decode, one checkpoint */
+    static const int32_t lens1[] = {1, 0};
+    ckpt_case(2, 1, 40, 4, lens1, one, 1, 0, 36);
+}
+
+static void checkpoints_invalid_body(void)
+{
+    conv_problem good = make_problem(2, 5, 8, 4, 1, 1, 37);
+    float *ck = fnan(ns(&good) * 6);
+    static const int32_t unsorted[] = {3, 1}, repeated[] = {2, 2}, negative[] = {-1}, past[] = {5},
+                         six[] = {0, 1, 2, 3, 4, 4};
+    conv_problem p;
+    p = good; p.n_checkpoints = 2; p.checkpoint_t = unsorted; p.checkpoint_states = ck;
+    expect_reject(&p, NULL, "checkpoint_t[1]=1 is not after checkpoint_t[0]=3");
+    p.checkpoint_t = repeated; expect_reject(&p, NULL, "strictly ascending");
+    p.n_checkpoints = 1; p.checkpoint_t = negative; expect_reject(&p, NULL, "checkpoint_t[0]=-1 outside [0, T=5)");
+    p.checkpoint_t = past; expect_reject(&p, NULL, "checkpoint_t[0]=5 outside");
+    p.n_checkpoints = 6; p.checkpoint_t = six; expect_reject(&p, NULL, "n_checkpoints=6 outside [0, T=5]");
+    p.n_checkpoints = -1; expect_reject(&p, NULL, "n_checkpoints=-1");
+    p.n_checkpoints = 1; p.checkpoint_t = NULL; expect_reject(&p, NULL, "no checkpoint_t");
+    p.checkpoint_t = unsorted + 1; p.checkpoint_states = NULL; expect_reject(&p, NULL, "no checkpoint_states");
+    p.checkpoint_states = good.state_out; /* a valid position, a buffer that is not separate */
+    expect_reject(&p, NULL, "checkpoint_states overlaps 'state_out'");
+    p.checkpoint_states = good.y; expect_reject(&p, NULL, "checkpoint_states overlaps 'y'");
+    free(ck);
+    free_problem(&good);
+}
+
 /* cmocka entry points */
 static void grid(void **st) { (void)st; grid_body(); }
 static void grid_generic_isa(void **st) { (void)st; grid_generic_isa_body(); }
@@ -506,6 +616,8 @@ static void padding(void **st) { (void)st; padding_body(); }
 static void no_state_out(void **st) { (void)st; no_state_out_body(); }
 static void silu_extremes(void **st) { (void)st; silu_extremes_body(); }
 static void invalid(void **st) { (void)st; invalid_body(); }
+static void checkpoints(void **st) { (void)st; checkpoints_body(); }
+static void checkpoints_invalid(void **st) { (void)st; checkpoints_invalid_body(); }
 
 int main(int argc, char **argv)
 {
@@ -521,9 +633,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(padding),
         cmocka_unit_test(no_state_out),
         cmocka_unit_test(silu_extremes),
+        cmocka_unit_test(checkpoints),
     };
     const struct CMUnitTest invalid_tests[] = {
         cmocka_unit_test(invalid),
+        cmocka_unit_test(checkpoints_invalid),
     };
     int fails = 0;
     fails += cmocka_run_group_tests_name("conv grid", grid_tests, NULL, NULL);

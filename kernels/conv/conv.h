@@ -32,6 +32,13 @@ typedef struct {
     const int32_t *seq_len;  /* NULL: every sequence has T valid tokens (right padding) */
     float *y;                /* required */
     int apply_silu;          /* 1: y = silu(conv) (the model), 0: y = conv; see CONV_PROBLEM_INIT */
+    /* Windows at chosen positions (docs/conv.md "Checkpoints"): for i <
+     * n_checkpoints, every sequence's window after its token checkpoint_t[i]
+     * (strictly ascending, in [0, T)); a sequence with seq_len <=
+     * checkpoint_t[i] gets its final window. */
+    int n_checkpoints;            /* 0: none */
+    const int32_t *checkpoint_t;  /* [n_checkpoints] */
+    float *checkpoint_states;     /* [n_checkpoints, B, C, K-1], oldest first */
 } conv_problem;
 
 /* The model's default: SiLU on.  `conv_problem p = CONV_PROBLEM_INIT;` then
@@ -63,6 +70,9 @@ const conv_impl *conv_find(const char *name);
  * with the inputs; with check_values also that x, weight and state_in are
  * finite.  Returns 0, or -1 with a message in err. */
 int conv_validate(const conv_problem *p, int check_values, char *err, size_t errlen);
+/* (It also checks the checkpoints: n_checkpoints in [0, T], positions
+ * strictly ascending in [0, T), both pointers given when n > 0, and
+ * checkpoint_states a buffer of its own.) */
 
 /* Validates, merges opts over impl->defaults, runs.  0 on success. */
 int conv_run(const conv_impl *impl, const conv_problem *p, const conv_opts *opts,

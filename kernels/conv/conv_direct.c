@@ -14,7 +14,8 @@
  *
  * Work is split over (sequence, block of TB tokens) and, when that gives too
  * few tasks for the threads (decode: T = 1), over channel chunks as well.
- * The new state is written after a barrier, so state_out may be state_in.
+ * The new state and the checkpoints are written after a barrier, so
+ * state_out may be state_in.
  *
  * AVX2 + FMA through target attributes when cpu_isa() allows it, plain C
  * otherwise (docs/design.md, "Run-time ISA choice").
@@ -173,12 +174,24 @@ int conv_direct(const conv_problem *p, const conv_opts *o)
         /* implicit barrier: every read of state_in is done, so state_out may
          * overwrite it.  eq. (2): the new state is x_ext[len .. len+K-2];
          * index len+i >= i is read before i is written. */
-        if (p->state_out && S > 0) {
+        if ((p->state_out || p->n_checkpoints) && S > 0) {
 #pragma omp for schedule(static)
             for (long bc = 0; bc < (long)B * C; bc++) {
                 const int b = (int)(bc / C), c = (int)(bc % C), len = conv_valid_len(p, b);
-                float *so = p->state_out + (size_t)bc * S;
                 const float *si = p->state_in ? p->state_in + (size_t)bc * S : NULL;
+                /* Checkpoints (docs/conv.md §"Checkpoints"): the window after
+                 * token t is x_ext[e0 .. e0+K-2], e0 = min(t+1, len); written
+                 * before state_out, which may overwrite state_in. */
+                for (int k = 0; k < p->n_checkpoints; k++) {
+                    const int e0 = p->checkpoint_t[k] + 1 < len ? p->checkpoint_t[k] + 1 : len;
+                    float *ck = p->checkpoint_states + ((size_t)k * B * C + bc) * S;
+                    for (int i = 0; i < S; i++) {
+                        const int e = e0 + i;
+                        ck[i] = e < S ? (si ? si[e] : 0.0f) : p->x[((size_t)b * T + (e - S)) * C + c];
+                    }
+                }
+                if (!p->state_out) continue;
+                float *so = p->state_out + (size_t)bc * S;
                 for (int i = 0; i < S; i++) {
                     const int e = len + i;
                     so[i] = e < S ? (si ? si[e] : 0.0f) : p->x[((size_t)b * T + (e - S)) * C + c];

@@ -70,6 +70,27 @@ int conv_validate(const conv_problem *p, int check_values, char *err, size_t err
         FAIL("conv: state_out overlaps x or weight");
     if (p->state_out && p->state_in && p->state_out != p->state_in && overlaps(p->state_out, ns, p->state_in, ns))
         FAIL("conv: state_out partly overlaps state_in (it must be the same buffer or a separate one)");
+    if (p->n_checkpoints < 0 || p->n_checkpoints > p->T)
+        FAIL("conv: n_checkpoints=%d outside [0, T=%d]", p->n_checkpoints, p->T);
+    if (p->n_checkpoints > 0) {
+        if (!p->checkpoint_t) FAIL("conv: n_checkpoints=%d but no checkpoint_t", p->n_checkpoints);
+        if (!p->checkpoint_states) FAIL("conv: n_checkpoints=%d but no checkpoint_states", p->n_checkpoints);
+        for (int i = 0; i < p->n_checkpoints; i++) {
+            if (p->checkpoint_t[i] < 0 || p->checkpoint_t[i] >= p->T)
+                FAIL("conv: checkpoint_t[%d]=%d outside [0, T=%d)", i, p->checkpoint_t[i], p->T);
+            if (i > 0 && p->checkpoint_t[i] <= p->checkpoint_t[i - 1])
+                FAIL("conv: checkpoint_t[%d]=%d is not after checkpoint_t[%d]=%d (strictly ascending)", i,
+                     p->checkpoint_t[i], i - 1, p->checkpoint_t[i - 1]);
+        }
+        /* written after every read of the inputs, but alongside state_out */
+        const size_t nck = (size_t)p->n_checkpoints * ns;
+        const struct { const char *name; const void *ptr; size_t n; } other[] = {
+            {"x", p->x, nx}, {"weight", p->weight, nw}, {"y", p->y, nx},
+            {"state_in", p->state_in, ns}, {"state_out", p->state_out, ns}};
+        for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+            if (overlaps(p->checkpoint_states, nck, other[i].ptr, other[i].n))
+                FAIL("conv: checkpoint_states overlaps '%s' (it must be a separate buffer)", other[i].name);
+    }
     if (check_values) {
         const struct { const char *name; const float *x; size_t n; } t[] = {
             {"x", p->x, nx}, {"weight", p->weight, nw}, {"state_in", p->state_in, p->state_in ? ns : 0}};
@@ -98,7 +119,7 @@ static void count_work(const conv_problem *p)
     q35_sde_add(Q35_SDE_TOKENS, tokens);
     q35_sde_add(Q35_SDE_FLOPS, conv_flops(p));
     q35_sde_add(Q35_SDE_STATE_BYTES_READ, p->state_in ? state : 0);
-    q35_sde_add(Q35_SDE_STATE_BYTES_WRITTEN, p->state_out ? state : 0);
+    q35_sde_add(Q35_SDE_STATE_BYTES_WRITTEN, (p->state_out ? state : 0) + p->n_checkpoints * state);
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, 4LL * p->C * p->K + 4LL * tokens * p->C);
 }
 
