@@ -64,27 +64,48 @@ static void fill_nan(float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = NAN; /* an output left unwritten shows up */
 }
 
-/* Runs every row on one case and folds the errors into column `regime`. */
-static void check_case(const dr_check_config *cfg, dr_case *c, const float *ref_out, const float *ref_state,
-                       int regime, const char *name, dr_check_row *rows, int n_rows)
+/* Checkpoints every case asks for (docs/deltarule.md §"Checkpoints"): the
+ * first two tokens, the middle, the last (T = 1: one); in padded shapes some
+ * lie at or past a sequence's length, where they are its final state. */
+static int case_checkpoints(int T, int32_t *at)
 {
-    const size_t nv = dr_v_elems(&c->p), ns = dr_state_elems(&c->p);
+    const int want[] = {0, 1, T / 2, T - 1};
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        if (want[i] < T && (n == 0 || want[i] > at[n - 1])) at[n++] = want[i];
+    return n;
+}
+
+/* Runs every row on one case and folds the errors into column `regime`:
+ * out, the final state and every checkpoint, each against ref's.  The
+ * chunked forms run once per checkpoint mode (split, from-delta), the cell
+ * holding the worse. */
+static void check_case(const dr_check_config *cfg, dr_case *c, const float *ref_out, const float *ref_state,
+                       const float *ref_ck, float *ck, int regime, const char *name, dr_check_row *rows, int n_rows)
+{
+    const size_t nv = dr_v_elems(&c->p), ns = dr_state_elems(&c->p), nck = ns * c->p.n_checkpoints;
     for (int i = 0; i < n_rows; i++) {
         dr_cell *cell = &rows[i].cell[regime];
-        if (cell->status == CELL_ERROR) continue;
-        fill_nan(c->out, nv);
-        fill_nan(c->final_state, ns);
-        deltarule_opts o = {.chunk = rows[i].chunk, .crossover = cfg->crossover};
-        char err[160];
-        if (deltarule_run(rows[i].impl, &c->p, &o, err, sizeof err)) {
-            cell->status = CELL_ERROR;
-            snprintf(cell->error, sizeof cell->error, "%s: %s", name, err);
-            continue;
+        const int modes = rows[i].impl->defaults.chunk > 0 ? 2 : 1;
+        for (int m = 0; m < modes && cell->status != CELL_ERROR; m++) {
+            fill_nan(c->out, nv);
+            fill_nan(c->final_state, ns);
+            fill_nan(ck, nck);
+            deltarule_opts o = {.chunk = rows[i].chunk, .crossover = cfg->crossover,
+                                .checkpoint_mode = modes > 1 ? (m ? DR_CKPT_FROM_DELTA : DR_CKPT_SPLIT) : 0};
+            char err[160];
+            if (deltarule_run(rows[i].impl, &c->p, &o, err, sizeof err)) {
+                cell->status = CELL_ERROR;
+                snprintf(cell->error, sizeof cell->error, "%s: %s", name, err);
+                break;
+            }
+            err_stats e = err_worst(err_compare(c->out, ref_out, nv), err_compare(c->final_state, ref_state, ns));
+            e = err_worst(e, err_compare(ck, ref_ck, nck));
+            if (e.normwise > cell->worst.normwise || isnan(e.normwise) || !cell->worst_case[0])
+                snprintf(cell->worst_case, sizeof cell->worst_case, "%.80s%s", name,
+                         modes > 1 ? (m ? " from-delta" : " split") : "");
+            cell->worst = err_worst(cell->worst, e);
         }
-        err_stats e = err_worst(err_compare(c->out, ref_out, nv), err_compare(c->final_state, ref_state, ns));
-        if (e.normwise > cell->worst.normwise || isnan(e.normwise) || !cell->worst_case[0])
-            snprintf(cell->worst_case, sizeof cell->worst_case, "%s", name);
-        cell->worst = err_worst(cell->worst, e);
     }
 }
 
@@ -106,22 +127,30 @@ int dr_check_run(const dr_check_config *cfg, dr_check_row **rows_out, int *n_row
                 dr_case c;
                 float *ref_out, *ref_state;
                 char name[96];
+                int32_t at[4];
                 if (dr_case_make(&c, &shapes[s], r, (unsigned long)seed, err, errlen)) goto fail;
-                if (dr_case_alloc_outputs(&c, &ref_out, &ref_state)) {
+                c.p.n_checkpoints = case_checkpoints(c.p.T, at);
+                c.p.checkpoint_t = at;
+                const size_t nck = dr_state_elems(&c.p) * c.p.n_checkpoints;
+                float *ref_ck = malloc(sizeof(float) * nck), *ck = malloc(sizeof(float) * nck);
+                if (!ref_ck || !ck || dr_case_alloc_outputs(&c, &ref_out, &ref_state)) {
+                    free(ref_ck); free(ck);
                     dr_case_free(&c);
                     snprintf(err, errlen, "out of memory");
                     goto fail;
                 }
+                c.p.checkpoint_states = ck;
                 shape_name(name, sizeof name, &c.p, shapes[s].with_seq_len, (unsigned long)seed);
                 deltarule_problem pr = c.p;
                 pr.out = ref_out;
                 pr.final_state = ref_state;
+                pr.checkpoint_states = ref_ck;
                 if (deltarule_run(ref, &pr, NULL, err, errlen)) {
-                    free(ref_out); free(ref_state); dr_case_free(&c);
+                    free(ref_out); free(ref_state); free(ref_ck); free(ck); dr_case_free(&c);
                     goto fail;
                 }
-                check_case(cfg, &c, ref_out, ref_state, r, name, rows, n_rows);
-                free(ref_out); free(ref_state); dr_case_free(&c);
+                check_case(cfg, &c, ref_out, ref_state, ref_ck, ck, r, name, rows, n_rows);
+                free(ref_out); free(ref_state); free(ref_ck); free(ck); dr_case_free(&c);
                 if (cfg->progress) cfg->progress(dr_regime_name(r), ++done, total);
             }
     int failed = 0;

@@ -12,7 +12,8 @@
 typedef enum { CELL_PASS, CELL_FAIL, CELL_UNCLAIMED, CELL_ERROR } dr_cell_status;
 
 typedef struct {
-    err_stats worst;       /* over out and final state, all cases of the regime */
+    err_stats worst;       /* over out, final state and checkpoints, all cases of the regime
+                              (chunked forms: both checkpoint modes) */
     char worst_case[96];   /* shape/seed of the case with the worst normwise error */
     dr_cell_status status;
     char error[320];       /* when status == CELL_ERROR */
