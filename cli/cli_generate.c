@@ -1,7 +1,11 @@
-/* q35lab generate: greedy generation from token ids, with its timings. */
+/* q35lab generate: greedy generation from token ids, with its timings;
+ * speculative decoding (docs/speculative.md) and saved prefixes
+ * (docs/state-file.md). */
 #include "harness/deltarule_crossover.h"
 #include "harness/impl_select.h"
 #include "harness/model_validate.h"
+#include "model/speculative.h"
+#include "model/state_file.h"
 #include "cli/cli_model_args.h"
 #include "cli/commands.h"
 
@@ -14,10 +18,20 @@
 
 static const char usage[] =
     "usage: q35lab generate --model DIR --prompt-ids IDS [--max-new N] [--impl SPEC] [--threads N]\n"
-    "                       [--mmap] [--f32]\n"
+    "                       [--speculative mtp|ngram|oracle:P [--draft N] [--seed S] [--baseline]]\n"
+    "                       [--save-state FILE | --load-state FILE] [--mmap] [--f32]\n"
     "Prefills the prompts (one right-padded batch), decodes N new tokens greedily (default 16), prints the\n"
     "ids, then TTFT, time per output token (median of the decode steps), prefill and decode tokens/s, peak\n"
-    "memory.\n" MODEL_ARGS_HELP;
+    "memory.\n"
+    "  --speculative SRC  draft up to --draft N tokens per step (1..16, default 1) and verify them in one\n"
+    "                     forward call, returning the recurrent states to the last accepted token\n"
+    "                     (docs/speculative.md); the tokens are plain greedy's.  mtp: the checkpoint's MTP\n"
+    "                     head; ngram: prompt lookup; oracle:P: plain greedy's own tokens, each replaced with\n"
+    "                     probability 1-P (--seed S picks which), which runs plain greedy first\n"
+    "  --baseline         also run plain greedy (oracle does anyway): speed-up side by side, tokens compared\n"
+    "  --save-state FILE  after the prompt, write every layer's state, the positions and the prefix (with\n"
+    "                     --max-new 0); --load-state FILE continues from such a file, --prompt-ids giving the\n"
+    "                     suffix (docs/state-file.md)\n" MODEL_ARGS_HELP;
 
 /* Every rank's resident weights, state and peak memory, printed by rank 0. */
 static int print_ranks_memory(const q35_comm *comm, const q35_model *m, double peak_mib, double state_mib)
@@ -37,16 +51,80 @@ static int print_ranks_memory(const q35_comm *comm, const q35_model *m, double p
     return rc;
 }
 
+/* A state for the run: a saved prefix read back, or empty sequences. */
+static int open_state(const q35_model *m, const char *load, int B, int room, q35_state *s, int32_t **prefix,
+                      int *pos0, char *err, size_t errlen)
+{
+    *prefix = NULL;
+    if (!load) return q35_state_init(s, &m->local, B, room, err, errlen);
+    if (q35_state_load(load, m, room, s, prefix, err, errlen)) return -1;
+    *pos0 = s->pos[0];
+    if (s->B != B) {
+        snprintf(err, errlen, "%s holds %d sequence%s but --prompt-ids gives %d suffix%s", load, s->B,
+                 s->B == 1 ? "" : "s", B, B == 1 ? "" : "es");
+        q35_state_free(s);
+        free(*prefix);
+        *prefix = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void print_tokens(const int32_t *tok, int B, int steps)
+{
+    for (int b = 0; b < B; b++) {
+        printf("tokens[%d]:", b);
+        for (int i = 0; i < steps; i++) printf("%s%d", i ? "," : " ", tok[(size_t)b * steps + i]);
+        printf("\n");
+    }
+}
+
+static void print_speculative(const q35_spec_opts *so, const q35_spec_stats *st, int B, int steps, double p)
+{
+    char src[48];
+    if (so->source == Q35_DRAFT_ORACLE) snprintf(src, sizeof src, "oracle:%g", p);
+    else snprintf(src, sizeof src, "%s", q35_draft_source_name(so->source));
+    const double dec = st->draft_s + st->verify_s + st->rollback_s;
+    const long out = (long)B * (steps - 1); /* tokens after the prefill's */
+    printf("speculative %s, draft %d: %ld verify calls, %ld sequence-steps; drafted %ld, accepted %ld (%.1f%%); "
+           "%.2f tokens per sequence-step\n", src, so->n_draft, st->verify_calls, st->rows, st->drafted, st->accepted,
+           st->drafted ? 100.0 * st->accepted / st->drafted : 0.0, st->rows ? (double)(st->rows + st->accepted) / st->rows : 0.0);
+    printf("accepted per sequence-step:");
+    for (int a = 0; a <= so->n_draft; a++) printf(" %d:%ld", a, st->accept_hist[a]);
+    printf("\n");
+    printf("decode %.2f ms for %ld tokens (%.1f tokens/s): draft %.2f ms, verify %.2f ms, rollback %.3f ms "
+           "(%.1f%% / %.1f%% / %.2f%%)\n", 1e3 * dec, out, dec > 0 ? out / dec : 0.0, 1e3 * st->draft_s,
+           1e3 * st->verify_s, 1e3 * st->rollback_s, dec > 0 ? 100 * st->draft_s / dec : 0.0,
+           dec > 0 ? 100 * st->verify_s / dec : 0.0, dec > 0 ? 100 * st->rollback_s / dec : 0.0);
+    if (so->source == Q35_DRAFT_MTP)
+        printf("MTP head: %.2f ms over %ld draft tokens (%.3f ms per draft token, catch-up included)\n", 1e3 * st->mtp_s,
+               st->mtp_draft_tokens, st->mtp_draft_tokens ? 1e3 * st->mtp_s / st->mtp_draft_tokens : 0.0);
+}
+
 int cmd_generate(int argc, char **argv, const q35_comm *comm)
 {
     model_args a = {0};
-    int max_new = 16;
-    const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_INT("--max-new", &max_new, 1, 1 << 20), CLI_END};
+    int max_new = 16, n_draft = 0, baseline = 0;
+    const char *spec = NULL, *save = NULL, *load = NULL;
+    uint64_t seed = 1;
+    const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_INT("--max-new", &max_new, 0, 1 << 20),
+                            OPT_STR("--speculative", &spec), OPT_INT("--draft", &n_draft, 1, Q35_DRAFT_MAX),
+                            OPT_U64("--seed", &seed), OPT_FLAG("--baseline", &baseline),
+                            OPT_STR("--save-state", &save), OPT_STR("--load-state", &load), CLI_END};
     const int pr = cli_parse("generate", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);
     if (model_args_check(&a, comm)) return 2;
     if (!a.prompts) { fprintf(stderr, "error: --prompt-ids is required\n"); return 2; }
+    const char *bad = save && load ? "--save-state and --load-state: one at a time (save a longer prefix instead)"
+                    : save && max_new ? "--save-state writes the state after the prompt: give --max-new 0"
+                    : save && spec ? "--save-state with --speculative: nothing is decoded when saving"
+                    : !save && !max_new ? "--max-new 0 decodes nothing: only with --save-state"
+                    : n_draft && !spec ? "--draft needs --speculative"
+                    : (baseline || seed != 1) && !spec ? "--baseline and --seed go with --speculative" : NULL;
+    if (bad) { fprintf(stderr, "error: %s\n", bad); return 2; }
     char err[512];
+    q35_spec_opts so = {.n_draft = n_draft ? n_draft : 1, .seed = seed};
+    if (spec && q35_draft_source_parse(spec, &so, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 2; }
     deltarule_crossover x;
     q35_impls im = {.threads = a.threads, .dr_crossover = dr_crossover_load_default(&x)};
     if (q35_impls_parse(a.impl, &im, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); return 2; }
@@ -54,49 +132,104 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     if (model_args_open(&a, &m)) return 2;
     q35_prompts p;
     int rc = 2;
-    int32_t *tok = NULL;
+    int32_t *tok = NULL, *plain = NULL, *prefix = NULL;
     double *step = NULL;
+    q35_state s = {0};
+    int loaded_pos0 = 0;
     if (q35_prompts_parse(a.prompts, m.cfg.vocab_size, &p, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         q35_model_free(&m);
         return 2;
     }
-    tok = malloc((size_t)p.n * max_new * sizeof *tok);
-    step = calloc((size_t)max_new, sizeof *step);
+    int Tp = 0;
+    for (int b = 0; b < p.n; b++) Tp = p.len[b] > Tp ? p.len[b] : Tp;
+    const int room = Tp + max_new + (spec ? so.n_draft : 0) + 1;
+    const int steps = max_new ? max_new : 1;
+    tok = malloc((size_t)p.n * steps * sizeof *tok);
+    plain = malloc((size_t)p.n * steps * sizeof *plain);
+    step = calloc((size_t)steps, sizeof *step);
     q35_gen_timing tm = {.step_s = step};
-    if (!tok || !step) { fprintf(stderr, "error: out of memory\n"); goto out; }
-    if (q35_generate(&m, &im, p.n, (const int32_t *const *)p.prompt, p.len, max_new, NULL, tok, NULL, &tm, err,
-                     sizeof err)) {
-        fprintf(stderr, "error: %s\n", err);
-        if (comm->size > 1) q35_comm_abort(comm, 2); /* the other ranks wait in a collective */
+    if (!tok || !plain || !step) { fprintf(stderr, "error: out of memory\n"); goto out; }
+
+    if (save) {
+        if (open_state(&m, NULL, p.n, room, &s, &prefix, &loaded_pos0, err, sizeof err) ||
+            q35_generate_on(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, 0, NULL, NULL, NULL, &tm, err,
+                            sizeof err) ||
+            q35_state_save(save, &m, &s, (const int32_t *const *)p.prompt, err, sizeof err))
+            goto fail;
+        printf("saved the state after %ld prompt tokens (batch %d) to %s; prefill %.2f ms\n", tm.prompt_tokens, p.n,
+               save, 1e3 * tm.prefill_s);
+        rc = 0;
         goto out;
     }
-    for (int b = 0; b < p.n; b++) {
-        printf("tokens[%d]:", b);
-        for (int i = 0; i < max_new; i++) printf("%s%d", i ? "," : " ", tok[(size_t)b * max_new + i]);
-        printf("\n");
+    /* plain greedy: the run itself, or the baseline and the oracle's tokens */
+    const int run_plain = !spec || baseline || so.source == Q35_DRAFT_ORACLE;
+    if (run_plain) {
+        if (open_state(&m, load, p.n, room, &s, &prefix, &loaded_pos0, err, sizeof err) ||
+            q35_generate_on(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, max_new, NULL, plain, NULL, &tm, err,
+                            sizeof err))
+            goto fail;
+        q35_state_free(&s);
+        free(prefix);
+        prefix = NULL;
     }
-    char spec[256];
-    q35_impls_format(&im, spec, sizeof spec);
+    q35_spec_stats st;
+    if (spec) {
+        so.oracle = plain;
+        if (open_state(&m, load, p.n, room, &s, &prefix, &loaded_pos0, err, sizeof err) ||
+            q35_generate_speculative(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, max_new, &so, tok, &st, err,
+                                     sizeof err))
+            goto fail;
+    } else {
+        memcpy(tok, plain, (size_t)p.n * max_new * sizeof *tok);
+    }
+    print_tokens(tok, p.n, max_new);
+    char impl[256];
+    q35_impls_format(&im, impl, sizeof impl);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("impl: %s\n", spec);
-    printf("TTFT %.2f ms (prefill of %ld prompt tokens: %.1f tokens/s)\n", 1e3 * tm.prefill_s, tm.prompt_tokens,
-           tm.prompt_tokens / tm.prefill_s);
-    if (max_new > 1) {
-        gsl_sort(step, 1, (size_t)max_new - 1);
-        const double med = gsl_stats_median_from_sorted_data(step, 1, (size_t)max_new - 1);
-        printf("TPOT %.2f ms median (min %.2f, max %.2f over %d steps); decode %.1f tokens/s (batch %d)\n", 1e3 * med,
-               1e3 * step[0], 1e3 * step[max_new - 2], max_new - 1, p.n / med, p.n);
+    printf("impl: %s\n", impl);
+    if (load) printf("continued from %s (a prefix of %d tokens in sequence 0)\n", load, loaded_pos0);
+    if (run_plain) {
+        printf("%sTTFT %.2f ms (prefill of %ld prompt tokens: %.1f tokens/s)\n", spec ? "plain greedy: " : "",
+               1e3 * tm.prefill_s, tm.prompt_tokens, tm.prompt_tokens / tm.prefill_s);
+        if (max_new > 1) {
+            gsl_sort(step, 1, (size_t)max_new - 1);
+            const double med = gsl_stats_median_from_sorted_data(step, 1, (size_t)max_new - 1);
+            printf("%sTPOT %.2f ms median (min %.2f, max %.2f over %d steps); decode %.1f tokens/s (batch %d), "
+                   "%.2f ms in all\n", spec ? "plain greedy: " : "", 1e3 * med, 1e3 * step[0], 1e3 * step[max_new - 2],
+                   max_new - 1, p.n / med, p.n, 1e3 * tm.decode_s);
+        }
+    }
+    if (spec) {
+        print_speculative(&so, &st, p.n, max_new, so.oracle_p);
+        if (run_plain) {
+            const int same = !memcmp(tok, plain, (size_t)p.n * max_new * sizeof *tok);
+            const double dec = st.draft_s + st.verify_s + st.rollback_s;
+            printf("against plain greedy in this run: tokens %s; decode speed-up %.3fx\n", same ? "identical" : "DIFFER",
+                   dec > 0 ? tm.decode_s / dec : 0.0);
+            if (!same) {
+                fprintf(stderr, "error: speculative decoding changed the tokens (a bug: please report it)\n");
+                rc = 1;
+                goto out;
+            }
+        }
     }
     if (comm->size == 1)
         printf("peak memory %.1f MiB (weights %.1f MiB, state %.1f MiB)\n", ru.ru_maxrss / 1024.0,
-               m.weight_bytes / 1048576.0, tm.state_bytes / 1048576.0);
-    else if (print_ranks_memory(comm, &m, ru.ru_maxrss / 1024.0, tm.state_bytes / 1048576.0))
+               m.weight_bytes / 1048576.0, (s.bytes + s.ckpt_bytes) / 1048576.0);
+    else if (print_ranks_memory(comm, &m, ru.ru_maxrss / 1024.0, (s.bytes + s.ckpt_bytes) / 1048576.0))
         goto out;
     rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "error: %s\n", err);
+    if (comm->size > 1) q35_comm_abort(comm, 2); /* the other ranks wait in a collective */
 out:
+    q35_state_free(&s);
+    free(prefix);
     free(tok);
+    free(plain);
     free(step);
     q35_prompts_free(&p);
     q35_model_free(&m);

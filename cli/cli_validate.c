@@ -4,6 +4,7 @@
 #include "harness/deltarule_crossover.h"
 #include "harness/impl_select.h"
 #include "harness/model_validate.h"
+#include "harness/spec_validate.h"
 #include "cli/cli_model_args.h"
 #include "cli/commands.h"
 
@@ -15,6 +16,8 @@
 static const char usage[] =
     "usage: q35lab validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC...]]\n"
     "                       [--golden FILE] [--threads N] [--mmap] [--f32]\n"
+    "       q35lab validate --model DIR --speculative mtp|ngram|oracle:P [--draft N] [--seed S] [--golden FILE]\n"
+    "                       [--prompt-ids IDS] [--steps N] [--impl SPEC[;SPEC...]]\n"
     "Runs the reference model (ref/model_ref.c: one token at a time, double throughout) and each\n"
     "implementation combination (q35_forward, prompts as one padded batch) teacher-forced on its greedy\n"
     "tokens; reports token match, max |dlogit| and the smallest top-1/top-2 margin of the reference.\n"
@@ -22,6 +25,10 @@ static const char usage[] =
     "at their default).  --golden FILE: prompts, tokens and logits dumped from PyTorch\n"
     "(ref/hf/dump_model_goldens.py); each path must reproduce the tokens by free generation and the logits\n"
     "within 1e-4 + 1e-4 max|logit|.  --steps N: greedy steps (default 16, or the golden file's).\n"
+    "--speculative SRC: instead, speculative decoding (docs/speculative.md) with draft lengths N (--draft N,\n"
+    "default 1 to 4) against plain greedy decoding of the same implementation combination (--impl, default\n"
+    "'default'), prompts as one right-padded batch: every token must be equal, and with --golden equal to\n"
+    "the golden tokens.\n"
     "Exit status 0 only if everything matches.\n" MODEL_ARGS_HELP;
 
 /* The combinations: every entry of every family the model uses (ref entries too: the
@@ -92,16 +99,64 @@ static int golden_ok(const q35_prompts *g, const q35_match *r)
     return r->match == r->total && (!has_logits || r->max_dlogit <= q35_golden_logit_tol(r->max_ref_logit));
 }
 
+/* validate --speculative: every draft length against plain greedy (and the golden tokens). */
+static int validate_speculative(const q35_model *m, const q35_impls *list, int n, const q35_prompts *p,
+                                q35_spec_opts so, int n_draft, int golden, const char *src)
+{
+    char err[512];
+    printf("validate: speculative decoding (%s) against plain greedy decoding; %d prompt%s (lengths", src, p->n,
+           p->n > 1 ? "s, one padded batch" : "");
+    for (int i = 0; i < p->n; i++) printf(" %d", p->len[i]);
+    printf(") x %d steps%s\n", p->steps, golden ? "; and against the golden file's tokens" : "");
+    printf("%-60s %5s %-18s %-18s %10s %9s\n", "implementations", "draft", "tokens = greedy", golden ? "= golden" : "",
+           "accepted", "per step");
+    int fails = 0, rows = 0;
+    for (int c = 0; c < n; c++) {
+        char name[256];
+        q35_impls_format(&list[c], name, sizeof name);
+        for (int N = n_draft ? n_draft : 1; N <= (n_draft ? n_draft : 4); N++) {
+            so.n_draft = N;
+            q35_spec_match r;
+            if (q35_validate_speculative(m, &list[c], p, &so, golden, &r, err, sizeof err)) {
+                fprintf(stderr, "error: %s, draft %d: %s\n", name, N, err);
+                return 2;
+            }
+            char g[40] = "";
+            if (golden) snprintf(g, sizeof g, "%5.1f%% (%ld/%ld)", 100.0 * r.golden_match / r.golden_total,
+                                 r.golden_match, r.golden_total);
+            const int bad = r.match < r.total || r.golden_match < r.golden_total;
+            printf("%-60s %5d %5.1f%% (%ld/%ld)  %-18s %9.1f%% %9.2f%s\n", name, N, 100.0 * r.match / r.total, r.match,
+                   r.total, g, r.st.drafted ? 100.0 * r.st.accepted / r.st.drafted : 0.0,
+                   r.st.rows ? (double)(r.st.rows + r.st.accepted) / r.st.rows : 0.0, bad ? "   MISMATCH" : "");
+            if (r.first_bad_prompt >= 0)
+                printf("    first difference: prompt %d, step %d\n", r.first_bad_prompt, r.first_bad_step);
+            fails += bad;
+            rows++;
+        }
+    }
+    printf("validate: %d speculative run%s: %s\n", rows, rows == 1 ? "" : "s",
+           fails ? "FAIL" : "PASS (100% the tokens of plain greedy decoding)");
+    return fails ? 1 : 0;
+}
+
 int cmd_validate(int argc, char **argv, const q35_comm *comm)
 {
     model_args a = {0};
-    const char *golden = NULL;
-    int steps = 0;
+    const char *golden = NULL, *spec = NULL;
+    int steps = 0, n_draft = 0;
+    uint64_t seed = 1;
     const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_STR("--golden", &golden),
-                            OPT_INT("--steps", &steps, 1, 1 << 20), CLI_END};
+                            OPT_INT("--steps", &steps, 1, 1 << 20), OPT_STR("--speculative", &spec),
+                            OPT_INT("--draft", &n_draft, 1, Q35_DRAFT_MAX), OPT_U64("--seed", &seed), CLI_END};
     const int pr = cli_parse("validate", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);
     if (model_args_check(&a, comm)) return 2;
+    q35_spec_opts so = {.seed = seed};
+    {
+        char e[256];
+        if ((n_draft || seed != 1) && !spec) { fprintf(stderr, "error: --draft and --seed go with --speculative\n"); return 2; }
+        if (spec && q35_draft_source_parse(spec, &so, e, sizeof e)) { fprintf(stderr, "error: %s\n", e); return 2; }
+    }
     deltarule_crossover x;
     const deltarule_crossover *xo = dr_crossover_load_default(&x);
     q35_model m, whole = {0};
@@ -134,7 +189,17 @@ int cmd_validate(int argc, char **argv, const q35_comm *comm)
         goto out;
     }
     p.steps = steps ? steps : golden && !a.prompts ? g.steps : 16;
-    if (combos(&m, a.impl ? a.impl : "all", &list, &n, a.threads, xo)) goto out;
+    if (combos(&m, a.impl ? a.impl : spec ? "default" : "all", &list, &n, a.threads, xo)) goto out;
+    if (spec) {
+        if (golden && (a.prompts || p.steps > g.steps)) {
+            fprintf(stderr, "error: --speculative with --golden runs the golden file's prompts and at most its %d steps\n",
+                    g.steps);
+            goto out;
+        }
+        if (golden) g.steps = p.steps;
+        rc = validate_speculative(&m, list, n, golden ? &g : &p, so, n_draft, golden != NULL, spec);
+        goto out;
+    }
 
     if (comm->rank == 0 && q35_reference_run(ref_model, &p, &ref_tok, &ref_lg, err, sizeof err)) {
         fprintf(stderr, "error: reference path: %s\n", err);
