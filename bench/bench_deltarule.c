@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/huge_pages.h"
+#include "common/sde_counters.h"
 #include "kernels/cpu_features.h"
 #include "kernels/deltarule/deltarule.h"
 #include "harness/calibrate.h"
@@ -123,12 +124,23 @@ static void ring_free(state_ring *r)
 
 /* Times `reps` runs of one implementation; the state is updated in place
  * (final_state == initial_state), as a model does. */
+/* Checkpoints a timed call asks for (none: n = 0), and the chunked forms' mode. */
+typedef struct {
+    int n, mode;
+    const int32_t *at;
+    float *states;
+} bench_ckpt;
+
 static int time_impl(const deltarule_impl *im, int chunk, const deltarule_crossover *xo, dr_case *c,
-                     state_ring *ring, int reps, int threads, q35_counters *ctr, double *times, char *err,
-                     size_t errlen)
+                     state_ring *ring, int reps, int threads, q35_counters *ctr, double *times,
+                     const bench_ckpt *ck, long long *state_bytes_written, char *err, size_t errlen)
 {
-    deltarule_opts o = {.threads = threads, .chunk = chunk, .crossover = xo};
+    deltarule_opts o = {.threads = threads, .chunk = chunk, .crossover = xo, .checkpoint_mode = ck->mode};
     deltarule_problem p = c->p;
+    p.n_checkpoints = ck->n;
+    p.checkpoint_t = ck->at;
+    p.checkpoint_states = ck->states;
+    long long written = 0;
     /* r = -1: untimed warm-up, repeated for WARMUP_SECONDS (bench.h).  One
      * call was not enough: the first few dozen 20 us decode calls of a run
      * took ~31 us, so a 10-repetition sweep measured a cold start, not the
@@ -140,15 +152,58 @@ static int time_impl(const deltarule_impl *im, int chunk, const deltarule_crosso
         if (ring->flush) flush_caches(ring, threads);
         if (r >= 0 && ctr) q35_counters_start(ctr);
         q35_wake_team(threads);
+        const long long w0 = q35_sde_value(Q35_SDE_STATE_BYTES_WRITTEN);
         const double t0 = q35_now();
         const int rc = deltarule_run(im, &p, &o, err, errlen);
         const double t1 = q35_now();
+        written = q35_sde_value(Q35_SDE_STATE_BYTES_WRITTEN) - w0;
         if (r >= 0 && ctr) q35_counters_stop(ctr);
         if (rc) return -1;
         if (r >= 0) times[r] = t1 - t0;
         else if (t1 < warm_until) r--; /* warm up again */
     }
+    *state_bytes_written = written; /* of one call (the counter is the library's, docs/counters.md) */
     return 0;
+}
+
+/* Checkpoint positions for --checkpoints (bench_deltarule.h); returns how many. */
+static int ckpt_positions(int setting, int T, int32_t *at)
+{
+    if (setting == DR_BENCH_CKPT_EVERY) {
+        for (int t = 0; t + 1 < T; t++) at[t] = t;
+        return T - 1;
+    }
+    int n = 0;
+    for (int i = 0; i < setting && i < T; i++) { /* evenly spread: after token (i+1) T / (N+1) - 1 */
+        const int t = (int)((long)(i + 1) * T / (setting + 1)) - 1;
+        if (t >= 0 && (n == 0 || t > at[n - 1])) at[n++] = t;
+    }
+    return n;
+}
+
+/* One line of the checkpoint summary: time per token with and without, and
+ * the state bytes a call writes. */
+typedef struct {
+    char label[48];
+    q35_stats without, with;
+    long long bytes_without, bytes_with;
+} ckpt_line;
+
+static void print_ckpt_summary(const ckpt_line *l, int n, int T, int B, int th, int nck)
+{
+    printf("\ncheckpoints: T=%d B=%d threads=%d, %d checkpoint%s; per token: median [min, max] in us, "
+           "without and with checkpoints, timed side by side\n", T, B, th, nck, nck == 1 ? "" : "s");
+    printf("%-34s %28s %28s %8s %14s %14s\n", "impl", "without", "with", "with/w/o", "state B w/o", "state B with");
+    const double tok = (double)T * B;
+    for (int i = 0; i < n; i++) {
+        char a[64], b[64];
+        snprintf(a, sizeof a, "%.3f [%.3f, %.3f]", l[i].without.median / tok * 1e6, l[i].without.min / tok * 1e6,
+                 l[i].without.max / tok * 1e6);
+        snprintf(b, sizeof b, "%.3f [%.3f, %.3f]", l[i].with.median / tok * 1e6, l[i].with.min / tok * 1e6,
+                 l[i].with.max / tok * 1e6);
+        printf("%-34s %28s %28s %8.3f %14lld %14lld\n", l[i].label, a, b, l[i].with.median / l[i].without.median,
+               l[i].bytes_without, l[i].bytes_with);
+    }
 }
 
 /* Medians of the recurrent form and chunked per (T index, thread index),
@@ -258,38 +313,76 @@ int bench_deltarule(const dr_bench_config *config)
                 bench_row_begin(&rep, B, T, th);
                 char labels[BENCH_MAX_IMPLS][48];
                 int nl = 0;
+                /* checkpoints: each implementation (mode) timed without them, then with them */
+                int32_t *ck_at = cfg.checkpoints ? malloc(sizeof(int32_t) * T) : NULL;
+                const int nck = ck_at ? ckpt_positions(cfg.checkpoints, T, ck_at) : 0;
+                float *ck_states = nck ? malloc(sizeof(float) * dr_state_elems(&c.p) * nck) : NULL;
+                if (cfg.checkpoints && (!ck_at || (nck && !ck_states))) {
+                    fprintf(stderr, "q35lab: bench: out of memory\n");
+                    rc = 2;
+                }
+                ckpt_line lines[BENCH_MAX_IMPLS];
+                int nlines = 0;
                 for (int i = 0; i < deltarule_n_entries() && !rc; i++) {
                     const deltarule_impl *im = deltarule_entry(i);
                     if (!bench_impl_selected(cfg.impl, im->name) || (im->available && !im->available())) continue;
-                    const int variants = im->defaults.chunk > 0 && cfg.nchunks ? cfg.nchunks : 1;
-                    for (int v = 0; v < variants && !rc && nl < BENCH_MAX_IMPLS; v++) {
-                        const int chunk = variants > 1 || cfg.nchunks ? (im->defaults.chunk > 0 ? cfg.chunks[v] : 0) : 0;
-                        if (chunk) snprintf(labels[nl], sizeof labels[nl], "%s@%d", im->name, chunk);
-                        else snprintf(labels[nl], sizeof labels[nl], "%s", im->name);
+                    const int chunked = im->defaults.chunk > 0;
+                    const int variants = chunked && cfg.nchunks ? cfg.nchunks : 1;
+                    /* with checkpoints: 0 without, then with (chunked forms: split, from-delta) */
+                    const int cvars = !nck ? 1 : chunked ? 3 : 2;
+                    for (int vv = 0; vv < variants * cvars && !rc && nl < BENCH_MAX_IMPLS; vv++) {
+                        const int v = vv / cvars, cv = vv % cvars;
+                        const int chunk = variants > 1 || cfg.nchunks ? (chunked ? cfg.chunks[v] : 0) : 0;
+                        const bench_ckpt ck = {cv ? nck : 0, !cv || !chunked ? 0 : cv == 1 ? DR_CKPT_SPLIT : DR_CKPT_FROM_DELTA,
+                                               ck_at, ck_states};
+                        static const char *const suffix[] = {"", "+ckpt", "+ckpt-split", "+ckpt-from-delta"};
+                        const char *suf = suffix[!cv ? 0 : !chunked ? 1 : cv + 1];
+                        if (chunk) snprintf(labels[nl], sizeof labels[nl], "%s@%d%s", im->name, chunk, suf);
+                        else snprintf(labels[nl], sizeof labels[nl], "%s%s", im->name, suf);
+                        long long written = 0;
                         double *times = calloc(cfg.reps, sizeof *times);
                         if (ctr) q35_counters_reset(ctr);
                         q35_load_mark lm;
                         q35_load_begin(&lm);
                         bench_progress("deltarule", labels[nl], B, T, th);
-                        if (!times || time_impl(im, chunk, cfg.auto_crossover, &c, &ring, cfg.reps, th, ctr, times, err, sizeof err)) {
+                        if (!times || time_impl(im, chunk, cfg.auto_crossover, &c, &ring, cfg.reps, th, ctr, times, &ck,
+                                                &written, err, sizeof err)) {
                             fprintf(stderr, "q35lab: bench %s: %s\n", labels[nl], times ? err : "out of memory");
                             rc = 2;
                         } else {
                             bench_result r = {.impl = labels[nl], .stats = q35_stats_of(times, cfg.reps),
-                                              .flops = flops, .bytes = bytes, .tokens = (double)B * T,
+                                              .flops = flops, .bytes = bytes + 4.0 * dr_state_elems(&c.p) * ck.n,
+                                              .tokens = (double)B * T,
                                               .other_load = q35_load_end_other_fraction(&lm)};
                             if (have_limits) {
                                 r.peak_gflops = q35_limit_fma_peak(&lim, th);
                                 r.bw_gbs = q35_limit_mem_bw(&lim, "triad", th);
                             }
                             bench_result_add(&rep, &r, ctr, cfg.reps);
-                            if (ib == 0 && !chunk) record_crossover(&xo, im->name, it, ith, r.stats.median);
+                            if (ib == 0 && !chunk && !cv) record_crossover(&xo, im->name, it, ith, r.stats.median);
+                            if (nck && !cv) { /* the line's "without"; each "with" below copies it */
+                                snprintf(lines[nlines].label, sizeof lines[nlines].label, "%s", labels[nl]);
+                                lines[nlines].without = r.stats;
+                                lines[nlines].bytes_without = written;
+                            } else if (nck && nlines < BENCH_MAX_IMPLS) {
+                                ckpt_line *l = &lines[nlines];
+                                if (cv > 1) { /* a second mode: a line of its own with the same "without" */
+                                    *l = lines[nlines - 1];
+                                }
+                                snprintf(l->label, sizeof l->label, "%s", labels[nl]);
+                                l->with = r.stats;
+                                l->bytes_with = written;
+                                nlines++;
+                            }
                         }
                         free(times);
                         nl++;
                     }
                 }
                 bench_row_end(&rep);
+                if (nlines) print_ckpt_summary(lines, nlines, T, B, th, nck);
+                free(ck_at);
+                free(ck_states);
                 ring_free(&ring);
                 dr_case_free(&c);
             }

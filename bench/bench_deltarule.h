@@ -21,7 +21,14 @@ typedef struct {
     const char *machine;      /* the calibrated limits (harness/calibrate.h) */
     const char *crossover;    /* measure auto's crossover for this shape into this file; NULL: not */
     const deltarule_crossover *auto_crossover; /* what `auto` follows while benched (NULL: built-in) */
+    /* Checkpoints (docs/deltarule.md §"Checkpoints"): 0 none; > 0 that many,
+     * evenly spread over T; DR_BENCH_CKPT_EVERY after every token but the
+     * last (a verify window).  With them, each implementation is timed
+     * without and with checkpoints side by side (chunked forms in both
+     * modes). */
+    int checkpoints;
 } dr_bench_config;
+#define DR_BENCH_CKPT_EVERY (-1)
 
 /* The defaults of every field (shape qwen3.5-0.8b, T 1,64,512,2048, B 1,
  * all cores, 10 reps, every implementation, default counters, nothing written). */

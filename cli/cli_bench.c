@@ -29,6 +29,11 @@ static const char usage_deltarule[] =
     "  --counters SPEC       PAPI events or groups default|cache|flops|sde|none (docs/counters.md)\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n"
+    "  --checkpoints every|N also time every implementation with recurrent-state checkpoints, side by side\n"
+    "                        with the same call without them (chunked forms in both modes, split and\n"
+    "                        from-delta): every = after every token but the last (a speculative verify\n"
+    "                        window of T-1 drafts), N = N checkpoints spread evenly over T; prints time per\n"
+    "                        token and state bytes written with and without (docs/deltarule.md)\n"
     "  --crossover F         also measure auto's crossover for this shape and these thread counts from\n"
     "                        recurrent(-pairs) against chunked at the --T given, and put it into F (the\n"
     "                        points of other shapes and thread counts stay); auto reads\n"
@@ -62,8 +67,9 @@ static int bench_deltarule_cmd(int argc, char **argv)
 {
     dr_bench_config c;
     dr_bench_defaults(&c);
-    const char *shape = NULL;
+    const char *shape = NULL, *ckpt = NULL;
     const cli_opt opts[] = {
+        OPT_STR("--checkpoints", &ckpt),
         OPT_FLAG("--cold", &c.cold),       OPT_STR("--impl", &c.impl),         OPT_STR("--counters", &c.counters),
         OPT_STR("--json", &c.json),        OPT_STR("--csv", &c.csv),           OPT_STR("--machine", &c.machine),
         OPT_STR("--crossover", &c.crossover), OPT_STR("--shape", &shape),
@@ -84,6 +90,15 @@ static int bench_deltarule_cmd(int argc, char **argv)
         else {
             fprintf(stderr, "q35lab: --shape expects qwen3.5-0.8b, qwen3.5-35b-a3b or custom:Hk,Hv,Dk,Dv "
                             "(Hv a multiple of Hk), got '%s'\n", shape);
+            return 2;
+        }
+    }
+    if (ckpt) {
+        int n;
+        if (!strcmp(ckpt, "every")) c.checkpoints = DR_BENCH_CKPT_EVERY;
+        else if (cli_int_list(ckpt, &n, 1, 1, 1 << 20) == 1) c.checkpoints = n;
+        else {
+            fprintf(stderr, "q35lab: --checkpoints expects 'every' or a count >= 1, got '%s'\n", ckpt);
             return 2;
         }
     }
