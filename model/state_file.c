@@ -458,7 +458,7 @@ int q35_state_load(const char *path, const q35_model *m, int extra_capacity, q35
     q35_hash128 msum;
     if (meta_hex(&f, META_META_SUM, &msum)) FAIL("no valid \"%s\" in its metadata", META_META_SUM);
     if (!q35_hash128_equal(meta_hash(meta, f.n_meta), msum))
-        FAIL("its metadata does not match their checksum (the header is damaged)");
+        FAIL("its metadata does not match the metadata checksum (the header is damaged)");
     q35_hash128 cfp_file, cfp, mfp_file, mfp, ph_file, dsum;
     if (meta_hex(&f, META_CONFIG_FP, &cfp_file) || meta_hex(&f, META_MODEL_FP, &mfp_file) ||
         meta_hex(&f, META_PREFIX_HASH, &ph_file) || meta_hex(&f, META_DATA_SUM, &dsum) || !st_meta(&f, META_CONFIG))
@@ -534,7 +534,7 @@ int q35_state_load(const char *path, const q35_model *m, int extra_capacity, q35
              data_len > total ? "bytes appended after them" : "damaged");
     if (st_check_no_overlap(&f, path, why, sizeof why)) FAIL("%s", why);
     const XXH128_hash_t h = XXH3_128bits(data, data_len);
-    if (h.high64 != dsum.hi || h.low64 != dsum.lo) FAIL("its data does not match their checksum (the file is damaged)");
+    if (h.high64 != dsum.hi || h.low64 != dsum.lo) FAIL("its data does not match the data checksum (the file is damaged)");
 
     /* the tokens */
     if (!(rows = calloc((size_t)B * (size_t)(maxpos ? maxpos : 1), sizeof *rows))) FAIL("out of memory");
@@ -546,7 +546,7 @@ int q35_state_load(const char *path, const q35_model *m, int extra_capacity, q35
         for (int b = 0; b < B; b++) rp[b] = rows + (size_t)b * (size_t)maxpos;
         const q35_hash128 ph = prefix_hash(B, pos, rp);
         free(rp);
-        if (!q35_hash128_equal(ph, ph_file)) FAIL("its prefix tokens do not match their hash");
+        if (!q35_hash128_equal(ph, ph_file)) FAIL("its prefix tokens do not match the prefix hash");
     }
     for (int b = 0; b < B; b++)
         for (int i = 0; i < pos[b]; i++) {

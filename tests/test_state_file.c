@@ -670,12 +670,12 @@ static void test_refuse_flipped_bytes(void **state)
         write_all(bad, p, n);
         char label[64];
         snprintf(label, sizeof label, "data byte %zu", i - data0);
-        load_refused(bad, &g_a, i < data0 + 8 ? NULL : "does not match their checksum", label);
+        load_refused(bad, &g_a, i < data0 + 8 ? NULL : "does not match the data checksum", label);
         p[i] ^= 0x10;
     }
     p[n - 1] ^= 1;
     write_all(bad, p, n);
-    load_refused(bad, &g_a, "data does not match their checksum", "last data byte");
+    load_refused(bad, &g_a, "data does not match the data checksum", "last data byte");
     free(p);
     unlink(bad);
     unlink(path);
@@ -771,7 +771,7 @@ static void test_refuse_forged_metadata(void **state)
     at[4] = '6';
     write_all(bad, p, n);
     free(p);
-    load_refused(bad, &g_a, "metadata does not match their checksum", "metadata changed");
+    load_refused(bad, &g_a, "metadata does not match the metadata checksum", "metadata changed");
     unlink(bad);
     unlink(path);
     q35_state_free(&s);
