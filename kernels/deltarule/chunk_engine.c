@@ -112,8 +112,14 @@ static void build_A_and_P(dr_chunk_ws *w)
 
 /* What DR_CKPT_DEFAULT means for the chunked forms: the cheaper mode as
  * measured on the qwen3.5-0.8b head shape (Hk = Hv = 16, Dk = Dv = 128),
- * B = 1, 2 threads, results/deltarule_checkpoints.txt (its first line is the
- * command; docs/deltarule.md §"Checkpoints" quotes the table). */
+ * B = 1, 2 threads, by
+ *   q35lab bench deltarule --shape qwen3.5-0.8b --B 1 --threads 2 --T 2,3,5,9 --checkpoints every
+ * (results/deltarule_checkpoints.txt, docs/deltarule.md §"Checkpoints"):
+ * from-delta had the lower minimum in 14 of 16 verify-window cells (T = 9,
+ * chunked: 164 against 181 us per token with split), since split makes a
+ * T-token window T one-token chunks; at T = 64/512 with 4 checkpoints the
+ * two were within that run's noise.  From-delta also leaves out and the
+ * final state bitwise what they are without checkpoints. */
 #define DR_CKPT_CHUNKED_DEFAULT DR_CKPT_FROM_DELTA
 
 /* Checkpoints inside a chunk, rows [0, L-1) (DR_CKPT_FROM_DELTA), from the
