@@ -136,6 +136,7 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     double *step = NULL;
     q35_state s = {0};
     int loaded_pos0 = 0;
+    size_t state_bytes = 0; /* the largest state of the run, checkpoints included */
     if (q35_prompts_parse(a.prompts, m.cfg.vocab_size, &p, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         q35_model_free(&m);
@@ -169,6 +170,7 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
             q35_generate_on(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, max_new, NULL, plain, NULL, &tm, err,
                             sizeof err))
             goto fail;
+        state_bytes = s.bytes;
         q35_state_free(&s);
         free(prefix);
         prefix = NULL;
@@ -180,6 +182,7 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
             q35_generate_speculative(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, max_new, &so, tok, &st, err,
                                      sizeof err))
             goto fail;
+        if (s.bytes + s.ckpt_bytes > state_bytes) state_bytes = s.bytes + s.ckpt_bytes;
     } else {
         memcpy(tok, plain, (size_t)p.n * max_new * sizeof *tok);
     }
@@ -217,8 +220,8 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     }
     if (comm->size == 1)
         printf("peak memory %.1f MiB (weights %.1f MiB, state %.1f MiB)\n", ru.ru_maxrss / 1024.0,
-               m.weight_bytes / 1048576.0, (s.bytes + s.ckpt_bytes) / 1048576.0);
-    else if (print_ranks_memory(comm, &m, ru.ru_maxrss / 1024.0, (s.bytes + s.ckpt_bytes) / 1048576.0))
+               m.weight_bytes / 1048576.0, state_bytes / 1048576.0);
+    else if (print_ranks_memory(comm, &m, ru.ru_maxrss / 1024.0, state_bytes / 1048576.0))
         goto out;
     rc = 0;
     goto out;
