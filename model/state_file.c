@@ -269,7 +269,11 @@ int q35_state_save(const char *path, const q35_model *m, const q35_state *s, con
     const size_t conv = (size_t)s->B * q35_conv_channels(c) * (size_t)(c->linear_conv_kernel_dim - 1);
     const size_t delta = (size_t)s->B * c->linear_num_value_heads * (size_t)c->linear_key_head_dim *
                          (size_t)c->linear_value_head_dim;
-    if (c->n_linear_layers && (s->conv_elems != conv || s->delta_elems != delta)) {
+    int layers_agree = 1;
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        layers_agree &= c->layer_types[l] == Q35_LAYER_LINEAR ? s->conv[l] && s->delta[l] && !s->k_cache[l]
+                                                               : s->k_cache[l] && s->v_cache[l] && !s->conv[l];
+    if (!layers_agree || (c->n_linear_layers && (s->conv_elems != conv || s->delta_elems != delta))) {
         q35_errmsg(err, errlen, "cannot save state to %s: the state was not made for this model's config", path);
         return -1;
     }

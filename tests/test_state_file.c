@@ -851,6 +851,12 @@ static void test_refuse_bad_save(void **state)
     s.pos[0] = LEN0;
     assert_int_equal(q35_state_save(path, &g_odd, &s, rows, err, sizeof err), -1);
     assert_non_null(strstr(err, "not made for this model's config"));
+    /* the same layer count and sizes, other layer types */
+    q35_model swapped = g_a;
+    swapped.cfg.layer_types[2] = Q35_LAYER_FULL;
+    swapped.cfg.layer_types[3] = Q35_LAYER_LINEAR;
+    assert_int_equal(q35_state_save(path, &swapped, &s, rows, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not made for this model's config"));
     char nodir[300];
     snprintf(nodir, sizeof nodir, "%s/absent/s.state", g_dir);
     assert_int_equal(q35_state_save(nodir, &g_a, &s, rows, err, sizeof err), -1);
