@@ -97,6 +97,8 @@ test: $(TEST_BINS) $(BUILD)/q35lab layers $(BUILD)/comm-without-mpi.o
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; ./$$t; done
 	@echo "== tensor parallelism under mpirun (tests/tp_test.sh)"
 	@tests/tp_test.sh $(BUILD)
+	@echo "== speculative decoding and saved prefixes through the CLI (tests/speculative_cli_test.sh)"
+	@tests/speculative_cli_test.sh $(BUILD)
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }
 	@grep -E "^check (deltarule|moe):" $(BUILD)/check-quick.txt
