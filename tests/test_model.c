@@ -1587,8 +1587,6 @@ static void test_ignored_extras(void **state)
     tset_load(&s, TINY_DIR "/model.safetensors");
     const float junk[6] = {1e30f, -1e30f, 3, 4, 5, 6};
     /* names that would shadow real ones if not skipped, and shapes that fit nothing */
-    tset_add(&s, "mtp.fc.weight", ST_F32, 2, (int64_t[]){2, 3}, junk, sizeof junk);
-    tset_add(&s, "mtp.layers.0.input_layernorm.weight", ST_F32, 1, (int64_t[]){6}, junk, sizeof junk);
     tset_add(&s, "model.visual.blocks.0.attn.qkv.weight", ST_F32, 2, (int64_t[]){3, 2}, junk, sizeof junk);
     tset_add(&s, "model.visual.merger.mlp.0.bias", ST_I32, 1, (int64_t[]){6}, junk, sizeof junk);
     char dir[64];
@@ -1596,10 +1594,23 @@ static void test_ignored_extras(void **state)
     q35_weights w;
     char err[512];
     if (q35_weights_open(dir, &w, err, sizeof err)) fail_msg("weights_open: %s", err);
-    assert_int_equal(w.n_ignored_mtp, 2);
     assert_int_equal(w.n_ignored_visual, 2);
+    assert_int_equal(w.n_mtp, 0);
     q35_weights_close(&w);
-    expect_same_model(dir, "mtp.* and model.visual.* extras");
+    expect_same_model(dir, "model.visual.* extras");
+    rm_copy(dir);
+    /* mtp.* is the MTP head (docs/mtp.md), no longer skipped: indexed, and a
+     * partial head with shapes that fit nothing is refused, naming a tensor */
+    tset_add(&s, "mtp.fc.weight", ST_F32, 2, (int64_t[]){2, 3}, junk, sizeof junk);
+    tset_add(&s, "mtp.layers.0.input_layernorm.weight", ST_F32, 1, (int64_t[]){6}, junk, sizeof junk);
+    new_copy(dir, NULL, &s, 1);
+    if (q35_weights_open(dir, &w, err, sizeof err)) fail_msg("weights_open: %s", err);
+    assert_int_equal(w.n_mtp, 2);
+    assert_non_null(q35_weights_find_raw(&w, "mtp.fc.weight"));
+    q35_weights_close(&w);
+    q35_model m;
+    assert_int_equal(q35_model_load(dir, &(q35_load_opts){0}, &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "mtp."));
     rm_copy(dir);
     tset_free(&s);
 }

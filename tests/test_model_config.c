@@ -712,9 +712,10 @@ static void test_weights_single_prefixed(void **state)
     write_st("model.safetensors", t, sizeof t / sizeof t[0]);
     q35_weights w;
     open_ok(&w);
-    assert_int_equal(w.n_entries, 4);
+    assert_int_equal(w.n_entries, 5); /* mtp.* is the MTP head, indexed (docs/mtp.md) */
     assert_int_equal(w.n_ignored_visual, 2);
-    assert_int_equal(w.n_ignored_mtp, 1);
+    assert_int_equal(w.n_mtp, 1);
+    assert_non_null(q35_weights_find_raw(&w, "mtp.fc.weight"));
 
     const st_tensor *e = q35_weights_find(&w, "embed_tokens.weight");
     assert_non_null(e);
@@ -723,7 +724,7 @@ static void test_weights_single_prefixed(void **state)
     assert_non_null(q35_weights_find(&w, "layers.0.linear_attn.in_proj_qkv.weight"));
     assert_non_null(q35_weights_find(&w, "lm_head.weight"));
     assert_null(q35_weights_find(&w, "layers.1.linear_attn.in_proj_qkv.weight"));
-    assert_null(q35_weights_find_raw(&w, "mtp.fc.weight"));
+    assert_non_null(q35_weights_find_raw(&w, "mtp.fc.weight")); /* the MTP head: indexed */
     assert_null(q35_weights_find_raw(&w, "model.visual.merger.mlp.0.weight"));
 
     /* expect: ok, any-dimension wildcard, missing, shape mismatch */
@@ -802,9 +803,10 @@ static void test_weights_sharded(void **state)
     open_ok(&w);
     assert_true(w.sharded);
     assert_int_equal(w.n_shards, 2); /* each shard opened once */
-    assert_int_equal(w.n_entries, 4);
+    assert_int_equal(w.n_entries, 5); /* mtp.* is the MTP head, indexed (docs/mtp.md) */
     assert_int_equal(w.n_ignored_visual, 1);
-    assert_int_equal(w.n_ignored_mtp, 1);
+    assert_int_equal(w.n_mtp, 1);
+    assert_non_null(q35_weights_find_raw(&w, "mtp.layers.0.mlp.up_proj.weight"));
     assert_non_null(q35_weights_find(&w, "embed_tokens.weight"));
     assert_non_null(q35_weights_find(&w, "layers.0.linear_attn.in_proj_qkv.weight"));
     assert_non_null(q35_weights_find(&w, "norm.weight"));
