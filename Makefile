@@ -146,7 +146,7 @@ plots:
 # validate runs against goldens.  The thread-pool variables are set because
 # q35lab otherwise re-executes itself through /proc/self/exe to set them,
 # which valgrind cannot follow.
-MEMCHECK_SUITES := test_safetensors test_safetensors_stream test_model_config test_bad_inputs test_cli_errors
+MEMCHECK_SUITES := test_safetensors test_safetensors_stream test_model_config test_bad_inputs test_cli_errors test_state_file
 VALGRIND := valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
             --show-leak-kinds=definite,indirect --trace-children=yes --log-file=$(BUILD)/memcheck/%p.log
 memcheck: $(MEMCHECK_SUITES:%=$(BUILD)/tests/%) $(BUILD)/q35lab

@@ -23,7 +23,8 @@ mkdir -p $out/findings $out/logs
 # Seeds: the committed files each reader is meant for (small ones whole,
 # large ones cut to -max_len by libFuzzer), plus tiny golden files written
 # by q35lab itself, whose inputs libFuzzer mutates fastest.
-rm -rf $seeds && mkdir -p $seeds/st $seeds/config $seeds/golden_dr $seeds/golden_moe $seeds/golden_model $seeds/results
+rm -rf $seeds && mkdir -p $seeds/st $seeds/config $seeds/golden_dr $seeds/golden_moe $seeds/golden_model $seeds/results \
+    $seeds/state
 make -s build/q35lab >/dev/null
 build/q35lab golden deltarule --out $seeds/golden_dr/tiny_dr.safetensors --B 2 --T 3 --Hk 1 --Hv 2 --Dk 4 --Dv 4 \
     --initial-state --seq-len >/dev/null
@@ -34,6 +35,11 @@ cp tests/data/model/*.golden.safetensors ../shared/golden-samples/model/*.golden
 cp $seeds/golden_dr/* $seeds/golden_moe/* ../shared/golden-samples/deltarule_grad/*.safetensors $seeds/st/
 for d in tests/data/model/*/ ../shared/golden-samples/model/*/; do cp "$d/config.json" "$seeds/config/$(basename "$d").json"; done
 cp results/*.json tests/fuzz/seeds/results_json/* $seeds/results/ 2>/dev/null || true
+# saved states of the checkpoint fuzz_state_file reads them for: one sequence, and a padded batch
+build/q35lab generate --model tests/data/model/hf-tiny-dense-bf16 --prompt-ids 1,2,3 --max-new 0 \
+    --save-state $seeds/state/one.safetensors >/dev/null 2>&1
+build/q35lab generate --model tests/data/model/hf-tiny-dense-bf16 --prompt-ids "4,5,6,7;8" --max-new 0 \
+    --save-state $seeds/state/two.safetensors >/dev/null 2>&1
 
 seed_dirs() {
     case $1 in
@@ -44,6 +50,7 @@ seed_dirs() {
     fuzz_golden_moe) echo "$seeds/golden_moe" ;;
     fuzz_golden_model) echo "$seeds/golden_model" ;;
     fuzz_results_json) echo "$seeds/results" ;;
+    fuzz_state_file) echo "$seeds/state" ;;
     *) echo "" ;;
     esac
 }
