@@ -2,6 +2,8 @@
  * (ref/model_ref.h).  Equation numbers: docs/model.md. */
 #include "ref/model_ref.h"
 
+#include "ref/ref_layers.h"
+
 #include "common/errmsg.h"
 
 #include <math.h>
@@ -10,28 +12,7 @@
 
 /* ---- small pieces ------------------------------------------------------ */
 
-static double sigmoid(double z) { return 1.0 / (1.0 + exp(-z)); }
-static double silu(double z) { return z / (1.0 + exp(-z)); }
 static double softplus(double z) { return z > 20.0 ? z : log1p(exp(z)); } /* torch's threshold */
-
-/* y[n] = sum_k W[n, k] x[k] for n < N (eq. 1), W stored [N, K]. */
-static void matvec(const void *W, q35_wtype wt, int N, int K, const double *x, double *y)
-{
-    for (int n = 0; n < N; n++) {
-        double acc = 0;
-        for (int k = 0; k < K; k++) acc += q35_w_at(W, wt, (size_t)n * K + k) * x[k];
-        y[n] = acc;
-    }
-}
-
-/* eq. 2: zero-centred RMSNorm, y = x / sqrt(mean(x^2) + eps) * (1 + w). */
-static void rmsnorm_c(const double *x, const float *w, int n, double eps, double *y)
-{
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    const double r = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) y[i] = x[i] * r * (1.0 + w[i]);
-}
 
 /* docs/deltarule.md eq. 1: x / sqrt(sum x^2 + 1e-6). */
 static void l2norm(double *x, int n)
@@ -40,17 +21,6 @@ static void l2norm(double *x, int n)
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
     const double r = 1.0 / sqrt(ss + 1e-6);
     for (int i = 0; i < n; i++) x[i] *= r;
-}
-
-/* eq. 8: rotate-half on the first rd dims. */
-static void rope(double *x, int rd, int pos, double theta)
-{
-    for (int i = 0; i < rd / 2; i++) {
-        const double a = pos * pow(theta, -2.0 * i / rd), c = cos(a), s = sin(a);
-        const double x1 = x[i], x2 = x[i + rd / 2];
-        x[i] = x1 * c - x2 * s;
-        x[i + rd / 2] = x2 * c + x1 * s;
-    }
 }
 
 /* ---- state ------------------------------------------------------------- */
@@ -130,10 +100,10 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
     const int Dk = c->linear_key_head_dim, Dv = c->linear_value_head_dim, K = c->linear_conv_kernel_dim;
     const int kd = Hk * Dk, vd = Hv * Dv, C = 2 * kd + vd;
     double *qkv = w, *y = qkv + C, *z = y + C, *bb = z + vd, *aa = bb + Hv, *o = aa + Hv;
-    matvec(L->in_proj_qkv, wt, C, H, xn, qkv);
-    matvec(L->in_proj_z, wt, vd, H, xn, z);
-    matvec(L->in_proj_b, wt, Hv, H, xn, bb);
-    matvec(L->in_proj_a, wt, Hv, H, xn, aa);
+    q35_ref_matvec(L->in_proj_qkv, wt, C, H, xn, qkv);
+    q35_ref_matvec(L->in_proj_z, wt, vd, H, xn, z);
+    q35_ref_matvec(L->in_proj_b, wt, Hv, H, xn, bb);
+    q35_ref_matvec(L->in_proj_a, wt, Hv, H, xn, aa);
 
     /* eq. 4: causal depthwise conv over [K-1 previous inputs, this one], then SiLU */
     double *st = r->conv[l];
@@ -141,7 +111,7 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
         double acc = 0;
         for (int j = 0; j < K - 1; j++) acc += L->conv_w[(size_t)ch * K + j] * st[(size_t)ch * (K - 1) + j];
         acc += L->conv_w[(size_t)ch * K + K - 1] * qkv[ch];
-        y[ch] = silu(acc);
+        y[ch] = q35_ref_silu(acc);
         for (int j = 0; j + 1 < K - 1; j++) st[(size_t)ch * (K - 1) + j] = st[(size_t)ch * (K - 1) + j + 1];
         if (K > 1) st[(size_t)ch * (K - 1) + K - 2] = qkv[ch];
     }
@@ -155,7 +125,7 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
     for (int h = 0; h < Hv; h++) {
         const double *qh = q + (size_t)(h / (Hv / Hk)) * Dk, *kh = k + (size_t)(h / (Hv / Hk)) * Dk;
         const double *vh = v + (size_t)h * Dv;
-        const double beta = sigmoid(bb[h]);
+        const double beta = q35_ref_sigmoid(bb[h]);
         const double g = -exp((double)L->A_log[h]) * softplus(aa[h] + L->dt_bias[h]);
         double *S = r->S[l] + (size_t)h * Dk * Dv, *oh = o + (size_t)h * Dv;
         for (int i = 0; i < Dk * Dv; i++) S[i] *= exp(g);
@@ -174,7 +144,7 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
         }
         /* eq. 3: the gated norm (not zero-centred) */
         const double rn = 1.0 / sqrt(ss / Dv + c->rms_norm_eps);
-        for (int j = 0; j < Dv; j++) oh[j] = oh[j] * rn * L->gnorm[j] * silu(z[(size_t)h * Dv + j]);
+        for (int j = 0; j < Dv; j++) oh[j] = oh[j] * rn * L->gnorm[j] * q35_ref_silu(z[(size_t)h * Dv + j]);
     }
     for (int n = 0; n < H; n++) {
         double acc = 0;
@@ -184,116 +154,6 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
 }
 
 /* §3, eqs. 8-10: gated causal GQA attention over the cache. */
-static void attention(q35_model_ref *r, int l, const double *xn, double *x, double *w)
-{
-    const q35_config *c = &r->m->cfg;
-    const q35_layer *L = &r->m->layers[l];
-    const q35_wtype wt = r->m->wt;
-    const int H = c->hidden_size, nh = c->num_attention_heads, nkv = c->num_key_value_heads, hd = c->head_dim;
-    const int pos = r->pos, cap = r->capacity;
-    double *qg = w, *kk = qg + 2 * nh * hd, *vv = kk + nkv * hd, *q = vv + nkv * hd, *o = q + nh * hd;
-    double *p = o + nh * hd;
-    matvec(L->q_proj, wt, 2 * nh * hd, H, xn, qg);
-    matvec(L->k_proj, wt, nkv * hd, H, xn, kk);
-    matvec(L->v_proj, wt, nkv * hd, H, xn, vv);
-    for (int j = 0; j < nkv; j++) {
-        double *kc = r->kc[l] + ((size_t)j * cap + pos) * hd, *vc = r->vc[l] + ((size_t)j * cap + pos) * hd;
-        rmsnorm_c(kk + (size_t)j * hd, L->k_norm, hd, c->rms_norm_eps, kc);
-        rope(kc, c->rotary_dim, pos, c->rope_theta);
-        memcpy(vc, vv + (size_t)j * hd, (size_t)hd * sizeof *vc);
-    }
-    for (int h = 0; h < nh; h++) {
-        const int j = h / (nh / nkv);
-        double *qh = q + (size_t)h * hd, *oh = o + (size_t)h * hd;
-        rmsnorm_c(qg + (size_t)h * 2 * hd, L->q_norm, hd, c->rms_norm_eps, qh);
-        rope(qh, c->rotary_dim, pos, c->rope_theta);
-        double mx = -INFINITY, sum = 0;
-        for (int t = 0; t <= pos; t++) {
-            const double *kt = r->kc[l] + ((size_t)j * cap + t) * hd;
-            double s = 0;
-            for (int d = 0; d < hd; d++) s += qh[d] * kt[d];
-            p[t] = s / sqrt((double)hd);
-            mx = fmax(mx, p[t]);
-        }
-        for (int t = 0; t <= pos; t++) sum += (p[t] = exp(p[t] - mx));
-        for (int d = 0; d < hd; d++) {
-            double acc = 0;
-            for (int t = 0; t <= pos; t++) acc += p[t] * r->vc[l][((size_t)j * cap + t) * hd + d];
-            /* eq. 10: output gate, the hd rows after this head's query rows */
-            oh[d] = acc / sum * sigmoid(qg[(size_t)h * 2 * hd + hd + d]);
-        }
-    }
-    for (int n = 0; n < H; n++) {
-        double acc = 0;
-        for (int i = 0; i < nh * hd; i++) acc += q35_w_at(L->o_proj, wt, (size_t)n * nh * hd + i) * o[i];
-        x[n] += acc;
-    }
-}
-
-/* x += scale * down(silu(gate xn) * up xn) for one SwiGLU MLP (§4). */
-static void swiglu(const void *Wg, const void *Wu, const void *Wd, q35_wtype wt, int H, int I, size_t ld_gu,
-                   const double *xn, double scale, double *mid, double *x)
-{
-    for (int i = 0; i < I; i++) {
-        double g = 0, u = 0;
-        for (int k = 0; k < H; k++) {
-            g += q35_w_at(Wg, wt, (size_t)i * ld_gu + k) * xn[k];
-            u += q35_w_at(Wu, wt, (size_t)i * ld_gu + k) * xn[k];
-        }
-        mid[i] = silu(g) * u;
-    }
-    for (int n = 0; n < H; n++) {
-        double acc = 0;
-        for (int i = 0; i < I; i++) acc += q35_w_at(Wd, wt, (size_t)n * I + i) * mid[i];
-        x[n] += scale * acc;
-    }
-}
-
-/* §4: dense SwiGLU, or softmax router, top-k (ties to the lower index), experts, shared expert. */
-static void mlp(q35_model_ref *r, int l, const double *xn, double *x, double *w)
-{
-    const q35_config *c = &r->m->cfg;
-    const q35_layer *L = &r->m->layers[l];
-    const q35_wtype wt = r->m->wt;
-    const int H = c->hidden_size;
-    if (!c->is_moe) {
-        swiglu(L->gate_proj, L->up_proj, L->down_proj, wt, H, c->intermediate_size, (size_t)H, xn, 1.0, w, x);
-        return;
-    }
-    const int E = c->num_experts, k = c->num_experts_per_tok, I = c->moe_intermediate_size;
-    double *prob = w, *mid = prob + E;
-    matvec(L->router, wt, E, H, xn, prob);
-    double mx = -INFINITY, sum = 0;
-    for (int e = 0; e < E; e++) mx = fmax(mx, prob[e]);
-    for (int e = 0; e < E; e++) sum += (prob[e] = exp(prob[e] - mx));
-    for (int e = 0; e < E; e++) prob[e] /= sum;
-    int sel[512];
-    double wsum = 0;
-    for (int i = 0; i < k; i++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int used = 0;
-            for (int j = 0; j < i; j++) used |= sel[j] == e;
-            if (!used && (best < 0 || prob[e] > prob[best])) best = e;
-        }
-        sel[i] = best;
-        wsum += prob[best];
-    }
-    const size_t esz = q35_wtype_size(wt);
-    for (int i = 0; i < k; i++) {
-        const char *gu = (const char *)L->experts_gate_up + (size_t)sel[i] * 2 * I * H * esz;
-        const char *dn = (const char *)L->experts_down + (size_t)sel[i] * H * I * esz;
-        const double wgt = c->norm_topk_prob ? prob[sel[i]] / wsum : prob[sel[i]];
-        swiglu(gu, gu + (size_t)I * H * esz, dn, wt, H, I, (size_t)H, xn, wgt, mid, x);
-    }
-    if (c->shared_expert_intermediate_size > 0) {
-        double sg = 0;
-        for (int h = 0; h < H; h++) sg += q35_w_at(L->shared_expert_gate, wt, h) * xn[h];
-        swiglu(L->shared_gate, L->shared_up, L->shared_down, wt, H, c->shared_expert_intermediate_size, (size_t)H,
-               xn, sigmoid(sg), mid, x);
-    }
-}
-
 /* ---- the decoder, §1 ------------------------------------------------------ */
 
 int q35_model_ref_step(q35_model_ref *r, int32_t token, float *logits, char *err, size_t errlen)
@@ -316,13 +176,13 @@ int q35_model_ref_step(q35_model_ref *r, int32_t token, float *logits, char *err
     double *x = r->work, *xn = x + H, *w = xn + H;
     for (int h = 0; h < H; h++) x[h] = q35_w_at(m->embed, m->wt, (size_t)token * H + h);
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        rmsnorm_c(x, m->layers[l].input_norm, H, c->rms_norm_eps, xn);
+        q35_ref_rmsnorm_c(x, m->layers[l].input_norm, H, c->rms_norm_eps, xn);
         if (c->layer_types[l] == Q35_LAYER_LINEAR) deltanet(r, l, xn, x, w);
-        else attention(r, l, xn, x, w);
-        rmsnorm_c(x, m->layers[l].post_norm, H, c->rms_norm_eps, xn);
-        mlp(r, l, xn, x, w);
+        else q35_ref_attention(&m->cfg, &m->layers[l], m->wt, r->kc[l], r->vc[l], r->capacity, r->pos, xn, x, w);
+        q35_ref_rmsnorm_c(x, m->layers[l].post_norm, H, c->rms_norm_eps, xn);
+        q35_ref_mlp(&m->cfg, &m->layers[l], m->wt, xn, x, w);
     }
-    rmsnorm_c(x, m->final_norm, H, c->rms_norm_eps, xn);
+    q35_ref_rmsnorm_c(x, m->final_norm, H, c->rms_norm_eps, xn);
     for (int v = 0; v < V; v++) {
         double acc = 0;
         for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, m->wt, (size_t)v * H + h) * xn[h];
