@@ -8,6 +8,7 @@
 #include "model/state_file.h"
 #include "cli/cli_model_args.h"
 #include "cli/commands.h"
+#include "common/clock.h"
 
 #include <gsl/gsl_sort.h>
 #include <gsl/gsl_statistics_double.h>
@@ -53,11 +54,13 @@ static int print_ranks_memory(const q35_comm *comm, const q35_model *m, double p
 
 /* A state for the run: a saved prefix read back, or empty sequences. */
 static int open_state(const q35_model *m, const char *load, int B, int room, q35_state *s, int32_t **prefix,
-                      int *pos0, char *err, size_t errlen)
+                      int *pos0, double *load_s, char *err, size_t errlen)
 {
     *prefix = NULL;
     if (!load) return q35_state_init(s, &m->local, B, room, err, errlen);
+    const double t0 = q35_now();
     if (q35_state_load(load, m, room, s, prefix, err, errlen)) return -1;
+    *load_s = q35_now() - t0;
     *pos0 = s->pos[0];
     if (s->B != B) {
         snprintf(err, errlen, "%s holds %d sequence%s but --prompt-ids gives %d suffix%s", load, s->B,
@@ -136,6 +139,7 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     double *step = NULL;
     q35_state s = {0};
     int loaded_pos0 = 0;
+    double load_s = 0;   /* reading the state file (the last time it was read) */
     size_t state_bytes = 0; /* the largest state of the run, checkpoints included */
     if (q35_prompts_parse(a.prompts, m.cfg.vocab_size, &p, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
@@ -153,20 +157,22 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     if (!tok || !plain || !step) { fprintf(stderr, "error: out of memory\n"); goto out; }
 
     if (save) {
-        if (open_state(&m, NULL, p.n, room, &s, &prefix, &loaded_pos0, err, sizeof err) ||
+        if (open_state(&m, NULL, p.n, room, &s, &prefix, &loaded_pos0, &load_s, err, sizeof err) ||
             q35_generate_on(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, 0, NULL, NULL, NULL, &tm, err,
-                            sizeof err) ||
-            q35_state_save(save, &m, &s, (const int32_t *const *)p.prompt, err, sizeof err))
+                            sizeof err))
             goto fail;
-        printf("saved the state after %ld prompt tokens (batch %d) to %s; prefill %.2f ms\n", tm.prompt_tokens, p.n,
-               save, 1e3 * tm.prefill_s);
+        const double t0 = q35_now();
+        if (q35_state_save(save, &m, &s, (const int32_t *const *)p.prompt, err, sizeof err)) goto fail;
+        const double save_s = q35_now() - t0;
+        printf("saved the state after %ld prompt tokens (batch %d) to %s; prefill %.2f ms, saving %.2f ms\n",
+               tm.prompt_tokens, p.n, save, 1e3 * tm.prefill_s, 1e3 * save_s);
         rc = 0;
         goto out;
     }
     /* plain greedy: the run itself, or the baseline and the oracle's tokens */
     const int run_plain = !spec || baseline || so.source == Q35_DRAFT_ORACLE;
     if (run_plain) {
-        if (open_state(&m, load, p.n, room, &s, &prefix, &loaded_pos0, err, sizeof err) ||
+        if (open_state(&m, load, p.n, room, &s, &prefix, &loaded_pos0, &load_s, err, sizeof err) ||
             q35_generate_on(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, max_new, NULL, plain, NULL, &tm, err,
                             sizeof err))
             goto fail;
@@ -178,7 +184,7 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     q35_spec_stats st;
     if (spec) {
         so.oracle = plain;
-        if (open_state(&m, load, p.n, room, &s, &prefix, &loaded_pos0, err, sizeof err) ||
+        if (open_state(&m, load, p.n, room, &s, &prefix, &loaded_pos0, &load_s, err, sizeof err) ||
             q35_generate_speculative(&m, &im, &s, (const int32_t *const *)p.prompt, p.len, max_new, &so, tok, &st, err,
                                      sizeof err))
             goto fail;
@@ -192,7 +198,9 @@ int cmd_generate(int argc, char **argv, const q35_comm *comm)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("impl: %s\n", impl);
-    if (load) printf("continued from %s (a prefix of %d tokens in sequence 0)\n", load, loaded_pos0);
+    if (load)
+        printf("continued from %s (a prefix of %d tokens in sequence 0), read and checked in %.2f ms\n", load,
+               loaded_pos0, 1e3 * load_s);
     if (run_plain) {
         printf("%sTTFT %.2f ms (prefill of %ld prompt tokens: %.1f tokens/s)\n", spec ? "plain greedy: " : "",
                1e3 * tm.prefill_s, tm.prompt_tokens, tm.prompt_tokens / tm.prefill_s);
