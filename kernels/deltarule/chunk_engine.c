@@ -110,17 +110,22 @@ static void build_A_and_P(dr_chunk_ws *w)
     }
 }
 
-/* What DR_CKPT_DEFAULT means for the chunked forms: the cheaper mode as
- * measured on the qwen3.5-0.8b head shape (Hk = Hv = 16, Dk = Dv = 128),
- * B = 1, 2 threads, by
- *   q35lab bench deltarule --shape qwen3.5-0.8b --B 1 --threads 2 --T 2,3,5,9 --checkpoints every
- * (results/deltarule_checkpoints.txt, docs/deltarule.md §"Checkpoints"):
- * from-delta had the lower minimum in 14 of 16 verify-window cells (T = 9,
- * chunked: 164 against 181 us per token with split), since split makes a
- * T-token window T one-token chunks; at T = 64/512 with 4 checkpoints the
- * two were within that run's noise.  From-delta also leaves out and the
- * final state bitwise what they are without checkpoints. */
-#define DR_CKPT_CHUNKED_DEFAULT DR_CKPT_FROM_DELTA
+/* What DR_CKPT_DEFAULT means for the chunked forms: the cheaper mode for
+ * the problem's density of checkpoints, as measured on the qwen3.5-0.8b head
+ * shape (Hk = Hv = 16, Dk = Dv = 128), B = 1, 2 threads, on a quiet machine
+ * (results/deltarule_checkpoints.txt, its first lines the commands;
+ * docs/deltarule.md "Checkpoints").  Chunked, us per token, median:
+ *   T = 3, 5, 9 with a checkpoint after every token but the last: from-delta
+ *   77.6, 72.0, 75.2 against split 83.0, 76.0, 77.6 (T = 2: 76.8 and 75.7,
+ *   within noise), since split makes a T-token window T one-token chunks;
+ *   T = 64 and 512 with 4 checkpoints: split 19.6 and 18.8 against
+ *   from-delta 24.1 and 19.9 (without checkpoints 18.8 and 18.6): a few
+ *   extra chunk ends cost less than the rank-i updates inside long chunks.
+ * So: split when checkpoints are 16 or more tokens apart on average. */
+static int ckpt_split_by_default(const deltarule_problem *p)
+{
+    return p->n_checkpoints > 0 && p->T >= 16 * p->n_checkpoints;
+}
 
 /* Checkpoints inside a chunk, rows [0, L-1) (DR_CKPT_FROM_DELTA), from the
  * chunk's start state w->S and its solved rows Delta = w->R: eq. (9)
@@ -220,7 +225,7 @@ static long long run_head(dr_chunk_ws *w, const deltarule_problem *p, const delt
     else memset(w->S, 0, sizeof(float) * Dk * Dv);
     const int ldo = Hv * Dv;
     float *out0 = p->out + ((size_t)b * T * Hv + h) * Dv;
-    const int split = (o->checkpoint_mode ? o->checkpoint_mode : DR_CKPT_CHUNKED_DEFAULT) == DR_CKPT_SPLIT;
+    const int split = o->checkpoint_mode ? o->checkpoint_mode == DR_CKPT_SPLIT : ckpt_split_by_default(p);
     int ck = 0; /* the next checkpoint to write */
     long long chunks = 0;
     for (int t0 = 0; t0 < len; t0 += w->L, chunks++) {

@@ -48,7 +48,7 @@ typedef enum {
 /* How the chunked forms write checkpoints (docs/deltarule.md §"Checkpoints").
  * The recurrent forms have one way only: they store the state as it passes. */
 typedef enum {
-    DR_CKPT_DEFAULT = 0,  /* the cheaper of the two as measured: DR_CKPT_FROM_DELTA (deltarule_table.c) */
+    DR_CKPT_DEFAULT = 0,  /* the cheaper of the two as measured, by density: split when T >= 16 n (chunk_engine.c) */
     DR_CKPT_SPLIT,        /* chunks end at every checkpoint: each is a chunk-boundary state */
     DR_CKPT_FROM_DELTA    /* chunks as usual; a state inside a chunk is rebuilt from the chunk's
                              start state and its solved Delta rows, eq. (9) truncated (eq. 9c) */
