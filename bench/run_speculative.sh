@@ -83,19 +83,5 @@ for L in 512 4096; do
 done
 fi
 
-# the plot: measured speed-up and tokens per verify step against the ideal (1 - P^(N+1)) / (1 - P)
-if command -v gnuplot > /dev/null; then
-    gnuplot <<EOF
-set terminal pngcairo size 900,560 noenhanced
-set output 'results/speculative_oracle.png'
-set datafile separator ','
-set title 'Speculative decoding, oracle drafts: Qwen3.5-0.8B shape, BF16, $THREADS threads (results/speculative_oracle.csv)'
-set xlabel 'acceptance rate P'
-set ylabel 'decode speed-up over plain greedy'
-set key top left
-set grid
-ideal(P, N) = P < 1 ? (1 - P**(N + 1)) / (1 - P) : N + 1
-plot for [N=1:4] '$csv' using (\$2 == N ? \$1 : 1/0):3 with linespoints pt 7 title sprintf('measured, N = %d', N), \
-     for [N=1:4] [0:1] ideal(x, N) with lines dt 2 title sprintf('ideal (1-P^{%d})/(1-P)', N + 1)
-EOF
-fi
+# the plot: measured speed-up against the ideal (1 - P^(N+1)) / (1 - P)
+if command -v gnuplot > /dev/null; then gnuplot bench/speculative.gp; fi
