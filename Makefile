@@ -138,6 +138,7 @@ run: $(BUILD)/q35lab
 plots:
 	@command -v gnuplot >/dev/null || { echo "gnuplot is missing: apt-get install -y gnuplot-nox"; exit 1; }
 	gnuplot bench/plots.gp
+	gnuplot bench/speculative.gp
 	@ls -1 results/*.png
 
 # The readers and the model loading under valgrind memcheck: no error and no
