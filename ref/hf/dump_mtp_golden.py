@@ -47,6 +47,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 
 import torch  # noqa: E402
 from safetensors import safe_open  # noqa: E402
@@ -60,35 +61,12 @@ SEED = 35301
 PROMPT_SEED = 35300
 PROMPT_LEN = 12
 
-ROPE = {
-    "rope_type": "default",
-    "rope_theta": 10000000.0,
-    "partial_rotary_factor": 0.25,
-    "mrope_section": [3, 3, 2],
-    "mrope_interleaved": True,
-}
+# The tiny shape of dump_model_goldens.py (same rope layout as the released configs), with a
+# dense MLP and an untied head; imported rather than restated so the two stay one shape.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dump_model_goldens import ROPE, TEXT_COMMON  # noqa: E402
 
-TEXT = dict(
-    vocab_size=256,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    layer_types=["linear_attention", "linear_attention", "linear_attention", "full_attention"],
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    hidden_act="silu",
-    rms_norm_eps=1e-6,
-    max_position_embeddings=4096,
-    linear_conv_kernel_dim=4,
-    linear_key_head_dim=32,
-    linear_value_head_dim=32,
-    linear_num_key_heads=2,
-    linear_num_value_heads=4,
-    rope_parameters=ROPE,
-    eos_token_id=255,
-    tie_word_embeddings=False,
-)
+TEXT = dict(TEXT_COMMON, intermediate_size=128, tie_word_embeddings=False)
 
 
 def normal(gen, shape, std):
