@@ -33,23 +33,23 @@ int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, c
     return q35_fwd_linear(f, M, N, K, a, w, y, 0) || q35_fwd_add_reduced(f, y, (size_t)M * N, x) ? -1 : 0;
 }
 
-static int check_call(const q35_model *m, const q35_state *s, int T, const int32_t *tokens, const int32_t *seq_len,
-                      char *err, size_t errlen)
+int q35_fwd_check_tokens(const char *who, const q35_model *m, const q35_state *s, int T, const int32_t *tokens,
+                         const int32_t *seq_len, char *err, size_t errlen)
 {
-    if (T < 1) { q35_errmsg(err, errlen, "forward: T=%d must be positive", T); return -1; }
+    if (T < 1) { q35_errmsg(err, errlen, "%s: T=%d must be positive", who, T); return -1; }
     for (int b = 0; b < s->B; b++) {
         const int n = seq_len ? seq_len[b] : T;
-        if (n < 0 || n > T) { q35_errmsg(err, errlen, "forward: seq_len[%d]=%d outside [0, %d]", b, n, T); return -1; }
+        if (n < 0 || n > T) { q35_errmsg(err, errlen, "%s: seq_len[%d]=%d outside [0, %d]", who, b, n, T); return -1; }
         if ((long long)s->pos[b] + n > s->capacity) {
-            q35_errmsg(err, errlen, "forward: sequence %d would reach position %lld, beyond the state's capacity %d",
-                     b, (long long)s->pos[b] + n, s->capacity);
+            q35_errmsg(err, errlen, "%s: sequence %d would reach position %lld, beyond the state's capacity %d",
+                       who, b, (long long)s->pos[b] + n, s->capacity);
             return -1;
         }
         for (int t = 0; t < n; t++) {
             const int32_t id = tokens[(size_t)b * T + t];
             if (id < 0 || id >= m->cfg.vocab_size) {
-                q35_errmsg(err, errlen, "forward: token id %d (sequence %d, position %d) outside [0, vocab_size=%d)",
-                         (int)id, b, t, m->cfg.vocab_size);
+                q35_errmsg(err, errlen, "%s: token id %d (sequence %d, position %d) outside [0, vocab_size=%d)",
+                           who, (int)id, b, t, m->cfg.vocab_size);
                 return -1;
             }
         }
@@ -70,7 +70,7 @@ int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T
     const q35_config *c = &m->cfg;
     const int B = s->B, BT = B * T, H = c->hidden_size, V = m->sh.vocab_n; /* logits: this rank's vocabulary slice */
     const int all_logits = o->all_logits;
-    if (check_call(m, s, T, tokens, seq_len, err, errlen)) return -1;
+    if (q35_fwd_check_tokens("forward", m, s, T, tokens, seq_len, err, errlen)) return -1;
     if (o->checkpoints < 0 || o->checkpoints > T || o->checkpoints > s->ckpt_cap) {
         q35_errmsg(err, errlen, "forward: %d checkpoints asked for a call of %d tokens (the state keeps at most %d)",
                    o->checkpoints, T, s->ckpt_cap);

@@ -20,6 +20,12 @@ typedef struct {
     size_t errlen;
 } q35_fwd;
 
+/* A call's T, seq_len (NULL: all T), positions against the state's capacity
+ * and token ids, for q35_forward and the MTP head (who names the caller in
+ * the message).  0, or -1 with a one-line message. */
+int q35_fwd_check_tokens(const char *who, const q35_model *m, const q35_state *s, int T, const int32_t *tokens,
+                         const int32_t *seq_len, char *err, size_t errlen);
+
 /* y[M, N] (+)= x[M, K] W[N, K]^T through the chosen linear implementation. */
 int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, float *y, int accumulate);
 /* x[M, N] += sum over the ranks of a[M, K] W[N, K]^T, W this rank's columns

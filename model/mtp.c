@@ -38,26 +38,8 @@ static int check_call(const q35_model *m, const q35_state *ms, int T, const int3
         q35_errmsg(err, errlen, "mtp: the state is not an MTP state (q35_mtp_state_init)");
         return -1;
     }
-    if (T < 1) { q35_errmsg(err, errlen, "mtp: T=%d must be positive", T); return -1; }
     if (!tokens || !hidden) { q35_errmsg(err, errlen, "mtp: tokens and hidden [B, T, H] are required"); return -1; }
-    for (int b = 0; b < ms->B; b++) {
-        const int n = seq_len ? seq_len[b] : T;
-        if (n < 0 || n > T) { q35_errmsg(err, errlen, "mtp: seq_len[%d]=%d outside [0, %d]", b, n, T); return -1; }
-        if ((long long)ms->pos[b] + n > ms->capacity) {
-            q35_errmsg(err, errlen, "mtp: sequence %d would reach position %lld, beyond the MTP state's capacity %d", b,
-                       (long long)ms->pos[b] + n, ms->capacity);
-            return -1;
-        }
-        for (int t = 0; t < n; t++) {
-            const int32_t id = tokens[(size_t)b * T + t];
-            if (id < 0 || id >= m->cfg.vocab_size) {
-                q35_errmsg(err, errlen, "mtp: token id %d (sequence %d, position %d) outside [0, vocab_size=%d)",
-                           (int)id, b, t, m->cfg.vocab_size);
-                return -1;
-            }
-        }
-    }
-    return 0;
+    return q35_fwd_check_tokens("mtp", m, ms, T, tokens, seq_len, err, errlen);
 }
 
 int q35_mtp_forward(const q35_model *m, q35_state *ms, const q35_impls *im, int T, const int32_t *tokens,
