@@ -1,0 +1,384 @@
+/* chunked backward: the gradient of the gated delta rule in the chunkwise WY
+ * form (docs/deltarule-backward-chunked.md, "eq. (Bn)" below; the forward's
+ * equations are docs/deltarule.md (4)-(10)).
+ *
+ * Per (sequence, key head), its value heads one after the other (their dq, dk
+ * add up in place, eq. B14), and per value head:
+ *   1. a forward pass over the chunks that keeps only the state entering each
+ *      chunk, S0 (the last chunk is skipped: nothing reads its end state), B1;
+ *   2. the chunks from the last to the first: the chunk's intra-chunk
+ *      quantities recomputed (K, Q, gamma, A, Delta; eqs. (4)-(8)) from its
+ *      stored S0, then the gradient of O (eq. 8) and of its end state (eq. 9)
+ *      pushed back to the chunk's inputs and to dS0, which becomes the
+ *      previous chunk's end-state gradient, B2-B13.
+ * After the value heads of a key head, the l2norm Jacobian turns the
+ * gradients of the normalized q, k into those of the raw inputs (B15).
+ * GEMMs and triangular solves go to OpenBLAS, single-threaded; OpenMP runs
+ * over (sequence, key head) pairs, so no two threads touch the same dq, dk
+ * rows.
+ */
+#include "kernels/deltarule/deltarule_grad.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One thread's buffers.  Matrices row-major; leading dimension C for the
+ * L x L ones, Dk or Dv for rows of keys or values. */
+typedef struct {
+    int C, L, Dk, Dv, nch;
+    float *KQ;     /* [2C x Dk] rows [0,L) normalized keys, [L,2L) scaled queries */
+    float *dKQ;    /* [2C x Dk] their gradients */
+    float *V;      /* [C x Dv] */
+    float *KS;     /* [C x Dv] K S0 */
+    float *D;      /* [C x Dv] R, then Delta (eq. 5, 7) */
+    float *dO;     /* [C x Dv] */
+    float *dD;     /* [C x Dv] dDelta, then dR (B3, B5) */
+    float *dKS;    /* [2C x Dv] [dR-term of K S0; exp(gamma) dO] (B8) */
+    float *E;      /* [C x C] exp(gamma_i - gamma_j), j <= i */
+    float *G;      /* [C x C] exp(gamma_i - gamma_j) k_i.k_j, j < i, else 0 */
+    float *A;      /* [C x C] diag(beta) G (eq. 6) */
+    float *P;      /* [C x C] M o Q K^T (eq. 8) */
+    float *dP;     /* [C x C] dP, then M o dP */
+    float *dA;     /* [C x C] dA, then the symmetric gradient of K K^T (B6) */
+    float *Kd;     /* [C x Dk] keys decayed to the chunk end (eq. 9) */
+    float *dKd;    /* [C x Dk] */
+    float *dS;     /* [Dk x Dv] gradient of the state at the current chunk's end */
+    float *states; /* [nch x Dk x Dv] S0 of every chunk (B1) */
+    float *beta, *eg; /* [C] beta, exp(gamma) */
+    double *gamma, *dgam; /* [C] eq. (4) and its gradient */
+} gws;
+
+static void gws_free(gws *w)
+{
+    free(w->KQ); free(w->dKQ); free(w->V); free(w->KS); free(w->D); free(w->dO); free(w->dD);
+    free(w->dKS); free(w->E); free(w->G); free(w->A); free(w->P); free(w->dP); free(w->dA);
+    free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->beta); free(w->eg);
+    free(w->gamma); free(w->dgam);
+}
+
+static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch)
+{
+    memset(w, 0, sizeof *w);
+    w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
+    const size_t cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
+    size_t bytes = 0;
+#define GET(ptr, n) (bytes += sizeof *(ptr) * (n), (ptr) = malloc(sizeof *(ptr) * (n)))
+    GET(w->KQ, 2 * ck); GET(w->dKQ, 2 * ck); GET(w->V, cv); GET(w->KS, cv); GET(w->D, cv); GET(w->dO, cv);
+    GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->E, cc); GET(w->G, cc); GET(w->A, cc); GET(w->P, cc);
+    GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->dKd, ck); GET(w->dS, kv);
+    GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->beta, (size_t)C); GET(w->eg, (size_t)C);
+    GET(w->gamma, (size_t)C); GET(w->dgam, (size_t)C);
+#undef GET
+    if (w->KQ && w->dKQ && w->V && w->KS && w->D && w->dO && w->dD && w->dKS && w->E && w->G && w->A && w->P &&
+        w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->beta && w->eg && w->gamma && w->dgam)
+        return bytes;
+    gws_free(w);
+    return 0;
+}
+
+/* eq. (1) in double, stored in fp32 (as chunk_engine.c's normalize_row). */
+static void normalize_row(const float *x, float *y, int n, int l2, float scale)
+{
+    double ss = 0.0;
+    if (l2)
+        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float f = (float)(l2 ? scale / sqrt(ss + 1e-6) : scale);
+    for (int i = 0; i < n; i++) y[i] = x[i] * f;
+}
+
+/* The chunk [t0, t0+L) of head (b, h): K, Q (eq. 1), V, beta, gamma (eq. 4),
+ * E, G and A (eq. 6, entries above the diagonal assigned 0: eq. 10), as
+ * chunk_engine.c's gather, decay_matrix and build_A_and_P do. */
+static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
+{
+    const int L = w->L, C = w->C, Dk = p->Dk, Dv = p->Dv, Hk = p->Hk, Hv = p->Hv, hk = h / (Hv / Hk);
+    const float scale = deltarule_scale(p);
+    double gam = 0.0;
+    for (int i = 0; i < L; i++) {
+        const size_t tok = (size_t)b * p->T + t0 + i;
+        normalize_row(p->k + (tok * Hk + hk) * Dk, w->KQ + (size_t)i * Dk, Dk, p->use_qk_l2norm, 1.0f);
+        normalize_row(p->q + (tok * Hk + hk) * Dk, w->KQ + (size_t)(L + i) * Dk, Dk, p->use_qk_l2norm, scale);
+        memcpy(w->V + (size_t)i * Dv, p->v + (tok * Hv + h) * Dv, sizeof(float) * Dv);
+        w->beta[i] = p->beta[tok * Hv + h];
+        gam += p->g[tok * Hv + h]; /* eq. (4): restarts every chunk */
+        w->gamma[i] = gam;
+        w->eg[i] = expf((float)gam);
+    }
+    for (int i = 0; i < L; i++)
+        for (int j = 0; j <= i; j++) w->E[(size_t)i * C + j] = expf((float)(w->gamma[i] - w->gamma[j]));
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, L, Dk, 1.0f, w->KQ, Dk, 0.0f, w->G, C);
+    for (int i = 0; i < L; i++) {
+        float *gr = w->G + (size_t)i * C, *ar = w->A + (size_t)i * C;
+        const float *e = w->E + (size_t)i * C;
+        for (int j = 0; j < L; j++) {
+            gr[j] = j < i ? e[j] * gr[j] : 0.0f;
+            ar[j] = w->beta[i] * gr[j];
+        }
+    }
+}
+
+/* KS = K S0, then Delta = (I + A)^{-1} beta (V - exp(gamma) K S0): eqs. (5), (7), (11). */
+static void solve_delta(gws *w, const float *S0)
+{
+    const int L = w->L, Dk = w->Dk, Dv = w->Dv;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dv, Dk, 1.0f, w->KQ, Dk, S0, Dv, 0.0f, w->KS, Dv);
+    for (int i = 0; i < L; i++) {
+        const float eg = w->eg[i], bi = w->beta[i];
+        const float *ks = w->KS + (size_t)i * Dv, *v = w->V + (size_t)i * Dv;
+        float *r = w->D + (size_t)i * Dv;
+        for (int j = 0; j < Dv; j++) r[j] = bi * (v[j] - eg * ks[j]);
+    }
+    cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, L, Dv, 1.0f, w->A, w->C, w->D, Dv);
+}
+
+/* Kd_j = exp(gamma_L - gamma_j) k_j (eq. 9); returns exp(gamma_L). */
+static float decayed_keys(gws *w)
+{
+    const int L = w->L, Dk = w->Dk;
+    const double gL = w->gamma[L - 1];
+    for (int i = 0; i < L; i++) {
+        const float d = expf((float)(gL - w->gamma[i]));
+        const float *k = w->KQ + (size_t)i * Dk;
+        float *kd = w->Kd + (size_t)i * Dk;
+        for (int j = 0; j < Dk; j++) kd[j] = d * k[j];
+    }
+    return expf((float)gL);
+}
+
+static double dotf(const float *a, const float *b, int n)
+{
+    float acc = 0.0f;
+    for (int i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+/* The backward of one chunk (eqs. B2-B13), after prepare() and solve_delta()
+ * on its S0.  On entry w->dS is dL/dS_L (the chunk's end state), on return
+ * dL/dS0.  Writes dv, dg, dbeta of the chunk's tokens and leaves the
+ * gradients of the normalized K, Q rows in w->dKQ. */
+static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int t0, const float *S0)
+{
+    const deltarule_problem *p = gp->fwd;
+    const int L = w->L, C = w->C, Dk = w->Dk, Dv = w->Dv, Hv = p->Hv;
+    const float *K = w->KQ, *Q = w->KQ + (size_t)L * Dk;
+    float *dK = w->dKQ, *dQ = w->dKQ + (size_t)L * Dk;
+    double *dgam = w->dgam;
+    const size_t kv = (size_t)Dk * Dv;
+    for (int i = 0; i < L; i++) dgam[i] = 0.0;
+
+    /* P = M o Q K^T (eq. 8), by select (eq. 10) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1.0f, Q, Dk, K, Dk, 0.0f, w->P, C);
+    for (int i = 0; i < L; i++) {
+        float *pr = w->P + (size_t)i * C;
+        const float *e = w->E + (size_t)i * C;
+        for (int j = 0; j < L; j++) pr[j] = j <= i ? e[j] * pr[j] : 0.0f;
+    }
+    for (int i = 0; i < L; i++) { /* dO rows of the chunk */
+        const size_t tok = (size_t)b * p->T + t0 + i;
+        memcpy(w->dO + (size_t)i * Dv, gp->d_out + (tok * Hv + h) * Dv, sizeof(float) * Dv);
+    }
+    /* B3: dDelta = P^T dO + Kd dS_L */
+    memcpy(w->dD, w->dO, sizeof(float) * L * Dv);
+    cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, L, Dv, 1.0f, w->P, C, w->dD, Dv);
+    const float egL = decayed_keys(w);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dv, Dk, 1.0f, w->Kd, Dk, w->dS, Dv, 1.0f, w->dD, Dv);
+    /* B4: dP = dO Delta^T on j <= i; dgamma from M; dP <- M o dP */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dv, 1.0f, w->dO, Dv, w->D, Dv, 0.0f, w->dP, C);
+    for (int i = 0; i < L; i++) {
+        float *dp = w->dP + (size_t)i * C;
+        const float *pr = w->P + (size_t)i * C, *e = w->E + (size_t)i * C;
+        for (int j = 0; j < L; j++) {
+            if (j <= i) {
+                const double t = (double)dp[j] * pr[j];
+                dgam[i] += t;
+                dgam[j] -= t;
+                dp[j] *= e[j];
+            } else {
+                dp[j] = 0.0f;
+            }
+        }
+    }
+    /* B9: dKd = Delta dS_L^T; its dgamma; and the exp(gamma_L) S0 term */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, Dk, Dv, 1.0f, w->D, Dv, w->dS, Dv, 0.0f, w->dKd, Dk);
+    {
+        double hs = 0.0;
+        for (int j = 0; j < L; j++) {
+            const double hj = dotf(w->dKd + (size_t)j * Dk, w->Kd + (size_t)j * Dk, Dk);
+            hs += hj;
+            dgam[j] -= hj;
+        }
+        double ss = 0.0;
+        for (size_t i = 0; i < kv; i++) ss += (double)w->dS[i] * S0[i];
+        dgam[L - 1] += hs + (double)egL * ss;
+    }
+    /* B5: dR = (I + A)^{-T} dDelta */
+    cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasUnit, L, Dv, 1.0f, w->A, C, w->dD, Dv);
+    /* B6: dA = -dR Delta^T on j < i: dbeta, dgamma, and in w->dA's lower
+     * triangle the gradient of K K^T (ssymm below reads it as symmetric) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dv, -1.0f, w->dD, Dv, w->D, Dv, 0.0f, w->dA, C);
+    for (int i = 0; i < L; i++) {
+        float *da = w->dA + (size_t)i * C;
+        const float *gr = w->G + (size_t)i * C, *ar = w->A + (size_t)i * C, *e = w->E + (size_t)i * C;
+        double db = 0.0;
+        for (int j = 0; j < i; j++) {
+            const double a = da[j];
+            db += a * gr[j];
+            const double t = a * ar[j];
+            dgam[i] += t;
+            dgam[j] -= t;
+            da[j] = (float)(a * w->beta[i]) * e[j];
+        }
+        da[i] = 0.0f;
+        /* B7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
+        const size_t tok = (size_t)b * p->T + t0 + i;
+        const float bi = w->beta[i], eg = w->eg[i];
+        const float *dr = w->dD + (size_t)i * Dv, *v = w->V + (size_t)i * Dv, *ks = w->KS + (size_t)i * Dv,
+                    *dor = w->dO + (size_t)i * Dv;
+        float *dv = gp->dv + (tok * Hv + h) * Dv, *dks = w->dKS + (size_t)i * Dv,
+              *doe = w->dKS + (size_t)(L + i) * Dv;
+        float dbr = 0.0f, dgr = 0.0f;
+        const float c = -bi * eg;
+        for (int j = 0; j < Dv; j++) {
+            dv[j] = bi * dr[j];
+            dbr += dr[j] * (v[j] - eg * ks[j]);
+            dks[j] = c * dr[j];
+            dgr += dks[j] * ks[j];
+            doe[j] = eg * dor[j];
+        }
+        gp->dbeta[tok * Hv + h] = (float)(db + dbr);
+        dgam[i] += dgr;
+    }
+    /* B8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0 */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * L, Dk, Dv, 1.0f, w->dKS, Dv, S0, Dv, 0.0f, w->dKQ, Dk);
+    for (int i = 0; i < L; i++) dgam[i] += dotf(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
+    /* B10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
+    for (size_t i = 0; i < kv; i++) w->dS[i] *= egL;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, 2 * L, 1.0f, w->KQ, Dk, w->dKS, Dv, 1.0f, w->dS, Dv);
+    /* B11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K;  dK += exp(gamma_L - gamma) o dKd */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, K, Dk, 1.0f, dQ, Dk);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, Q, Dk, 1.0f, dK, Dk);
+    cblas_ssymm(CblasRowMajor, CblasLeft, CblasLower, L, Dk, 1.0f, w->dA, C, K, Dk, 1.0f, dK, Dk);
+    const double gL = w->gamma[L - 1];
+    for (int i = 0; i < L; i++) {
+        const float d = expf((float)(gL - w->gamma[i]));
+        const float *x = w->dKd + (size_t)i * Dk;
+        float *y = dK + (size_t)i * Dk;
+        for (int j = 0; j < Dk; j++) y[j] += d * x[j];
+    }
+    /* B12: dg = reverse cumulative sum of dgamma within the chunk */
+    double acc = 0.0;
+    for (int i = L - 1; i >= 0; i--) {
+        acc += dgam[i];
+        gp->dg[((size_t)b * p->T + t0 + i) * Hv + h] = (float)acc;
+    }
+}
+
+/* Value head h of sequence b: B1 then the chunks backward; adds the
+ * gradients of the normalized K, Q rows into dk, dq (eq. B14). */
+static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int len)
+{
+    const deltarule_problem *p = gp->fwd;
+    const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hk = p->Hk, Hv = p->Hv, hk = h / (Hv / Hk);
+    const size_t kv = (size_t)Dk * Dv, soff = ((size_t)b * Hv + h) * kv;
+    const int nch = (len + C - 1) / C;
+    /* B1: the state entering each chunk; the last chunk's end state is not needed */
+    if (p->initial_state) memcpy(w->states, p->initial_state + soff, sizeof(float) * kv);
+    else memset(w->states, 0, sizeof(float) * kv);
+    for (int c = 0; c + 1 < nch; c++) {
+        w->L = C;
+        prepare(w, p, b, h, c * C);
+        const float *S0 = w->states + (size_t)c * kv;
+        float *S1 = w->states + (size_t)(c + 1) * kv;
+        solve_delta(w, S0);
+        const float egL = decayed_keys(w); /* eq. (9) */
+        for (size_t i = 0; i < kv; i++) S1[i] = egL * S0[i];
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, C, 1.0f, w->Kd, Dk, w->D, Dv, 1.0f, S1, Dv);
+    }
+    if (gp->d_final_state) memcpy(w->dS, gp->d_final_state + soff, sizeof(float) * kv);
+    else memset(w->dS, 0, sizeof(float) * kv);
+    for (int c = nch - 1; c >= 0; c--) {
+        const int t0 = c * C;
+        w->L = len - t0 < C ? len - t0 : C;
+        const float *S0 = w->states + (size_t)c * kv;
+        prepare(w, p, b, h, t0);
+        solve_delta(w, S0);
+        chunk_backward(w, gp, b, h, t0, S0);
+        for (int i = 0; i < w->L; i++) { /* B14 */
+            const size_t row = (((size_t)b * p->T + t0 + i) * Hk + hk) * Dk;
+            const float *dk = w->dKQ + (size_t)i * Dk, *dq = w->dKQ + (size_t)(w->L + i) * Dk;
+            for (int j = 0; j < Dk; j++) {
+                gp->dk[row + j] += dk[j];
+                gp->dq[row + j] += dq[j];
+            }
+        }
+    }
+    if (p->initial_state) memcpy(gp->d_initial_state + soff, w->dS, sizeof(float) * kv);
+    for (int t = len; t < p->T; t++) { /* padding: zero gradients */
+        const size_t tok = (size_t)b * p->T + t;
+        memset(gp->dv + (tok * Hv + h) * Dv, 0, sizeof(float) * Dv);
+        gp->dg[tok * Hv + h] = 0.0f;
+        gp->dbeta[tok * Hv + h] = 0.0f;
+    }
+}
+
+/* B15: dx = s (dy - y~ (y~ . dy)) / n for y = s x / n, n = sqrt(|x|^2 + 1e-6),
+ * y~ = x / n (eq. 1); without the l2 norm dx = s dy.  In place on dx. */
+static void l2norm_backward(const float *x, float *dx, int n, int l2, double s)
+{
+    if (!l2) {
+        for (int i = 0; i < n; i++) dx[i] = (float)(s * dx[i]);
+        return;
+    }
+    double ss = 0.0, xd = 0.0;
+    for (int i = 0; i < n; i++) {
+        ss += (double)x[i] * x[i];
+        xd += (double)x[i] * dx[i];
+    }
+    const double inv = 1.0 / sqrt(ss + 1e-6), c = xd * inv * inv;
+    for (int i = 0; i < n; i++) dx[i] = (float)(s * inv * (dx[i] - c * x[i]));
+}
+
+int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opts *o, deltarule_grad_stats *st)
+{
+    const deltarule_problem *p = gp->fwd;
+    const int C = o && o->chunk > 0 ? o->chunk : 64;
+    const int Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, r = Hv / Hk;
+    const int nch = (p->T + C - 1) / C;
+    const double scale = deltarule_scale(p);
+    int failed = 0;
+    size_t held = 0;
+    openblas_set_num_threads(1); /* parallelism is over heads */
+#pragma omp parallel num_threads(o && o->threads > 0 ? o->threads : omp_get_max_threads()) reduction(+ : held)
+    {
+        gws w;
+        const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch);
+        if (!bytes) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        held += bytes;
+#pragma omp for schedule(dynamic) collapse(2)
+        for (int b = 0; b < p->B; b++)
+            for (int m = 0; m < Hk; m++) {
+                if (!bytes) continue;
+                const int len = deltarule_valid_len(p, b);
+                for (int t = 0; t < p->T; t++) {
+                    const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
+                    memset(gp->dq + row, 0, sizeof(float) * Dk);
+                    memset(gp->dk + row, 0, sizeof(float) * Dk);
+                }
+                for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len);
+                for (int t = 0; t < len; t++) { /* B15 */
+                    const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
+                    l2norm_backward(p->q + row, gp->dq + row, Dk, p->use_qk_l2norm, scale);
+                    l2norm_backward(p->k + row, gp->dk + row, Dk, p->use_qk_l2norm, 1.0);
+                }
+            }
+        if (bytes) gws_free(&w);
+    }
+    if (st) st->bytes_held = held;
+    return failed ? -1 : 0;
+}
