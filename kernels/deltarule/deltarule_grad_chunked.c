@@ -1,18 +1,18 @@
 /* chunked backward: the gradient of the gated delta rule in the chunkwise WY
- * form (docs/deltarule-backward-chunked.md, "eq. (Bn)" below; the forward's
+ * form (docs/deltarule-backward-chunked.md, "eq. (CBn)" below; the forward's
  * equations are docs/deltarule.md (4)-(10)).
  *
  * Per (sequence, key head), its value heads one after the other (their dq, dk
- * add up in place, eq. B14), and per value head:
+ * add up in place, eq. CB14), and per value head:
  *   1. a forward pass over the chunks that keeps only the state entering each
- *      chunk, S0 (the last chunk is skipped: nothing reads its end state), B1;
+ *      chunk, S0 (the last chunk is skipped: nothing reads its end state), CB1;
  *   2. the chunks from the last to the first: the chunk's intra-chunk
  *      quantities recomputed (K, Q, gamma, A, Delta; eqs. (4)-(8)) from its
  *      stored S0, then the gradient of O (eq. 8) and of its end state (eq. 9)
  *      pushed back to the chunk's inputs and to dS0, which becomes the
- *      previous chunk's end-state gradient, B2-B13.
+ *      previous chunk's end-state gradient, CB2-CB13.
  * After the value heads of a key head, the l2norm Jacobian turns the
- * gradients of the normalized q, k into those of the raw inputs (B15).
+ * gradients of the normalized q, k into those of the raw inputs (CB15).
  * GEMMs and triangular solves go to OpenBLAS, single-threaded; OpenMP runs
  * over (sequence, key head) pairs, so no two threads touch the same dq, dk
  * rows.
@@ -35,19 +35,20 @@ typedef struct {
     float *KS;     /* [C x Dv] K S0 */
     float *D;      /* [C x Dv] R, then Delta (eq. 5, 7) */
     float *dO;     /* [C x Dv] */
-    float *dD;     /* [C x Dv] dDelta, then dR (B3, B5) */
-    float *dKS;    /* [2C x Dv] [dR-term of K S0; exp(gamma) dO] (B8) */
+    float *dD;     /* [C x Dv] dDelta, then dR (CB3, CB5) */
+    float *dKS;    /* [2C x Dv] [dR-term of K S0; exp(gamma) dO] (CB8) */
     float *E;      /* [C x C] exp(gamma_i - gamma_j), j <= i */
     float *G;      /* [C x C] exp(gamma_i - gamma_j) k_i.k_j, j < i, else 0 */
     float *A;      /* [C x C] diag(beta) G (eq. 6) */
     float *P;      /* [C x C] M o Q K^T (eq. 8) */
     float *dP;     /* [C x C] dP, then M o dP */
-    float *dA;     /* [C x C] dA, then the symmetric gradient of K K^T (B6) */
+    float *dA;     /* [C x C] dA, then the symmetric gradient of K K^T (CB6) */
     float *Kd;     /* [C x Dk] keys decayed to the chunk end (eq. 9) */
     float *dKd;    /* [C x Dk] */
     float *dS;     /* [Dk x Dv] gradient of the state at the current chunk's end */
-    float *states; /* [nch x Dk x Dv] S0 of every chunk (B1) */
+    float *states; /* [nch x Dk x Dv] S0 of every chunk (CB1) */
     float *beta, *eg; /* [C] beta, exp(gamma) */
+    double *rk, *rq;  /* [T] 1/sqrt(|k_t|^2 + 1e-6), 1/sqrt(|q_t|^2 + 1e-6) of the key head (eq. 1; 1 without l2norm) */
     double *gamma, *dgam; /* [C] eq. (4) and its gradient */
 } gws;
 
@@ -56,10 +57,10 @@ static void gws_free(gws *w)
     free(w->KQ); free(w->dKQ); free(w->V); free(w->KS); free(w->D); free(w->dO); free(w->dD);
     free(w->dKS); free(w->E); free(w->G); free(w->A); free(w->P); free(w->dP); free(w->dA);
     free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->beta); free(w->eg);
-    free(w->gamma); free(w->dgam);
+    free(w->gamma); free(w->dgam); free(w->rk); free(w->rq);
 }
 
-static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch)
+static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
 {
     memset(w, 0, sizeof *w);
     w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
@@ -70,22 +71,29 @@ static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch)
     GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->E, cc); GET(w->G, cc); GET(w->A, cc); GET(w->P, cc);
     GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->dKd, ck); GET(w->dS, kv);
     GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->beta, (size_t)C); GET(w->eg, (size_t)C);
-    GET(w->gamma, (size_t)C); GET(w->dgam, (size_t)C);
+    GET(w->gamma, (size_t)C); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
 #undef GET
     if (w->KQ && w->dKQ && w->V && w->KS && w->D && w->dO && w->dD && w->dKS && w->E && w->G && w->A && w->P &&
-        w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->beta && w->eg && w->gamma && w->dgam)
+        w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->beta && w->eg && w->gamma && w->dgam &&
+        w->rk && w->rq)
         return bytes;
     gws_free(w);
     return 0;
 }
 
-/* eq. (1) in double, stored in fp32 (as chunk_engine.c's normalize_row). */
-static void normalize_row(const float *x, float *y, int n, int l2, float scale)
+/* eq. (1): 1/sqrt(|x|^2 + 1e-6) in double (1 without the l2 norm); once per
+ * token and key head, not once per value head and pass. */
+static double inv_norm(const float *x, int n, int l2)
 {
+    if (!l2) return 1.0;
     double ss = 0.0;
-    if (l2)
-        for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    const float f = (float)(l2 ? scale / sqrt(ss + 1e-6) : scale);
+#pragma omp simd reduction(+ : ss)
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return 1.0 / sqrt(ss + 1e-6);
+}
+
+static void scale_row(const float *x, float *y, int n, float f)
+{
     for (int i = 0; i < n; i++) y[i] = x[i] * f;
 }
 
@@ -95,12 +103,12 @@ static void normalize_row(const float *x, float *y, int n, int l2, float scale)
 static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
 {
     const int L = w->L, C = w->C, Dk = p->Dk, Dv = p->Dv, Hk = p->Hk, Hv = p->Hv, hk = h / (Hv / Hk);
-    const float scale = deltarule_scale(p);
+    const double scale = deltarule_scale(p);
     double gam = 0.0;
     for (int i = 0; i < L; i++) {
         const size_t tok = (size_t)b * p->T + t0 + i;
-        normalize_row(p->k + (tok * Hk + hk) * Dk, w->KQ + (size_t)i * Dk, Dk, p->use_qk_l2norm, 1.0f);
-        normalize_row(p->q + (tok * Hk + hk) * Dk, w->KQ + (size_t)(L + i) * Dk, Dk, p->use_qk_l2norm, scale);
+        scale_row(p->k + (tok * Hk + hk) * Dk, w->KQ + (size_t)i * Dk, Dk, (float)w->rk[t0 + i]);
+        scale_row(p->q + (tok * Hk + hk) * Dk, w->KQ + (size_t)(L + i) * Dk, Dk, (float)(scale * w->rq[t0 + i]));
         memcpy(w->V + (size_t)i * Dv, p->v + (tok * Hv + h) * Dv, sizeof(float) * Dv);
         w->beta[i] = p->beta[tok * Hv + h];
         gam += p->g[tok * Hv + h]; /* eq. (4): restarts every chunk */
@@ -151,11 +159,12 @@ static float decayed_keys(gws *w)
 static double dotf(const float *a, const float *b, int n)
 {
     float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
     for (int i = 0; i < n; i++) acc += a[i] * b[i];
     return acc;
 }
 
-/* The backward of one chunk (eqs. B2-B13), after prepare() and solve_delta()
+/* The backward of one chunk (eqs. CB2-CB13), after prepare() and solve_delta()
  * on its S0.  On entry w->dS is dL/dS_L (the chunk's end state), on return
  * dL/dS0.  Writes dv, dg, dbeta of the chunk's tokens and leaves the
  * gradients of the normalized K, Q rows in w->dKQ. */
@@ -180,12 +189,12 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         const size_t tok = (size_t)b * p->T + t0 + i;
         memcpy(w->dO + (size_t)i * Dv, gp->d_out + (tok * Hv + h) * Dv, sizeof(float) * Dv);
     }
-    /* B3: dDelta = P^T dO + Kd dS_L */
+    /* CB3: dDelta = P^T dO + Kd dS_L */
     memcpy(w->dD, w->dO, sizeof(float) * L * Dv);
     cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, L, Dv, 1.0f, w->P, C, w->dD, Dv);
     const float egL = decayed_keys(w);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dv, Dk, 1.0f, w->Kd, Dk, w->dS, Dv, 1.0f, w->dD, Dv);
-    /* B4: dP = dO Delta^T on j <= i; dgamma from M; dP <- M o dP */
+    /* CB4: dP = dO Delta^T on j <= i; dgamma from M; dP <- M o dP */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dv, 1.0f, w->dO, Dv, w->D, Dv, 0.0f, w->dP, C);
     for (int i = 0; i < L; i++) {
         float *dp = w->dP + (size_t)i * C;
@@ -201,7 +210,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
             }
         }
     }
-    /* B9: dKd = Delta dS_L^T; its dgamma; and the exp(gamma_L) S0 term */
+    /* CB9: dKd = Delta dS_L^T; its dgamma; and the exp(gamma_L) S0 term */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, Dk, Dv, 1.0f, w->D, Dv, w->dS, Dv, 0.0f, w->dKd, Dk);
     {
         double hs = 0.0;
@@ -211,12 +220,13 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
             dgam[j] -= hj;
         }
         double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
         for (size_t i = 0; i < kv; i++) ss += (double)w->dS[i] * S0[i];
         dgam[L - 1] += hs + (double)egL * ss;
     }
-    /* B5: dR = (I + A)^{-T} dDelta */
+    /* CB5: dR = (I + A)^{-T} dDelta */
     cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasUnit, L, Dv, 1.0f, w->A, C, w->dD, Dv);
-    /* B6: dA = -dR Delta^T on j < i: dbeta, dgamma, and in w->dA's lower
+    /* CB6: dA = -dR Delta^T on j < i: dbeta, dgamma, and in w->dA's lower
      * triangle the gradient of K K^T (ssymm below reads it as symmetric) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dv, -1.0f, w->dD, Dv, w->D, Dv, 0.0f, w->dA, C);
     for (int i = 0; i < L; i++) {
@@ -232,7 +242,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
             da[j] = (float)(a * w->beta[i]) * e[j];
         }
         da[i] = 0.0f;
-        /* B7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
+        /* CB7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
         const size_t tok = (size_t)b * p->T + t0 + i;
         const float bi = w->beta[i], eg = w->eg[i];
         const float *dr = w->dD + (size_t)i * Dv, *v = w->V + (size_t)i * Dv, *ks = w->KS + (size_t)i * Dv,
@@ -241,6 +251,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
               *doe = w->dKS + (size_t)(L + i) * Dv;
         float dbr = 0.0f, dgr = 0.0f;
         const float c = -bi * eg;
+#pragma omp simd reduction(+ : dbr, dgr)
         for (int j = 0; j < Dv; j++) {
             dv[j] = bi * dr[j];
             dbr += dr[j] * (v[j] - eg * ks[j]);
@@ -251,13 +262,13 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         gp->dbeta[tok * Hv + h] = (float)(db + dbr);
         dgam[i] += dgr;
     }
-    /* B8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0 */
+    /* CB8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0 */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * L, Dk, Dv, 1.0f, w->dKS, Dv, S0, Dv, 0.0f, w->dKQ, Dk);
     for (int i = 0; i < L; i++) dgam[i] += dotf(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
-    /* B10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
+    /* CB10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
     for (size_t i = 0; i < kv; i++) w->dS[i] *= egL;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, 2 * L, 1.0f, w->KQ, Dk, w->dKS, Dv, 1.0f, w->dS, Dv);
-    /* B11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K;  dK += exp(gamma_L - gamma) o dKd */
+    /* CB11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K;  dK += exp(gamma_L - gamma) o dKd */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, K, Dk, 1.0f, dQ, Dk);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, Q, Dk, 1.0f, dK, Dk);
     cblas_ssymm(CblasRowMajor, CblasLeft, CblasLower, L, Dk, 1.0f, w->dA, C, K, Dk, 1.0f, dK, Dk);
@@ -268,7 +279,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         float *y = dK + (size_t)i * Dk;
         for (int j = 0; j < Dk; j++) y[j] += d * x[j];
     }
-    /* B12: dg = reverse cumulative sum of dgamma within the chunk */
+    /* CB12: dg = reverse cumulative sum of dgamma within the chunk */
     double acc = 0.0;
     for (int i = L - 1; i >= 0; i--) {
         acc += dgam[i];
@@ -276,15 +287,15 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     }
 }
 
-/* Value head h of sequence b: B1 then the chunks backward; adds the
- * gradients of the normalized K, Q rows into dk, dq (eq. B14). */
+/* Value head h of sequence b: CB1 then the chunks backward; adds the
+ * gradients of the normalized K, Q rows into dk, dq (eq. CB14). */
 static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int len)
 {
     const deltarule_problem *p = gp->fwd;
     const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hk = p->Hk, Hv = p->Hv, hk = h / (Hv / Hk);
     const size_t kv = (size_t)Dk * Dv, soff = ((size_t)b * Hv + h) * kv;
     const int nch = (len + C - 1) / C;
-    /* B1: the state entering each chunk; the last chunk's end state is not needed */
+    /* CB1: the state entering each chunk; the last chunk's end state is not needed */
     if (p->initial_state) memcpy(w->states, p->initial_state + soff, sizeof(float) * kv);
     else memset(w->states, 0, sizeof(float) * kv);
     for (int c = 0; c + 1 < nch; c++) {
@@ -306,7 +317,7 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         prepare(w, p, b, h, t0);
         solve_delta(w, S0);
         chunk_backward(w, gp, b, h, t0, S0);
-        for (int i = 0; i < w->L; i++) { /* B14 */
+        for (int i = 0; i < w->L; i++) { /* CB14 */
             const size_t row = (((size_t)b * p->T + t0 + i) * Hk + hk) * Dk;
             const float *dk = w->dKQ + (size_t)i * Dk, *dq = w->dKQ + (size_t)(w->L + i) * Dk;
             for (int j = 0; j < Dk; j++) {
@@ -324,20 +335,19 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
     }
 }
 
-/* B15: dx = s (dy - y~ (y~ . dy)) / n for y = s x / n, n = sqrt(|x|^2 + 1e-6),
- * y~ = x / n (eq. 1); without the l2 norm dx = s dy.  In place on dx. */
-static void l2norm_backward(const float *x, float *dx, int n, int l2, double s)
+/* CB15: dx = s (dy - y~ (y~ . dy)) / n for y = s x / n, n = sqrt(|x|^2 + 1e-6),
+ * y~ = x / n (eq. 1); without the l2 norm dx = s dy.  In place on dx;
+ * inv = 1/n from inv_norm. */
+static void l2norm_backward(const float *x, float *dx, int n, int l2, double s, double inv)
 {
     if (!l2) {
         for (int i = 0; i < n; i++) dx[i] = (float)(s * dx[i]);
         return;
     }
-    double ss = 0.0, xd = 0.0;
-    for (int i = 0; i < n; i++) {
-        ss += (double)x[i] * x[i];
-        xd += (double)x[i] * dx[i];
-    }
-    const double inv = 1.0 / sqrt(ss + 1e-6), c = xd * inv * inv;
+    double xd = 0.0;
+#pragma omp simd reduction(+ : xd)
+    for (int i = 0; i < n; i++) xd += (double)x[i] * dx[i];
+    const double c = xd * inv * inv;
     for (int i = 0; i < n; i++) dx[i] = (float)(s * inv * (dx[i] - c * x[i]));
 }
 
@@ -354,7 +364,7 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
 #pragma omp parallel num_threads(o && o->threads > 0 ? o->threads : omp_get_max_threads()) reduction(+ : held)
     {
         gws w;
-        const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch);
+        const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch, p->T);
         if (!bytes) {
 #pragma omp atomic write
             failed = 1;
@@ -369,12 +379,16 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
                     memset(gp->dq + row, 0, sizeof(float) * Dk);
                     memset(gp->dk + row, 0, sizeof(float) * Dk);
+                    if (t < len) {
+                        w.rk[t] = inv_norm(p->k + row, Dk, p->use_qk_l2norm);
+                        w.rq[t] = inv_norm(p->q + row, Dk, p->use_qk_l2norm);
+                    }
                 }
                 for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len);
-                for (int t = 0; t < len; t++) { /* B15 */
+                for (int t = 0; t < len; t++) { /* CB15 */
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
-                    l2norm_backward(p->q + row, gp->dq + row, Dk, p->use_qk_l2norm, scale);
-                    l2norm_backward(p->k + row, gp->dk + row, Dk, p->use_qk_l2norm, 1.0);
+                    l2norm_backward(p->q + row, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
+                    l2norm_backward(p->k + row, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
                 }
             }
         if (bytes) gws_free(&w);
