@@ -11,6 +11,7 @@
  *      stored S0, then the gradient of O (eq. 8) and of its end state (eq. 9)
  *      pushed back to the chunk's inputs and to dS0, which becomes the
  *      previous chunk's end-state gradient, CB2-CB13.
+ * Flops and memory: docs/deltarule-backward-chunked.md §4.
  * After the value heads of a key head, the l2norm Jacobian turns the
  * gradients of the normalized q, k into those of the raw inputs (CB15).
  * GEMMs and triangular solves go to OpenBLAS, single-threaded; OpenMP runs
@@ -42,7 +43,7 @@ typedef struct {
     float *A;      /* [C x C] diag(beta) G (eq. 6) */
     float *P;      /* [C x C] M o Q K^T (eq. 8) */
     float *dP;     /* [C x C] dP, then M o dP */
-    float *dA;     /* [C x C] dA, then the symmetric gradient of K K^T (CB6) */
+    float *dA;     /* [C x C] dA, then in its lower triangle the gradient of K K^T (CB6) */
     float *Kd;     /* [C x Dk] keys decayed to the chunk end (eq. 9) */
     float *dKd;    /* [C x Dk] */
     float *dS;     /* [Dk x Dv] gradient of the state at the current chunk's end */
@@ -164,7 +165,7 @@ static double dotf(const float *a, const float *b, int n)
     return acc;
 }
 
-/* The backward of one chunk (eqs. CB2-CB13), after prepare() and solve_delta()
+/* The backward of one chunk (eqs. CB3-CB12), after prepare() and solve_delta()
  * on its S0.  On entry w->dS is dL/dS_L (the chunk's end state), on return
  * dL/dS0.  Writes dv, dg, dbeta of the chunk's tokens and leaves the
  * gradients of the normalized K, Q rows in w->dKQ. */
@@ -178,7 +179,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     const size_t kv = (size_t)Dk * Dv;
     for (int i = 0; i < L; i++) dgam[i] = 0.0;
 
-    /* P = M o Q K^T (eq. 8), by select (eq. 10) */
+    /* CB2: P = M o Q K^T (eq. 8), by select (eq. 10) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1.0f, Q, Dk, K, Dk, 0.0f, w->P, C);
     for (int i = 0; i < L; i++) {
         float *pr = w->P + (size_t)i * C;
@@ -308,13 +309,14 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         for (size_t i = 0; i < kv; i++) S1[i] = egL * S0[i];
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, C, 1.0f, w->Kd, Dk, w->D, Dv, 1.0f, S1, Dv);
     }
+    /* CB13: the last chunk's end-state gradient, then each chunk's dS0 for the one before */
     if (gp->d_final_state) memcpy(w->dS, gp->d_final_state + soff, sizeof(float) * kv);
     else memset(w->dS, 0, sizeof(float) * kv);
     for (int c = nch - 1; c >= 0; c--) {
         const int t0 = c * C;
         w->L = len - t0 < C ? len - t0 : C;
         const float *S0 = w->states + (size_t)c * kv;
-        prepare(w, p, b, h, t0);
+        prepare(w, p, b, h, t0); /* CB2: the chunk recomputed from its S0 */
         solve_delta(w, S0);
         chunk_backward(w, gp, b, h, t0, S0);
         for (int i = 0; i < w->L; i++) { /* CB14 */
