@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #define MEANING "per head shape and thread count: the T from which chunked beats recurrent; 0 = never"
+#define GRAD_MEANING "grad_points: the same for the backward (deltarule_grad.h), chunked against recurrent backward"
 
 int dr_crossover_from_medians(const int *Ts, const double *rec, const double *chk, int n)
 {
@@ -39,13 +40,22 @@ static int int_member(const cJSON *o, const char *key, int lo, int hi, int *out,
 }
 
 /* Parsed points, and the "measured" string of each (owned by root). */
-static int parse(const char *path, cJSON **root_out, deltarule_crossover *x, const char **measured, char *err,
-                 size_t errlen)
+static int parse(const char *path, const char *key, cJSON **root_out, deltarule_crossover *x, const char **measured,
+                 char *err, size_t errlen)
 {
     memset(x, 0, sizeof *x);
     cJSON *root = q35_json_read_file(path, 1 << 20, err, errlen);
     if (!root) return -1;
-    const cJSON *pts = cJSON_GetObjectItemCaseSensitive(root, "points");
+    const cJSON *pts = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!pts && strcmp(key, DR_CROSSOVER_KEY_FWD)) { /* a file from before the backward's key: no points */
+        *root_out = root;
+        return 0;
+    }
+    if (!cJSON_IsArray(pts) && strcmp(key, DR_CROSSOVER_KEY_FWD)) {
+        q35_errmsg(err, errlen, "%s: '%s' is not an array", path, key);
+        cJSON_Delete(root);
+        return -1;
+    }
     if (!cJSON_IsArray(pts)) {
         q35_errmsg(err, errlen, "%s: no array 'points' (a crossover file from before per-shape points: "
                    "re-measure with `q35lab bench deltarule --crossover %s`)", path, path);
@@ -55,7 +65,7 @@ static int parse(const char *path, cJSON **root_out, deltarule_crossover *x, con
     const cJSON *p;
     cJSON_ArrayForEach(p, pts) {
         if (x->n == DR_CROSSOVER_MAX_POINTS) {
-            q35_errmsg(err, errlen, "%s: more than %d points", path, DR_CROSSOVER_MAX_POINTS);
+            q35_errmsg(err, errlen, "%s: more than %d %s", path, DR_CROSSOVER_MAX_POINTS, key);
             cJSON_Delete(root);
             return -1;
         }
@@ -81,23 +91,38 @@ static int parse(const char *path, cJSON **root_out, deltarule_crossover *x, con
 
 int dr_crossover_load(const char *path, deltarule_crossover *x, char *err, size_t errlen)
 {
+    return dr_crossover_load_key(path, DR_CROSSOVER_KEY_FWD, x, err, errlen);
+}
+
+int dr_crossover_load_key(const char *path, const char *key, deltarule_crossover *x, char *err, size_t errlen)
+{
     cJSON *root;
-    if (parse(path, &root, x, NULL, err, errlen)) return -1;
+    if (parse(path, key, &root, x, NULL, err, errlen)) return -1;
     cJSON_Delete(root);
     snprintf(x->source, sizeof x->source, "%s", path);
     return 0;
 }
 
-const deltarule_crossover *dr_crossover_load_default(deltarule_crossover *x)
+static const deltarule_crossover *load_default(const char *key, deltarule_crossover *x)
 {
     memset(x, 0, sizeof *x);
     if (access(DR_CROSSOVER_FILE, F_OK)) return NULL;
     char err[512];
-    if (dr_crossover_load(DR_CROSSOVER_FILE, x, err, sizeof err)) {
+    if (dr_crossover_load_key(DR_CROSSOVER_FILE, key, x, err, sizeof err)) {
         fprintf(stderr, "q35lab: ignoring %s (auto keeps its built-in default)\n", err);
         return NULL;
     }
-    return x;
+    return x->n || !strcmp(key, DR_CROSSOVER_KEY_FWD) ? x : NULL;
+}
+
+const deltarule_crossover *dr_crossover_load_default(deltarule_crossover *x)
+{
+    return load_default(DR_CROSSOVER_KEY_FWD, x);
+}
+
+const deltarule_crossover *dr_crossover_load_default_grad(deltarule_crossover *x)
+{
+    return load_default(DR_CROSSOVER_KEY_GRAD, x);
 }
 
 static cJSON *point_json(const deltarule_crossover_point *c, const char *measured)
@@ -121,12 +146,37 @@ static int same_key(const deltarule_crossover_point *a, const deltarule_crossove
 int dr_crossover_merge_write(const char *path, const deltarule_crossover_point *pts, int n, const char *what,
                              char *err, size_t errlen)
 {
+    return dr_crossover_merge_write_key(path, DR_CROSSOVER_KEY_FWD, pts, n, what, err, errlen);
+}
+
+/* The file keeps what it holds under the other key (and any other member);
+ * a new file gets an empty forward array, so forward readers accept it. */
+int dr_crossover_merge_write_key(const char *path, const char *key, const deltarule_crossover_point *pts, int n,
+                                 const char *what, char *err, size_t errlen)
+{
     deltarule_crossover old = {0};
     const char *old_measured[DR_CROSSOVER_MAX_POINTS];
     cJSON *old_root = NULL;
-    if (!access(path, F_OK) && parse(path, &old_root, &old, old_measured, err, errlen)) return -1;
-    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "points");
+    if (!access(path, F_OK) && parse(path, key, &old_root, &old, old_measured, err, errlen)) return -1;
+    if (old_root && strcmp(key, DR_CROSSOVER_KEY_FWD)) { /* the forward's points must stay readable */
+        deltarule_crossover fwd;
+        cJSON *r2;
+        if (parse(path, DR_CROSSOVER_KEY_FWD, &r2, &fwd, NULL, err, errlen)) {
+            cJSON_Delete(old_root);
+            return -1;
+        }
+        cJSON_Delete(r2);
+    }
+    cJSON *root = old_root ? cJSON_Duplicate(old_root, 1) : cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "meaning");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "grad_meaning");
+    if (!cJSON_GetObjectItemCaseSensitive(root, DR_CROSSOVER_KEY_FWD) && strcmp(key, DR_CROSSOVER_KEY_FWD))
+        cJSON_AddArrayToObject(root, DR_CROSSOVER_KEY_FWD);
+    cJSON *arr = cJSON_AddArrayToObject(root, key);
     cJSON_AddStringToObject(root, "meaning", MEANING);
+    if (cJSON_GetObjectItemCaseSensitive(root, DR_CROSSOVER_KEY_GRAD) || !strcmp(key, DR_CROSSOVER_KEY_GRAD))
+        cJSON_AddStringToObject(root, "grad_meaning", GRAD_MEANING);
     int kept = 0;
     for (int i = 0; i < old.n; i++) {
         int replaced = 0;
