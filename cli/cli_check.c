@@ -6,6 +6,7 @@
 #include "harness/deltarule_check.h"
 #include "harness/deltarule_crossover.h"
 #include "harness/deltarule_golden.h"
+#include "harness/deltarule_grad_check.h"
 #include "harness/deltarule_inputs.h"
 #include "harness/impl_select.h"
 #include "cli/cli_args.h"
@@ -127,6 +128,47 @@ static int check_sweep(dr_check_config *cfg, const char *json, int markdown)
     return rc;
 }
 
+/* The gradients of a gradient golden: ref and every backward implementation
+ * (named impl_name, or all), each gradient element-wise against the file's
+ * atol/rtol.  Returns the failures (unclaimed misses do not count). */
+static int check_golden_grads(const dr_golden *g, const char *impl_name, int *ran)
+{
+    deltarule_crossover x;
+    const deltarule_opts o = {.crossover = dr_crossover_load_default_grad(&x)};
+    printf("gradients (d_out%s): normwise error / elements outside |x-e| <= %g + %g|e|\n",
+           g->d_final_state ? ", d_final_state" : "; d_final_state zero", g->atol, g->rtol);
+    printf("%-16s", "backward");
+    for (int k = 0; k < DR_GRAD_COUNT; k++) printf(" %17s", dr_grad_name(k));
+    printf("  status\n");
+    int failed = 0;
+    for (int i = 0; i < dr_grad_n_entries(); i++) {
+        const deltarule_grad_impl *im = dr_grad_entry(i);
+        if (strcmp(impl_name, "all") && strcmp(impl_name, im->name)) continue;
+        if (im->available && !im->available()) continue;
+        (*ran)++;
+        dr_golden_grad_result r;
+        char err[512];
+        if (dr_golden_grad_check(g, im, &o, &r, err, sizeof err)) {
+            printf("%-16s ERROR: %s\n", im->name, err);
+            failed++;
+            continue;
+        }
+        size_t bad = 0;
+        printf("%-16s", im->name);
+        for (int k = 0; k < DR_GRAD_COUNT; k++) {
+            char cell[32];
+            if (!r.has[k]) snprintf(cell, sizeof cell, "-");
+            else snprintf(cell, sizeof cell, "%.2e/%zu", r.e[k].normwise, r.bad[k]);
+            printf(" %17s", cell);
+            bad += r.bad[k];
+        }
+        const int claims_all = (im->claims & DR_CLAIM_ALL) == DR_CLAIM_ALL;
+        printf("  %s\n", !bad ? "PASS" : claims_all ? "FAIL" : "miss (unclaimed)");
+        failed += bad && claims_all;
+    }
+    return failed;
+}
+
 static int check_golden(const char *path, const char *impl_name, const deltarule_crossover *xo)
 {
     dr_golden g;
@@ -165,6 +207,7 @@ static int check_golden(const char *path, const char *impl_name, const deltarule
         printf("\n");
         failed += !ok && claims_all;
     }
+    if (g.has_grad) failed += check_golden_grads(&g, impl_name, &ran);
     dr_golden_free(&g);
     if (!ran) {
         fprintf(stderr, "q35lab: no implementation named '%s'\n", impl_name);
@@ -235,6 +278,99 @@ static int error_sweep(const int *Ts, int nT, const char *csv_path, const deltar
     return 0;
 }
 
+static void progress_grad(const char *what, int done, int total)
+{
+    if (!isatty(2)) return;
+    fprintf(stderr, "\r[check deltarule --grad] %3d/%d cases  (%s)          ", done, total, what);
+    if (done == total) fprintf(stderr, "\r%70s\r", "");
+}
+
+static int write_grad_json(const char *path, const dr_grad_row *rows, int n)
+{
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "deltarule_grad");
+    cJSON_AddStringToObject(root, "isa", cpu_isa_name(cpu_isa()));
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            const dr_grad_cell *c = &rows[i].cell[r];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "impl", rows[i].impl->name);
+            cJSON_AddNumberToObject(o, "chunk", rows[i].impl->defaults.chunk);
+            cJSON_AddStringToObject(o, "regime", dr_regime_name(r));
+            for (int k = 0; k < DR_GRAD_COUNT; k++) {
+                if (!c->has[k]) continue;
+                char key[40];
+                snprintf(key, sizeof key, "normwise_%s", dr_grad_name(k));
+                /* JSON has no inf: a non-finite result is null plus the count */
+                if (c->grad[k].nonfinite) cJSON_AddNullToObject(o, key);
+                else cJSON_AddNumberToObject(o, key, c->grad[k].normwise);
+            }
+            if (c->worst.nonfinite) cJSON_AddNullToObject(o, "normwise");
+            else cJSON_AddNumberToObject(o, "normwise", c->worst.normwise);
+            cJSON_AddNumberToObject(o, "maxabs", c->worst.maxabs);
+            cJSON_AddNumberToObject(o, "nonfinite", (double)c->worst.nonfinite);
+            cJSON_AddNumberToObject(o, "bytes_held", (double)c->bytes_held);
+            cJSON_AddStringToObject(o, "worst_case", c->worst_case);
+            cJSON_AddStringToObject(o, "status", status_name(c->status));
+            if (c->status == CELL_ERROR) cJSON_AddStringToObject(o, "error", c->error);
+            cJSON_AddItemToArray(arr, o);
+        }
+    char err[512];
+    const int rc = q35_json_write_atomic(root, path, err, sizeof err);
+    cJSON_Delete(root);
+    if (rc) fprintf(stderr, "q35lab: %s\n", err);
+    return rc;
+}
+
+/* check deltarule --grad: every backward implementation x regime against
+ * ref's backward, per gradient. */
+static int check_grad_sweep(int quick, int seeds, const char *impl, const char *json)
+{
+    deltarule_crossover x;
+    const dr_grad_check_config cfg = {.quick = quick, .seeds = seeds, .only_impl = impl,
+                                      .crossover = dr_crossover_load_default_grad(&x), .progress = progress_grad};
+    printf("check deltarule --grad: every backward implementation x regime against ref/'s backward (double), "
+           "ISA path %s%s\n", cpu_isa_name(cpu_isa()), quick ? ", quick grid" : "");
+    printf("normwise error ||x - ref|| / ||ref|| per gradient (worst over the regime's cases; gradients NaN-filled "
+           "before each run)\n");
+    dr_grad_row *rows;
+    int n;
+    char err[512] = "";
+    const int failed = dr_grad_check_run(&cfg, &rows, &n, err, sizeof err);
+    if (failed < 0) {
+        fprintf(stderr, "q35lab: check deltarule --grad: %s\n", err);
+        return 2;
+    }
+    printf("%-12s %-16s", "backward", "regime");
+    for (int k = 0; k < DR_GRAD_COUNT; k++) printf(" %9s", k == DR_GRAD_DH0 ? "dh0" : dr_grad_name(k));
+    printf(" %10s %9s  %-36s %s\n", "max|err|", "nonfinite", "worst case", "status");
+    int pass = 0, unclaimed = 0;
+    for (int i = 0; i < n; i++)
+        for (int r = 0; r < DR_REGIME_COUNT; r++) {
+            const dr_grad_cell *c = &rows[i].cell[r];
+            pass += c->status == CELL_PASS;
+            unclaimed += c->status == CELL_UNCLAIMED;
+            if (c->status == CELL_ERROR) {
+                printf("%-12s %-16s ERROR: %s\n", rows[i].impl->name, dr_regime_name(r), c->error);
+                continue;
+            }
+            printf("%-12s %-16s", rows[i].impl->name, dr_regime_name(r));
+            for (int k = 0; k < DR_GRAD_COUNT; k++) {
+                if (c->has[k]) printf(" %9.2e", c->grad[k].normwise);
+                else printf(" %9s", "-");
+            }
+            printf(" %10.2e %9zu  %-36s %s\n", c->worst.maxabs, c->worst.nonfinite, c->worst_case,
+                   status_name(c->status));
+        }
+    printf("check deltarule --grad: %d claims PASS, %d FAIL, %d unclaimed cells (tolerance: normwise error per "
+           "gradient, the backward table's claim_tol:", pass, failed, unclaimed);
+    for (int i = 0; i < n; i++) printf(" %s %.0e", rows[i].impl->name, rows[i].impl->claim_tol);
+    printf(")\n");
+    int rc = failed ? 1 : 0;
+    if (json && write_grad_json(json, rows, n)) rc = 2;
+    free(rows);
+    return rc;
+}
+
 static const char usage_check[] =
     "usage: q35lab check deltarule|moe|all [options]      (q35lab check deltarule --help, check moe --help)\n"
     "Every implementation of a family against ref/ (the double-precision spec) over a grid of shapes and\n"
@@ -245,6 +381,7 @@ static const char usage_deltarule[] =
     "usage: q35lab check deltarule [--impl NAME|all] [--seeds N] [--quick] [--chunks 16,32,64] [--markdown]\n"
     "                              [--json FILE]\n"
     "       q35lab check deltarule --golden FILE [--impl NAME|all]\n"
+    "       q35lab check deltarule --grad [--impl NAME|all] [--seeds N] [--quick] [--json FILE]\n"
     "       q35lab check deltarule --error-vs-T 1,16,64,... [--csv FILE]\n"
     "Every implementation x input regime (random, slow-decay, strong-decay, correlated-keys,\n"
     "repeated-tokens, zero-gates, long) over shapes with T = 1, chunk boundaries, GQA, Dv != Dk and padding,\n"
@@ -257,18 +394,26 @@ static const char usage_deltarule[] =
     "  --chunks LIST       also run the chunked forms at these chunk sizes (rows impl@C, never claimed)\n"
     "  --markdown          also print the implementation x regime table in markdown\n"
     "  --json FILE         write every cell as JSON\n"
-    "  --golden FILE       check against a golden file instead (README: Golden files)\n"
+    "  --golden FILE       check against a golden file instead (README: Golden files); a file with\n"
+    "                      gradients (d_out, dq, dk, dv, dg, dbeta[, d_initial_state]) also checks ref's and\n"
+    "                      every backward implementation's gradients, element-wise with its atol/rtol\n"
+    "  --grad              the backward instead: every backward implementation (kernels/deltarule/\n"
+    "                      deltarule_grad.h) x regime against ref's backward over T = 1, 63, 64, 65, 128,\n"
+    "                      GQA, Dv != Dk, padding, l2norm off: normwise error per gradient (dq dk dv dg dbeta\n"
+    "                      d_initial_state), PASS / FAIL against its claim_tol; --impl, --seeds, --quick,\n"
+    "                      --json apply\n"
     "  --error-vs-T LIST   error of every implementation against T (random regime) as CSV, to --csv FILE\n"
     "                      or to stdout\n";
 
 static int check_deltarule(int argc, char **argv)
 {
     dr_check_config cfg = {0};
-    int chunks[8], sweepT[16], nsweep = 0, markdown = 0;
+    int chunks[8], sweepT[16], nsweep = 0, markdown = 0, grad = 0;
     const char *json = NULL, *golden = NULL, *impl = "all", *csv = NULL;
     const cli_opt opts[] = {
         OPT_FLAG("--quick", &cfg.quick),
         OPT_FLAG("--markdown", &markdown),
+        OPT_FLAG("--grad", &grad),
         OPT_STR("--csv", &csv),
         OPT_INTS("--error-vs-T", sweepT, 1, 1 << 20, &nsweep, 16),
         OPT_STR("--impl", &impl),
@@ -280,7 +425,21 @@ static int check_deltarule(int argc, char **argv)
     const int pr = cli_parse("check deltarule", usage_deltarule, opts, argc, argv, 2);
     if (pr) return CLI_EXIT(pr);
     if (cfg.n_chunks) cfg.chunks = chunks;
-    if (strcmp(impl, "all") && !deltarule_named(impl)) {
+    if (grad && (golden || nsweep || markdown || cfg.n_chunks)) {
+        fprintf(stderr, "q35lab: check deltarule: --grad does not combine with --golden, --error-vs-T, --markdown "
+                        "or --chunks\n");
+        return 2;
+    }
+    if (grad) {
+        if (strcmp(impl, "all") && (!dr_grad_named(impl) || !strcmp(impl, "ref"))) {
+            fprintf(stderr, "q35lab: no backward implementation named '%s' (the backward's:", impl);
+            for (int i = 1; i < dr_grad_n_entries(); i++) fprintf(stderr, " %s", dr_grad_entry(i)->name);
+            fprintf(stderr, ")\n");
+            return 2;
+        }
+        return check_grad_sweep(cfg.quick, cfg.seeds, impl, json);
+    }
+    if (strcmp(impl, "all") && !deltarule_named(impl) && !(golden && dr_grad_named(impl))) {
         fprintf(stderr, "q35lab: no deltarule implementation named '%s' (see `q35lab list`)\n", impl);
         return 2;
     }

@@ -14,6 +14,9 @@ void dr_golden_free(dr_golden *g)
     dr_case_free(&g->c);
     free(g->expect_out);
     free(g->expect_state);
+    free(g->d_out);
+    free(g->d_final_state);
+    for (int i = 0; i < DR_GRAD_COUNT; i++) free(g->expect_grad[i]);
     memset(g, 0, sizeof *g);
 }
 
@@ -23,6 +26,14 @@ static int meta_double(const st_file *f, const char *key, double dflt, double *o
 {
     const char *s = st_meta(f, key);
     if (!s) { *out = dflt; return 0; }
+    /* Python dumpers may write numpy's repr, "np.float64(0.35)": read the number inside */
+    char inner[64];
+    const size_t len = strlen(s);
+    if (!strncmp(s, "np.float", 8) && len < sizeof inner && s[len - 1] == ')' && strchr(s, '(')) {
+        const char *open = strchr(s, '(') + 1;
+        snprintf(inner, sizeof inner, "%.*s", (int)(s + len - 1 - open), open);
+        s = inner;
+    }
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -45,6 +56,67 @@ static int load_f32(const st_file *f, const char *name, int ndim, const int64_t 
 }
 
 #define TRY(x) do { if (x) goto fail; } while (0)
+
+static int first_nonfinite(const float *x, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) { *at = i; return 1; }
+    return 0;
+}
+
+/* The gradient tensors, all or none (dr_golden_load).  0 (none is fine), or
+ * -1 with a message listing what is missing. */
+static int load_grads(const st_file *f, dr_golden *g, const char *path, char *err, size_t errlen)
+{
+    const deltarule_problem *p = &g->c.p;
+    static const char *const required[] = {"d_out", "dq", "dk", "dv", "dg", "dbeta"};
+    const int nreq = (int)(sizeof required / sizeof *required);
+    int present = 0;
+    char missing[160] = "";
+    for (int i = 0; i < nreq; i++) {
+        if (st_find(f, required[i])) present++;
+        else snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s", missing[0] ? ", " : "",
+                      required[i]);
+    }
+    const int has_dh0 = st_find(f, "d_initial_state") != NULL, has_dfs = st_find(f, "d_final_state") != NULL;
+    if (!present && !has_dh0 && !has_dfs) return 0; /* a forward-only golden */
+    if (present < nreq) {
+        q35_errmsg(err, errlen, "%s: incomplete gradient golden: it has gradient tensors but not %s (a gradient "
+                   "golden needs d_out, dq, dk, dv, dg, dbeta, and d_initial_state with an initial_state)", path,
+                   missing);
+        return -1;
+    }
+    if (has_dh0 != (p->initial_state != NULL)) {
+        q35_errmsg(err, errlen, p->initial_state ? "%s: incomplete gradient golden: it has an initial_state but "
+                                                   "no expected 'd_initial_state'"
+                                                 : "%s: gradient golden has 'd_initial_state' but no "
+                                                   "'initial_state' to differentiate",
+                   path);
+        return -1;
+    }
+    const int64_t sqk[] = {p->B, p->T, p->Hk, p->Dk}, sv[] = {p->B, p->T, p->Hv, p->Dv};
+    const int64_t sg[] = {p->B, p->T, p->Hv}, ss[] = {p->B, p->Hv, p->Dk, p->Dv};
+    const struct { int ndim; const int64_t *shape; } shape_of[DR_GRAD_COUNT] = {
+        [DR_GRAD_DQ] = {4, sqk}, [DR_GRAD_DK] = {4, sqk}, [DR_GRAD_DV] = {4, sv},
+        [DR_GRAD_DG] = {3, sg},  [DR_GRAD_DBETA] = {3, sg}, [DR_GRAD_DH0] = {4, ss}};
+    if (load_f32(f, "d_out", 4, sv, &g->d_out, path, err, errlen)) return -1;
+    if (has_dfs && load_f32(f, "d_final_state", 4, ss, &g->d_final_state, path, err, errlen)) return -1;
+    for (int i = 0; i < DR_GRAD_COUNT; i++) {
+        if (i == DR_GRAD_DH0 && !has_dh0) continue;
+        if (load_f32(f, dr_grad_name(i), shape_of[i].ndim, shape_of[i].shape, &g->expect_grad[i], path, err, errlen))
+            return -1;
+    }
+    size_t at;
+    const char *bad = first_nonfinite(g->d_out, dr_v_elems(p), &at) ? "d_out"
+                      : g->d_final_state && first_nonfinite(g->d_final_state, dr_state_elems(p), &at) ? "d_final_state"
+                                                                                                      : NULL;
+    if (bad) {
+        q35_errmsg(err, errlen, "%s: upstream gradient '%s' has a non-finite value at flat index %zu", path, bad, at);
+        return -1;
+    }
+    g->has_grad = 1;
+    return 0;
+}
 
 int dr_golden_load(const char *path, dr_golden *g, char *err, size_t errlen)
 {
@@ -113,6 +185,7 @@ int dr_golden_load(const char *path, dr_golden *g, char *err, size_t errlen)
         q35_errmsg(err, errlen, "%s: %s", path, why);
         goto fail;
     }
+    TRY(load_grads(&f, g, path, err, errlen));
     st_close(&f);
     return 0;
 fail:
@@ -162,5 +235,36 @@ int dr_golden_check(dr_golden *g, const deltarule_impl *impl, const deltarule_op
     r->state = err_compare(p->final_state, g->expect_state, ns);
     r->bad_out = err_allclose_violations(p->out, g->expect_out, nv, g->atol, g->rtol, &r->first_bad_out);
     r->bad_state = err_allclose_violations(p->final_state, g->expect_state, ns, g->atol, g->rtol, &r->first_bad_state);
+    return 0;
+}
+
+int dr_golden_grad_check(const dr_golden *g, const deltarule_grad_impl *impl, const deltarule_opts *o,
+                         dr_golden_grad_result *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    if (!g->has_grad) {
+        q35_errmsg(err, errlen, "the golden file has no gradients");
+        return -1;
+    }
+    const deltarule_problem *p = &g->c.p;
+    dr_grads out;
+    if (dr_grads_alloc(&out, p)) {
+        q35_errmsg(err, errlen, "out of memory");
+        return -1;
+    }
+    dr_grads_fill_nan(&out, p);
+    const deltarule_grad_problem gp = dr_grads_problem(p, g->d_out, g->d_final_state, &out);
+    if (deltarule_grad_run(impl, &gp, o, NULL, err, errlen)) {
+        dr_grads_free(&out);
+        return -1;
+    }
+    for (int i = 0; i < DR_GRAD_COUNT; i++) {
+        const size_t n = dr_grad_elems(p, i);
+        if (!n) continue;
+        r->has[i] = 1;
+        r->e[i] = err_compare(out.t[i], g->expect_grad[i], n);
+        r->bad[i] = err_allclose_violations(out.t[i], g->expect_grad[i], n, g->atol, g->rtol, &r->first_bad[i]);
+    }
+    dr_grads_free(&out);
     return 0;
 }
