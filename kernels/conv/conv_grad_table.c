@@ -11,7 +11,7 @@
 #include <string.h>
 
 const conv_grad_impl conv_grad_impls[] = {
-    {"direct", "channel blocks of 64 over all tokens, g = dy*silu'(pre) recomputed, AVX2 / generic C, OpenMP over "
+    {"direct", "channel blocks of 256 over all tokens, g = dy*silu'(pre) recomputed, AVX2 / generic C, OpenMP over "
                "channel blocks",
      conv_grad_direct, 1e-5, NULL},
 };
