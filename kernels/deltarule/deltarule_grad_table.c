@@ -17,8 +17,10 @@ const deltarule_grad_impl deltarule_grad_impls[] = {
      * (docs/deltarule.md "Backward"), with margin. */
     {"recurrent", "reverse sweep token by token, states recomputed from a checkpoint every `chunk` tokens",
      deltarule_grad_recurrent, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL},
-    /* "chunked" (deltarule_grad_chunked.c) and "auto" (deltarule_grad_auto.c)
-     * go here, each in the commit that adds its file. */
+    {"chunked", "chunkwise WY form: chunk-boundary states kept, chunks recomputed and backpropagated with BLAS",
+     deltarule_grad_chunked, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL},
+    {"auto", "chunked from T = 2, recurrent for one token (deltarule_grad_auto.c)",
+     deltarule_grad_auto, {0}, DR_CLAIM_ALL, 1e-5, NULL},
 };
 const int deltarule_grad_n_impls = (int)(sizeof deltarule_grad_impls / sizeof deltarule_grad_impls[0]);
 
