@@ -3,6 +3,7 @@
 #include "harness/deltarule_crossover.h"
 #include "bench/bench_comm.h"
 #include "bench/bench_deltarule.h"
+#include "bench/bench_deltarule_grad.h"
 #include "bench/bench_model.h"
 #include "bench/bench_moe.h"
 #include "cli/cli_args.h"
@@ -37,7 +38,13 @@ static const char usage_deltarule[] =
     "  --crossover F         also measure auto's crossover for this shape and these thread counts from\n"
     "                        recurrent(-pairs) against chunked at the --T given, and put it into F (the\n"
     "                        points of other shapes and thread counts stay); auto reads\n"
-    "                        " DR_CROSSOVER_FILE "\n";
+    "                        " DR_CROSSOVER_FILE "\n"
+    "  --grad                the backward instead: every backward implementation (--impl: the backward's names)\n"
+    "                        next to the best forward (recurrent-pairs, chunked) on the same problem, initial\n"
+    "                        state and d_final_state given: medians with spread, GFLOP/s (backward: 18 Dk Dv per\n"
+    "                        token and head, 3x the forward's 6), %% of peak, time / best forward, memory held;\n"
+    "                        the backward's crossover (chunked vs recurrent backward) printed, and with\n"
+    "                        --crossover F written under F's \"grad_points\" (the forward's points stay)\n";
 
 static const char usage_moe[] =
     "usage: q35lab bench moe [options]\n"
@@ -68,7 +75,9 @@ static int bench_deltarule_cmd(int argc, char **argv)
     dr_bench_config c;
     dr_bench_defaults(&c);
     const char *shape = NULL, *ckpt = NULL;
+    int grad = 0;
     const cli_opt opts[] = {
+        OPT_FLAG("--grad", &grad),
         OPT_STR("--checkpoints", &ckpt),
         OPT_FLAG("--cold", &c.cold),       OPT_STR("--impl", &c.impl),         OPT_STR("--counters", &c.counters),
         OPT_STR("--json", &c.json),        OPT_STR("--csv", &c.csv),           OPT_STR("--machine", &c.machine),
@@ -103,6 +112,10 @@ static int bench_deltarule_cmd(int argc, char **argv)
         }
     }
     deltarule_crossover x;
+    if (grad) {
+        c.auto_crossover = dr_crossover_load_default_grad(&x);
+        return bench_deltarule_grad(&c);
+    }
     c.auto_crossover = dr_crossover_load_default(&x);
     return bench_deltarule(&c);
 }

@@ -1,0 +1,300 @@
+/* q35lab bench deltarule --grad: the backward of the delta rule against its
+ * forward, side by side in one run, per (B, T, threads): medians with
+ * spread, GFLOP/s and % of the calibrated FMA peak, the memory each backward
+ * holds (deltarule_grad_stats.bytes_held), and the backward's crossover.
+ *
+ * Useful flops.  Forward: 6 Dk Dv per valid token and value head, the
+ * recurrent form's count (bench_deltarule.c).  Backward: 18 Dk Dv, the count
+ * the backward table reports to the SDE counters (deltarule_grad_table.c):
+ * the forward recurrence it needs (4 Dk Dv) and the reverse sweep (14 Dk Dv),
+ * i.e. 3x the forward's -- whatever an implementation recomputes (the
+ * recurrent backward replays the forward from its checkpoints, the chunked
+ * one re-solves each chunk) is not useful work, so GFLOP/s compare
+ * implementations on the same work.  Bytes: inputs and upstream gradients
+ * read once, gradients written once, the states (h0, d_final_state read,
+ * d_initial_state written).
+ */
+#include "bench/bench_deltarule_grad.h"
+
+#include "common/clock.h"
+#include "kernels/cpu_features.h"
+#include "kernels/deltarule/deltarule.h"
+#include "kernels/deltarule/deltarule_grad.h"
+#include "harness/calibrate.h"
+#include "harness/counters.h"
+#include "harness/deltarule_crossover.h"
+#include "harness/deltarule_grad_check.h"
+#include "harness/deltarule_inputs.h"
+#include "harness/timing.h"
+#include "bench/bench.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The forward forms auto chooses between: the best of them is "the forward". */
+static const char *const fwd_names[] = {"recurrent-pairs", "chunked"};
+#define N_FWD (int)(sizeof fwd_names / sizeof *fwd_names)
+
+static int check_impls(const char *list)
+{
+    if (!strcmp(list, "all")) return 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (!deltarule_grad_find(tok)) {
+            fprintf(stderr, "q35lab: bench deltarule --grad: no backward implementation '%s' (the backward's:", tok);
+            for (int i = 0; i < deltarule_grad_n_impls; i++) fprintf(stderr, " %s", deltarule_grad_impls[i].name);
+            fprintf(stderr, ")\n");
+            return -1;
+        }
+    return 0;
+}
+
+/* One call of either direction. */
+typedef struct {
+    const deltarule_impl *fwd;
+    const deltarule_grad_impl *bwd;
+    const deltarule_problem *p;
+    const deltarule_grad_problem *gp;
+    deltarule_opts o;
+    deltarule_grad_stats st;
+} bench_call;
+
+static int call(bench_call *c, char *err, size_t errlen)
+{
+    if (c->fwd) return deltarule_run(c->fwd, c->p, &c->o, err, errlen);
+    c->st.bytes_held = 0;
+    return deltarule_grad_run(c->bwd, c->gp, &c->o, &c->st, err, errlen);
+}
+
+/* Untimed warm-up for WARMUP_SECONDS (at least one call), then reps timed calls. */
+static int time_calls(bench_call *c, int reps, int threads, q35_counters *ctr, double *times, char *err,
+                      size_t errlen)
+{
+    const double warm_until = q35_now() + WARMUP_SECONDS;
+    for (int r = -1; r < reps; r++) {
+        if (r >= 0 && ctr) q35_counters_start(ctr);
+        q35_wake_team(threads);
+        const double t0 = q35_now();
+        const int rc = call(c, err, errlen);
+        const double t1 = q35_now();
+        if (r >= 0 && ctr) q35_counters_stop(ctr);
+        if (rc) return -1;
+        if (r >= 0) times[r] = t1 - t0;
+        else if (t1 < warm_until) r--;
+    }
+    return 0;
+}
+
+typedef struct {
+    char label[48];
+    q35_stats st;
+    double gflops;
+    size_t held;
+    int is_fwd;
+} summary_line;
+
+static void print_summary(const summary_line *l, int n, int B, int T, int th, double peak)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++)
+        if (l[i].is_fwd && (best < 0 || l[i].st.median < l[best].st.median)) best = i;
+    printf("\nbackward vs forward: B=%d T=%d threads=%d (best forward: %s)\n", B, T, th,
+           best >= 0 ? l[best].label : "none measured");
+    printf("%-24s %30s %10s %8s %8s %12s\n", "impl", "ms median [min, max]", "GFLOP/s", "% peak", "/fwd",
+           "held MiB");
+    for (int i = 0; i < n; i++) {
+        char t[64], pk[16], ratio[16];
+        snprintf(t, sizeof t, "%.3f [%.3f, %.3f]", l[i].st.median * 1e3, l[i].st.min * 1e3, l[i].st.max * 1e3);
+        if (peak > 0) snprintf(pk, sizeof pk, "%.1f", 100.0 * l[i].gflops / peak);
+        else snprintf(pk, sizeof pk, "-");
+        if (best >= 0) snprintf(ratio, sizeof ratio, "%.2f", l[i].st.median / l[best].st.median);
+        else snprintf(ratio, sizeof ratio, "-");
+        char held[32];
+        if (l[i].is_fwd) snprintf(held, sizeof held, "-");
+        else snprintf(held, sizeof held, "%.2f", l[i].held / 1048576.0);
+        printf("%-24s %30s %10.1f %8s %8s %12s\n", l[i].label, t, l[i].gflops, pk, ratio, held);
+    }
+}
+
+/* The backward's crossover per thread count, from recurrent and chunked
+ * medians at ascending T; printed, and written under "grad_points" with
+ * --crossover.  Returns -1 only when writing was asked for and failed. */
+static int crossover(const dr_bench_config *c, double rec[16][8], double chk[16][8])
+{
+    const char *why = c->nT < 2 ? "it needs at least two --T" : NULL;
+    for (int i = 1; i < c->nT && !why; i++)
+        if (c->Ts[i] <= c->Ts[i - 1]) why = "--T must be ascending";
+    if (!why && (c->nB != 1 || c->Bs[0] != 1)) why = "it is measured at B = 1";
+    deltarule_crossover_point pts[8];
+    for (int th = 0; th < c->nthreads && !why; th++) {
+        double r[16], k[16];
+        for (int i = 0; i < c->nT; i++) {
+            r[i] = rec[i][th];
+            k[i] = chk[i][th];
+            if (r[i] <= 0 || k[i] <= 0) why = "it needs the recurrent and chunked backward measured";
+        }
+        pts[th] = (deltarule_crossover_point){c->shape.Hk, c->shape.Hv, c->shape.Dk, c->shape.Dv, c->threads[th],
+                                              dr_crossover_from_medians(c->Ts, r, k, c->nT)};
+    }
+    if (why) {
+        printf("\nbackward crossover: not measured (%s)\n", why);
+        if (c->crossover) fprintf(stderr, "q35lab: bench deltarule --grad: no crossover written to %s: %s\n",
+                                  c->crossover, why);
+        return c->crossover ? -1 : 0;
+    }
+    printf("\nbackward crossover, Hk=%d Hv=%d Dk=%d Dv=%d:", c->shape.Hk, c->shape.Hv, c->shape.Dk, c->shape.Dv);
+    for (int th = 0; th < c->nthreads; th++) {
+        printf(" %d thread%s: ", pts[th].threads, pts[th].threads > 1 ? "s" : "");
+        if (pts[th].chunked_from_T) printf("chunked from T=%d;", pts[th].chunked_from_T);
+        else printf("recurrent at every T measured;");
+    }
+    printf("\n");
+    if (!c->crossover) return 0;
+    char what[160], err[512];
+    snprintf(what, sizeof what, "bench deltarule --grad, shape %s, B=1, %d reps, ISA %s", c->shape.name, c->reps,
+             cpu_isa_name(cpu_isa()));
+    if (dr_crossover_merge_write_key(c->crossover, DR_CROSSOVER_KEY_GRAD, pts, c->nthreads, what, err, sizeof err)) {
+        fprintf(stderr, "q35lab: %s\n", err);
+        return -1;
+    }
+    printf("backward crossover written to %s (key %s)\n", c->crossover, DR_CROSSOVER_KEY_GRAD);
+    return 0;
+}
+
+static float *normal_buffer(size_t n, unsigned long seed)
+{
+    float *x = malloc(sizeof(float) * n);
+    if (!x) return NULL;
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = (float)gsl_ran_gaussian(r, 1.0);
+    gsl_rng_free(r);
+    return x;
+}
+
+int bench_deltarule_grad(const dr_bench_config *config)
+{
+    const dr_bench_config cfg = *config;
+    if (cfg.cold || cfg.nchunks || cfg.checkpoints) {
+        fprintf(stderr, "q35lab: bench deltarule --grad does not take --cold, --chunk or --checkpoints\n");
+        return 2;
+    }
+    if (check_impls(cfg.impl)) return 2;
+    if (cfg.shape.Hk < 1 || cfg.shape.Hv % cfg.shape.Hk) {
+        fprintf(stderr, "q35lab: bench deltarule: Hv=%d is not a multiple of Hk=%d\n", cfg.shape.Hv, cfg.shape.Hk);
+        return 2;
+    }
+    char err[512] = "";
+    q35_machine_limits lim;
+    const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
+    if (!have_limits)
+        fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate` for %% of peak\n", err);
+    q35_counters *ctr = NULL;
+    if (strcmp(cfg.counters, "none")) {
+        if (!(ctr = q35_counters_open(cfg.counters, err, sizeof err))) {
+            fprintf(stderr, "q35lab: --counters: %s\n", err);
+            return 2;
+        }
+        q35_counters_report_unavailable(ctr, stderr);
+    }
+    bench_report rep;
+    if (bench_report_open(&rep, "deltarule_grad", cfg.json, cfg.csv, cfg.machine)) {
+        q35_counters_close(ctr);
+        return 2;
+    }
+    const dr_bench_shape *sh = &cfg.shape;
+    printf("bench deltarule --grad: shape %s (Hk=%d Hv=%d Dk=%d Dv=%d), initial state and d_final_state given, "
+           "%d reps, ISA %s; fwd: rows are the forward (6 Dk Dv flops per token and head), bwd: the backward "
+           "(18 Dk Dv)\n", sh->name, sh->Hk, sh->Hv, sh->Dk, sh->Dv, cfg.reps, cpu_isa_name(cpu_isa()));
+    int rc = 0;
+    double rec[16][8] = {{0}}, chk[16][8] = {{0}};
+    for (int ib = 0; ib < cfg.nB && !rc; ib++)
+        for (int it = 0; it < cfg.nT && !rc; it++)
+            for (int ith = 0; ith < cfg.nthreads && !rc; ith++) {
+                const int B = cfg.Bs[ib], T = cfg.Ts[it], th = cfg.threads[ith];
+                dr_shape s = {B, T, sh->Hk, sh->Hv, sh->Dk, sh->Dv, 1, 0};
+                dr_case c;
+                if (dr_case_make(&c, &s, DR_REGIME_RANDOM, 1, err, sizeof err)) {
+                    fprintf(stderr, "q35lab: bench: %s\n", err);
+                    rc = 2;
+                    break;
+                }
+                float *d_out = normal_buffer(dr_v_elems(&c.p), 11), *dfs = normal_buffer(dr_state_elems(&c.p), 12);
+                dr_grads gr;
+                const int grads_ok = dr_grads_alloc(&gr, &c.p) == 0;
+                if (!d_out || !dfs || !grads_ok) {
+                    fprintf(stderr, "q35lab: bench: out of memory\n");
+                    free(d_out); free(dfs);
+                    if (grads_ok) dr_grads_free(&gr);
+                    dr_case_free(&c);
+                    rc = 2;
+                    break;
+                }
+                const deltarule_grad_problem gp = dr_grads_problem(&c.p, d_out, dfs, &gr);
+                const double work = (double)B * T * sh->Hv * sh->Dk * sh->Dv;
+                const double st_bytes = 4.0 * dr_state_elems(&c.p);
+                const double fwd_bytes = 4.0 * (2.0 * dr_qk_elems(&c.p) + 2.0 * dr_v_elems(&c.p) +
+                                                2.0 * dr_gate_elems(&c.p)) + 2 * st_bytes;
+                const double bwd_bytes = 4.0 * (4.0 * dr_qk_elems(&c.p) + 3.0 * dr_v_elems(&c.p) +
+                                                4.0 * dr_gate_elems(&c.p)) + 3 * st_bytes;
+                bench_row_begin(&rep, B, T, th);
+                summary_line lines[BENCH_MAX_IMPLS];
+                int nl = 0;
+                for (int i = 0; i < N_FWD + deltarule_grad_n_impls && !rc && nl < BENCH_MAX_IMPLS; i++) {
+                    bench_call bc = {.p = &c.p, .gp = &gp, .o = {.threads = th}};
+                    const int is_fwd = i < N_FWD;
+                    if (is_fwd) {
+                        if (!(bc.fwd = deltarule_find(fwd_names[i]))) continue;
+                        snprintf(lines[nl].label, sizeof lines[nl].label, "fwd:%s", fwd_names[i]);
+                    } else {
+                        bc.bwd = &deltarule_grad_impls[i - N_FWD];
+                        if (!bench_impl_selected(cfg.impl, bc.bwd->name) || (bc.bwd->available && !bc.bwd->available()))
+                            continue;
+                        bc.o.crossover = cfg.auto_crossover;
+                        snprintf(lines[nl].label, sizeof lines[nl].label, "bwd:%s", bc.bwd->name);
+                    }
+                    double *times = calloc(cfg.reps, sizeof *times);
+                    if (ctr) q35_counters_reset(ctr);
+                    q35_load_mark lm;
+                    q35_load_begin(&lm);
+                    bench_progress("deltarule --grad", lines[nl].label, B, T, th);
+                    if (!times || time_calls(&bc, cfg.reps, th, ctr, times, err, sizeof err)) {
+                        fprintf(stderr, "q35lab: bench %s: %s\n", lines[nl].label, times ? err : "out of memory");
+                        free(times);
+                        rc = 2;
+                        break;
+                    }
+                    bench_result r = {.impl = lines[nl].label, .stats = q35_stats_of(times, cfg.reps),
+                                      .flops = (is_fwd ? 6.0 : 18.0) * work, .bytes = is_fwd ? fwd_bytes : bwd_bytes,
+                                      .tokens = (double)B * T, .other_load = q35_load_end_other_fraction(&lm)};
+                    if (!is_fwd) snprintf(r.note, sizeof r.note, "held %.2f MiB", bc.st.bytes_held / 1048576.0);
+                    if (have_limits) {
+                        r.peak_gflops = q35_limit_fma_peak(&lim, th);
+                        r.bw_gbs = q35_limit_mem_bw(&lim, "triad", th);
+                    }
+                    bench_result_add(&rep, &r, ctr, cfg.reps);
+                    lines[nl].st = r.stats;
+                    lines[nl].gflops = r.flops / r.stats.median * 1e-9;
+                    lines[nl].held = bc.st.bytes_held;
+                    lines[nl].is_fwd = is_fwd;
+                    if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "recurrent")) rec[it][ith] = r.stats.median;
+                    if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "chunked")) chk[it][ith] = r.stats.median;
+                    free(times);
+                    nl++;
+                }
+                bench_row_end(&rep);
+                if (!rc) print_summary(lines, nl, B, T, th, have_limits ? q35_limit_fma_peak(&lim, th) : 0.0);
+                free(d_out);
+                free(dfs);
+                dr_grads_free(&gr);
+                dr_case_free(&c);
+            }
+    if (bench_report_close(&rep, rc == 0) && !rc) rc = 2;
+    q35_counters_close(ctr);
+    if (!rc && crossover(&cfg, rec, chk)) rc = 2;
+    return rc;
+}
