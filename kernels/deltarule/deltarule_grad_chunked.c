@@ -30,7 +30,9 @@
  * L x L ones, Dk or Dv for rows of keys or values. */
 typedef struct {
     int C, L, Dk, Dv, nch;
-    float *KQ;     /* [2C x Dk] rows [0,L) normalized keys, [L,2L) scaled queries */
+    float *KQ;     /* [2C x Dk] rows [0,L) normalized keys, [L,2L) scaled queries: the chunk's block of KQall */
+    float *KQall;  /* [T x 2 x Dk] every chunk's [K; Q] block of the key head, chunk c at c 2C Dk (eq. 1) */
+    float *dKQall; /* [T x 2 x Dk] their gradients summed over the key head's value heads (CB14) */
     float *dKQ;    /* [2C x Dk] their gradients */
     float *V;      /* [C x Dv] */
     float *KS;     /* [C x Dv] K S0 */
@@ -55,7 +57,7 @@ typedef struct {
 
 static void gws_free(gws *w)
 {
-    free(w->KQ); free(w->dKQ); free(w->V); free(w->KS); free(w->D); free(w->dO); free(w->dD);
+    free(w->KQall); free(w->dKQall); free(w->dKQ); free(w->V); free(w->KS); free(w->D); free(w->dO); free(w->dD);
     free(w->dKS); free(w->E); free(w->G); free(w->A); free(w->P); free(w->dP); free(w->dA);
     free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->beta); free(w->eg);
     free(w->gamma); free(w->dgam); free(w->rk); free(w->rq);
@@ -68,13 +70,13 @@ static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
     const size_t cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
     size_t bytes = 0;
 #define GET(ptr, n) (bytes += sizeof *(ptr) * (n), (ptr) = malloc(sizeof *(ptr) * (n)))
-    GET(w->KQ, 2 * ck); GET(w->dKQ, 2 * ck); GET(w->V, cv); GET(w->KS, cv); GET(w->D, cv); GET(w->dO, cv);
+    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQ, 2 * ck); GET(w->V, cv); GET(w->KS, cv); GET(w->D, cv); GET(w->dO, cv);
     GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->E, cc); GET(w->G, cc); GET(w->A, cc); GET(w->P, cc);
     GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->dKd, ck); GET(w->dS, kv);
     GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->beta, (size_t)C); GET(w->eg, (size_t)C);
     GET(w->gamma, (size_t)C); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
 #undef GET
-    if (w->KQ && w->dKQ && w->V && w->KS && w->D && w->dO && w->dD && w->dKS && w->E && w->G && w->A && w->P &&
+    if (w->KQall && w->dKQall && w->dKQ && w->V && w->KS && w->D && w->dO && w->dD && w->dKS && w->E && w->G && w->A && w->P &&
         w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->beta && w->eg && w->gamma && w->dgam &&
         w->rk && w->rq)
         return bytes;
@@ -95,21 +97,20 @@ static double inv_norm(const float *x, int n, int l2)
 
 static void scale_row(const float *x, float *y, int n, float f)
 {
+#pragma omp simd
     for (int i = 0; i < n; i++) y[i] = x[i] * f;
 }
 
-/* The chunk [t0, t0+L) of head (b, h): K, Q (eq. 1), V, beta, gamma (eq. 4),
- * E, G and A (eq. 6, entries above the diagonal assigned 0: eq. 10), as
- * chunk_engine.c's gather, decay_matrix and build_A_and_P do. */
+/* The chunk [t0, t0+L) of head (b, h): K, Q (eq. 1, from KQall), V, beta,
+ * gamma (eq. 4), E, G and A (eq. 6, entries above the diagonal assigned 0:
+ * eq. 10), as chunk_engine.c's gather, decay_matrix and build_A_and_P do. */
 static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
 {
-    const int L = w->L, C = w->C, Dk = p->Dk, Dv = p->Dv, Hk = p->Hk, Hv = p->Hv, hk = h / (Hv / Hk);
-    const double scale = deltarule_scale(p);
+    const int L = w->L, C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
+    w->KQ = w->KQall + 2 * (size_t)t0 * Dk; /* t0 = c C */
     double gam = 0.0;
     for (int i = 0; i < L; i++) {
         const size_t tok = (size_t)b * p->T + t0 + i;
-        scale_row(p->k + (tok * Hk + hk) * Dk, w->KQ + (size_t)i * Dk, Dk, (float)w->rk[t0 + i]);
-        scale_row(p->q + (tok * Hk + hk) * Dk, w->KQ + (size_t)(L + i) * Dk, Dk, (float)(scale * w->rq[t0 + i]));
         memcpy(w->V + (size_t)i * Dv, p->v + (tok * Hv + h) * Dv, sizeof(float) * Dv);
         w->beta[i] = p->beta[tok * Hv + h];
         gam += p->g[tok * Hv + h]; /* eq. (4): restarts every chunk */
@@ -293,7 +294,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
 static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int len)
 {
     const deltarule_problem *p = gp->fwd;
-    const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hk = p->Hk, Hv = p->Hv, hk = h / (Hv / Hk);
+    const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
     const size_t kv = (size_t)Dk * Dv, soff = ((size_t)b * Hv + h) * kv;
     const int nch = (len + C - 1) / C;
     /* CB1: the state entering each chunk; the last chunk's end state is not needed */
@@ -319,14 +320,11 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         prepare(w, p, b, h, t0); /* CB2: the chunk recomputed from its S0 */
         solve_delta(w, S0);
         chunk_backward(w, gp, b, h, t0, S0);
-        for (int i = 0; i < w->L; i++) { /* CB14 */
-            const size_t row = (((size_t)b * p->T + t0 + i) * Hk + hk) * Dk;
-            const float *dk = w->dKQ + (size_t)i * Dk, *dq = w->dKQ + (size_t)(w->L + i) * Dk;
-            for (int j = 0; j < Dk; j++) {
-                gp->dk[row + j] += dk[j];
-                gp->dq[row + j] += dq[j];
-            }
-        }
+        float *acc = w->dKQall + 2 * (size_t)t0 * Dk; /* CB14 */
+        const float *d = w->dKQ;
+        const size_t n2 = 2 * (size_t)w->L * Dk;
+#pragma omp simd
+        for (size_t i = 0; i < n2; i++) acc[i] += d[i];
     }
     if (p->initial_state) memcpy(gp->d_initial_state + soff, w->dS, sizeof(float) * kv);
     for (int t = len; t < p->T; t++) { /* padding: zero gradients */
@@ -338,19 +336,29 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
 }
 
 /* CB15: dx = s (dy - y~ (y~ . dy)) / n for y = s x / n, n = sqrt(|x|^2 + 1e-6),
- * y~ = x / n (eq. 1); without the l2 norm dx = s dy.  In place on dx;
- * inv = 1/n from inv_norm. */
-static void l2norm_backward(const float *x, float *dx, int n, int l2, double s, double inv)
+ * y~ = x / n (eq. 1); without the l2 norm dx = s dy.  y is the stored
+ * normalized row (y~ = y / s), inv = 1/n from inv_norm; dx written to out. */
+static void l2norm_backward(const float *y, const float *dy, float *out, int n, int l2, double s, double inv)
 {
     if (!l2) {
-        for (int i = 0; i < n; i++) dx[i] = (float)(s * dx[i]);
+#pragma omp simd
+        for (int i = 0; i < n; i++) out[i] = (float)(s * dy[i]);
         return;
     }
-    double xd = 0.0;
-#pragma omp simd reduction(+ : xd)
-    for (int i = 0; i < n; i++) xd += (double)x[i] * dx[i];
-    const double c = xd * inv * inv;
-    for (int i = 0; i < n; i++) dx[i] = (float)(s * inv * (dx[i] - c * x[i]));
+    double yd = 0.0;
+#pragma omp simd reduction(+ : yd)
+    for (int i = 0; i < n; i++) yd += (double)y[i] * dy[i];
+    const double c = yd / (s * s), f = s * inv;
+#pragma omp simd
+    for (int i = 0; i < n; i++) out[i] = (float)(f * (dy[i] - c * y[i]));
+}
+
+/* Where token t's K row (Q row: + L Dk) sits in KQall / dKQall: chunk c = t / C
+ * holds [K; Q] of its L = min(C, len - c C) tokens. */
+static size_t kq_row(int t, int C, int Dk)
+{
+    const int c = t / C;
+    return 2 * (size_t)c * C * Dk + (size_t)(t - c * C) * Dk;
 }
 
 int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opts *o, deltarule_grad_stats *st)
@@ -377,20 +385,28 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
             for (int m = 0; m < Hk; m++) {
                 if (!bytes) continue;
                 const int len = deltarule_valid_len(p, b);
-                for (int t = 0; t < p->T; t++) {
+                for (int t = 0; t < len; t++) { /* eq. (1) once per token and key head */
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
-                    memset(gp->dq + row, 0, sizeof(float) * Dk);
-                    memset(gp->dk + row, 0, sizeof(float) * Dk);
-                    if (t < len) {
-                        w.rk[t] = inv_norm(p->k + row, Dk, p->use_qk_l2norm);
-                        w.rq[t] = inv_norm(p->q + row, Dk, p->use_qk_l2norm);
-                    }
+                    const int c = t / C, L = len - c * C < C ? len - c * C : C;
+                    const size_t kr = kq_row(t, C, Dk);
+                    w.rk[t] = inv_norm(p->k + row, Dk, p->use_qk_l2norm);
+                    w.rq[t] = inv_norm(p->q + row, Dk, p->use_qk_l2norm);
+                    scale_row(p->k + row, w.KQall + kr, Dk, (float)w.rk[t]);
+                    scale_row(p->q + row, w.KQall + kr + (size_t)L * Dk, Dk, (float)(scale * w.rq[t]));
                 }
+                memset(w.dKQall, 0, sizeof(float) * 2 * (size_t)len * Dk);
                 for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len);
-                for (int t = 0; t < len; t++) { /* CB15 */
+                for (int t = 0; t < p->T; t++) { /* CB15; padding rows 0 */
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
-                    l2norm_backward(p->q + row, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
-                    l2norm_backward(p->k + row, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
+                    if (t >= len) {
+                        memset(gp->dq + row, 0, sizeof(float) * Dk);
+                        memset(gp->dk + row, 0, sizeof(float) * Dk);
+                        continue;
+                    }
+                    const int c = t / C, L = len - c * C < C ? len - c * C : C;
+                    const size_t kr = kq_row(t, C, Dk), qr = kr + (size_t)L * Dk;
+                    l2norm_backward(w.KQall + qr, w.dKQall + qr, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
+                    l2norm_backward(w.KQall + kr, w.dKQall + kr, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
                 }
             }
         if (bytes) gws_free(&w);
