@@ -5,16 +5,19 @@
  * runs the forward once in fp32, keeping the state S at the start of every
  * block of C = opts.chunk tokens (the checkpoints); then, block by block from
  * the last, recomputes the block's C states from its checkpoint into a
- * buffer and sweeps them backward.  Held per running task:
- * (ceil(n/C) + C + 1) states of Dk x Dv floats plus C rows of q̂, k̂, v - u.
+ * buffer and sweeps them backward, one block of NC value columns at a time
+ * (everything is column-separable but the sums dq̂, dk̂, dg, dβ, which add up
+ * over the column blocks).  Held per running task, eq. (B10):
+ * (ceil(n/C) + C + 1) states of Dk x min(Dv, NC) floats plus C rows of q̂, k̂, v - u.
  *
  * dL/dq̂ and dL/dk̂ of a value head are written per value head (into dq / dk
  * themselves when Hv = Hk, else into a [B,T,Hv,Dk] scratch), and a last pass
  * over (b, t, key head) sums the value heads of each key head and applies the
  * scale and the l2-norm Jacobian (B8), in double.  No atomics, deterministic.
  *
- * The state rows are Dv floats, contiguous: every inner loop runs over a row
- * (`omp simd`), two passes over dS per token (B1-B2, then B4-B6).
+ * A column block's state rows are nc floats, contiguous: every inner loop
+ * runs over a row (`omp simd`, compiled for the baseline ISA: no AVX2 /
+ * AVX-512 paths yet), two passes over dS per token (B1-B2, then B4-B6).
  */
 #include "kernels/deltarule/deltarule_grad.h"
 
@@ -23,14 +26,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Value columns per pass (a column block's state is Dk x NC floats: 16 KiB at Dk = 128). */
+#define NC 32
+
 typedef struct {
-    float *ckpt;  /* [nblk, Dk, Dv]: S before each block's first token */
-    float *buf;   /* [C, Dk, Dv]: S after each token of the block being swept */
-    float *dS;    /* [Dk, Dv] */
+    float *ckpt;  /* [nblk, Dk, nc]: S (one column block) before each time block's first token */
+    float *buf;   /* [C, Dk, nc]: S after each token of the time block being swept */
+    float *dS;    /* [Dk, nc] */
     float *qh, *kh; /* [C, Dk]: q̂ (scale included), k̂ */
-    float *rr;    /* [C, Dv]: v - u */
+    float *rr;    /* [C, nc]: v - u */
     float *dec, *beta; /* [C]: exp(g), beta */
-    float *u, *ddelta, *du; /* [Dv] */
+    float *u, *ddelta, *du; /* [nc] */
 } workspace;
 
 static size_t ws_floats(int nblk, int C, int Dk, int Dv)
@@ -109,109 +115,120 @@ static void task(const task_ctx *x, workspace *w, int b, int h)
 {
     const deltarule_problem *f = x->p->fwd;
     const int T = f->T, Hk = f->Hk, Hv = f->Hv, Dk = f->Dk, Dv = f->Dv, hk = h / (Hv / Hk), C = x->C;
-    const size_t ss = (size_t)Dk * Dv;
     const int n = deltarule_valid_len(f, b), nblk = (n + C - 1) / C;
     const int l2 = f->use_qk_l2norm;
+    const size_t soff = ((size_t)b * Hv + h) * Dk * Dv; /* this head's state in [B, Hv, Dk, Dv] */
     float *dS = w->dS;
 
-    /* padding: zero gradients */
-    for (int t = n; t < T; t++) {
+    /* padding: zero gradients; valid tokens: zero the sums the column blocks add to */
+    for (int t = 0; t < T; t++) {
         const size_t tok = (size_t)b * T + t;
-        memset(x->p->dv + (tok * Hv + h) * Dv, 0, sizeof(float) * Dv);
+        if (t >= n) memset(x->p->dv + (tok * Hv + h) * Dv, 0, sizeof(float) * Dv);
         memset(x->xq + (tok * Hv + h) * Dk, 0, sizeof(float) * Dk);
         memset(x->xk + (tok * Hv + h) * Dk, 0, sizeof(float) * Dk);
         x->p->dg[tok * Hv + h] = x->p->dbeta[tok * Hv + h] = 0.0f;
     }
 
-    /* forward once, keeping S before every block: ckpt[j+1] = block j applied to ckpt[j] */
-    if (f->initial_state) memcpy(w->ckpt, f->initial_state + ((size_t)b * Hv + h) * ss, sizeof(float) * ss);
-    else memset(w->ckpt, 0, sizeof(float) * ss);
-    for (int j = 0; j + 1 < nblk; j++) {
-        float *S = w->ckpt + (size_t)(j + 1) * ss;
-        memcpy(S, w->ckpt + (size_t)j * ss, sizeof(float) * ss);
-        for (int t = j * C; t < (j + 1) * C; t++) {
-            const size_t tok = (size_t)b * T + t;
-            normalize(f->k + (tok * Hk + hk) * Dk, Dk, l2, 1.0f, w->kh);
-            step(S, S, w->kh, f->v + (tok * Hv + h) * Dv, expf(f->g[tok * Hv + h]), f->beta[tok * Hv + h], w->u,
-                 w->rr, Dk, Dv);
+    /* Column blocks of NC value columns, one after the other: every quantity
+     * of (2) and (B1)-(B7) is column-separable but the sums dq̂, dk̂, dg, dβ,
+     * which add up over the blocks.  A block's states are Dk x nc floats. */
+    for (int c0 = 0; c0 < Dv; c0 += NC) {
+        const int nc = Dv - c0 < NC ? Dv - c0 : NC;
+        const size_t ss = (size_t)Dk * nc;
+        /* forward once, keeping S before every block: ckpt[j+1] = block j applied to ckpt[j] */
+        for (int i = 0; i < Dk; i++)
+            if (f->initial_state) memcpy(w->ckpt + (size_t)i * nc, f->initial_state + soff + (size_t)i * Dv + c0, sizeof(float) * nc);
+            else memset(w->ckpt + (size_t)i * nc, 0, sizeof(float) * nc);
+        for (int j = 0; j + 1 < nblk; j++) {
+            float *S = w->ckpt + (size_t)(j + 1) * ss;
+            memcpy(S, w->ckpt + (size_t)j * ss, sizeof(float) * ss);
+            for (int t = j * C; t < (j + 1) * C; t++) {
+                const size_t tok = (size_t)b * T + t;
+                normalize(f->k + (tok * Hk + hk) * Dk, Dk, l2, 1.0f, w->kh);
+                step(S, S, w->kh, f->v + (tok * Hv + h) * Dv + c0, expf(f->g[tok * Hv + h]), f->beta[tok * Hv + h],
+                     w->u, w->rr, Dk, nc);
+            }
         }
-    }
 
-    /* (B0) */
-    if (x->p->d_final_state) memcpy(dS, x->p->d_final_state + ((size_t)b * Hv + h) * ss, sizeof(float) * ss);
-    else memset(dS, 0, sizeof(float) * ss);
+        /* (B0) */
+        for (int i = 0; i < Dk; i++)
+            if (x->p->d_final_state) memcpy(dS + (size_t)i * nc, x->p->d_final_state + soff + (size_t)i * Dv + c0, sizeof(float) * nc);
+            else memset(dS + (size_t)i * nc, 0, sizeof(float) * nc);
 
-    for (int j = nblk - 1; j >= 0; j--) {
-        const int t0 = j * C, L = n - t0 < C ? n - t0 : C;
-        const float *S0 = w->ckpt + (size_t)j * ss;
-        /* (B9) recompute the block's states from its checkpoint */
-        for (int i = 0; i < L; i++) {
-            const size_t tok = (size_t)b * T + t0 + i;
-            normalize(f->q + (tok * Hk + hk) * Dk, Dk, l2, x->scale, w->qh + (size_t)i * Dk);
-            normalize(f->k + (tok * Hk + hk) * Dk, Dk, l2, 1.0f, w->kh + (size_t)i * Dk);
-            w->dec[i] = expf(f->g[tok * Hv + h]);
-            w->beta[i] = f->beta[tok * Hv + h];
-            step(i ? w->buf + (size_t)(i - 1) * ss : S0, w->buf + (size_t)i * ss, w->kh + (size_t)i * Dk,
-                 f->v + (tok * Hv + h) * Dv, w->dec[i], w->beta[i], w->u, w->rr + (size_t)i * Dv, Dk, Dv);
-        }
-        /* sweep it backward */
-        for (int i = L - 1; i >= 0; i--) {
-            const size_t tok = (size_t)b * T + t0 + i;
-            const float *St = w->buf + (size_t)i * ss, *Sp = i ? w->buf + (size_t)(i - 1) * ss : S0;
-            const float *q = w->qh + (size_t)i * Dk, *k = w->kh + (size_t)i * Dk, *rr = w->rr + (size_t)i * Dv;
-            const float *dout = x->p->d_out + (tok * Hv + h) * Dv;
-            const float a = w->dec[i], beta = w->beta[i];
-            float *xq = x->xq + (tok * Hv + h) * Dk, *xk = x->xk + (tok * Hv + h) * Dk;
-            float *ddelta = w->ddelta, *du = w->du;
-            for (int c = 0; c < Dv; c++) ddelta[c] = 0.0f;
-            /* (B1) dq̂ = S_t do, dS += q̂ doᵀ;  (B2) dδ = dSᵀ k̂, dk̂ = dS δ */
-            for (int r = 0; r < Dk; r++) {
-                float *d = dS + (size_t)r * Dv;
-                const float *s = St + (size_t)r * Dv;
-                const float qr = q[r], kr = k[r];
-                float aq = 0.0f, ak = 0.0f;
+        for (int j = nblk - 1; j >= 0; j--) {
+            const int t0 = j * C, L = n - t0 < C ? n - t0 : C;
+            const float *S0 = w->ckpt + (size_t)j * ss;
+            /* (B9) recompute the block's states from its checkpoint */
+            for (int i = 0; i < L; i++) {
+                const size_t tok = (size_t)b * T + t0 + i;
+                normalize(f->q + (tok * Hk + hk) * Dk, Dk, l2, x->scale, w->qh + (size_t)i * Dk);
+                normalize(f->k + (tok * Hk + hk) * Dk, Dk, l2, 1.0f, w->kh + (size_t)i * Dk);
+                w->dec[i] = expf(f->g[tok * Hv + h]);
+                w->beta[i] = f->beta[tok * Hv + h];
+                step(i ? w->buf + (size_t)(i - 1) * ss : S0, w->buf + (size_t)i * ss, w->kh + (size_t)i * Dk,
+                     f->v + (tok * Hv + h) * Dv + c0, w->dec[i], w->beta[i], w->u, w->rr + (size_t)i * nc, Dk, nc);
+            }
+            /* sweep it backward */
+            for (int i = L - 1; i >= 0; i--) {
+                const size_t tok = (size_t)b * T + t0 + i;
+                const float *St = w->buf + (size_t)i * ss, *Sp = i ? w->buf + (size_t)(i - 1) * ss : S0;
+                const float *q = w->qh + (size_t)i * Dk, *k = w->kh + (size_t)i * Dk, *rr = w->rr + (size_t)i * nc;
+                const float *dout = x->p->d_out + (tok * Hv + h) * Dv + c0;
+                const float a = w->dec[i], beta = w->beta[i];
+                float *xq = x->xq + (tok * Hv + h) * Dk, *xk = x->xk + (tok * Hv + h) * Dk;
+                float *ddelta = w->ddelta, *du = w->du;
+                for (int c = 0; c < nc; c++) ddelta[c] = 0.0f;
+                /* (B1) dq̂ = S_t do, dS += q̂ doᵀ;  (B2) dδ = dSᵀ k̂, dk̂ = dS δ */
+                for (int r = 0; r < Dk; r++) {
+                    float *d = dS + (size_t)r * nc;
+                    const float *s = St + (size_t)r * nc;
+                    const float qr = q[r], kr = k[r];
+                    float aq = 0.0f, ak = 0.0f;
 #pragma omp simd reduction(+ : aq, ak)
-                for (int c = 0; c < Dv; c++) {
-                    aq += s[c] * dout[c];
-                    const float e = d[c] + qr * dout[c];
-                    d[c] = e;
-                    ddelta[c] += kr * e;
-                    ak += e * (beta * rr[c]);
+                    for (int c = 0; c < nc; c++) {
+                        aq += s[c] * dout[c];
+                        const float e = d[c] + qr * dout[c];
+                        d[c] = e;
+                        ddelta[c] += kr * e;
+                        ak += e * (beta * rr[c]);
+                    }
+                    xq[r] += x->scale * aq;
+                    xk[r] += ak;
                 }
-                xq[r] = x->scale * aq;
-                xk[r] = ak;
-            }
-            /* (B3) dv = β dδ, dβ = dδ·(v − u), du = −β dδ */
-            float *dv = x->p->dv + (tok * Hv + h) * Dv;
-            double dbeta = 0.0;
-            for (int c = 0; c < Dv; c++) {
-                dv[c] = beta * ddelta[c];
-                dbeta += (double)ddelta[c] * rr[c];
-                du[c] = -beta * ddelta[c];
-            }
-            x->p->dbeta[tok * Hv + h] = (float)dbeta;
-            /* (B4) dS' = dS + k̂ duᵀ, dk̂ += a S_{t-1} du;  (B5) dg = a <dS', S_{t-1}>;  (B6) dS = a dS' */
-            double dg = 0.0;
-            for (int r = 0; r < Dk; r++) {
-                float *d = dS + (size_t)r * Dv;
-                const float *s = Sp + (size_t)r * Dv;
-                const float kr = k[r];
-                float ak = 0.0f, ag = 0.0f;
+                /* (B3) dv = β dδ, dβ = dδ·(v − u), du = −β dδ */
+                float *dv = x->p->dv + (tok * Hv + h) * Dv + c0;
+                double dbeta = 0.0;
+                for (int c = 0; c < nc; c++) {
+                    dv[c] = beta * ddelta[c];
+                    dbeta += (double)ddelta[c] * rr[c];
+                    du[c] = -beta * ddelta[c];
+                }
+                x->p->dbeta[tok * Hv + h] += (float)dbeta;
+                /* (B4) dS' = dS + k̂ duᵀ, dk̂ += a S_{t-1} du;  (B5) dg = a <dS', S_{t-1}>;  (B6) dS = a dS' */
+                double dg = 0.0;
+                for (int r = 0; r < Dk; r++) {
+                    float *d = dS + (size_t)r * nc;
+                    const float *s = Sp + (size_t)r * nc;
+                    const float kr = k[r];
+                    float ak = 0.0f, ag = 0.0f;
 #pragma omp simd reduction(+ : ak, ag)
-                for (int c = 0; c < Dv; c++) {
-                    const float e = d[c] + kr * du[c];
-                    ak += s[c] * du[c];
-                    ag += e * s[c];
-                    d[c] = a * e;
+                    for (int c = 0; c < nc; c++) {
+                        const float e = d[c] + kr * du[c];
+                        ak += s[c] * du[c];
+                        ag += e * s[c];
+                        d[c] = a * e;
+                    }
+                    xk[r] += a * ak;
+                    dg += ag;
                 }
-                xk[r] += a * ak;
-                dg += ag;
+                x->p->dg[tok * Hv + h] += (float)(a * dg);
             }
-            x->p->dg[tok * Hv + h] = (float)(a * dg);
         }
+        /* (B7) */
+        if (f->initial_state)
+            for (int i = 0; i < Dk; i++)
+                memcpy(x->p->d_initial_state + soff + (size_t)i * Dv + c0, dS + (size_t)i * nc, sizeof(float) * nc);
     }
-    /* (B7) */
-    if (f->initial_state) memcpy(x->p->d_initial_state + ((size_t)b * Hv + h) * ss, dS, sizeof(float) * ss);
 }
 
 /* (B8): dx = (y − x̂ (x̂·y)) / r for x̂ = x / r, in double; y is the sum over
@@ -262,7 +279,7 @@ int deltarule_grad_recurrent(const deltarule_grad_problem *p, const deltarule_op
 #pragma omp single
         nthreads = omp_get_num_threads() < ntask ? omp_get_num_threads() : ntask;
         workspace w = {0};
-        const int ok = ws_alloc(&w, nblk, C, Dk, Dv) == 0;
+        const int ok = ws_alloc(&w, nblk, C, Dk, Dv < NC ? Dv : NC) == 0;
         if (!ok) {
 #pragma omp atomic write
             failed = 1;
@@ -282,7 +299,7 @@ int deltarule_grad_recurrent(const deltarule_grad_problem *p, const deltarule_op
         }
     }
     if (st)
-        st->bytes_held = sizeof(float) * ((size_t)nthreads * ws_floats(nblk, C, Dk, Dv) + (scratch ? 2 * nx : 0));
+        st->bytes_held = sizeof(float) * ((size_t)nthreads * ws_floats(nblk, C, Dk, Dv < NC ? Dv : NC) + (scratch ? 2 * nx : 0));
     free(scratch);
     return failed ? -1 : 0;
 }
