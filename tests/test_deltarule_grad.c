@@ -407,6 +407,43 @@ static void test_threads_same_bits(void **state)
     gcase_free(&g);
 }
 
+/* auto follows a measured crossover (opts.crossover, the "grad_points" bench
+ * writes): with chunked from T = 1000 it gives the recurrent backward's bits
+ * at T = 70, with chunked from T = 2 the chunked one's; with no point for the
+ * shape, its built-in default. */
+static void test_auto_follows_crossover(void **state)
+{
+    (void)state;
+    gcase g;
+    gcase_make(&g, (dr_shape){1, 70, 2, 4, 16, 8, 1, 0}, DR_REGIME_RANDOM, 5, 1, 1);
+    const deltarule_problem *p = &g.c.p;
+    const deltarule_grad_impl *au = deltarule_grad_find("auto"), *rec = deltarule_grad_find("recurrent"),
+                              *chk = deltarule_grad_find("chunked");
+    assert_non_null(au);
+    assert_non_null(rec);
+    assert_non_null(chk);
+    grads a = grads_alloc(p), r = grads_alloc(p), c = grads_alloc(p);
+    run_grad(rec, &g, &(deltarule_opts){.threads = 1}, &r, NULL);
+    run_grad(chk, &g, &(deltarule_opts){.threads = 1}, &c, NULL);
+    /* the two forms round differently, so bits tell which one ran */
+    assert_true(memcmp(r.x[G_K], c.x[G_K], sizeof(float) * r.n[G_K]) != 0);
+    const int from[2] = {1000, 2};
+    for (int k = 0; k < 2; k++) {
+        deltarule_crossover x = {.n = 1};
+        x.pt[0] = (deltarule_crossover_point){p->Hk, p->Hv, p->Dk, p->Dv, 1, from[k]};
+        run_grad(au, &g, &(deltarule_opts){.threads = 1, .crossover = &x}, &a, NULL);
+        const grads *want = k == 0 ? &r : &c;
+        for (int j = 0; j < G_N; j++)
+            if (a.n[j] && memcmp(a.x[j], want->x[j], sizeof(float) * a.n[j]))
+                fail_msg("auto with chunked from T = %d: %s is not the %s backward's", from[k], g_names[j],
+                         k == 0 ? "recurrent" : "chunked");
+    }
+    grads_free(&a);
+    grads_free(&r);
+    grads_free(&c);
+    gcase_free(&g);
+}
+
 /* The recurrent backward holds checkpoints, not every state: at T = 1024,
  * C = 32 its bytes are those of the formula (docs/deltarule.md eq. (B10))
  * for one thread, far below the T states ref keeps. */
@@ -646,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_fd_every_input_and_regime),
         cmocka_unit_test(test_impls_vs_ref),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_auto_follows_crossover),
         cmocka_unit_test(test_recurrent_memory),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_golden_shared),

@@ -140,6 +140,12 @@ static inline float *deltarule_checkpoint_state(const deltarule_problem *p, int 
     return p->checkpoint_states + (((size_t)i * p->B + b) * p->Hv + h) * (size_t)p->Dk * p->Dv;
 }
 
+/* The crossover's point for p's head shape at `threads` (0: OpenMP's
+ * default; the largest measured count not above it, else the smallest):
+ * its chunked_from_T (0: chunked never faster), or -1 if x has no point for
+ * the shape.  Shared by the forward's and the backward's auto. */
+int deltarule_crossover_chunked_from(const deltarule_crossover *x, const deltarule_problem *p, int threads);
+
 /* What `auto` runs for a problem: `chunked` from the crossover's T on for
  * the problem's head shape and thread count, else `recurrent-pairs`. */
 const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const deltarule_opts *o);

@@ -27,11 +27,16 @@ static const deltarule_crossover_point *point_for(const deltarule_crossover *x, 
     return below ? below : above;
 }
 
+int deltarule_crossover_chunked_from(const deltarule_crossover *x, const deltarule_problem *p, int threads)
+{
+    const deltarule_crossover_point *c = point_for(x, p, threads > 0 ? threads : omp_get_max_threads());
+    return c ? c->chunked_from_T : -1;
+}
+
 const deltarule_impl *deltarule_auto_choice(const deltarule_problem *p, const deltarule_opts *o)
 {
-    const int threads = o && o->threads > 0 ? o->threads : omp_get_max_threads();
-    const deltarule_crossover_point *c = point_for(o ? o->crossover : NULL, p, threads);
-    const int from = c ? c->chunked_from_T : 0; /* 0: chunked never measured faster */
+    const int from = deltarule_crossover_chunked_from(o ? o->crossover : NULL, p, o ? o->threads : 0);
+    /* no point (-1) or 0: chunked never measured faster */
     /* The recurrent form as two-token sweeps: at T = 1 the same kernel as
      * `recurrent`, from T = 2 on half the state stores (eq. 3c). */
     return deltarule_find(from > 0 && p->T >= from ? "chunked" : "recurrent-pairs");

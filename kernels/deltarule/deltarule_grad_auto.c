@@ -18,9 +18,11 @@
  * 36.0 ms against 19.9, 7.8, 38.4, 85.3 ms; T = 1: 0.2 ms both.  The
  * chunked backward was faster at every T from 4 on, so auto runs it from
  * T = 2 and the recurrent one for a single token (where the two tie and the
- * recurrent one holds less).  A proper crossover per shape and thread count
- * (as the forward's `auto` reads from deltarule_crossover) is to be measured
- * by bench; this is the stand-in.
+ * recurrent one holds less).  That is the default for a shape the
+ * crossover has no point for; a crossover measured by
+ * `q35lab bench deltarule --grad --crossover FILE` (its "grad_points",
+ * harness/deltarule_crossover.h) comes in opts->crossover and is followed
+ * the way the forward's auto follows its own.
  */
 #include "kernels/deltarule/deltarule_grad.h"
 
@@ -28,7 +30,9 @@
 
 int deltarule_grad_auto(const deltarule_grad_problem *p, const deltarule_opts *o, deltarule_grad_stats *st)
 {
-    const int chunked = p->fwd->T >= DRG_AUTO_CHUNKED_FROM_T;
+    const int measured = deltarule_crossover_chunked_from(o ? o->crossover : NULL, p->fwd, o ? o->threads : 0);
+    const int from = measured < 0 ? DRG_AUTO_CHUNKED_FROM_T : measured; /* 0: chunked never measured faster */
+    const int chunked = from > 0 && p->fwd->T >= from;
     const deltarule_grad_impl *im = deltarule_grad_find(chunked ? "chunked" : "recurrent");
     deltarule_opts merged = im ? im->defaults : (deltarule_opts){.chunk = 64};
     merged.threads = o ? o->threads : 0;
