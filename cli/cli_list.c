@@ -3,6 +3,10 @@
 #include "harness/deltarule_crossover.h"
 #include "harness/deltarule_inputs.h"
 #include "harness/impl_select.h"
+#include "kernels/conv/conv_grad.h"
+#include "kernels/deltarule/deltarule_grad.h"
+#include "ref/conv_grad_ref.h"
+#include "ref/deltarule_grad_ref.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 
@@ -39,6 +43,18 @@ int cmd_list(int argc, char **argv, const q35_comm *comm)
     char xs[2048];
     dr_crossover_describe(dr_crossover_load_default(&x), xs, sizeof xs);
     printf("  auto's crossover: %s\n", xs);
+    printf("\nfamily deltarule backward (dq dk dv dg dbeta d_initial_state; docs/deltarule.md \"Backward\")\n");
+    for (int i = -1; i < deltarule_grad_n_impls; i++) {
+        const deltarule_grad_impl *im = i < 0 ? &deltarule_grad_ref_impl : &deltarule_grad_impls[i];
+        printf("  %-16s %-10.0e %s%s\n", im->name, im->claim_tol, im->summary, unsupported(im->available));
+        printf("  %-16s %-10s claims:", "", "");
+        for (int r = 0; r < DR_REGIME_COUNT; r++)
+            if (im->claims & DR_CLAIM(r)) printf(" %s", dr_regime_name(r));
+        printf("\n");
+    }
+    const deltarule_crossover *gx = dr_crossover_load_default_grad(&x);
+    if (gx) dr_crossover_describe(gx, xs, sizeof xs);
+    printf("  backward auto's crossover: %s\n", gx ? xs : "none measured (chunked from T = 2)");
     printf("\nfamily moe (sparse MoE block: router, top-k experts, shared expert; docs/moe.md)\n");
     printf("  %-16s %-10s %-10s %s\n", "implementation", "tol f32", "tol bf16", "summary");
     for (int i = 0; i < moe_n_entries(); i++) {
@@ -49,6 +65,11 @@ int cmd_list(int argc, char **argv, const q35_comm *comm)
     printf("\nfamily conv (Gated DeltaNet's short causal depthwise conv + SiLU; docs/conv.md)\n");
     for (int i = 0; i < conv_n_entries(); i++) {
         const conv_impl *im = conv_entry(i);
+        printf("  %-16s %-10.0e %s%s\n", im->name, im->claim_tol, im->summary, unsupported(im->available));
+    }
+    printf("\nfamily conv backward (dx dweight d_state_in; docs/conv.md \"Backward\")\n");
+    for (int i = -1; i < conv_grad_n_impls; i++) {
+        const conv_grad_impl *im = i < 0 ? &conv_grad_ref_impl : &conv_grad_impls[i];
         printf("  %-16s %-10.0e %s%s\n", im->name, im->claim_tol, im->summary, unsupported(im->available));
     }
     printf("\nfamily attention (causal GQA softmax attention over a KV cache; docs/attention.md)\n");

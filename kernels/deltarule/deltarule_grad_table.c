@@ -19,7 +19,7 @@ const deltarule_grad_impl deltarule_grad_impls[] = {
      deltarule_grad_recurrent, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL},
     {"chunked", "chunkwise WY form: chunk-boundary states kept, chunks recomputed and backpropagated with BLAS",
      deltarule_grad_chunked, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL},
-    {"auto", "chunked from T = 2, recurrent for one token (deltarule_grad_auto.c)",
+    {"auto", "the faster of recurrent / chunked for this T (measured crossover; without one, chunked from T = 2)",
      deltarule_grad_auto, {0}, DR_CLAIM_ALL, 1e-5, NULL},
 };
 const int deltarule_grad_n_impls = (int)(sizeof deltarule_grad_impls / sizeof deltarule_grad_impls[0]);
