@@ -101,7 +101,7 @@ test: $(TEST_BINS) $(BUILD)/q35lab layers $(BUILD)/comm-without-mpi.o
 	@tests/speculative_cli_test.sh $(BUILD)
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }
-	@grep -E "^check (deltarule|moe):" $(BUILD)/check-quick.txt
+	@grep -E "^check (deltarule|deltarule --grad|moe):" $(BUILD)/check-quick.txt
 	@echo "== CLI smoke: q35lab validate against the golden files (../shared and tests/data/model)"
 	@set -e; for g in ../shared/golden-samples/model/tiny-dense-f32 tests/data/model/hf-tiny-dense-bf16 \
 	                  tests/data/model/hf-tiny-moe-f32; do \

@@ -458,14 +458,24 @@ static int check_all(int argc, char **argv)
     int quick = 0, seeds = 0;
     const cli_opt opts[] = {OPT_FLAG("--quick", &quick), OPT_INT("--seeds", &seeds, 1, 1000), CLI_END};
     const int pr = cli_parse("check all", "usage: q35lab check all [--quick] [--seeds N]\n"
-                                          "Every family's check (check deltarule, check moe) with these options.\n",
+                                          "Every family's check (check deltarule, check deltarule --grad, check moe)\n"
+                                          "with these options.\n",
                              opts, argc, argv, 2);
     if (pr) return CLI_EXIT(pr);
     argv[1] = "deltarule";
     const int dr = check_deltarule(argc, argv);
+    /* the backward: the same options and --grad */
+    char **gv = malloc(sizeof *gv * ((size_t)argc + 2));
+    if (!gv) { fprintf(stderr, "error: out of memory\n"); return 2; }
+    for (int i = 0; i < argc; i++) gv[i] = argv[i];
+    gv[argc] = "--grad";
+    gv[argc + 1] = NULL;
+    const int grad = check_deltarule(argc + 1, gv);
+    free(gv);
     argv[1] = "moe";
     const int moe = cmd_check_moe(argc, argv);
-    return dr > moe ? dr : moe;
+    const int worst = dr > grad ? dr : grad;
+    return worst > moe ? worst : moe;
 }
 
 int cmd_check(int argc, char **argv, const q35_comm *comm)
