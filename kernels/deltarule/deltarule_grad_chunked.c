@@ -35,14 +35,17 @@ typedef struct {
     float *dKQall; /* [T x 2 x Dk] their gradients summed over the key head's value heads (CB14) */
     float *dKQ;    /* [2C x Dk] their gradients */
     float *V;      /* [C x Dv] */
-    float *KS;     /* [C x Dv] K S0 */
-    float *D;      /* [C x Dv] R, then Delta (eq. 5, 7) */
+    float *KS;     /* [C x Dv] K S0: the chunk's block of KSall */
+    float *D;      /* [C x Dv] R, then Delta (eq. 5, 7): the chunk's block of Dall */
+    float *KSall;  /* [T x Dv] every chunk's K S0, chunk c at c C Dv (CB1) */
+    float *Dall;   /* [T x Dv] every chunk's Delta (CB1) */
     float *dO;     /* [C x Dv] */
     float *dD;     /* [C x Dv] dDelta, then dR (CB3, CB5) */
     float *dKS;    /* [2C x Dv] [dR-term of K S0; exp(gamma) dO] (CB8) */
-    float *E;      /* [C x C] exp(gamma_i - gamma_j), j <= i */
-    float *G;      /* [C x C] exp(gamma_i - gamma_j) k_i.k_j, j < i, else 0 */
-    float *A;      /* [C x C] diag(beta) G (eq. 6) */
+    float *E;      /* [C x C] exp(gamma_i - gamma_j), j <= i: the chunk's block of Eall */
+    float *G;      /* [C x C] exp(gamma_i - gamma_j) k_i.k_j, j < i, else 0: block of Gall */
+    float *A;      /* [C x C] diag(beta) G (eq. 6): block of Aall */
+    float *Eall, *Gall, *Aall; /* [nch x C x C] every chunk's E, G, A (CB1), chunk c at c C C */
     float *P;      /* [C x C] M o Q K^T (eq. 8) */
     float *dP;     /* [C x C] dP, then M o dP */
     float *dA;     /* [C x C] dA, then in its lower triangle the gradient of K K^T (CB6) */
@@ -50,34 +53,36 @@ typedef struct {
     float *dKd;    /* [C x Dk] */
     float *dS;     /* [Dk x Dv] gradient of the state at the current chunk's end */
     float *states; /* [nch x Dk x Dv] S0 of every chunk (CB1) */
-    float *beta, *eg; /* [C] beta, exp(gamma) */
+    float *beta, *eg; /* [C] beta, exp(gamma): the chunk's block of betaall, egall */
+    float *betaall, *egall; /* [T] */
     double *rk, *rq;  /* [T] 1/sqrt(|k_t|^2 + 1e-6), 1/sqrt(|q_t|^2 + 1e-6) of the key head (eq. 1; 1 without l2norm) */
-    double *gamma, *dgam; /* [C] eq. (4) and its gradient */
+    double *gamma, *dgam; /* [C] eq. (4) (block of gamall) and its gradient */
+    double *gamall;       /* [T] */
 } gws;
 
 static void gws_free(gws *w)
 {
-    free(w->KQall); free(w->dKQall); free(w->dKQ); free(w->V); free(w->KS); free(w->D); free(w->dO); free(w->dD);
-    free(w->dKS); free(w->E); free(w->G); free(w->A); free(w->P); free(w->dP); free(w->dA);
-    free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->beta); free(w->eg);
-    free(w->gamma); free(w->dgam); free(w->rk); free(w->rq);
+    free(w->KQall); free(w->dKQall); free(w->dKQ); free(w->V); free(w->KSall); free(w->Dall); free(w->dO); free(w->dD);
+    free(w->dKS); free(w->Eall); free(w->Gall); free(w->Aall); free(w->P); free(w->dP); free(w->dA);
+    free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->betaall); free(w->egall);
+    free(w->gamall); free(w->dgam); free(w->rk); free(w->rq);
 }
 
 static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
 {
     memset(w, 0, sizeof *w);
     w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
-    const size_t cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
+    const size_t tv = (size_t)nch * C * Dv, ncc = (size_t)(nch > 0 ? nch : 1) * C * C, cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
     size_t bytes = 0;
 #define GET(ptr, n) (bytes += sizeof *(ptr) * (n), (ptr) = malloc(sizeof *(ptr) * (n)))
-    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQ, 2 * ck); GET(w->V, cv); GET(w->KS, cv); GET(w->D, cv); GET(w->dO, cv);
-    GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->E, cc); GET(w->G, cc); GET(w->A, cc); GET(w->P, cc);
+    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQ, 2 * ck); GET(w->V, cv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
+    GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
     GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->dKd, ck); GET(w->dS, kv);
-    GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->beta, (size_t)C); GET(w->eg, (size_t)C);
-    GET(w->gamma, (size_t)C); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
+    GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
+    GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
 #undef GET
-    if (w->KQall && w->dKQall && w->dKQ && w->V && w->KS && w->D && w->dO && w->dD && w->dKS && w->E && w->G && w->A && w->P &&
-        w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->beta && w->eg && w->gamma && w->dgam &&
+    if (w->KQall && w->dKQall && w->dKQ && w->V && w->KSall && w->Dall && w->dO && w->dD && w->dKS && w->Eall && w->Gall && w->Aall && w->P &&
+        w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->betaall && w->egall && w->gamall && w->dgam &&
         w->rk && w->rq)
         return bytes;
     gws_free(w);
@@ -101,13 +106,29 @@ static void scale_row(const float *x, float *y, int n, float f)
     for (int i = 0; i < n; i++) y[i] = x[i] * f;
 }
 
+/* Points the chunk buffers at chunk c = t0 / C's blocks (CB1 fills them, the
+ * backward reads them). */
+static void select_chunk(gws *w, int t0)
+{
+    const int C = w->C, c = t0 / C;
+    w->KQ = w->KQall + 2 * (size_t)t0 * w->Dk;
+    w->KS = w->KSall + (size_t)t0 * w->Dv;
+    w->D = w->Dall + (size_t)t0 * w->Dv;
+    w->E = w->Eall + (size_t)c * C * C;
+    w->G = w->Gall + (size_t)c * C * C;
+    w->A = w->Aall + (size_t)c * C * C;
+    w->beta = w->betaall + t0;
+    w->eg = w->egall + t0;
+    w->gamma = w->gamall + t0;
+}
+
 /* The chunk [t0, t0+L) of head (b, h): K, Q (eq. 1, from KQall), V, beta,
  * gamma (eq. 4), E, G and A (eq. 6, entries above the diagonal assigned 0:
  * eq. 10), as chunk_engine.c's gather, decay_matrix and build_A_and_P do. */
 static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
 {
     const int L = w->L, C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
-    w->KQ = w->KQall + 2 * (size_t)t0 * Dk; /* t0 = c C */
+    select_chunk(w, t0);
     double gam = 0.0;
     for (int i = 0; i < L; i++) {
         const size_t tok = (size_t)b * p->T + t0 + i;
@@ -247,7 +268,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         /* CB7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
         const size_t tok = (size_t)b * p->T + t0 + i;
         const float bi = w->beta[i], eg = w->eg[i];
-        const float *dr = w->dD + (size_t)i * Dv, *v = w->V + (size_t)i * Dv, *ks = w->KS + (size_t)i * Dv,
+        const float *dr = w->dD + (size_t)i * Dv, *v = p->v + (tok * Hv + h) * Dv, *ks = w->KS + (size_t)i * Dv,
                     *dor = w->dO + (size_t)i * Dv;
         float *dv = gp->dv + (tok * Hv + h) * Dv, *dks = w->dKS + (size_t)i * Dv,
               *doe = w->dKS + (size_t)(L + i) * Dv;
@@ -297,15 +318,17 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
     const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
     const size_t kv = (size_t)Dk * Dv, soff = ((size_t)b * Hv + h) * kv;
     const int nch = (len + C - 1) / C;
-    /* CB1: the state entering each chunk; the last chunk's end state is not needed */
+    /* CB1: the state entering each chunk and every chunk's K S0, Delta, E, G,
+     * A, kept for the backward; the last chunk's end state is not needed */
     if (p->initial_state) memcpy(w->states, p->initial_state + soff, sizeof(float) * kv);
     else memset(w->states, 0, sizeof(float) * kv);
-    for (int c = 0; c + 1 < nch; c++) {
-        w->L = C;
+    for (int c = 0; c < nch; c++) {
+        w->L = len - c * C < C ? len - c * C : C;
         prepare(w, p, b, h, c * C);
         const float *S0 = w->states + (size_t)c * kv;
-        float *S1 = w->states + (size_t)(c + 1) * kv;
         solve_delta(w, S0);
+        if (c + 1 == nch) break;
+        float *S1 = w->states + (size_t)(c + 1) * kv;
         const float egL = decayed_keys(w); /* eq. (9) */
         for (size_t i = 0; i < kv; i++) S1[i] = egL * S0[i];
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, C, 1.0f, w->Kd, Dk, w->D, Dv, 1.0f, S1, Dv);
@@ -317,8 +340,7 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         const int t0 = c * C;
         w->L = len - t0 < C ? len - t0 : C;
         const float *S0 = w->states + (size_t)c * kv;
-        prepare(w, p, b, h, t0); /* CB2: the chunk recomputed from its S0 */
-        solve_delta(w, S0);
+        select_chunk(w, t0); /* CB2: the chunk as CB1 left it */
         chunk_backward(w, gp, b, h, t0, S0);
         float *acc = w->dKQall + 2 * (size_t)t0 * Dk; /* CB14 */
         const float *d = w->dKQ;
