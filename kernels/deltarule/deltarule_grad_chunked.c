@@ -33,8 +33,10 @@ typedef struct {
     float *KQ;     /* [2C x Dk] rows [0,L) normalized keys, [L,2L) scaled queries: the chunk's block of KQall */
     float *KQall;  /* [T x 2 x Dk] every chunk's [K; Q] block of the key head, chunk c at c 2C Dk (eq. 1) */
     float *dKQall; /* [T x 2 x Dk] their gradients summed over the key head's value heads (CB14) */
-    float *dKQ;    /* [2C x Dk] their gradients */
-    float *V;      /* [C x Dv] */
+    float *dKQ;    /* [2C x Dk] their gradients (the first value head of a key head: dKQall's block) */
+    float *dKQbuf; /* [2C x Dk] dKQ of the other value heads */
+    float *V;      /* [C x Dv]: the chunk's block of Vall */
+    float *Vall;   /* [T x Dv] the value head's V rows, gathered once in CB1 */
     float *KS;     /* [C x Dv] K S0: the chunk's block of KSall */
     float *D;      /* [C x Dv] R, then Delta (eq. 5, 7): the chunk's block of Dall */
     float *KSall;  /* [T x Dv] every chunk's K S0, chunk c at c C Dv (CB1) */
@@ -62,7 +64,7 @@ typedef struct {
 
 static void gws_free(gws *w)
 {
-    free(w->KQall); free(w->dKQall); free(w->dKQ); free(w->V); free(w->KSall); free(w->Dall); free(w->dO); free(w->dD);
+    free(w->KQall); free(w->dKQall); free(w->dKQbuf); free(w->Vall); free(w->KSall); free(w->Dall); free(w->dO); free(w->dD);
     free(w->dKS); free(w->Eall); free(w->Gall); free(w->Aall); free(w->P); free(w->dP); free(w->dA);
     free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->betaall); free(w->egall);
     free(w->gamall); free(w->dgam); free(w->rk); free(w->rq);
@@ -75,13 +77,13 @@ static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
     const size_t tv = (size_t)nch * C * Dv, ncc = (size_t)(nch > 0 ? nch : 1) * C * C, cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
     size_t bytes = 0;
 #define GET(ptr, n) (bytes += sizeof *(ptr) * (n), (ptr) = malloc(sizeof *(ptr) * (n)))
-    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQ, 2 * ck); GET(w->V, cv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
+    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
     GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
     GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->dKd, ck); GET(w->dS, kv);
     GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
     GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
 #undef GET
-    if (w->KQall && w->dKQall && w->dKQ && w->V && w->KSall && w->Dall && w->dO && w->dD && w->dKS && w->Eall && w->Gall && w->Aall && w->P &&
+    if (w->KQall && w->dKQall && w->dKQbuf && w->Vall && w->KSall && w->Dall && w->dO && w->dD && w->dKS && w->Eall && w->Gall && w->Aall && w->P &&
         w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->betaall && w->egall && w->gamall && w->dgam &&
         w->rk && w->rq)
         return bytes;
@@ -113,6 +115,7 @@ static void select_chunk(gws *w, int t0)
     const int C = w->C, c = t0 / C;
     w->KQ = w->KQall + 2 * (size_t)t0 * w->Dk;
     w->KS = w->KSall + (size_t)t0 * w->Dv;
+    w->V = w->Vall + (size_t)t0 * w->Dv;
     w->D = w->Dall + (size_t)t0 * w->Dv;
     w->E = w->Eall + (size_t)c * C * C;
     w->G = w->Gall + (size_t)c * C * C;
@@ -198,7 +201,6 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     const float *K = w->KQ, *Q = w->KQ + (size_t)L * Dk;
     float *dK = w->dKQ, *dQ = w->dKQ + (size_t)L * Dk;
     double *dgam = w->dgam;
-    const size_t kv = (size_t)Dk * Dv;
     for (int i = 0; i < L; i++) dgam[i] = 0.0;
 
     /* CB2: P = M o Q K^T (eq. 8), by select (eq. 10) */
@@ -242,9 +244,8 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
             hs += hj;
             dgam[j] -= hj;
         }
-        double ss = 0.0;
-#pragma omp simd reduction(+ : ss)
-        for (size_t i = 0; i < kv; i++) ss += (double)w->dS[i] * S0[i];
+        double ss = 0.0; /* <dS_L, S0>: rows in float, their sum in double */
+        for (int r = 0; r < Dk; r++) ss += dotf(w->dS + (size_t)r * Dv, S0 + (size_t)r * Dv, Dv);
         dgam[L - 1] += hs + (double)egL * ss;
     }
     /* CB5: dR = (I + A)^{-T} dDelta */
@@ -268,7 +269,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         /* CB7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
         const size_t tok = (size_t)b * p->T + t0 + i;
         const float bi = w->beta[i], eg = w->eg[i];
-        const float *dr = w->dD + (size_t)i * Dv, *v = p->v + (tok * Hv + h) * Dv, *ks = w->KS + (size_t)i * Dv,
+        const float *dr = w->dD + (size_t)i * Dv, *v = w->V + (size_t)i * Dv, *ks = w->KS + (size_t)i * Dv,
                     *dor = w->dO + (size_t)i * Dv;
         float *dv = gp->dv + (tok * Hv + h) * Dv, *dks = w->dKS + (size_t)i * Dv,
               *doe = w->dKS + (size_t)(L + i) * Dv;
@@ -289,8 +290,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * L, Dk, Dv, 1.0f, w->dKS, Dv, S0, Dv, 0.0f, w->dKQ, Dk);
     for (int i = 0; i < L; i++) dgam[i] += dotf(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
     /* CB10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
-    for (size_t i = 0; i < kv; i++) w->dS[i] *= egL;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, 2 * L, 1.0f, w->KQ, Dk, w->dKS, Dv, 1.0f, w->dS, Dv);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, 2 * L, 1.0f, w->KQ, Dk, w->dKS, Dv, egL, w->dS, Dv);
     /* CB11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K;  dK += exp(gamma_L - gamma) o dKd */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, K, Dk, 1.0f, dQ, Dk);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, Q, Dk, 1.0f, dK, Dk);
@@ -312,7 +312,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
 
 /* Value head h of sequence b: CB1 then the chunks backward; adds the
  * gradients of the normalized K, Q rows into dk, dq (eq. CB14). */
-static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int len)
+static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int len, int first)
 {
     const deltarule_problem *p = gp->fwd;
     const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
@@ -341,8 +341,10 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         w->L = len - t0 < C ? len - t0 : C;
         const float *S0 = w->states + (size_t)c * kv;
         select_chunk(w, t0); /* CB2: the chunk as CB1 left it */
-        chunk_backward(w, gp, b, h, t0, S0);
         float *acc = w->dKQall + 2 * (size_t)t0 * Dk; /* CB14 */
+        w->dKQ = first ? acc : w->dKQbuf; /* the first value head writes the sum's first term in place */
+        chunk_backward(w, gp, b, h, t0, S0);
+        if (first) continue;
         const float *d = w->dKQ;
         const size_t n2 = 2 * (size_t)w->L * Dk;
 #pragma omp simd
@@ -416,8 +418,7 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                     scale_row(p->k + row, w.KQall + kr, Dk, (float)w.rk[t]);
                     scale_row(p->q + row, w.KQall + kr + (size_t)L * Dk, Dk, (float)(scale * w.rq[t]));
                 }
-                memset(w.dKQall, 0, sizeof(float) * 2 * (size_t)len * Dk);
-                for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len);
+                for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len, h == m * r);
                 for (int t = 0; t < p->T; t++) { /* CB15; padding rows 0 */
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
                     if (t >= len) {
