@@ -102,6 +102,19 @@ static double inv_norm(const float *x, int n, int l2)
     return 1.0 / sqrt(ss + 1e-6);
 }
 
+/* The strided rows of one head (stride Hk Dk or Hv Dv floats) miss the
+ * hardware prefetcher: fetch a row a few tokens ahead. */
+#define PF_AHEAD 4
+static void prefetch_row(const float *x, int n)
+{
+    for (int i = 0; i < n; i += 16) __builtin_prefetch(x + i, 0, 3);
+}
+
+static void prefetch_row_w(float *x, int n)
+{
+    for (int i = 0; i < n; i += 16) __builtin_prefetch(x + i, 1, 3);
+}
+
 static void scale_row(const float *x, float *y, int n, float f)
 {
 #pragma omp simd
@@ -135,6 +148,7 @@ static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
     double gam = 0.0;
     for (int i = 0; i < L; i++) {
         const size_t tok = (size_t)b * p->T + t0 + i;
+        if (i + PF_AHEAD < L) prefetch_row(p->v + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
         memcpy(w->V + (size_t)i * Dv, p->v + (tok * Hv + h) * Dv, sizeof(float) * Dv);
         w->beta[i] = p->beta[tok * Hv + h];
         gam += p->g[tok * Hv + h]; /* eq. (4): restarts every chunk */
@@ -212,6 +226,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     }
     for (int i = 0; i < L; i++) { /* dO rows of the chunk */
         const size_t tok = (size_t)b * p->T + t0 + i;
+        if (i + PF_AHEAD < L) prefetch_row(gp->d_out + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
         memcpy(w->dO + (size_t)i * Dv, gp->d_out + (tok * Hv + h) * Dv, sizeof(float) * Dv);
     }
     /* CB3: dDelta = P^T dO + Kd dS_L */
@@ -271,6 +286,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         const float bi = w->beta[i], eg = w->eg[i];
         const float *dr = w->dD + (size_t)i * Dv, *v = w->V + (size_t)i * Dv, *ks = w->KS + (size_t)i * Dv,
                     *dor = w->dO + (size_t)i * Dv;
+        if (i + PF_AHEAD < L) prefetch_row_w(gp->dv + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
         float *dv = gp->dv + (tok * Hv + h) * Dv, *dks = w->dKS + (size_t)i * Dv,
               *doe = w->dKS + (size_t)(L + i) * Dv;
         float dbr = 0.0f, dgr = 0.0f;
@@ -413,6 +429,10 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
                     const int c = t / C, L = len - c * C < C ? len - c * C : C;
                     const size_t kr = kq_row(t, C, Dk);
+                    if (t + PF_AHEAD < len) {
+                        prefetch_row(p->k + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
+                        prefetch_row(p->q + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
+                    }
                     w.rk[t] = inv_norm(p->k + row, Dk, p->use_qk_l2norm);
                     w.rq[t] = inv_norm(p->q + row, Dk, p->use_qk_l2norm);
                     scale_row(p->k + row, w.KQall + kr, Dk, (float)w.rk[t]);
@@ -428,6 +448,10 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                     }
                     const int c = t / C, L = len - c * C < C ? len - c * C : C;
                     const size_t kr = kq_row(t, C, Dk), qr = kr + (size_t)L * Dk;
+                    if (t + PF_AHEAD < len) {
+                        prefetch_row_w(gp->dq + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
+                        prefetch_row_w(gp->dk + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
+                    }
                     l2norm_backward(w.KQall + qr, w.dKQall + qr, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
                     l2norm_backward(w.KQall + kr, w.dKQall + kr, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
                 }
