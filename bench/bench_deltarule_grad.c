@@ -193,6 +193,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
     const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
     if (!have_limits)
         fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate` for %% of peak\n", err);
+    else q35_limits_note_other_host(&lim, cfg.machine, stdout);
     q35_counters *ctr = NULL;
     if (strcmp(cfg.counters, "none")) {
         if (!(ctr = q35_counters_open(cfg.counters, err, sizeof err))) {

@@ -163,6 +163,7 @@ int bench_model(const model_bench_config *config)
     q35_machine_limits lim;
     const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
     if (!have_limits) fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate`\n", err);
+    else if (comm->rank == 0) q35_limits_note_other_host(&lim, cfg.machine, stdout);
     bench_report rep; /* rank 0 writes the results */
     if (bench_report_open(&rep, "model", comm->rank ? NULL : cfg.json, comm->rank ? NULL : cfg.csv, cfg.machine)) {
         q35_model_free(&m);

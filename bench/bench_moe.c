@@ -72,6 +72,7 @@ int bench_moe(const moe_bench_config *config)
     q35_machine_limits lim;
     const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
     if (!have_limits) fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate`\n", err);
+    else q35_limits_note_other_host(&lim, cfg.machine, stdout);
     q35_counters *ctr = NULL;
     if (strcmp(cfg.counters, "none")) {
         if (!(ctr = q35_counters_open(cfg.counters, err, sizeof err))) {

@@ -1127,6 +1127,19 @@ int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t
     return 0;
 }
 
+int q35_limits_note_other_host(const q35_machine_limits *lim, const char *path, FILE *out)
+{
+    q35_machine_info *mi = calloc(1, sizeof *mi);
+    if (!mi) return 0;
+    read_cpuinfo(mi);
+    const int other = lim->cpu_model[0] && strcmp(mi->cpu_model, lim->cpu_model) != 0;
+    if (other)
+        fprintf(out, "note: %% of peak and of bandwidth are against %s, measured on \"%s\"; this host is \"%s\": "
+                     "run `build/q35lab calibrate` here for its own limits\n", path, lim->cpu_model, mi->cpu_model);
+    free(mi);
+    return other;
+}
+
 static int tidx(int threads) { return threads >= 1 && threads <= Q35_MAX_THREADS ? threads : 0; }
 
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads)

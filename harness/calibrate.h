@@ -161,6 +161,11 @@ typedef struct {
 /* Parses machine.json.  0 on success; -1 with err if the file is unreadable, not JSON or of
  * another schema.  Missing or malformed figures are left 0. */
 int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t errlen);
+/* 1 (after a note on out) when lim was measured on another CPU model than
+ * this host's: a benchmark's % of peak would then be against that
+ * machine's limits (an AVX2 host's FMA peak read on an AVX-512 one gives
+ * more than 100%). */
+int q35_limits_note_other_host(const q35_machine_limits *lim, const char *path, FILE *out);
 
 /* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads);
