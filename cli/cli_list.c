@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static const char usage[] =
     "usage: q35lab list\n"
@@ -53,7 +54,12 @@ int cmd_list(int argc, char **argv, const q35_comm *comm)
         printf("\n");
     }
     const deltarule_crossover *gx = dr_crossover_load_default_grad(&x);
-    if (gx) dr_crossover_describe(gx, xs, sizeof xs);
+    if (gx) {
+        dr_crossover_describe(gx, xs, sizeof xs);
+        /* the backward's default for a shape without a point is not the forward's */
+        char *o = strstr(xs, " (other shapes: recurrent at every T)");
+        if (o) snprintf(o, sizeof xs - (size_t)(o - xs), " (other shapes: chunked from T = 2)");
+    }
     printf("  backward auto's crossover: %s\n", gx ? xs : "none measured (chunked from T = 2)");
     printf("\nfamily moe (sparse MoE block: router, top-k experts, shared expert; docs/moe.md)\n");
     printf("  %-16s %-10s %-10s %s\n", "implementation", "tol f32", "tol bf16", "summary");
