@@ -1,4 +1,5 @@
 #include "harness/deltarule_golden.h"
+#include "common/float_checks.h"
 
 #include "common/errmsg.h"
 #include "common/safetensors.h"
@@ -57,13 +58,6 @@ static int load_f32(const st_file *f, const char *name, int ndim, const int64_t 
 
 #define TRY(x) do { if (x) goto fail; } while (0)
 
-static int first_nonfinite(const float *x, size_t n, size_t *at)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) { *at = i; return 1; }
-    return 0;
-}
-
 /* The gradient tensors, all or none (dr_golden_load).  0 (none is fine), or
  * -1 with a message listing what is missing. */
 static int load_grads(const st_file *f, dr_golden *g, const char *path, char *err, size_t errlen)
@@ -107,8 +101,8 @@ static int load_grads(const st_file *f, dr_golden *g, const char *path, char *er
             return -1;
     }
     size_t at;
-    const char *bad = first_nonfinite(g->d_out, dr_v_elems(p), &at) ? "d_out"
-                      : g->d_final_state && first_nonfinite(g->d_final_state, dr_state_elems(p), &at) ? "d_final_state"
+    const char *bad = q35_first_nonfinite(g->d_out, dr_v_elems(p), &at) ? "d_out"
+                      : g->d_final_state && q35_first_nonfinite(g->d_final_state, dr_state_elems(p), &at) ? "d_final_state"
                                                                                                       : NULL;
     if (bad) {
         q35_errmsg(err, errlen, "%s: upstream gradient '%s' has a non-finite value at flat index %zu", path, bad, at);

@@ -4,6 +4,7 @@
  * A new implementation is one new file plus one line in attention_impls[].
  */
 #include "common/sde_counters.h"
+#include "common/float_checks.h"
 #include "kernels/attention/attention.h"
 
 #include <math.h>
@@ -27,14 +28,6 @@ const attention_impl *attention_find(const char *name)
 }
 
 #define FAIL(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
-
-/* Do [a, a+na) and [b, b+nb) (float counts) share memory? */
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    if (!a || !b || !na || !nb) return 0;
-    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
-    return a0 < b0 + nb * sizeof(float) && b0 < a0 + na * sizeof(float);
-}
 
 /* First non-finite entry of n floats, or -1. */
 static long long first_nonfinite(const float *x, size_t n)
@@ -73,7 +66,7 @@ int attention_validate(const attention_problem *p, int check_values, char *err, 
     const struct { const char *name; const void *ptr; size_t n; } in[] = {
         {"q", p->q, (size_t)nq}, {"k_cache", p->k_cache, (size_t)nc}, {"v_cache", p->v_cache, (size_t)nc}};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
-        if (overlaps(p->out, (size_t)nq, in[i].ptr, in[i].n))
+        if (q35_floats_overlap(p->out, (size_t)nq, in[i].ptr, in[i].n))
             FAIL("attention: out overlaps '%s' (the output must be a separate buffer)", in[i].name);
     if (check_values) {
         /* Only what the kernels read: q of valid tokens, cache rows 0 .. past+len-1. */

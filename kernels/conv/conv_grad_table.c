@@ -4,6 +4,7 @@
  * A new implementation is one new file plus one line in conv_grad_impls[].
  */
 #include "kernels/conv/conv_grad.h"
+#include "common/float_checks.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -25,21 +26,6 @@ const conv_grad_impl *conv_grad_find(const char *name)
 }
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
-
-static int first_nonfinite(const float *x, size_t n, size_t *at)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) { *at = i; return 1; }
-    return 0;
-}
-
-/* Do [a, a+na) and [b, b+nb) (4-byte element counts) share memory? */
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    if (!a || !b || !na || !nb) return 0;
-    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
-    return a0 < b0 + nb * sizeof(float) && b0 < a0 + na * sizeof(float);
-}
 
 int conv_grad_validate(const conv_grad_problem *p, int check_values, char *err, size_t errlen)
 {
@@ -73,11 +59,11 @@ int conv_grad_validate(const conv_grad_problem *p, int check_values, char *err, 
             {"dx", p->dx, nx}, {"dweight", p->dweight, nw}, {"d_state_in", f->state_in ? p->d_state_in : NULL, ns}};
         for (size_t o = 0; o < sizeof out / sizeof out[0]; o++) {
             for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
-                if (overlaps(out[o].ptr, out[o].n, in[i].ptr, in[i].n))
+                if (q35_floats_overlap(out[o].ptr, out[o].n, in[i].ptr, in[i].n))
                     FAIL("conv_grad: output '%s' overlaps input '%s' (outputs must be separate buffers)", out[o].name,
                          in[i].name);
             for (size_t q = 0; q < o; q++)
-                if (overlaps(out[o].ptr, out[o].n, out[q].ptr, out[q].n))
+                if (q35_floats_overlap(out[o].ptr, out[o].n, out[q].ptr, out[q].n))
                     FAIL("conv_grad: outputs '%s' and '%s' overlap", out[q].name, out[o].name);
         }
     }
@@ -88,7 +74,7 @@ int conv_grad_validate(const conv_grad_problem *p, int check_values, char *err, 
             {"dy", p->dy, nx}, {"d_state_out", p->d_state_out, p->d_state_out ? ns : 0}};
         size_t at;
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-            if (first_nonfinite(t[i].x, t[i].n, &at))
+            if (q35_first_nonfinite(t[i].x, t[i].n, &at))
                 FAIL("conv_grad: input '%s' has a non-finite value (%g) at flat index %zu", t[i].name, t[i].x[at],
                      at);
     }

@@ -4,6 +4,7 @@
  * A new implementation is one new file plus one line in conv_impls[].
  */
 #include "common/sde_counters.h"
+#include "common/float_checks.h"
 #include "kernels/conv/conv.h"
 
 #include <math.h>
@@ -25,21 +26,6 @@ const conv_impl *conv_find(const char *name)
 }
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
-
-static int first_nonfinite(const float *x, size_t n, size_t *at)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) { *at = i; return 1; }
-    return 0;
-}
-
-/* Do [a, a+na) and [b, b+nb) (float counts) share memory? */
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    if (!a || !b || !na || !nb) return 0;
-    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
-    return a0 < b0 + nb * sizeof(float) && b0 < a0 + na * sizeof(float);
-}
 
 int conv_validate(const conv_problem *p, int check_values, char *err, size_t errlen)
 {
@@ -64,11 +50,11 @@ int conv_validate(const conv_problem *p, int check_values, char *err, size_t err
     const struct { const char *name; const void *ptr; size_t n; } in[] = {
         {"x", p->x, nx}, {"weight", p->weight, nw}, {"state_in", p->state_in, ns}, {"state_out", p->state_out, ns}};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
-        if (overlaps(p->y, nx, in[i].ptr, in[i].n))
+        if (q35_floats_overlap(p->y, nx, in[i].ptr, in[i].n))
             FAIL("conv: y overlaps '%s' (the output must be a separate buffer)", in[i].name);
-    if (overlaps(p->state_out, ns, p->x, nx) || overlaps(p->state_out, ns, p->weight, nw))
+    if (q35_floats_overlap(p->state_out, ns, p->x, nx) || q35_floats_overlap(p->state_out, ns, p->weight, nw))
         FAIL("conv: state_out overlaps x or weight");
-    if (p->state_out && p->state_in && p->state_out != p->state_in && overlaps(p->state_out, ns, p->state_in, ns))
+    if (p->state_out && p->state_in && p->state_out != p->state_in && q35_floats_overlap(p->state_out, ns, p->state_in, ns))
         FAIL("conv: state_out partly overlaps state_in (it must be the same buffer or a separate one)");
     if (p->n_checkpoints < 0 || p->n_checkpoints > p->T)
         FAIL("conv: n_checkpoints=%d outside [0, T=%d]", p->n_checkpoints, p->T);
@@ -88,7 +74,7 @@ int conv_validate(const conv_problem *p, int check_values, char *err, size_t err
             {"x", p->x, nx}, {"weight", p->weight, nw}, {"y", p->y, nx},
             {"state_in", p->state_in, ns}, {"state_out", p->state_out, ns}};
         for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
-            if (overlaps(p->checkpoint_states, nck, other[i].ptr, other[i].n))
+            if (q35_floats_overlap(p->checkpoint_states, nck, other[i].ptr, other[i].n))
                 FAIL("conv: checkpoint_states overlaps '%s' (it must be a separate buffer)", other[i].name);
     }
     if (check_values) {
@@ -96,7 +82,7 @@ int conv_validate(const conv_problem *p, int check_values, char *err, size_t err
             {"x", p->x, nx}, {"weight", p->weight, nw}, {"state_in", p->state_in, p->state_in ? ns : 0}};
         size_t at;
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-            if (first_nonfinite(t[i].x, t[i].n, &at))
+            if (q35_first_nonfinite(t[i].x, t[i].n, &at))
                 FAIL("conv: input '%s' has a non-finite value (%g) at flat index %zu", t[i].name, t[i].x[at], at);
     }
     return 0;

@@ -5,6 +5,7 @@
  * (tests/test_deltarule_grad.c holds every entry to it, per gradient).
  */
 #include "common/sde_counters.h"
+#include "common/float_checks.h"
 #include "kernels/deltarule/deltarule_grad.h"
 
 #include <math.h>
@@ -34,13 +35,6 @@ const deltarule_grad_impl *deltarule_grad_find(const char *name)
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
-static int first_nonfinite(const float *x, size_t n, size_t *at)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) { *at = i; return 1; }
-    return 0;
-}
-
 int deltarule_grad_validate(const deltarule_grad_problem *p, int check_values, char *err, size_t errlen)
 {
     if (!p) FAIL("deltarule_grad: no problem given");
@@ -60,9 +54,9 @@ int deltarule_grad_validate(const deltarule_grad_problem *p, int check_values, c
     if (check_values) {
         const size_t nv = (size_t)f.B * f.T * f.Hv * f.Dv, ns = (size_t)f.B * f.Hv * f.Dk * f.Dv;
         size_t at;
-        if (first_nonfinite(p->d_out, nv, &at))
+        if (q35_first_nonfinite(p->d_out, nv, &at))
             FAIL("deltarule_grad: input 'd_out' has a non-finite value (%g) at flat index %zu", p->d_out[at], at);
-        if (p->d_final_state && first_nonfinite(p->d_final_state, ns, &at))
+        if (p->d_final_state && q35_first_nonfinite(p->d_final_state, ns, &at))
             FAIL("deltarule_grad: input 'd_final_state' has a non-finite value (%g) at flat index %zu",
                  p->d_final_state[at], at);
     }

@@ -6,6 +6,7 @@
  * claim_tol there.
  */
 #include "common/sde_counters.h"
+#include "common/float_checks.h"
 #include "kernels/deltarule/deltarule.h"
 
 #include <math.h>
@@ -58,13 +59,6 @@ const deltarule_impl *deltarule_find(const char *name)
     return NULL;
 }
 
-static int first_nonfinite(const float *x, size_t n, size_t *at)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) { *at = i; return 1; }
-    return 0;
-}
-
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
 int deltarule_validate(const deltarule_problem *p, int check_values, char *err, size_t errlen)
@@ -107,7 +101,7 @@ int deltarule_validate(const deltarule_problem *p, int check_values, char *err, 
             {"beta", p->beta, ng}, {"initial_state", p->initial_state, p->initial_state ? ns : 0}};
         size_t at;
         for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-            if (first_nonfinite(t[i].x, t[i].n, &at))
+            if (q35_first_nonfinite(t[i].x, t[i].n, &at))
                 FAIL("deltarule: input '%s' has a non-finite value (%g) at flat index %zu",
                      t[i].name, t[i].x[at], at);
         for (size_t i = 0; i < ng; i++)

@@ -1,4 +1,5 @@
 /* The linear family's table, validation and dispatch (docs/design.md). */
+#include "common/float_checks.h"
 #include "common/sde_counters.h"
 #include "kernels/linear/linear.h"
 
@@ -21,12 +22,6 @@ const linear_impl *linear_find(const char *name)
 
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
 
-static int overlaps(const void *a, size_t na, const void *b, size_t nb)
-{
-    uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
-    return a && b && na && nb && a0 < b0 + nb && b0 < a0 + na;
-}
-
 int linear_validate(const linear_problem *p, char *err, size_t errlen)
 {
     if (!p) FAIL("linear: no problem given");
@@ -36,8 +31,8 @@ int linear_validate(const linear_problem *p, char *err, size_t errlen)
     if (p->M == 0) return 0;
     if (!p->x || !p->w || !p->y) FAIL("linear: missing %s", !p->x ? "x" : !p->w ? "w" : "y");
     const size_t ny = (size_t)p->M * p->N * 4;
-    if (overlaps(p->y, ny, p->x, (size_t)p->M * p->K * 4) ||
-        overlaps(p->y, ny, p->w, (size_t)p->N * p->K * q35_wtype_size(p->wt)))
+    if (q35_bytes_overlap(p->y, ny, p->x, (size_t)p->M * p->K * 4) ||
+        q35_bytes_overlap(p->y, ny, p->w, (size_t)p->N * p->K * q35_wtype_size(p->wt)))
         FAIL("linear: y overlaps x or w");
     return 0;
 }
