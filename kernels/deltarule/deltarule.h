@@ -118,6 +118,9 @@ const deltarule_impl *deltarule_find(const char *name);
  * Returns 0, or -1 with a message in err. */
 int deltarule_validate(const deltarule_problem *p, int check_values, char *err, size_t errlen);
 
+/* opts over defaults: each field of opts that is set (non-zero) wins. */
+deltarule_opts deltarule_opts_merge(const deltarule_opts *defaults, const deltarule_opts *opts);
+
 /* Validates, merges opts over impl->defaults, runs. 0 on success. */
 int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
                   const deltarule_opts *opts, char *err, size_t errlen);

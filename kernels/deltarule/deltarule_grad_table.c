@@ -92,16 +92,7 @@ int deltarule_grad_run(const deltarule_grad_impl *impl, const deltarule_grad_pro
     if (impl->available && !impl->available())
         FAIL("deltarule_grad: implementation '%s' is not supported on this CPU", impl->name);
     if (deltarule_grad_validate(p, 0, err, errlen)) return -1;
-    deltarule_opts o = impl->defaults;
-    if (opts) {
-        if (opts->chunk) o.chunk = opts->chunk;
-        if (opts->solver) o.solver = opts->solver;
-        if (opts->neumann_order) o.neumann_order = opts->neumann_order;
-        if (opts->threads) o.threads = opts->threads;
-        if (opts->sweep_tokens) o.sweep_tokens = opts->sweep_tokens;
-        if (opts->crossover) o.crossover = opts->crossover;
-        if (opts->checkpoint_mode) o.checkpoint_mode = opts->checkpoint_mode;
-    }
+    const deltarule_opts o = deltarule_opts_merge(&impl->defaults, opts);
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule_grad: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule_grad: Neumann order %d is negative", o.neumann_order);
     if (o.threads < 0) FAIL("deltarule_grad: thread count %d is negative", o.threads);

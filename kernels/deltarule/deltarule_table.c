@@ -127,14 +127,9 @@ static void count_work(const deltarule_problem *p)
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, 4LL * tokens * (2LL * p->Hk * p->Dk + (long long)p->Hv * p->Dv + 2LL * p->Hv));
 }
 
-int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
-                  const deltarule_opts *opts, char *err, size_t errlen)
+deltarule_opts deltarule_opts_merge(const deltarule_opts *defaults, const deltarule_opts *opts)
 {
-    if (!impl) FAIL("deltarule: no implementation given");
-    if (impl->available && !impl->available())
-        FAIL("deltarule: implementation '%s' is not supported on this CPU", impl->name);
-    if (deltarule_validate(p, 0, err, errlen)) return -1;
-    deltarule_opts o = impl->defaults;
+    deltarule_opts o = *defaults;
     if (opts) {
         if (opts->chunk) o.chunk = opts->chunk;
         if (opts->solver) o.solver = opts->solver;
@@ -144,6 +139,17 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
         if (opts->crossover) o.crossover = opts->crossover;
         if (opts->checkpoint_mode) o.checkpoint_mode = opts->checkpoint_mode;
     }
+    return o;
+}
+
+int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
+                  const deltarule_opts *opts, char *err, size_t errlen)
+{
+    if (!impl) FAIL("deltarule: no implementation given");
+    if (impl->available && !impl->available())
+        FAIL("deltarule: implementation '%s' is not supported on this CPU", impl->name);
+    if (deltarule_validate(p, 0, err, errlen)) return -1;
+    const deltarule_opts o = deltarule_opts_merge(&impl->defaults, opts);
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule: Neumann order %d is negative", o.neumann_order);
     if (o.threads < 0) FAIL("deltarule: thread count %d is negative", o.threads);
