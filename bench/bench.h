@@ -8,6 +8,7 @@
 #define Q35_BENCH_H
 
 #include "common/atomic_file.h"
+#include "harness/calibrate.h"
 #include "harness/counters.h"
 #include "harness/timing.h"
 
@@ -44,6 +45,13 @@ typedef struct {
     bench_result res[BENCH_MAX_IMPLS];
     int n;
 } bench_report;
+
+/* What a benchmark reads before it measures: the calibrated limits of
+ * `machine` (*have_limits 0, after a note on stderr, when there are none; a
+ * note on stdout when they were measured on another CPU) and the counters
+ * named (*ctr NULL for "none").  0, or 2 after a message (unknown counters). */
+int bench_setup(const char *machine, const char *counters, q35_machine_limits *lim, int *have_limits,
+                q35_counters **ctr);
 
 /* Appends to json / csv (NULL: that file is not written); the files change
  * only when the report is closed with keep = 1. */

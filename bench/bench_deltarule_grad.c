@@ -190,18 +190,9 @@ int bench_deltarule_grad(const dr_bench_config *config)
     }
     char err[512] = "";
     q35_machine_limits lim;
-    const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
-    if (!have_limits)
-        fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate` for %% of peak\n", err);
-    else q35_limits_note_other_host(&lim, cfg.machine, stdout);
-    q35_counters *ctr = NULL;
-    if (strcmp(cfg.counters, "none")) {
-        if (!(ctr = q35_counters_open(cfg.counters, err, sizeof err))) {
-            fprintf(stderr, "q35lab: --counters: %s\n", err);
-            return 2;
-        }
-        q35_counters_report_unavailable(ctr, stderr);
-    }
+    int have_limits;
+    q35_counters *ctr;
+    if (bench_setup(cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
     if (bench_report_open(&rep, "deltarule_grad", cfg.json, cfg.csv, cfg.machine)) {
         q35_counters_close(ctr);

@@ -70,17 +70,9 @@ int bench_moe(const moe_bench_config *config)
     }
     char err[512] = "";
     q35_machine_limits lim;
-    const int have_limits = q35_limits_load(cfg.machine, &lim, err, sizeof err) == 0;
-    if (!have_limits) fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate`\n", err);
-    else q35_limits_note_other_host(&lim, cfg.machine, stdout);
-    q35_counters *ctr = NULL;
-    if (strcmp(cfg.counters, "none")) {
-        if (!(ctr = q35_counters_open(cfg.counters, err, sizeof err))) {
-            fprintf(stderr, "q35lab: --counters: %s\n", err);
-            return 2;
-        }
-        q35_counters_report_unavailable(ctr, stderr);
-    }
+    int have_limits;
+    q35_counters *ctr;
+    if (bench_setup(cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
     if (bench_report_open(&rep, "moe", cfg.json, cfg.csv, cfg.machine)) return 2;
     printf("bench moe: shape %s (hidden %d, %d experts, top-%d, I %d, shared %d), skew %.2f, %d reps\n", sh->name,

@@ -190,3 +190,23 @@ int bench_impl_selected(const char *list, const char *name)
         if (!strcmp(tok, name)) return 1;
     return 0;
 }
+
+int bench_setup(const char *machine, const char *counters, q35_machine_limits *lim, int *have_limits,
+                q35_counters **ctr)
+{
+    char err[512] = "";
+    *have_limits = q35_limits_load(machine, lim, err, sizeof err) == 0;
+    if (!*have_limits)
+        fprintf(stderr, "bench: no machine limits (%s); run `build/q35lab calibrate` for %% of peak\n", err);
+    else
+        q35_limits_note_other_host(lim, machine, stdout);
+    *ctr = NULL;
+    if (strcmp(counters, "none")) {
+        if (!(*ctr = q35_counters_open(counters, err, sizeof err))) {
+            fprintf(stderr, "q35lab: --counters: %s\n", err);
+            return 2;
+        }
+        q35_counters_report_unavailable(*ctr, stderr);
+    }
+    return 0;
+}
