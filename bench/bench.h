@@ -53,6 +53,10 @@ typedef struct {
 int bench_setup(const char *machine, const char *counters, q35_machine_limits *lim, int *have_limits,
                 q35_counters **ctr);
 
+/* Every name of the comma list `list` ("all" passes) satisfies named();
+ * else -1 after "no <family> implementation 'x' (see `q35lab list`)". */
+int bench_check_impl_list(const char *family, const char *list, int (*named)(const char *));
+
 /* Appends to json / csv (NULL: that file is not written); the files change
  * only when the report is closed with keep = 1. */
 int bench_report_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine);

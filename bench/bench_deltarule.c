@@ -50,19 +50,8 @@ void dr_bench_defaults(dr_bench_config *c)
                            .counters = "default", .machine = "results/machine.json"};
 }
 
-/* Every name in a comma list must be an implementation. */
-static int check_impls(const char *list)
-{
-    if (!strcmp(list, "all")) return 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (!deltarule_named(tok)) {
-            fprintf(stderr, "q35lab: no deltarule implementation '%s' (see `q35lab list`)\n", tok);
-            return -1;
-        }
-    return 0;
-}
+
+static int dr_named(const char *name) { return deltarule_named(name) != NULL; }
 
 /* The states one run touches: with --cold, one per DeltaNet layer, visited
  * in turn so that a layer's state has left the caches when it comes back
@@ -267,7 +256,7 @@ static int write_crossover(const dr_bench_config *c, const crossover_medians *x)
 int bench_deltarule(const dr_bench_config *config)
 {
     const dr_bench_config cfg = *config;
-    if (check_impls(cfg.impl)) return 2;
+    if (bench_check_impl_list("deltarule", cfg.impl, dr_named)) return 2;
     if (cfg.shape.Hk < 1 || cfg.shape.Hv % cfg.shape.Hk) {
         fprintf(stderr, "q35lab: bench deltarule: Hv=%d is not a multiple of Hk=%d\n", cfg.shape.Hv, cfg.shape.Hk);
         return 2;

@@ -38,20 +38,8 @@
 static const char *const fwd_names[] = {"recurrent-pairs", "chunked"};
 #define N_FWD (int)(sizeof fwd_names / sizeof *fwd_names)
 
-static int check_impls(const char *list)
-{
-    if (!strcmp(list, "all")) return 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (!deltarule_grad_find(tok)) {
-            fprintf(stderr, "q35lab: bench deltarule --grad: no backward implementation '%s' (the backward's:", tok);
-            for (int i = 0; i < deltarule_grad_n_impls; i++) fprintf(stderr, " %s", deltarule_grad_impls[i].name);
-            fprintf(stderr, ")\n");
-            return -1;
-        }
-    return 0;
-}
+/* A backward table entry of that name (ref is the spec, not a contender). */
+static int grad_named(const char *name) { return deltarule_grad_find(name) != NULL; }
 
 /* One call of either direction. */
 typedef struct {
@@ -183,7 +171,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
         fprintf(stderr, "q35lab: bench deltarule --grad does not take --cold, --chunk or --checkpoints\n");
         return 2;
     }
-    if (check_impls(cfg.impl)) return 2;
+    if (bench_check_impl_list("backward deltarule", cfg.impl, grad_named)) return 2;
     if (cfg.shape.Hk < 1 || cfg.shape.Hv % cfg.shape.Hk) {
         fprintf(stderr, "q35lab: bench deltarule: Hv=%d is not a multiple of Hk=%d\n", cfg.shape.Hv, cfg.shape.Hk);
         return 2;

@@ -44,24 +44,13 @@ void moe_bench_defaults(moe_bench_config *c)
                             .machine = "results/machine.json"};
 }
 
-/* Every name in a comma list must be an implementation. */
-static int check_impls(const char *list)
-{
-    if (!strcmp(list, "all")) return 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (!moe_named(tok)) {
-            fprintf(stderr, "q35lab: no moe implementation '%s' (see `q35lab list`)\n", tok);
-            return -1;
-        }
-    return 0;
-}
+
+static int moe_is_named(const char *name) { return moe_named(name) != NULL; }
 
 int bench_moe(const moe_bench_config *config)
 {
     const moe_bench_config cfg = *config;
-    if (check_impls(cfg.impl)) return 2;
+    if (bench_check_impl_list("moe", cfg.impl, moe_is_named)) return 2;
     const moe_bench_shape *sh = &cfg.shape;
     if (sh->hidden < 1 || sh->E < 1 || sh->top_k < 1 || sh->top_k > sh->E || sh->I < 1 || sh->Is < 0) {
         fprintf(stderr, "q35lab: bench moe: shape hidden=%d E=%d k=%d I=%d Is=%d needs 1 <= k <= E, I >= 1, "

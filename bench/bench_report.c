@@ -210,3 +210,16 @@ int bench_setup(const char *machine, const char *counters, q35_machine_limits *l
     }
     return 0;
 }
+
+int bench_check_impl_list(const char *family, const char *list, int (*named)(const char *))
+{
+    if (!strcmp(list, "all")) return 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (!named(tok)) {
+            fprintf(stderr, "q35lab: no %s implementation '%s' (see `q35lab list`)\n", family, tok);
+            return -1;
+        }
+    return 0;
+}
