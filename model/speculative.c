@@ -80,6 +80,7 @@ typedef struct {
     q35_state ms;
     int mtp_ready;
     float *mtp_logits, *mtp_hidden, *mtp_hidden2; /* [B, Vl], [B, H] x 2 */
+    float *mtp_hout;                              /* [B, Tmax, H]: a catch-up call's hidden rows */
     int32_t *mtp_in, *mtp_len;                    /* [B, Tmax], [B] */
 } spec_run;
 
@@ -96,8 +97,7 @@ static int mtp_catch_up(spec_run *r, int T, const int32_t *in, const int32_t *n,
         for (int t = 0; t + 1 < n[b]; t++) r->mtp_in[(size_t)b * T + t] = in[(size_t)b * T + t + 1];
         if (n[b] > 0) r->mtp_in[(size_t)b * T + n[b] - 1] = next[b];
     }
-    float *hout = malloc((size_t)B * T * r->H * sizeof *hout);
-    if (!hout) { q35_errmsg(r->err, r->errlen, "speculative: out of memory"); return -1; }
+    float *hout = r->mtp_hout;
     const double t0 = q35_now();
     int rc = q35_mtp_forward(r->m, &r->ms, r->im, T, r->mtp_in, hid, r->mtp_len, r->mtp_logits, 0, hout, r->err,
                              r->errlen);
@@ -105,7 +105,6 @@ static int mtp_catch_up(spec_run *r, int T, const int32_t *in, const int32_t *n,
     for (int b = 0; !rc && b < B; b++)
         if (n[b] > 0)
             memcpy(r->mtp_hidden + (size_t)b * r->H, hout + ((size_t)b * T + n[b] - 1) * r->H, (size_t)r->H * sizeof *hout);
-    free(hout);
     return rc;
 }
 
@@ -218,7 +217,8 @@ int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state 
         r.mtp_hidden2 = malloc((size_t)B * H * sizeof(float));
         r.mtp_in = calloc((size_t)B * Tmax, sizeof(int32_t));
         r.mtp_len = calloc((size_t)B, sizeof(int32_t));
-        ok = r.mtp_logits && r.mtp_hidden && r.mtp_hidden2 && r.mtp_in && r.mtp_len;
+        r.mtp_hout = malloc((size_t)B * Tmax * H * sizeof(float));
+        ok = r.mtp_logits && r.mtp_hidden && r.mtp_hidden2 && r.mtp_in && r.mtp_len && r.mtp_hout;
         if (ok && q35_mtp_state_init(&r.ms, m, B, s->capacity, err, errlen)) goto out;
         r.mtp_ready = ok;
     }
@@ -312,7 +312,7 @@ int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state 
     rc = 0;
 out:
     if (r.mtp_ready) q35_state_free(&r.ms);
-    free(r.mtp_logits); free(r.mtp_hidden); free(r.mtp_hidden2); free(r.mtp_in); free(r.mtp_len);
+    free(r.mtp_logits); free(r.mtp_hidden); free(r.mtp_hidden2); free(r.mtp_in); free(r.mtp_len); free(r.mtp_hout);
     for (int b = 0; hist && b < B; b++) free(hist[b]);
     free(in); free(len); free(d); free(want); free(got); free(keep); free(next); free(hist); free(hn);
     free(produced); free(lg); free(hid);
