@@ -88,17 +88,27 @@ void q35_comm_abort(const q35_comm *c, int status)
     exit(status);
 }
 
+#ifdef Q35_HAVE_MPI
+/* MPI counts are int: a long buffer goes in pieces of at most 2^30 elements,
+ * one collective each, stopping at the first that fails. */
+#define MPI_PIECE ((size_t)1 << 30)
+static int sum_piece(void *at, int k) { return MPI_Allreduce(MPI_IN_PLACE, at, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }
+static int bcast_piece(void *at, int k) { return MPI_Bcast(at, k, MPI_BYTE, 0, MPI_COMM_WORLD); }
+static int in_pieces(char *buf, size_t n, size_t elem, int (*piece)(void *at, int k))
+{
+    int rc = MPI_SUCCESS;
+    for (size_t at = 0; at < n && rc == MPI_SUCCESS; at += MPI_PIECE)
+        rc = piece(buf + at * elem, (int)(n - at < MPI_PIECE ? n - at : MPI_PIECE));
+    return rc;
+}
+#endif
+
 int q35_comm_sum(const q35_comm *c, float *x, size_t n)
 {
     if (c->size <= 1 || !n) return 0;
 #ifdef Q35_HAVE_MPI
     const double t0 = q35_now();
-    int rc = MPI_SUCCESS;
-    /* MPI counts are int: long vectors go in pieces */
-    for (size_t at = 0; at < n && rc == MPI_SUCCESS; at += (size_t)1 << 30) {
-        const size_t k = n - at < ((size_t)1 << 30) ? n - at : (size_t)1 << 30;
-        rc = MPI_Allreduce(MPI_IN_PLACE, x + at, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    }
+    const int rc = in_pieces((char *)x, n, sizeof *x, sum_piece);
     count(t0, n * sizeof(float));
     return rc == MPI_SUCCESS ? 0 : -1;
 #else
@@ -163,11 +173,7 @@ int q35_comm_broadcast(const q35_comm *c, void *buf, size_t n)
     if (c->size <= 1 || !n) return 0;
 #ifdef Q35_HAVE_MPI
     const double t0 = q35_now();
-    int rc = MPI_SUCCESS;
-    for (size_t at = 0; at < n && rc == MPI_SUCCESS; at += (size_t)1 << 30) {
-        const size_t k = n - at < ((size_t)1 << 30) ? n - at : (size_t)1 << 30;
-        rc = MPI_Bcast((char *)buf + at, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD);
-    }
+    const int rc = in_pieces(buf, n, 1, bcast_piece);
     count(t0, c->rank == 0 ? n : 0);
     return rc == MPI_SUCCESS ? 0 : -1;
 #else
