@@ -24,6 +24,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/support/arrays.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,35 +37,7 @@
 /* Inputs                                                               */
 /* ------------------------------------------------------------------ */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static void rng_seed(uint64_t s) { rng_state = s * 0x9e3779b97f4a7c15ull + 1; }
-static float urand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / (1ull << 23)) - 1.0);
-}
-static float *falloc(size_t n)
-{
-    float *a = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(a);
-    return a;
-}
-static float *frand(size_t n, float scale)
-{
-    float *a = falloc(n);
-    for (size_t i = 0; i < n; i++) a[i] = scale * urand();
-    return a;
-}
-static void fill_nan(float *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++) a[i] = NAN;
-}
-static float *fdup(const float *a, size_t n)
-{
-    float *b = falloc(n);
-    if (n) memcpy(b, a, sizeof(float) * n);
-    return b;
-}
+static test_rng rng = {0x9e3779b97f4a7c15ull}; /* this suite's stream (tests/support/arrays.h) */
 static int32_t *idup(const int32_t *a, int n)
 {
     int32_t *b = malloc(sizeof(int32_t) * (size_t)n);
@@ -96,8 +69,8 @@ static void poison_unused(attention_problem *p)
     for (int b = 0; b < p->B; b++)
         for (int h = 0; h < p->Hkv; h++) {
             const int used = past_of(p, b) + len_of(p, b);
-            fill_nan(krow(p, p->k_cache, b, h, used), (size_t)(p->L - used) * p->D);
-            fill_nan(krow(p, p->v_cache, b, h, used), (size_t)(p->L - used) * p->D);
+            test_fill_nan(krow(p, p->k_cache, b, h, used), (size_t)(p->L - used) * p->D);
+            test_fill_nan(krow(p, p->v_cache, b, h, used), (size_t)(p->L - used) * p->D);
         }
 }
 
@@ -121,12 +94,12 @@ static attention_problem make_problem(int B, int T, int Hq, int Hkv, int D, int 
     p.L = maxpos + slack;
     if (any_past) p.past = past; else free(past);
     if (padded) p.seq_len = lens; else free(lens);
-    rng_seed(seed);
-    p.q = frand(nq(&p), 1.0f);
-    p.k_cache = frand(nc(&p), 1.0f);
-    p.v_cache = frand(nc(&p), 1.0f);
-    p.out = falloc(nq(&p));
-    fill_nan(p.out, nq(&p));
+    test_rng_seed(&rng, seed);
+    p.q = test_frand(&rng, nq(&p), 1.0f);
+    p.k_cache = test_frand(&rng, nc(&p), 1.0f);
+    p.v_cache = test_frand(&rng, nc(&p), 1.0f);
+    p.out = test_falloc(nq(&p));
+    test_fill_nan(p.out, nq(&p));
     poison_unused(&p);
     return p;
 }
@@ -228,9 +201,9 @@ static void grid_body(void)
                                                            GRID_PAST[pi], idx % 3 == 0, idx % 3, 1000 + idx);
                         run_ok(impls[0], &p, 0);
                         expect_padding_zero(impls[0], &p);
-                        float *ro = fdup(p.out, nq(&p));
+                        float *ro = test_fdup(p.out, nq(&p));
                         for (int i = 1; i < n; i++) {
-                            fill_nan(p.out, nq(&p));
+                            test_fill_nan(p.out, nq(&p));
                             run_ok(impls[i], &p, 0);
                             expect_close("out vs ref", impls[i], &p, p.out, ro, nq(&p), impls[i]->claim_tol);
                             expect_padding_zero(impls[i], &p);
@@ -249,9 +222,9 @@ static void model_shapes_body(void)
     for (int c = 0; c < N(s); c++) {
         attention_problem p = make_problem(s[c].B, s[c].T, s[c].Hq, 2, 256, s[c].past, 0, 1, 50 + c);
         run_ok(impls[0], &p, 0);
-        float *ro = fdup(p.out, nq(&p));
+        float *ro = test_fdup(p.out, nq(&p));
         for (int i = 1; i < n; i++) {
-            fill_nan(p.out, nq(&p));
+            test_fill_nan(p.out, nq(&p));
             run_ok(impls[i], &p, 0);
             expect_close("model shape vs ref", impls[i], &p, p.out, ro, nq(&p), impls[i]->claim_tol);
         }
@@ -283,7 +256,7 @@ static void single_key_body(void)
         free((void *)p.past); /* sequence 1 got past 3: make both start at 0 */
         p.past = NULL;
         for (int i = 0; i < n; i++) {
-            fill_nan(p.out, nq(&p));
+            test_fill_nan(p.out, nq(&p));
             run_ok(impls[i], &p, 0);
             for (int b = 0; b < p.B; b++)
                 for (int h = 0; h < p.Hq; h++)
@@ -305,7 +278,7 @@ static void identical_keys_body(void)
     for (int b = 0; b < p.B; b++)
         for (int h = 0; h < p.Hkv; h++)
             for (int j = 1; j < p.L; j++) memcpy(krow(&p, k, b, h, j), krow(&p, k, b, h, 0), sizeof(float) * p.D);
-    float *want = falloc(nq(&p));
+    float *want = test_falloc(nq(&p));
     for (int b = 0; b < p.B; b++)
         for (int t = 0; t < p.T; t++)
             for (int h = 0; h < p.Hq; h++)
@@ -316,7 +289,7 @@ static void identical_keys_body(void)
                     want[(((size_t)b * p.T + t) * p.Hq + h) * p.D + d] = (float)(s / (pos + 1));
                 }
     for (int i = 0; i < n; i++) {
-        fill_nan(p.out, nq(&p));
+        test_fill_nan(p.out, nq(&p));
         run_ok(impls[i], &p, 0);
         expect_close("identical keys: mean of v", impls[i], &p, p.out, want, nq(&p), i ? impls[i]->claim_tol : 1e-7);
     }
@@ -338,7 +311,7 @@ static void hand_two_keys_body(void)
     attention_problem p = {.B = 1, .T = 2, .Hq = 1, .Hkv = 1, .D = 4, .L = 2, .q = q, .k_cache = k, .v_cache = v,
                            .out = out};
     for (int i = 0; i < n; i++) {
-        fill_nan(out, 8);
+        test_fill_nan(out, 8);
         run_ok(impls[i], &p, 0);
         for (int e = 0; e < 8; e++)
             if (!(fabs((double)out[e] - want[e]) <= 1e-6 * 8))
@@ -348,7 +321,7 @@ static void hand_two_keys_body(void)
     q[0] = q[4] = 1.0f;
     p.scale = 1.0f;
     for (int i = 0; i < n; i++) {
-        fill_nan(out, 8);
+        test_fill_nan(out, 8);
         run_ok(impls[i], &p, 0);
         for (int e = 0; e < 8; e++)
             if (!(fabs((double)out[e] - want[e]) <= 1e-6 * 8))
@@ -368,7 +341,7 @@ static void gqa_mapping_body(void)
         attention_problem p = make_problem(1, 1, cfg[c][0], cfg[c][1], 9, 0, 0, 0, 90 + c);
         const int ratio = p.Hq / p.Hkv;
         for (int i = 0; i < n; i++) {
-            fill_nan(p.out, nq(&p));
+            test_fill_nan(p.out, nq(&p));
             run_ok(impls[i], &p, 0);
             for (int h = 0; h < p.Hq; h++)
                 expect_equal("GQA mapping", impls[i], &p, orow(&p, 0, 0, h), krow(&p, p.v_cache, 0, h / ratio, 0),
@@ -392,8 +365,8 @@ static void causality_body(void)
     for (int i = 0; i < n; i++) {
         attention_problem p = make_problem(2, 9, 4, 2, 13, 5, 0, 2, 100);
         run_ok(impls[i], &p, 0);
-        float *base = fdup(p.out, nq(&p));
-        float *k0 = fdup(p.k_cache, nc(&p)), *v0 = fdup(p.v_cache, nc(&p));
+        float *base = test_fdup(p.out, nq(&p));
+        float *k0 = test_fdup(p.k_cache, nc(&p)), *v0 = test_fdup(p.v_cache, nc(&p));
         for (int t = 0; t < p.T; t++) {
             memcpy((float *)p.k_cache, k0, sizeof(float) * nc(&p));
             memcpy((float *)p.v_cache, v0, sizeof(float) * nc(&p));
@@ -401,10 +374,10 @@ static void causality_body(void)
                 for (int h = 0; h < p.Hkv; h++)
                     for (int j = past_of(&p, b) + t + 1; j < past_of(&p, b) + p.T; j++)
                         for (int d = 0; d < p.D; d++) {
-                            krow(&p, p.k_cache, b, h, j)[d] = 10.0f * urand();
-                            krow(&p, p.v_cache, b, h, j)[d] = 10.0f * urand();
+                            krow(&p, p.k_cache, b, h, j)[d] = 10.0f * test_urand(&rng);
+                            krow(&p, p.v_cache, b, h, j)[d] = 10.0f * test_urand(&rng);
                         }
-            fill_nan(p.out, nq(&p));
+            test_fill_nan(p.out, nq(&p));
             run_ok(impls[i], &p, 0);
             for (int b = 0; b < p.B; b++)
                 for (int u = 0; u <= t; u++)
@@ -425,7 +398,7 @@ static void v_scaling_body(void)
     for (int i = 0; i < n; i++) {
         attention_problem p = make_problem(2, 6, 8, 2, 64, 70, 0, 0, 110);
         run_ok(impls[i], &p, 0);
-        float *base = fdup(p.out, nq(&p)), *v0 = fdup(p.v_cache, nc(&p)), *want = falloc(nq(&p));
+        float *base = test_fdup(p.out, nq(&p)), *v0 = test_fdup(p.v_cache, nc(&p)), *want = test_falloc(nq(&p));
         float *v = (float *)p.v_cache;
         const double tol = i ? impls[i]->claim_tol : 2e-7;
 
@@ -441,7 +414,7 @@ static void v_scaling_body(void)
 
         /* v + c[d], c the same for every position */
         float c[64];
-        for (int d = 0; d < 64; d++) c[d] = 2.0f * urand();
+        for (int d = 0; d < 64; d++) c[d] = 2.0f * test_urand(&rng);
         for (size_t e = 0; e < nc(&p); e++) v[e] = v0[e] + c[e % 64];
         for (size_t e = 0; e < nq(&p); e++) want[e] = base[e] + c[e % 64];
         run_ok(impls[i], &p, 0);
@@ -464,7 +437,7 @@ static void prefill_decode_body(void)
             attention_problem p = make_problem(2, 12, 8, 2, 64, 30, 0, 0, 120);
             run_ok(impls[i], &p, th);
             const size_t row = (size_t)p.Hq * p.D;
-            float *q1 = falloc((size_t)p.B * row), *o1 = falloc((size_t)p.B * row), *got = falloc(nq(&p));
+            float *q1 = test_falloc((size_t)p.B * row), *o1 = test_falloc((size_t)p.B * row), *got = test_falloc(nq(&p));
             int32_t past1[2];
             attention_problem d = p;
             d.T = 1; d.q = q1; d.out = o1; d.past = past1;
@@ -473,7 +446,7 @@ static void prefill_decode_body(void)
                     memcpy(q1 + b * row, qrow(&p, b, t, 0), sizeof(float) * row);
                     past1[b] = past_of(&p, b) + t;
                 }
-                fill_nan(o1, (size_t)p.B * row);
+                test_fill_nan(o1, (size_t)p.B * row);
                 run_ok(impls[i], &d, th);
                 for (int b = 0; b < p.B; b++) memcpy(got + ((size_t)b * p.T + t) * row, o1 + b * row, sizeof(float) * row);
             }
@@ -494,15 +467,15 @@ static void padding_body(void)
     const int32_t lens[4] = {9, 0, 3, 1}, pasts[4] = {0, 7, 2, 40};
     for (int i = 0; i < n; i++) {
         attention_problem p = {.B = 4, .T = 9, .Hq = 4, .Hkv = 2, .D = 24, .L = 49};
-        rng_seed(130);
-        p.q = frand(nq(&p), 1.0f);
-        p.k_cache = frand(nc(&p), 1.0f);
-        p.v_cache = frand(nc(&p), 1.0f);
-        p.out = falloc(nq(&p));
+        test_rng_seed(&rng, 130);
+        p.q = test_frand(&rng, nq(&p), 1.0f);
+        p.k_cache = test_frand(&rng, nc(&p), 1.0f);
+        p.v_cache = test_frand(&rng, nc(&p), 1.0f);
+        p.out = test_falloc(nq(&p));
         p.seq_len = idup(lens, 4);
         p.past = idup(pasts, 4);
         poison_unused(&p);
-        fill_nan(p.out, nq(&p));
+        test_fill_nan(p.out, nq(&p));
         run_ok(impls[i], &p, 0);
         expect_padding_zero(impls[i], &p);
         for (int b = 0; b < p.B; b++) {
@@ -513,9 +486,9 @@ static void padding_body(void)
             r.B = 1; r.T = lens[b]; r.seq_len = NULL; r.past = &one_past;
             r.k_cache = krow(&p, p.k_cache, b, 0, 0);
             r.v_cache = krow(&p, p.v_cache, b, 0, 0);
-            float *qb = fdup(qrow(&p, b, 0, 0), nq(&r));
+            float *qb = test_fdup(qrow(&p, b, 0, 0), nq(&r));
             r.q = qb;
-            r.out = falloc(nq(&r));
+            r.out = test_falloc(nq(&r));
             run_ok(&attention_ref_impl, &r, 1);
             expect_close("padded valid rows", impls[i], &p, orow(&p, b, 0, 0), r.out, nq(&r),
                          i ? impls[i]->claim_tol : 0.0);
@@ -525,9 +498,9 @@ static void padding_body(void)
         int32_t zero[4] = {0, 0, 0, 0};
         attention_problem z = p;
         z.seq_len = zero;
-        fill_nan((float *)z.k_cache, nc(&z));
-        fill_nan((float *)z.v_cache, nc(&z));
-        fill_nan(z.out, nq(&z));
+        test_fill_nan((float *)z.k_cache, nc(&z));
+        test_fill_nan((float *)z.v_cache, nc(&z));
+        test_fill_nan(z.out, nq(&z));
         run_ok(impls[i], &z, 0);
         expect_padding_zero(impls[i], &z);
         free_problem(&p);
@@ -551,7 +524,7 @@ static void large_scores_body(void)
                 for (int h = 0; h < p.Hkv; h++)
                     for (int j = 0; j < past_of(&p, 0) + p.T; j++) {
                         float *k = krow(&p, p.k_cache, 0, h, j);
-                        for (int d = 0; d < p.D; d++) k[d] = qrow(&p, 0, 0, 2 * h)[d] * (1.0f + 0.05f * urand());
+                        for (int d = 0; d < p.D; d++) k[d] = qrow(&p, 0, 0, 2 * h)[d] * (1.0f + 0.05f * test_urand(&rng));
                     }
             /* largest |s| over the problem, computed here; then scale q to smax */
             double mx = 0.0;
@@ -565,9 +538,9 @@ static void large_scores_body(void)
                     }
             for (size_t e = 0; e < nq(&p); e++) ((float *)p.q)[e] *= (float)(smax[si] / mx);
             run_ok(impls[0], &p, 0);
-            float *ro = fdup(p.out, nq(&p));
+            float *ro = test_fdup(p.out, nq(&p));
             for (int i = 1; i < n; i++) {
-                fill_nan(p.out, nq(&p));
+                test_fill_nan(p.out, nq(&p));
                 run_ok(impls[i], &p, 0);
                 expect_close("large scores", impls[i], &p, p.out, ro, nq(&p), impls[i]->claim_tol * smax[si] / 4);
             }
@@ -586,9 +559,9 @@ static void thread_counts_body(void)
     for (int i = 0; i < n; i++) {
         attention_problem p = make_problem(1, 64, 8, 2, 64, 10, 0, 0, 150);
         run_ok(impls[i], &p, 1);
-        float *o1 = fdup(p.out, nq(&p));
+        float *o1 = test_fdup(p.out, nq(&p));
         for (int th = 2; th <= 5; th++) {
-            fill_nan(p.out, nq(&p));
+            test_fill_nan(p.out, nq(&p));
             run_ok(impls[i], &p, th);
             expect_equal("out across threads", impls[i], &p, p.out, o1, nq(&p));
         }
@@ -599,9 +572,9 @@ static void thread_counts_body(void)
         for (int ti = 0; ti < N(Ts); ti++) {
             attention_problem d = make_problem(1, Ts[ti], 4, 1, 40, 3000, 0, 5, 160 + ti);
             run_ok(&attention_ref_impl, &d, 1);
-            float *ro = fdup(d.out, nq(&d));
+            float *ro = test_fdup(d.out, nq(&d));
             for (int th = 1; th <= 6; th++) {
-                fill_nan(d.out, nq(&d));
+                test_fill_nan(d.out, nq(&d));
                 run_ok(impls[i], &d, th);
                 expect_close("split decode vs ref", impls[i], &d, d.out, ro, nq(&d), impls[i]->claim_tol);
             }

@@ -22,6 +22,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/support/arrays.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,34 +34,7 @@
 /* Inputs                                                               */
 /* ------------------------------------------------------------------ */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static void rng_seed(uint64_t s) { rng_state = s * 0x9e3779b97f4a7c15ull + 1; }
-static float urand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / (1ull << 23)) - 1.0);
-}
-static float *frand(size_t n, float scale)
-{
-    float *a = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(a);
-    for (size_t i = 0; i < n; i++) a[i] = scale * urand();
-    return a;
-}
-static float *fnan(size_t n)
-{
-    float *a = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(a);
-    for (size_t i = 0; i < n; i++) a[i] = NAN;
-    return a;
-}
-static float *fdup(const float *a, size_t n)
-{
-    float *b = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(b);
-    if (n) memcpy(b, a, sizeof(float) * n);
-    return b;
-}
+static test_rng rng = {0x9e3779b97f4a7c15ull}; /* this suite's stream (tests/support/arrays.h) */
 
 static size_t nx(const conv_problem *p) { return (size_t)p->B * p->T * p->C; }
 static size_t ns(const conv_problem *p) { return (size_t)p->B * p->C * (p->K - 1); }
@@ -71,12 +45,12 @@ static conv_problem make_problem(int B, int T, int C, int K, int with_state, int
 {
     conv_problem p = CONV_PROBLEM_INIT;
     p.B = B; p.T = T; p.C = C; p.K = K; p.apply_silu = silu;
-    rng_seed(seed);
-    p.x = frand(nx(&p), 2.0f);
-    p.weight = frand((size_t)C * K, 1.0f);
-    p.state_in = with_state ? frand(ns(&p), 2.0f) : NULL;
-    p.state_out = fnan(ns(&p));
-    p.y = fnan(nx(&p));
+    test_rng_seed(&rng, seed);
+    p.x = test_frand(&rng, nx(&p), 2.0f);
+    p.weight = test_frand(&rng, (size_t)C * K, 1.0f);
+    p.state_in = with_state ? test_frand(&rng, ns(&p), 2.0f) : NULL;
+    p.state_out = test_fnan(ns(&p));
+    p.y = test_fnan(nx(&p));
     return p;
 }
 static void free_problem(conv_problem *p)
@@ -180,7 +154,7 @@ static void grid_body(void)
                     const int with_state = idx % 2 == 0, act = idx % 3 != 2;
                     conv_problem p = make_problem(B, T, C, K, with_state, act, 1000 + idx);
                     run_ok(impls[0], &p, 0);
-                    float *ry = fdup(p.y, nx(&p)), *rs = fdup(p.state_out, ns(&p));
+                    float *ry = test_fdup(p.y, nx(&p)), *rs = test_fdup(p.state_out, ns(&p));
                     float *es = expected_state(&p);
                     expect_equal("ref state", impls[0], &p, rs, es, ns(&p));
                     for (int i = 1; i <= n; i++) {
@@ -228,7 +202,7 @@ static void thread_counts_body(void)
     for (int i = 0; i < n; i++) {
         conv_problem p = make_problem(2, 77, 6144, 4, 1, 1, 7);
         run_ok(impls[i], &p, 1);
-        float *y1 = fdup(p.y, nx(&p)), *s1 = fdup(p.state_out, ns(&p));
+        float *y1 = test_fdup(p.y, nx(&p)), *s1 = test_fdup(p.state_out, ns(&p));
         for (int th = 2; th <= 5; th++) {
             for (size_t k = 0; k < nx(&p); k++) p.y[k] = NAN;
             run_ok(impls[i], &p, th);
@@ -262,8 +236,8 @@ static void state_carry_body(void)
                 for (int ti = 0; ti < N(T1s); ti++) {
                     const int T1 = T1s[ti], T2 = T - T1;
                     float *x1 = malloc(sizeof(float) * B * T1 * C), *x2 = malloc(sizeof(float) * B * T2 * C);
-                    float *y = fnan(nx(&whole)), *y1 = fnan((size_t)B * T1 * C), *y2 = fnan((size_t)B * T2 * C);
-                    float *mid = fnan(ns(&whole)), *fin = fnan(ns(&whole));
+                    float *y = test_fnan(nx(&whole)), *y1 = test_fnan((size_t)B * T1 * C), *y2 = test_fnan((size_t)B * T2 * C);
+                    float *mid = test_fnan(ns(&whole)), *fin = test_fnan(ns(&whole));
                     assert_non_null(x1); assert_non_null(x2);
                     for (int b = 0; b < B; b++) {
                         memcpy(x1 + (size_t)b * T1 * C, whole.x + (size_t)b * T * C, sizeof(float) * T1 * C);
@@ -297,8 +271,8 @@ static void state_in_place_body(void)
         for (int ti = 0; ti < N(Ts); ti++) {
             conv_problem p = make_problem(3, Ts[ti], 6144, 4, 1, 1, 300 + ti);
             run_ok(&conv_ref_impl, &p, 1);
-            float *ry = fdup(p.y, nx(&p)), *es = expected_state(&p);
-            float *s = fdup(p.state_in, ns(&p));
+            float *ry = test_fdup(p.y, nx(&p)), *es = expected_state(&p);
+            float *s = test_fdup(p.state_in, ns(&p));
             conv_problem q = p;
             q.state_in = q.state_out = s;
             for (size_t k = 0; k < nx(&p); k++) q.y[k] = NAN;
@@ -349,7 +323,7 @@ static void padding_body(void)
                 if (i > 0) {
                     conv_problem r = p;
                     r.seq_len = NULL;
-                    r.y = fnan(nx(&p));
+                    r.y = test_fnan(nx(&p));
                     r.state_out = NULL;
                     run_ok(&conv_ref_impl, &r, 1);
                     for (int b = 0; b < B; b++)
@@ -370,7 +344,7 @@ static void no_state_out_body(void)
     for (int i = 0; i < n; i++) {
         conv_problem p = make_problem(2, 9, 40, 4, 1, 1, 11);
         run_ok(&conv_ref_impl, &p, 1);
-        float *ry = fdup(p.y, nx(&p));
+        float *ry = test_fdup(p.y, nx(&p));
         free(p.state_out);
         p.state_out = NULL;
         for (size_t k = 0; k < nx(&p); k++) p.y[k] = NAN;
@@ -393,7 +367,7 @@ static void silu_extremes_body(void)
         const float v[8] = {-200.0f, -90.0f, -87.5f, -20.0f, 0.0f, 20.0f, 90.0f, 1e30f};
         for (size_t k = 0; k < nx(&p); k++) x[k] = v[k % 8];
         conv_problem r = p;
-        r.y = fnan(nx(&p));
+        r.y = test_fnan(nx(&p));
         run_ok(&conv_ref_impl, &r, 1);
         run_ok(impls[i], &p, 0);
         for (size_t k = 0; k < nx(&p); k++)
@@ -519,15 +493,15 @@ static void ckpt_case(int B, int T, int C, int K, const int32_t *lens, const int
     }
     const int S = K - 1;
     const size_t nsz = ns(&base);
-    float *want = fnan(nsz * n);
+    float *want = test_fnan(nsz * n);
     for (int k = 0; k < n; k++)
         for (int b = 0; b < B; b++) {
             const int len = base.seq_len ? base.seq_len[b] : T, e0 = at[k] + 1 < len ? at[k] + 1 : len;
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < S; i++) want[(((size_t)k * B + b) * C + c) * S + i] = xext(&base, b, e0 + i, c);
         }
-    float *s0 = fdup(base.state_in, nsz);
-    float *y0 = fnan(nx(&base)), *so0 = fnan(nsz), *ck = fnan(nsz * n);
+    float *s0 = test_fdup(base.state_in, nsz);
+    float *y0 = test_fnan(nx(&base)), *so0 = test_fnan(nsz), *ck = test_fnan(nsz * n);
     for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
         if (isa > (int)cpu_isa_best()) {
             printf("[  SKIPPED ] conv checkpoints at ISA %s: this CPU has only %s\n",
@@ -586,7 +560,7 @@ static void checkpoints_body(void)
 static void checkpoints_invalid_body(void)
 {
     conv_problem good = make_problem(2, 5, 8, 4, 1, 1, 37);
-    float *ck = fnan(ns(&good) * 6);
+    float *ck = test_fnan(ns(&good) * 6);
     static const int32_t unsorted[] = {3, 1}, repeated[] = {2, 2}, negative[] = {-1}, past[] = {5},
                          six[] = {0, 1, 2, 3, 4, 4};
     conv_problem p;

@@ -29,6 +29,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "tests/support/arrays.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,31 +42,7 @@
 /* Inputs                                                               */
 /* ------------------------------------------------------------------ */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static void rng_seed(uint64_t s) { rng_state = s * 0x9e3779b97f4a7c15ull + 1; }
-static float urand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / (1ull << 23)) - 1.0);
-}
-static float *frand(size_t n, float scale)
-{
-    float *a = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(a);
-    for (size_t i = 0; i < n; i++) a[i] = scale * urand();
-    return a;
-}
-static float *fnan(size_t n)
-{
-    float *a = malloc(sizeof(float) * (n ? n : 1));
-    assert_non_null(a);
-    for (size_t i = 0; i < n; i++) a[i] = NAN;
-    return a;
-}
-static void fill_nan(float *a, size_t n)
-{
-    for (size_t i = 0; i < n; i++) a[i] = NAN;
-}
+static test_rng rng = {0x9e3779b97f4a7c15ull}; /* this suite's stream (tests/support/arrays.h) */
 
 /* A backward problem and the forward it owns. */
 typedef struct {
@@ -85,10 +62,10 @@ static void make_case(gcase *c, int B, int T, int C, int K, int with_state, int 
     memset(c, 0, sizeof *c);
     conv_problem *p = &c->f;
     p->B = B; p->T = T; p->C = C; p->K = K; p->apply_silu = silu;
-    rng_seed(seed);
-    p->x = frand(nx(p), 2.0f);
-    p->weight = frand(nw(p), 1.0f);
-    p->state_in = with_state ? frand(ns(p), 2.0f) : NULL;
+    test_rng_seed(&rng, seed);
+    p->x = test_frand(&rng, nx(p), 2.0f);
+    p->weight = test_frand(&rng, nw(p), 1.0f);
+    p->state_in = with_state ? test_frand(&rng, ns(p), 2.0f) : NULL;
     if (lens) {
         int32_t *l = malloc(sizeof(int32_t) * B);
         assert_non_null(l);
@@ -96,11 +73,11 @@ static void make_case(gcase *c, int B, int T, int C, int K, int with_state, int 
         p->seq_len = l;
     }
     c->g.fwd = p;
-    c->g.dy = frand(nx(p), 1.0f);
-    c->g.d_state_out = with_dso ? frand(ns(p), 1.0f) : NULL;
-    c->g.dx = fnan(nx(p));
-    c->g.dweight = fnan(nw(p));
-    c->g.d_state_in = fnan(ns(p)); /* given even without state_in: must stay untouched then */
+    c->g.dy = test_frand(&rng, nx(p), 1.0f);
+    c->g.d_state_out = with_dso ? test_frand(&rng, ns(p), 1.0f) : NULL;
+    c->g.dx = test_fnan(nx(p));
+    c->g.dweight = test_fnan(nw(p));
+    c->g.d_state_in = test_fnan(ns(p)); /* given even without state_in: must stay untouched then */
 }
 static void free_case(gcase *c)
 {
@@ -278,9 +255,9 @@ static void vs_ref_case(gcase *c)
     for (int isa = ISA_GENERIC; isa <= (int)cpu_isa_best(); isa++) {
         cpu_isa_force((cpu_isa_level)isa);
         for (int i = 0; i < n; i++) {
-            fill_nan(g->dx, nx(p));
-            fill_nan(g->dweight, nw(p));
-            fill_nan(g->d_state_in, ns(p));
+            test_fill_nan(g->dx, nx(p));
+            test_fill_nan(g->dweight, nw(p));
+            test_fill_nan(g->d_state_in, ns(p));
             run_ok(impls[i], g, 0);
             const double tol = impls[i]->claim_tol;
             double e = compare("dx", impls[i], p, g->dx, rdx, nx(p), tol);
@@ -373,7 +350,7 @@ static void thread_counts_body(void)
         memcpy(dw1, g->dweight, sizeof(float) * nw(p));
         memcpy(ds1, g->d_state_in, sizeof(float) * ns(p));
         for (int th = 2; th <= 5; th++) {
-            fill_nan(g->dx, nx(p)); fill_nan(g->dweight, nw(p)); fill_nan(g->d_state_in, ns(p));
+            test_fill_nan(g->dx, nx(p)); test_fill_nan(g->dweight, nw(p)); test_fill_nan(g->d_state_in, ns(p));
             run_ok(impls[i], g, th);
             if (memcmp(g->dx, dx1, sizeof(float) * nx(p)) || memcmp(g->dweight, dw1, sizeof(float) * nw(p)) ||
                 memcmp(g->d_state_in, ds1, sizeof(float) * ns(p)))
