@@ -11,6 +11,7 @@
 #include "harness/impl_select.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
+#include "cli/cli_report.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -28,12 +29,7 @@ static const char *status_name(dr_cell_status s)
     }
 }
 
-static void progress(const char *what, int done, int total)
-{
-    if (!isatty(2)) return;
-    fprintf(stderr, "\r[check deltarule] %3d/%d cases  (%s)          ", done, total, what);
-    if (done == total) fprintf(stderr, "\r%60s\r", "");
-}
+static void progress(const char *what, int done, int total) { cli_progress_line("check deltarule", what, done, total); }
 
 static int write_json(const char *path, const dr_check_row *rows, int n)
 {
@@ -46,20 +42,12 @@ static int write_json(const char *path, const dr_check_row *rows, int n)
             cJSON_AddStringToObject(o, "impl", rows[i].impl->name);
             cJSON_AddNumberToObject(o, "chunk", rows[i].chunk ? rows[i].chunk : rows[i].impl->defaults.chunk);
             cJSON_AddStringToObject(o, "regime", dr_regime_name(r));
-            /* JSON has no inf: a non-finite result is null plus the count */
-            if (c->worst.nonfinite) cJSON_AddNullToObject(o, "normwise");
-            else cJSON_AddNumberToObject(o, "normwise", c->worst.normwise);
-            cJSON_AddNumberToObject(o, "maxabs", c->worst.maxabs);
-            cJSON_AddNumberToObject(o, "nonfinite", (double)c->worst.nonfinite);
+            cli_json_add_err_stats(o, &c->worst);
             cJSON_AddStringToObject(o, "worst_case", c->worst_case);
             cJSON_AddStringToObject(o, "status", status_name(c->status));
             cJSON_AddItemToArray(arr, o);
         }
-    char err[512];
-    const int rc = q35_json_write_atomic(root, path, err, sizeof err);
-    cJSON_Delete(root);
-    if (rc) fprintf(stderr, "q35lab: %s\n", err);
-    return rc;
+    return cli_json_write_report(root, path);
 }
 
 static void print_matrix(const dr_check_row *rows, int n)
@@ -280,9 +268,7 @@ static int error_sweep(const int *Ts, int nT, const char *csv_path, const deltar
 
 static void progress_grad(const char *what, int done, int total)
 {
-    if (!isatty(2)) return;
-    fprintf(stderr, "\r[check deltarule --grad] %3d/%d cases  (%s)          ", done, total, what);
-    if (done == total) fprintf(stderr, "\r%70s\r", "");
+    cli_progress_line("check deltarule --grad", what, done, total);
 }
 
 static int write_grad_json(const char *path, const dr_grad_row *rows, int n)
@@ -304,21 +290,14 @@ static int write_grad_json(const char *path, const dr_grad_row *rows, int n)
                 if (c->grad[k].nonfinite) cJSON_AddNullToObject(o, key);
                 else cJSON_AddNumberToObject(o, key, c->grad[k].normwise);
             }
-            if (c->worst.nonfinite) cJSON_AddNullToObject(o, "normwise");
-            else cJSON_AddNumberToObject(o, "normwise", c->worst.normwise);
-            cJSON_AddNumberToObject(o, "maxabs", c->worst.maxabs);
-            cJSON_AddNumberToObject(o, "nonfinite", (double)c->worst.nonfinite);
+            cli_json_add_err_stats(o, &c->worst);
             cJSON_AddNumberToObject(o, "bytes_held", (double)c->bytes_held);
             cJSON_AddStringToObject(o, "worst_case", c->worst_case);
             cJSON_AddStringToObject(o, "status", status_name(c->status));
             if (c->status == CELL_ERROR) cJSON_AddStringToObject(o, "error", c->error);
             cJSON_AddItemToArray(arr, o);
         }
-    char err[512];
-    const int rc = q35_json_write_atomic(root, path, err, sizeof err);
-    cJSON_Delete(root);
-    if (rc) fprintf(stderr, "q35lab: %s\n", err);
-    return rc;
+    return cli_json_write_report(root, path);
 }
 
 /* check deltarule --grad: every backward implementation x regime against

@@ -11,6 +11,7 @@
 #include "harness/moe_inputs.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
+#include "cli/cli_report.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -20,12 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void progress(int done, int total)
-{
-    if (!isatty(2)) return;
-    fprintf(stderr, "\r[check moe] %4d/%d cases          ", done, total);
-    if (done == total) fprintf(stderr, "\r%60s\r", "");
-}
+static void progress(int done, int total) { cli_progress_line("check moe", NULL, done, total); }
 
 static int write_json(const char *path, moe_cell *cells, const moe_check_config *cfg)
 {
@@ -43,10 +39,7 @@ static int write_json(const char *path, moe_cell *cells, const moe_check_config 
                 cJSON_AddStringToObject(o, "dtype", d ? "bf16" : "f32");
                 cJSON_AddStringToObject(o, "case", moe_kind_name(k));
                 cJSON_AddNumberToObject(o, "cases", c->cases);
-                if (c->worst.nonfinite) cJSON_AddNullToObject(o, "normwise");
-                else cJSON_AddNumberToObject(o, "normwise", c->worst.normwise);
-                cJSON_AddNumberToObject(o, "maxabs", c->worst.maxabs);
-                cJSON_AddNumberToObject(o, "nonfinite", (double)c->worst.nonfinite);
+                cli_json_add_err_stats(o, &c->worst);
                 cJSON_AddNumberToObject(o, "weight_maxabs", c->worst_weight);
                 cJSON_AddNumberToObject(o, "id_mismatch_tokens", (double)c->id_mismatch);
                 cJSON_AddNumberToObject(o, "stats_mismatch_runs", (double)c->stats_mismatch);
@@ -58,11 +51,7 @@ static int write_json(const char *path, moe_cell *cells, const moe_check_config 
                 cJSON_AddItemToArray(arr, o);
             }
     }
-    char err[512];
-    const int rc = q35_json_write_atomic(root, path, err, sizeof err);
-    cJSON_Delete(root);
-    if (rc) fprintf(stderr, "q35lab: %s\n", err);
-    return rc;
+    return cli_json_write_report(root, path);
 }
 
 static int check_sweep(const moe_check_config *cfg, const char *json)
