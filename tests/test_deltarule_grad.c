@@ -19,6 +19,7 @@
 #include "common/safetensors.h"
 #include "kernels/deltarule/deltarule.h"
 #include "kernels/deltarule/deltarule_grad.h"
+#include "kernels/cpu_features.h"
 #include "ref/deltarule_grad_ref.h"
 #include "harness/deltarule_inputs.h"
 #include "harness/metrics.h"
@@ -385,6 +386,52 @@ static void test_impls_vs_ref(void **state)
                           dr_regime_name(r), worst[i][r], impls[i]->claim_tol);
 }
 
+/* The chunked backward's products, solves and transposes have an AVX-512,
+ * an AVX2 and a generic path (kernels/deltarule/grad_gemm.h): every
+ * implementation against ref at every ISA level this CPU has (the levels it
+ * lacks printed as skipped), every regime, shapes with partial chunks, Dv not
+ * a multiple of the vector width, GQA and padding. */
+static void test_impls_vs_ref_every_isa(void **state)
+{
+    (void)state;
+    const deltarule_grad_impl *impls[MAX_IMPLS];
+    const int ni = list_impls(impls);
+    const struct { dr_shape s; int chunk; } shapes[] = {
+        {{2, 67, 2, 4, 16, 24, 1, 1}, 0},
+        {{1, 64, 1, 1, 32, 40, 0, 0}, 0},
+        {{1, 130, 1, 1, 128, 100, 1, 0}, 0},
+        {{2, 9, 1, 2, 8, 8, 1, 1}, 4},
+        {{1, 77, 1, 1, 64, 64, 1, 0}, 16},
+    };
+    for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
+        if (isa > (int)cpu_isa_best()) {
+            printf("[  SKIPPED ] backward vs ref at ISA %s: this CPU has only %s\n", cpu_isa_name((cpu_isa_level)isa),
+                   cpu_isa_name(cpu_isa_best()));
+            continue;
+        }
+        cpu_isa_force((cpu_isa_level)isa);
+        assert_int_equal(cpu_isa(), isa);
+        double worst = 0.0;
+        for (int r = 0; r < DR_REGIME_COUNT; r++)
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+                if (r == DR_REGIME_LONG && k != 3) continue;
+                gcase g;
+                gcase_make(&g, shapes[k].s, r, 11 + k, 1, 1);
+                grads ref = grads_alloc(&g.c.p);
+                run_grad(&deltarule_grad_ref_impl, &g, NULL, &ref, NULL);
+                for (int i = 0; i < ni; i++) {
+                    const deltarule_opts o = {.chunk = shapes[k].chunk};
+                    const double e = grads_vs_ref(impls[i], &g, &ref, r, &o);
+                    if (e > worst) worst = e;
+                }
+                grads_free(&ref);
+                gcase_free(&g);
+            }
+        printf("backward vs ref at ISA %s: worst normwise error %.3g\n", cpu_isa_name((cpu_isa_level)isa), worst);
+    }
+    cpu_isa_force(ISA_AUTO);
+}
+
 /* The same problem at 1 and 3 threads gives the same bits (no atomics, the
  * value heads of a key head summed in a fixed order). */
 static void test_threads_same_bits(void **state)
@@ -682,6 +729,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_every_input_and_regime),
         cmocka_unit_test(test_impls_vs_ref),
+        cmocka_unit_test(test_impls_vs_ref_every_isa),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_auto_follows_crossover),
         cmocka_unit_test(test_recurrent_memory),

@@ -14,13 +14,14 @@
  * Flops and memory: docs/deltarule-backward-chunked.md §4.
  * After the value heads of a key head, the l2norm Jacobian turns the
  * gradients of the normalized q, k into those of the raw inputs (CB15).
- * GEMMs and triangular solves go to OpenBLAS, single-threaded; OpenMP runs
+ * GEMMs, triangular solves and transposes are grad_gemm.h's unpacked small
+ * kernels (AVX-512 / AVX2 / generic, chosen once per call); OpenMP runs
  * over (sequence, key head) pairs, so no two threads touch the same dq, dk
  * rows.
  */
 #include "kernels/deltarule/deltarule_grad.h"
+#include "kernels/deltarule/grad_gemm.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -52,7 +53,11 @@ typedef struct {
     float *dP;     /* [C x C] dP, then M o dP */
     float *dA;     /* [C x C] dA, then in its lower triangle the gradient of K K^T (CB6) */
     float *Kd;     /* [C x Dk] keys decayed to the chunk end (eq. 9) */
-    float *dKd;    /* [C x Dk] */
+    float *Dd;     /* [C x Dv] exp(gamma_L - gamma_j) Delta_j (CB9 folded into CB8) */
+    float *KT;     /* [Dk x C] K^T */
+    float *DT;     /* [Dv x C] Delta^T */
+    float *S0T;    /* [Dv x Dk] S0^T */
+    float *dST;    /* [Dv x Dk] dS_L^T */
     float *dS;     /* [Dk x Dv] gradient of the state at the current chunk's end */
     float *states; /* [nch x Dk x Dv] S0 of every chunk (CB1) */
     float *beta, *eg; /* [C] beta, exp(gamma): the chunk's block of betaall, egall */
@@ -60,31 +65,33 @@ typedef struct {
     double *rk, *rq;  /* [T] 1/sqrt(|k_t|^2 + 1e-6), 1/sqrt(|q_t|^2 + 1e-6) of the key head (eq. 1; 1 without l2norm) */
     double *gamma, *dgam; /* [C] eq. (4) (block of gamall) and its gradient */
     double *gamall;       /* [T] */
+    gg_fns f;             /* products, solves, transposes (grad_gemm.h), for this CPU */
 } gws;
 
 static void gws_free(gws *w)
 {
     free(w->KQall); free(w->dKQall); free(w->dKQbuf); free(w->Vall); free(w->KSall); free(w->Dall); free(w->dO); free(w->dD);
     free(w->dKS); free(w->Eall); free(w->Gall); free(w->Aall); free(w->P); free(w->dP); free(w->dA);
-    free(w->Kd); free(w->dKd); free(w->dS); free(w->states); free(w->betaall); free(w->egall);
+    free(w->Kd); free(w->Dd); free(w->KT); free(w->DT); free(w->S0T); free(w->dST); free(w->dS); free(w->states); free(w->betaall); free(w->egall);
     free(w->gamall); free(w->dgam); free(w->rk); free(w->rq);
 }
 
 static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
 {
     memset(w, 0, sizeof *w);
+    w->f = gg_select();
     w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
     const size_t tv = (size_t)nch * C * Dv, ncc = (size_t)(nch > 0 ? nch : 1) * C * C, cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
     size_t bytes = 0;
 #define GET(ptr, n) (bytes += sizeof *(ptr) * (n), (ptr) = malloc(sizeof *(ptr) * (n)))
     GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
     GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
-    GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->dKd, ck); GET(w->dS, kv);
+    GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->Dd, cv); GET(w->KT, ck); GET(w->DT, cv); GET(w->S0T, kv); GET(w->dST, kv); GET(w->dS, kv);
     GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
     GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
 #undef GET
     if (w->KQall && w->dKQall && w->dKQbuf && w->Vall && w->KSall && w->Dall && w->dO && w->dD && w->dKS && w->Eall && w->Gall && w->Aall && w->P &&
-        w->dP && w->dA && w->Kd && w->dKd && w->dS && w->states && w->betaall && w->egall && w->gamall && w->dgam &&
+        w->dP && w->dA && w->Kd && w->Dd && w->KT && w->DT && w->S0T && w->dST && w->dS && w->states && w->betaall && w->egall && w->gamall && w->dgam &&
         w->rk && w->rq)
         return bytes;
     gws_free(w);
@@ -157,7 +164,8 @@ static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
     }
     for (int i = 0; i < L; i++)
         for (int j = 0; j <= i; j++) w->E[(size_t)i * C + j] = expf((float)(w->gamma[i] - w->gamma[j]));
-    cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, L, Dk, 1.0f, w->KQ, Dk, 0.0f, w->G, C);
+    w->f.transpose(L, Dk, w->KQ, Dk, w->KT, C);
+    w->f.gemm(L, L, Dk, 1.0f, w->KQ, Dk, 1, w->KT, C, 0.0f, w->G, C, GG_C_LOWER); /* K K^T, lower */
     for (int i = 0; i < L; i++) {
         float *gr = w->G + (size_t)i * C, *ar = w->A + (size_t)i * C;
         const float *e = w->E + (size_t)i * C;
@@ -172,14 +180,14 @@ static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
 static void solve_delta(gws *w, const float *S0)
 {
     const int L = w->L, Dk = w->Dk, Dv = w->Dv;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dv, Dk, 1.0f, w->KQ, Dk, S0, Dv, 0.0f, w->KS, Dv);
+    w->f.gemm(L, Dv, Dk, 1.0f, w->KQ, Dk, 1, S0, Dv, 0.0f, w->KS, Dv, GG_FULL);
     for (int i = 0; i < L; i++) {
         const float eg = w->eg[i], bi = w->beta[i];
         const float *ks = w->KS + (size_t)i * Dv, *v = w->V + (size_t)i * Dv;
         float *r = w->D + (size_t)i * Dv;
         for (int j = 0; j < Dv; j++) r[j] = bi * (v[j] - eg * ks[j]);
     }
-    cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, L, Dv, 1.0f, w->A, w->C, w->D, Dv);
+    w->f.solve(L, Dv, w->A, w->C, w->D, Dv);
 }
 
 /* Kd_j = exp(gamma_L - gamma_j) k_j (eq. 9); returns exp(gamma_L). */
@@ -207,7 +215,8 @@ static double dotf(const float *a, const float *b, int n)
 /* The backward of one chunk (eqs. CB3-CB12), after prepare() and solve_delta()
  * on its S0.  On entry w->dS is dL/dS_L (the chunk's end state), on return
  * dL/dS0.  Writes dv, dg, dbeta of the chunk's tokens and leaves the
- * gradients of the normalized K, Q rows in w->dKQ. */
+ * gradients of the normalized K, Q rows in w->dKQ.  Products by w->gemm
+ * (grad_gemm.h): op(A) by strides, B^T by a transposed copy. */
 static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int t0, const float *S0)
 {
     const deltarule_problem *p = gp->fwd;
@@ -215,10 +224,15 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     const float *K = w->KQ, *Q = w->KQ + (size_t)L * Dk;
     float *dK = w->dKQ, *dQ = w->dKQ + (size_t)L * Dk;
     double *dgam = w->dgam;
+    const gg_gemm_fn gemm = w->f.gemm;
     for (int i = 0; i < L; i++) dgam[i] = 0.0;
+    w->f.transpose(L, Dk, K, Dk, w->KT, C);
+    w->f.transpose(L, Dv, w->D, Dv, w->DT, C);
+    w->f.transpose(Dk, Dv, S0, Dv, w->S0T, Dk);
+    w->f.transpose(Dk, Dv, w->dS, Dv, w->dST, Dk);
 
     /* CB2: P = M o Q K^T (eq. 8), by select (eq. 10) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dk, 1.0f, Q, Dk, K, Dk, 0.0f, w->P, C);
+    gemm(L, L, Dk, 1.0f, Q, Dk, 1, w->KT, C, 0.0f, w->P, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
         float *pr = w->P + (size_t)i * C;
         const float *e = w->E + (size_t)i * C;
@@ -229,13 +243,30 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         if (i + PF_AHEAD < L) prefetch_row(gp->d_out + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
         memcpy(w->dO + (size_t)i * Dv, gp->d_out + (tok * Hv + h) * Dv, sizeof(float) * Dv);
     }
-    /* CB3: dDelta = P^T dO + Kd dS_L */
-    memcpy(w->dD, w->dO, sizeof(float) * L * Dv);
-    cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, L, Dv, 1.0f, w->P, C, w->dD, Dv);
+    /* CB3, its second term first: dDelta = Kd dS_L ... */
     const float egL = decayed_keys(w);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dv, Dk, 1.0f, w->Kd, Dk, w->dS, Dv, 1.0f, w->dD, Dv);
+    gemm(L, Dv, Dk, 1.0f, w->Kd, Dk, 1, w->dS, Dv, 0.0f, w->dD, Dv, GG_FULL);
+    /* CB9: h_j = dKd_j . Kd_j = Delta_j . (Kd dS_L)_j, so dKd = Delta dS_L^T is
+     * never formed: its dK term exp(gamma_L - gamma_j) dKd_j joins CB8's GEMM
+     * as Dd dS_L^T, Dd_j = exp(gamma_L - gamma_j) Delta_j */
+    {
+        const double gL = w->gamma[L - 1];
+        double hs = 0.0;
+        for (int j = 0; j < L; j++) {
+            const float *dj = w->D + (size_t)j * Dv;
+            const double hj = dotf(dj, w->dD + (size_t)j * Dv, Dv);
+            hs += hj;
+            dgam[j] -= hj;
+            scale_row(dj, w->Dd + (size_t)j * Dv, Dv, expf((float)(gL - w->gamma[j])));
+        }
+        double ss = 0.0; /* <dS_L, S0>: rows in float, their sum in double */
+        for (int r = 0; r < Dk; r++) ss += dotf(w->dS + (size_t)r * Dv, S0 + (size_t)r * Dv, Dv);
+        dgam[L - 1] += hs + (double)egL * ss;
+    }
+    /* ... CB3: dDelta += P^T dO (P^T upper triangular) */
+    gemm(L, Dv, L, 1.0f, w->P, 1, C, w->dO, Dv, 1.0f, w->dD, Dv, GG_A_UPPER);
     /* CB4: dP = dO Delta^T on j <= i; dgamma from M; dP <- M o dP */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dv, 1.0f, w->dO, Dv, w->D, Dv, 0.0f, w->dP, C);
+    gemm(L, L, Dv, 1.0f, w->dO, Dv, 1, w->DT, C, 0.0f, w->dP, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
         float *dp = w->dP + (size_t)i * C;
         const float *pr = w->P + (size_t)i * C, *e = w->E + (size_t)i * C;
@@ -250,24 +281,11 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
             }
         }
     }
-    /* CB9: dKd = Delta dS_L^T; its dgamma; and the exp(gamma_L) S0 term */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, Dk, Dv, 1.0f, w->D, Dv, w->dS, Dv, 0.0f, w->dKd, Dk);
-    {
-        double hs = 0.0;
-        for (int j = 0; j < L; j++) {
-            const double hj = dotf(w->dKd + (size_t)j * Dk, w->Kd + (size_t)j * Dk, Dk);
-            hs += hj;
-            dgam[j] -= hj;
-        }
-        double ss = 0.0; /* <dS_L, S0>: rows in float, their sum in double */
-        for (int r = 0; r < Dk; r++) ss += dotf(w->dS + (size_t)r * Dv, S0 + (size_t)r * Dv, Dv);
-        dgam[L - 1] += hs + (double)egL * ss;
-    }
     /* CB5: dR = (I + A)^{-T} dDelta */
-    cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasUnit, L, Dv, 1.0f, w->A, C, w->dD, Dv);
+    w->f.solve_t(L, Dv, w->A, C, w->dD, Dv);
     /* CB6: dA = -dR Delta^T on j < i: dbeta, dgamma, and in w->dA's lower
-     * triangle the gradient of K K^T (ssymm below reads it as symmetric) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, Dv, -1.0f, w->dD, Dv, w->D, Dv, 0.0f, w->dA, C);
+     * triangle the gradient of K K^T (zero on and above the diagonal) */
+    gemm(L, L, Dv, -1.0f, w->dD, Dv, 1, w->DT, C, 0.0f, w->dA, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
         float *da = w->dA + (size_t)i * C;
         const float *gr = w->G + (size_t)i * C, *ar = w->A + (size_t)i * C, *e = w->E + (size_t)i * C;
@@ -280,7 +298,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
             dgam[j] -= t;
             da[j] = (float)(a * w->beta[i]) * e[j];
         }
-        da[i] = 0.0f;
+        for (int j = i; j < L; j++) da[j] = 0.0f;
         /* CB7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
         const size_t tok = (size_t)b * p->T + t0 + i;
         const float bi = w->beta[i], eg = w->eg[i];
@@ -302,22 +320,18 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         gp->dbeta[tok * Hv + h] = (float)(db + dbr);
         dgam[i] += dgr;
     }
-    /* CB8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0 */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 2 * L, Dk, Dv, 1.0f, w->dKS, Dv, S0, Dv, 0.0f, w->dKQ, Dk);
+    /* CB8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0;
+     * with CB9's dK term: dK += Dd dS_L^T */
+    gemm(2 * L, Dk, Dv, 1.0f, w->dKS, Dv, 1, w->S0T, Dk, 0.0f, w->dKQ, Dk, GG_FULL);
     for (int i = 0; i < L; i++) dgam[i] += dotf(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
+    gemm(L, Dk, Dv, 1.0f, w->Dd, Dv, 1, w->dST, Dk, 1.0f, dK, Dk, GG_FULL);
     /* CB10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, 2 * L, 1.0f, w->KQ, Dk, w->dKS, Dv, egL, w->dS, Dv);
-    /* CB11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K;  dK += exp(gamma_L - gamma) o dKd */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, K, Dk, 1.0f, dQ, Dk);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, L, Dk, L, 1.0f, w->dP, C, Q, Dk, 1.0f, dK, Dk);
-    cblas_ssymm(CblasRowMajor, CblasLeft, CblasLower, L, Dk, 1.0f, w->dA, C, K, Dk, 1.0f, dK, Dk);
-    const double gL = w->gamma[L - 1];
-    for (int i = 0; i < L; i++) {
-        const float d = expf((float)(gL - w->gamma[i]));
-        const float *x = w->dKd + (size_t)i * Dk;
-        float *y = dK + (size_t)i * Dk;
-        for (int j = 0; j < Dk; j++) y[j] += d * x[j];
-    }
+    gemm(Dk, Dv, 2 * L, 1.0f, w->KQ, 1, Dk, w->dKS, Dv, egL, w->dS, Dv, GG_FULL);
+    /* CB11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K */
+    gemm(L, Dk, L, 1.0f, w->dP, C, 1, K, Dk, 1.0f, dQ, Dk, GG_A_LOWER);
+    gemm(L, Dk, L, 1.0f, w->dP, 1, C, Q, Dk, 1.0f, dK, Dk, GG_A_UPPER);
+    gemm(L, Dk, L, 1.0f, w->dA, C, 1, K, Dk, 1.0f, dK, Dk, GG_A_LOWER);
+    gemm(L, Dk, L, 1.0f, w->dA, 1, C, K, Dk, 1.0f, dK, Dk, GG_A_UPPER);
     /* CB12: dg = reverse cumulative sum of dgamma within the chunk */
     double acc = 0.0;
     for (int i = L - 1; i >= 0; i--) {
@@ -347,7 +361,7 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         float *S1 = w->states + (size_t)(c + 1) * kv;
         const float egL = decayed_keys(w); /* eq. (9) */
         for (size_t i = 0; i < kv; i++) S1[i] = egL * S0[i];
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Dk, Dv, C, 1.0f, w->Kd, Dk, w->D, Dv, 1.0f, S1, Dv);
+        w->f.gemm(Dk, Dv, C, 1.0f, w->Kd, 1, Dk, w->D, Dv, 1.0f, S1, Dv, GG_FULL); /* Kd^T Delta */
     }
     /* CB13: the last chunk's end-state gradient, then each chunk's dS0 for the one before */
     if (gp->d_final_state) memcpy(w->dS, gp->d_final_state + soff, sizeof(float) * kv);
@@ -410,7 +424,6 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
     const double scale = deltarule_scale(p);
     int failed = 0;
     size_t held = 0;
-    openblas_set_num_threads(1); /* parallelism is over heads */
 #pragma omp parallel num_threads(o && o->threads > 0 ? o->threads : omp_get_max_threads()) reduction(+ : held)
     {
         gws w;
