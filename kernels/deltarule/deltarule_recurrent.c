@@ -119,24 +119,21 @@ static void pick_kernel(int Dv, int pairs, colblock_fn *fn, int *W, dr_token_dot
                         void (**token)(const dr_colblock *, int))
 {
     *token = NULL;
-    switch (cpu_isa()) {
-    case ISA_AVX512:
+    const cpu_isa_level isa = cpu_isa(); /* >=: the levels above AVX512 (avx512-bf16) take its path */
+    if (isa >= ISA_AVX512) {
         *fn = pairs ? dr_colpair_avx512 : dr_colblock_avx512;
         *W = pairs ? DR_COLPAIR_W_AVX512 : DR_COLBLOCK_W_AVX512;
         *dots = dr_token_dots_avx512;
         *token = pairs ? NULL : dr_colblock_token_avx512; /* its blocks are the one-token width */
-        break;
-    case ISA_AVX2:
+    } else if (isa >= ISA_AVX2) {
         *fn = pairs ? dr_colpair_avx2 : dr_colblock_avx2;
         *W = pairs ? DR_COLPAIR_W_AVX2 : DR_COLBLOCK_W_AVX2;
         *dots = dr_token_dots_avx2;
         *token = pairs ? NULL : dr_colblock_token_avx2;
-        break;
-    default:
+    } else {
         *fn = dr_colblock_generic;
         *W = DR_COLBLOCK_W_GENERIC;
         *dots = dr_token_dots_generic;
-        break;
     }
     if (Dv < *W) { *fn = dr_colblock_generic; *W = DR_COLBLOCK_W_GENERIC; *token = NULL; }
 }
