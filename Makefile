@@ -41,6 +41,8 @@ LDLIBS = -fopenmp $(SANFLAGS) -lopenblas -lgsl -lcjson -lpapi -lsde -lm $(shell 
          $(LDFLAGS)
 # xxHash (XXH3): state files' fingerprints and checksums (model/state_file.c, docs/state-file.md)
 LDLIBS += -lxxhash
+# PCRE2 (the tokenizer's split pattern) and utf8proc (its NFC step): model/tokenizer*.c, docs/tokenizer.md
+LDLIBS += -lpcre2-8 -lutf8proc
 
 LIB_SRCS := $(wildcard common/*.c kernels/*.c kernels/*/*.c ref/*.c model/*.c harness/*.c bench/*.c)
 CLI_SRCS := $(wildcard cli/*.c)
@@ -78,6 +80,14 @@ $(BUILD)/q35lab: $(CLI_OBJS) $(BUILD)/libq35.a
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Qwen3.5's tokenizer.json, committed xz-compressed (15 MB -> 3 MB; xz-utils is on every
+# Debian), unpacked for test_tokenizer, which finds it beside its own binary.
+TOKENIZER_JSON := $(BUILD)/data/tokenizer/tokenizer.json
+$(TOKENIZER_JSON): tests/data/tokenizer/tokenizer.json.xz
+	@mkdir -p $(dir $@)
+	xz -dc $< > $@.tmp && mv $@.tmp $@
+$(BUILD)/tests/test_tokenizer: | $(TOKENIZER_JSON)
 
 # The floors of .layers: no #include (../shared/tools/layers) and no symbol
 # (tests/link_layers.sh) reaches from a folder to one above it.
