@@ -100,13 +100,10 @@ static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
 
 /* eq. (1): 1/sqrt(|x|^2 + 1e-6) in double (1 without the l2 norm); once per
  * token and key head, not once per value head and pass. */
-static double inv_norm(const float *x, int n, int l2)
+static double inv_norm(const gg_fns *f, const float *x, int n, int l2)
 {
     if (!l2) return 1.0;
-    double ss = 0.0;
-#pragma omp simd reduction(+ : ss)
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    return 1.0 / sqrt(ss + 1e-6);
+    return 1.0 / sqrt(f->sumsq(x, n) + 1e-6);
 }
 
 /* The strided rows of one head (stride Hk Dk or Hv Dv floats) miss the
@@ -120,12 +117,6 @@ static void prefetch_row(const float *x, int n)
 static void prefetch_row_w(float *x, int n)
 {
     for (int i = 0; i < n; i += 16) __builtin_prefetch(x + i, 1, 3);
-}
-
-static void scale_row(const float *x, float *y, int n, float f)
-{
-#pragma omp simd
-    for (int i = 0; i < n; i++) y[i] = x[i] * f;
 }
 
 /* Points the chunk buffers at chunk c = t0 / C's blocks (CB1 fills them, the
@@ -167,12 +158,9 @@ static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
     w->f.transpose(L, Dk, w->KQ, Dk, w->KT, C);
     w->f.gemm(L, L, Dk, 1.0f, w->KQ, Dk, 1, w->KT, C, 0.0f, w->G, C, GG_C_LOWER); /* K K^T, lower */
     for (int i = 0; i < L; i++) {
-        float *gr = w->G + (size_t)i * C, *ar = w->A + (size_t)i * C;
-        const float *e = w->E + (size_t)i * C;
-        for (int j = 0; j < L; j++) {
-            gr[j] = j < i ? e[j] * gr[j] : 0.0f;
-            ar[j] = w->beta[i] * gr[j];
-        }
+        float *gr = w->G + (size_t)i * C;
+        w->f.mask_row(gr, w->E + (size_t)i * C, i, L);
+        w->f.scale(gr, w->A + (size_t)i * C, L, w->beta[i]);
     }
 }
 
@@ -181,12 +169,8 @@ static void solve_delta(gws *w, const float *S0)
 {
     const int L = w->L, Dk = w->Dk, Dv = w->Dv;
     w->f.gemm(L, Dv, Dk, 1.0f, w->KQ, Dk, 1, S0, Dv, 0.0f, w->KS, Dv, GG_FULL);
-    for (int i = 0; i < L; i++) {
-        const float eg = w->eg[i], bi = w->beta[i];
-        const float *ks = w->KS + (size_t)i * Dv, *v = w->V + (size_t)i * Dv;
-        float *r = w->D + (size_t)i * Dv;
-        for (int j = 0; j < Dv; j++) r[j] = bi * (v[j] - eg * ks[j]);
-    }
+    for (int i = 0; i < L; i++)
+        w->f.rhs(w->V + (size_t)i * Dv, w->KS + (size_t)i * Dv, w->D + (size_t)i * Dv, Dv, w->beta[i], w->eg[i]);
     w->f.solve(L, Dv, w->A, w->C, w->D, Dv);
 }
 
@@ -195,21 +179,9 @@ static float decayed_keys(gws *w)
 {
     const int L = w->L, Dk = w->Dk;
     const double gL = w->gamma[L - 1];
-    for (int i = 0; i < L; i++) {
-        const float d = expf((float)(gL - w->gamma[i]));
-        const float *k = w->KQ + (size_t)i * Dk;
-        float *kd = w->Kd + (size_t)i * Dk;
-        for (int j = 0; j < Dk; j++) kd[j] = d * k[j];
-    }
+    for (int i = 0; i < L; i++)
+        w->f.scale(w->KQ + (size_t)i * Dk, w->Kd + (size_t)i * Dk, Dk, expf((float)(gL - w->gamma[i])));
     return expf((float)gL);
-}
-
-static double dotf(const float *a, const float *b, int n)
-{
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (int i = 0; i < n; i++) acc += a[i] * b[i];
-    return acc;
 }
 
 /* The backward of one chunk (eqs. CB3-CB12), after prepare() and solve_delta()
@@ -233,11 +205,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
 
     /* CB2: P = M o Q K^T (eq. 8), by select (eq. 10) */
     gemm(L, L, Dk, 1.0f, Q, Dk, 1, w->KT, C, 0.0f, w->P, C, GG_C_LOWER);
-    for (int i = 0; i < L; i++) {
-        float *pr = w->P + (size_t)i * C;
-        const float *e = w->E + (size_t)i * C;
-        for (int j = 0; j < L; j++) pr[j] = j <= i ? e[j] * pr[j] : 0.0f;
-    }
+    for (int i = 0; i < L; i++) w->f.mask_row(w->P + (size_t)i * C, w->E + (size_t)i * C, i + 1, L);
     for (int i = 0; i < L; i++) { /* dO rows of the chunk */
         const size_t tok = (size_t)b * p->T + t0 + i;
         if (i + PF_AHEAD < L) prefetch_row(gp->d_out + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
@@ -254,13 +222,13 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         double hs = 0.0;
         for (int j = 0; j < L; j++) {
             const float *dj = w->D + (size_t)j * Dv;
-            const double hj = dotf(dj, w->dD + (size_t)j * Dv, Dv);
+            const double hj = w->f.dot(dj, w->dD + (size_t)j * Dv, Dv);
             hs += hj;
             dgam[j] -= hj;
-            scale_row(dj, w->Dd + (size_t)j * Dv, Dv, expf((float)(gL - w->gamma[j])));
+            w->f.scale(dj, w->Dd + (size_t)j * Dv, Dv, expf((float)(gL - w->gamma[j])));
         }
         double ss = 0.0; /* <dS_L, S0>: rows in float, their sum in double */
-        for (int r = 0; r < Dk; r++) ss += dotf(w->dS + (size_t)r * Dv, S0 + (size_t)r * Dv, Dv);
+        for (int r = 0; r < Dk; r++) ss += w->f.dot(w->dS + (size_t)r * Dv, S0 + (size_t)r * Dv, Dv);
         dgam[L - 1] += hs + (double)egL * ss;
     }
     /* ... CB3: dDelta += P^T dO (P^T upper triangular) */
@@ -268,18 +236,8 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     /* CB4: dP = dO Delta^T on j <= i; dgamma from M; dP <- M o dP */
     gemm(L, L, Dv, 1.0f, w->dO, Dv, 1, w->DT, C, 0.0f, w->dP, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
-        float *dp = w->dP + (size_t)i * C;
-        const float *pr = w->P + (size_t)i * C, *e = w->E + (size_t)i * C;
-        for (int j = 0; j < L; j++) {
-            if (j <= i) {
-                const double t = (double)dp[j] * pr[j];
-                dgam[i] += t;
-                dgam[j] -= t;
-                dp[j] *= e[j];
-            } else {
-                dp[j] = 0.0f;
-            }
-        }
+        const size_t o = (size_t)i * C;
+        dgam[i] += w->f.cb4_row(w->dP + o, w->P + o, w->E + o, dgam, i, L);
     }
     /* CB5: dR = (I + A)^{-T} dDelta */
     w->f.solve_t(L, Dv, w->A, C, w->dD, Dv);
@@ -287,18 +245,9 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
      * triangle the gradient of K K^T (zero on and above the diagonal) */
     gemm(L, L, Dv, -1.0f, w->dD, Dv, 1, w->DT, C, 0.0f, w->dA, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
-        float *da = w->dA + (size_t)i * C;
-        const float *gr = w->G + (size_t)i * C, *ar = w->A + (size_t)i * C, *e = w->E + (size_t)i * C;
-        double db = 0.0;
-        for (int j = 0; j < i; j++) {
-            const double a = da[j];
-            db += a * gr[j];
-            const double t = a * ar[j];
-            dgam[i] += t;
-            dgam[j] -= t;
-            da[j] = (float)(a * w->beta[i]) * e[j];
-        }
-        for (int j = i; j < L; j++) da[j] = 0.0f;
+        const size_t o = (size_t)i * C;
+        double db;
+        dgam[i] += w->f.cb6_row(w->dA + o, w->G + o, w->A + o, w->E + o, dgam, i, L, w->beta[i], &db);
         /* CB7 rows i: dv, dbeta, dgamma of R = beta (V - exp(gamma) K S0) */
         const size_t tok = (size_t)b * p->T + t0 + i;
         const float bi = w->beta[i], eg = w->eg[i];
@@ -307,23 +256,15 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         if (i + PF_AHEAD < L) prefetch_row_w(gp->dv + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
         float *dv = gp->dv + (tok * Hv + h) * Dv, *dks = w->dKS + (size_t)i * Dv,
               *doe = w->dKS + (size_t)(L + i) * Dv;
-        float dbr = 0.0f, dgr = 0.0f;
-        const float c = -bi * eg;
-#pragma omp simd reduction(+ : dbr, dgr)
-        for (int j = 0; j < Dv; j++) {
-            dv[j] = bi * dr[j];
-            dbr += dr[j] * (v[j] - eg * ks[j]);
-            dks[j] = c * dr[j];
-            dgr += dks[j] * ks[j];
-            doe[j] = eg * dor[j];
-        }
+        float dbr, dgr;
+        w->f.cb7_row(dr, v, ks, dor, dv, dks, doe, Dv, bi, eg, &dbr, &dgr);
         gp->dbeta[tok * Hv + h] = (float)(db + dbr);
         dgam[i] += dgr;
     }
     /* CB8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0;
      * with CB9's dK term: dK += Dd dS_L^T */
     gemm(2 * L, Dk, Dv, 1.0f, w->dKS, Dv, 1, w->S0T, Dk, 0.0f, w->dKQ, Dk, GG_FULL);
-    for (int i = 0; i < L; i++) dgam[i] += dotf(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
+    for (int i = 0; i < L; i++) dgam[i] += w->f.dot(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
     gemm(L, Dk, Dv, 1.0f, w->Dd, Dv, 1, w->dST, Dk, 1.0f, dK, Dk, GG_FULL);
     /* CB10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
     gemm(Dk, Dv, 2 * L, 1.0f, w->KQ, 1, Dk, w->dKS, Dv, egL, w->dS, Dv, GG_FULL);
@@ -360,8 +301,7 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         if (c + 1 == nch) break;
         float *S1 = w->states + (size_t)(c + 1) * kv;
         const float egL = decayed_keys(w); /* eq. (9) */
-        for (size_t i = 0; i < kv; i++) S1[i] = egL * S0[i];
-        w->f.gemm(Dk, Dv, C, 1.0f, w->Kd, 1, Dk, w->D, Dv, 1.0f, S1, Dv, GG_FULL); /* Kd^T Delta */
+        w->f.gemm_c0(Dk, Dv, C, 1.0f, w->Kd, 1, Dk, w->D, Dv, egL, S0, Dv, S1, Dv, GG_FULL); /* egL S0 + Kd^T Delta */
     }
     /* CB13: the last chunk's end-state gradient, then each chunk's dS0 for the one before */
     if (gp->d_final_state) memcpy(w->dS, gp->d_final_state + soff, sizeof(float) * kv);
@@ -392,19 +332,15 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
 /* CB15: dx = s (dy - y~ (y~ . dy)) / n for y = s x / n, n = sqrt(|x|^2 + 1e-6),
  * y~ = x / n (eq. 1); without the l2 norm dx = s dy.  y is the stored
  * normalized row (y~ = y / s), inv = 1/n from inv_norm; dx written to out. */
-static void l2norm_backward(const float *y, const float *dy, float *out, int n, int l2, double s, double inv)
+static void l2norm_backward(const gg_fns *f, const float *y, const float *dy, float *out, int n, int l2, double s,
+                            double inv)
 {
     if (!l2) {
 #pragma omp simd
         for (int i = 0; i < n; i++) out[i] = (float)(s * dy[i]);
         return;
     }
-    double yd = 0.0;
-#pragma omp simd reduction(+ : yd)
-    for (int i = 0; i < n; i++) yd += (double)y[i] * dy[i];
-    const double c = yd / (s * s), f = s * inv;
-#pragma omp simd
-    for (int i = 0; i < n; i++) out[i] = (float)(f * (dy[i] - c * y[i]));
+    f->l2back(y, dy, out, n, s, inv);
 }
 
 /* Where token t's K row (Q row: + L Dk) sits in KQall / dKQall: chunk c = t / C
@@ -446,10 +382,10 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                         prefetch_row(p->k + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
                         prefetch_row(p->q + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
                     }
-                    w.rk[t] = inv_norm(p->k + row, Dk, p->use_qk_l2norm);
-                    w.rq[t] = inv_norm(p->q + row, Dk, p->use_qk_l2norm);
-                    scale_row(p->k + row, w.KQall + kr, Dk, (float)w.rk[t]);
-                    scale_row(p->q + row, w.KQall + kr + (size_t)L * Dk, Dk, (float)(scale * w.rq[t]));
+                    w.rk[t] = inv_norm(&w.f, p->k + row, Dk, p->use_qk_l2norm);
+                    w.rq[t] = inv_norm(&w.f, p->q + row, Dk, p->use_qk_l2norm);
+                    w.f.scale(p->k + row, w.KQall + kr, Dk, (float)w.rk[t]);
+                    w.f.scale(p->q + row, w.KQall + kr + (size_t)L * Dk, Dk, (float)(scale * w.rq[t]));
                 }
                 for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len, h == m * r);
                 for (int t = 0; t < p->T; t++) { /* CB15; padding rows 0 */
@@ -465,8 +401,8 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                         prefetch_row_w(gp->dq + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
                         prefetch_row_w(gp->dk + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
                     }
-                    l2norm_backward(w.KQall + qr, w.dKQall + qr, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
-                    l2norm_backward(w.KQall + kr, w.dKQall + kr, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
+                    l2norm_backward(&w.f, w.KQall + qr, w.dKQall + qr, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
+                    l2norm_backward(&w.f, w.KQall + kr, w.dKQall + kr, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
                 }
             }
         if (bytes) gws_free(&w);

@@ -8,6 +8,7 @@
 #define VW 4
 #define MR 2
 #define FN gg_gemm_generic
+#define GG_NAME(x) x##_generic
 #define FNSOLVE gg_solve_generic
 #define FNSOLVET gg_solve_t_generic
 #define ATTR
@@ -22,12 +23,19 @@ gg_gemm_fn gg_gemm_select(void)
     return gg_gemm_generic;
 }
 
+#define GG_FNS(S, T)                                                                                               \
+    (gg_fns)                                                                                                       \
+    {                                                                                                              \
+        gg_gemm_##S, gg_gemm_c0_##S, gg_solve_##S, gg_solve_t_##S, T, gg_dot_##S, gg_sumsq_##S, gg_scale_##S, gg_l2back_##S,      \
+            gg_rhs_##S, gg_cb4_row_##S, gg_cb6_row_##S, gg_cb7_row_##S, gg_mask_row_##S                          \
+    }
+
 gg_fns gg_select(void)
 {
     const cpu_isa_level isa = cpu_isa();
-    if (isa >= ISA_AVX512) return (gg_fns){gg_gemm_avx512, gg_solve_avx512, gg_solve_t_avx512, gg_transpose_avx2};
-    if (isa >= ISA_AVX2) return (gg_fns){gg_gemm_avx2, gg_solve_avx2, gg_solve_t_avx2, gg_transpose_avx2};
-    return (gg_fns){gg_gemm_generic, gg_solve_generic, gg_solve_t_generic, gg_transpose};
+    if (isa >= ISA_AVX512) return GG_FNS(avx512, gg_transpose_avx2);
+    if (isa >= ISA_AVX2) return GG_FNS(avx2, gg_transpose_avx2);
+    return GG_FNS(generic, gg_transpose);
 }
 
 void gg_transpose(int r, int c, const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd)

@@ -47,10 +47,46 @@ void gg_solve_t_generic(int L, int n, const float *A, ptrdiff_t lda, float *X, p
 void gg_solve_t_avx2(int L, int n, const float *A, ptrdiff_t lda, float *X, ptrdiff_t ldx);
 void gg_solve_t_avx512(int L, int n, const float *A, ptrdiff_t lda, float *X, ptrdiff_t ldx);
 
+/* The row operations of the chunked backward (grad_gemm_simd.inc says what
+ * each computes), one instance per ISA. */
+#define GG_ROW_OPS(S)                                                                                              \
+    void gg_gemm_c0_##S(int m, int n, int k, float alpha, const float *A, ptrdiff_t rsa, ptrdiff_t csa,           \
+                        const float *B, ptrdiff_t ldb, float beta, const float *C0, ptrdiff_t ldc0, float *C,     \
+                        ptrdiff_t ldc, gg_shape shape);                                                           \
+    float gg_dot_##S(const float *a, const float *b, int n);                                                      \
+    double gg_sumsq_##S(const float *x, int n);                                                                   \
+    void gg_scale_##S(const float *x, float *y, int n, float f);                                                  \
+    void gg_l2back_##S(const float *y, const float *dy, float *out, int n, double s, double inv);                 \
+    void gg_rhs_##S(const float *v, const float *ks, float *r, int n, float beta, float e);                       \
+    double gg_cb4_row_##S(float *dp, const float *pr, const float *e, double *dgam, int i, int L);                \
+    double gg_cb6_row_##S(float *da, const float *gr, const float *ar, const float *e, double *dgam, int i, int L, \
+                          float beta, double *db);                                                                \
+    void gg_cb7_row_##S(const float *dr, const float *v, const float *ks, const float *dor, float *dv, float *dks, \
+                        float *doe, int n, float beta, float e, float *dbr, float *dgr);                          \
+    void gg_mask_row_##S(float *x, const float *m, int jmax, int n);
+GG_ROW_OPS(generic)
+GG_ROW_OPS(avx2)
+GG_ROW_OPS(avx512)
+
 typedef struct {
     gg_gemm_fn gemm;
+    /* C = alpha op(A) B + beta C0 (C0 may be C; beta = 0: C0 not read) */
+    void (*gemm_c0)(int m, int n, int k, float alpha, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
+                    ptrdiff_t ldb, float beta, const float *C0, ptrdiff_t ldc0, float *C, ptrdiff_t ldc,
+                    gg_shape shape);
     gg_solve_fn solve, solve_t;
     void (*transpose)(int r, int c, const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd);
+    float (*dot)(const float *a, const float *b, int n);
+    double (*sumsq)(const float *x, int n);
+    void (*scale)(const float *x, float *y, int n, float f);
+    void (*l2back)(const float *y, const float *dy, float *out, int n, double s, double inv);
+    void (*rhs)(const float *v, const float *ks, float *r, int n, float beta, float e);
+    double (*cb4_row)(float *dp, const float *pr, const float *e, double *dgam, int i, int L);
+    double (*cb6_row)(float *da, const float *gr, const float *ar, const float *e, double *dgam, int i, int L,
+                      float beta, double *db);
+    void (*cb7_row)(const float *dr, const float *v, const float *ks, const float *dor, float *dv, float *dks,
+                    float *doe, int n, float beta, float e, float *dbr, float *dgr);
+    void (*mask_row)(float *x, const float *m, int jmax, int n);
 } gg_fns;
 
 /* The instances for cpu_isa() now (ask once per call of a kernel, not per product). */

@@ -5,6 +5,7 @@
 #define VW 8
 #define MR 3
 #define FN gg_gemm_avx2
+#define GG_NAME(x) x##_avx2
 #define FNSOLVE gg_solve_avx2
 #define FNSOLVET gg_solve_t_avx2
 #define ATTR __attribute__((target("avx2,fma")))

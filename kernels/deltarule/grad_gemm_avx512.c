@@ -5,6 +5,7 @@
 #define VW 16
 #define MR 6
 #define FN gg_gemm_avx512
+#define GG_NAME(x) x##_avx512
 #define FNSOLVE gg_solve_avx512
 #define FNSOLVET gg_solve_t_avx512
 #define ATTR __attribute__((target("avx512f")))
