@@ -14,7 +14,7 @@ static const struct {
 } commands[] = {
     {"list", cmd_list},           {"check", cmd_check},       {"golden", cmd_golden},
     {"bench", cmd_bench},         {"calibrate", cmd_calibrate}, {"model", cmd_model},
-    {"generate", cmd_generate},   {"validate", cmd_validate},
+    {"generate", cmd_generate},   {"validate", cmd_validate},   {"tokenize", cmd_tokenize},
 };
 
 static const char usage[] =
@@ -35,6 +35,7 @@ static const char usage[] =
     "  model init --preset NAME --out DIR [--seed S] [--dtype bf16|f32] [--layers N] [--experts fused|per-expert]\n"
     "  generate --model DIR --prompt-ids 1,2,3[;4,5] [--max-new N] [--impl SPEC] [--threads N]\n"
     "  validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC]] [--golden FILE]\n"
+    "  tokenize --model DIR \"text\" | --decode 1,2,3 | --jsonl FILE | --bench FILE   (tokenizer.json)\n"
     "See README.md for every option.\n";
 
 /* Thread pools, set before the libraries read them (at load, before main):

@@ -18,6 +18,7 @@ int cmd_calibrate(int argc, char **argv, const q35_comm *comm);
 int cmd_model(int argc, char **argv, const q35_comm *comm);
 int cmd_generate(int argc, char **argv, const q35_comm *comm);
 int cmd_validate(int argc, char **argv, const q35_comm *comm);
+int cmd_tokenize(int argc, char **argv, const q35_comm *comm);
 
 /* check moe, golden moe (cli/cli_moe.c): options from argv[2] on. */
 int cmd_check_moe(int argc, char **argv);
