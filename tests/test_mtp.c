@@ -2,10 +2,13 @@
  * ref/mtp_ref.h and the loading of mtp.* (model/load.c).
  *
  * Where expected values come from:
- *   - the golden file tests/data/model/hf-tiny-mtp-dense-bf16.mtp-golden
- *     .safetensors, written by ref/hf/dump_mtp_golden.py from transformers'
- *     own Qwen3.5 decoder layer, RMSNorm and model forward (PyTorch fp32 on
- *     the bf16 weights); read here with st_open, not with the code under test;
+ *   - the golden files tests/data/model/hf-tiny-mtp-{dense,moe}-bf16.mtp-golden
+ *     .safetensors, written by ref/hf/dump_mtp_golden.py (--moe for the
+ *     second) from transformers' own Qwen3.5 / Qwen3.5-MoE decoder layer
+ *     (the MoE one's mlp: transformers' Qwen3_5MoeSparseMoeBlock), RMSNorm
+ *     and model forward (PyTorch fp32 on the bf16 weights); read here with
+ *     st_open, not with the code under test.  The MoE golden runs through
+ *     every MoE implementation (ref and the kernel table), target and head;
  *   - ref/mtp_ref.c (double, plain loops) on random-weight checkpoints that
  *     q35_init_write makes (tiny-dense, tiny-moe: the MoE path);
  *   - differently computed equivalents: all pairs in one call vs one pair per
@@ -14,7 +17,11 @@
  * Tolerances, |d| <= abs + rel * max|expected|:
  *   - golden (fp32 PyTorch) vs q35 (fp32 kernels) or ref (double): 1e-4 +
  *     1e-4, the tolerance docs/model.md §5 uses for the model goldens, whose
- *     measured differences are 3e-5 on the same kind of bf16 checkpoint;
+ *     measured differences are 3e-5 on the same kind of bf16 checkpoint; the
+ *     same for the MoE golden (its seed keeps every router top-k boundary
+ *     >= 2e-3 apart in logit, so no expert choice can flip at fp32 rounding);
+ *   - the MoE head with its experts stored per expert instead of fused: equal
+ *     bit for bit (the loader gathers both into one layout);
  *   - q35 vs ref on the same weights: rel 1e-4 (fp32 accumulation over H = 128
  *     and 2H = 256 terms in three chained projections: ~1e-6 relative per
  *     product; a wrong position, order or norm moves logits by O(1));
@@ -40,8 +47,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GOLDEN_DIR "tests/data/model/hf-tiny-mtp-dense-bf16"
-#define GOLDEN_FILE "tests/data/model/hf-tiny-mtp-dense-bf16.mtp-golden.safetensors"
+#define GOLDEN_DENSE "tests/data/model/hf-tiny-mtp-dense-bf16"
+#define GOLDEN_MOE "tests/data/model/hf-tiny-mtp-moe-bf16"
+#define GOLDEN_SUFFIX ".mtp-golden.safetensors"
 #define EQ_REL 2e-5
 #define CROSS_REL 1e-4
 
@@ -88,10 +96,22 @@ static int32_t argmax(const float *x, int n)
     return best;
 }
 
-/* The target's final-normed hidden states [n, H] over a prompt and its greedy next token. */
-static int32_t target_hidden(const q35_model *m, const int32_t *prompt, int n, float *h)
+/* ||a - b|| / ||b|| */
+static double normwise(const float *a, const float *b, size_t n)
 {
-    const q35_impls im = impls();
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = (double)a[i] - (double)b[i];
+        d += e * e;
+        r += (double)b[i] * (double)b[i];
+    }
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+/* The target's final-normed hidden states [n, H] over a prompt and its greedy next token. */
+static int32_t target_hidden_im(const q35_model *m, const q35_impls *imp, const int32_t *prompt, int n, float *h)
+{
+    const q35_impls im = *imp;
     const int V = m->sh.vocab_n;
     q35_state s;
     char err[512];
@@ -107,6 +127,12 @@ static int32_t target_hidden(const q35_model *m, const int32_t *prompt, int n, f
     return next;
 }
 
+static int32_t target_hidden(const q35_model *m, const int32_t *prompt, int n, float *h)
+{
+    const q35_impls im = impls();
+    return target_hidden_im(m, &im, prompt, n, h);
+}
+
 /* The MTP inputs for a prompt: tokens[t] = x_{t+1} (the prompt shifted, then
  * the target's next token), hidden[t] = h_t. */
 static void mtp_inputs(const q35_model *m, const int32_t *prompt, int n, int32_t *tokens, float *hidden)
@@ -117,12 +143,18 @@ static void mtp_inputs(const q35_model *m, const int32_t *prompt, int n, int32_t
 }
 
 /* q35_mtp_forward on one sequence, T pairs in one call (logits [T, V], out [T, H]). */
+static void run_q35_im(const q35_model *m, const q35_impls *im, q35_state *ms, int T, const int32_t *tok,
+                       const float *hid, float *lg, float *out)
+{
+    char err[512];
+    if (q35_mtp_forward(m, ms, im, T, tok, hid, NULL, lg, 1, out, err, sizeof err)) fail_msg("mtp: %s", err);
+}
+
 static void run_q35(const q35_model *m, q35_state *ms, int T, const int32_t *tok, const float *hid, float *lg,
                     float *out)
 {
     const q35_impls im = impls();
-    char err[512];
-    if (q35_mtp_forward(m, ms, &im, T, tok, hid, NULL, lg, 1, out, err, sizeof err)) fail_msg("mtp: %s", err);
+    run_q35_im(m, &im, ms, T, tok, hid, lg, out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -282,10 +314,10 @@ static void test_padded_batch(void **s)
 /* Against the transformers golden                                      */
 /* ------------------------------------------------------------------ */
 
-static float *golden_f32(const st_file *f, const char *name, size_t n)
+static float *golden_f32(const st_file *f, const char *file, const char *name, size_t n)
 {
     const st_tensor *t = st_find(f, name);
-    if (!t) fail_msg("%s: no tensor %s", GOLDEN_FILE, name);
+    if (!t) fail_msg("%s: no tensor %s", file, name);
     float *v = malloc(n * sizeof *v);
     char err[256];
     assert_non_null(v);
@@ -293,10 +325,10 @@ static float *golden_f32(const st_file *f, const char *name, size_t n)
     return v;
 }
 
-static int32_t *golden_i32(const st_file *f, const char *name, int *n)
+static int32_t *golden_i32(const st_file *f, const char *file, const char *name, int *n)
 {
     const st_tensor *t = st_find(f, name);
-    if (!t) fail_msg("%s: no tensor %s", GOLDEN_FILE, name);
+    if (!t) fail_msg("%s: no tensor %s", file, name);
     *n = (int)t->shape[0];
     int32_t *v = malloc((size_t)*n * sizeof *v);
     char err[256];
@@ -305,67 +337,227 @@ static int32_t *golden_i32(const st_file *f, const char *name, int *n)
     return v;
 }
 
-static void test_golden(void **s)
+/* What a golden file holds (names of ref/hf/dump_mtp_golden.py). */
+typedef struct {
+    int n, H, V;
+    int32_t *prompt, *tok, *chain_tok;
+    float *h, *logits, *out, *chain_logits, *chain_out;
+} mtp_golden;
+
+static void golden_read(const char *file, const q35_model *m, mtp_golden *g)
 {
-    (void)s;
-    st_file g;
+    st_file f;
     char err[1024];
-    if (st_open(GOLDEN_FILE, &g, err, sizeof err)) fail_msg("%s", err);
-    q35_model m;
-    load(GOLDEN_DIR, &m);
-    assert_int_equal(m.mtp.present, 1);
-    const int H = m.cfg.hidden_size, V = m.cfg.vocab_size;
-    int n, nt, nc;
-    int32_t *prompt = golden_i32(&g, "prompt", &n), *tok = golden_i32(&g, "next_tokens", &nt);
-    int32_t *chain_tok = golden_i32(&g, "chain_token", &nc);
-    assert_int_equal(nt, n);
+    if (st_open(file, &f, err, sizeof err)) fail_msg("%s", err);
+    int nt, nc;
+    g->H = m->cfg.hidden_size;
+    g->V = m->cfg.vocab_size;
+    g->prompt = golden_i32(&f, file, "prompt", &g->n);
+    g->tok = golden_i32(&f, file, "next_tokens", &nt);
+    g->chain_tok = golden_i32(&f, file, "chain_token", &nc);
+    assert_int_equal(nt, g->n);
     assert_int_equal(nc, 1);
-    float *gh = golden_f32(&g, "hidden", (size_t)n * H), *gl = golden_f32(&g, "mtp_logits", (size_t)n * V);
-    float *go = golden_f32(&g, "mtp_hidden", (size_t)n * H), *gcl = golden_f32(&g, "chain_logits", (size_t)V);
-    float *gco = golden_f32(&g, "chain_hidden", (size_t)H);
-    float *h = malloc((size_t)n * H * sizeof *h), *lq = malloc((size_t)(n + 1) * V * sizeof *lq);
-    float *oq = malloc((size_t)(n + 1) * H * sizeof *oq), *lr = malloc((size_t)(n + 1) * V * sizeof *lr);
-    float *or_ = malloc((size_t)(n + 1) * H * sizeof *or_);
-    assert_true(h && lq && oq && lr && or_);
+    const size_t n = (size_t)g->n, H = (size_t)g->H, V = (size_t)g->V;
+    g->h = golden_f32(&f, file, "hidden", n * H);
+    g->logits = golden_f32(&f, file, "mtp_logits", n * V);
+    g->out = golden_f32(&f, file, "mtp_hidden", n * H);
+    g->chain_logits = golden_f32(&f, file, "chain_logits", V);
+    g->chain_out = golden_f32(&f, file, "chain_hidden", H);
+    st_close(&f);
+}
 
-    /* 1a: q35's final-normed hidden states are what transformers passed */
-    const int32_t next = target_hidden(&m, prompt, n, h);
-    assert_int_equal(next, tok[n - 1]);
-    for (int t = 0; t + 1 < n; t++) assert_int_equal(tok[t], prompt[t + 1]);
-    const double d_h = expect_close("target hidden vs golden", h, gh, (size_t)n * H, 1e-4, 1e-4);
+static void golden_free(mtp_golden *g)
+{
+    free(g->prompt), free(g->tok), free(g->chain_tok), free(g->h), free(g->logits), free(g->out);
+    free(g->chain_logits), free(g->chain_out);
+}
 
-    /* the head on the golden's inputs: q35 and ref */
+/* The head (q35_mtp_forward with im) on the golden's pairs and one chained
+ * step: logits [n+1, V] and outputs [n+1, H]; every row's argmax must be the
+ * golden's.  Prints and returns the max-abs error of the logits. */
+static double golden_head(const q35_model *m, const q35_impls *im, const mtp_golden *g, const char *label, float *lq,
+                          float *oq)
+{
+    const int n = g->n, H = g->H, V = g->V;
+    char err[512];
     q35_state ms;
-    q35_mtp_ref r;
-    if (q35_mtp_state_init(&ms, &m, 1, n + 2, err, sizeof err)) fail_msg("%s", err);
-    if (q35_mtp_ref_init(&r, &m, n + 2, err, sizeof err)) fail_msg("%s", err);
-    run_q35(&m, &ms, n, tok, gh, lq, oq);
-    if (q35_mtp_ref_forward(&r, n, tok, gh, lr, 1, or_, err, sizeof err)) fail_msg("%s", err);
-    const double dq = expect_close("q35 mtp logits vs golden", lq, gl, (size_t)n * V, 1e-4, 1e-4);
-    const double dr = expect_close("ref mtp logits vs golden", lr, gl, (size_t)n * V, 1e-4, 1e-4);
-    const double dqo = expect_close("q35 mtp hidden vs golden", oq, go, (size_t)n * H, 1e-4, 1e-4);
-    expect_close("ref mtp hidden vs golden", or_, go, (size_t)n * H, 1e-4, 1e-4);
-    for (int t = 0; t < n; t++) assert_int_equal(argmax(lq + (size_t)t * V, V), argmax(gl + (size_t)t * V, V));
+    if (q35_mtp_state_init(&ms, m, 1, n + 2, err, sizeof err)) fail_msg("%s", err);
+    run_q35_im(m, im, &ms, n, g->tok, g->h, lq, oq);
+    const double dq = expect_close("q35 mtp logits vs golden", lq, g->logits, (size_t)n * V, 1e-4, 1e-4);
+    const double dqo = expect_close("q35 mtp hidden vs golden", oq, g->out, (size_t)n * H, 1e-4, 1e-4);
+    for (int t = 0; t < n; t++) assert_int_equal(argmax(lq + (size_t)t * V, V), argmax(g->logits + (size_t)t * V, V));
 
     /* 1d: the chained step takes the head's output after mtp.norm, at position n */
-    assert_int_equal(chain_tok[0], argmax(gl + (size_t)(n - 1) * V, V));
-    run_q35(&m, &ms, 1, chain_tok, go + (size_t)(n - 1) * H, lq + (size_t)n * V, oq + (size_t)n * H);
-    if (q35_mtp_ref_forward(&r, 1, chain_tok, go + (size_t)(n - 1) * H, lr + (size_t)n * V, 1, or_ + (size_t)n * H,
-                            err, sizeof err))
-        fail_msg("%s", err);
-    const double dcq = expect_close("q35 chained logits vs golden", lq + (size_t)n * V, gcl, (size_t)V, 1e-4, 1e-4);
-    const double dcr = expect_close("ref chained logits vs golden", lr + (size_t)n * V, gcl, (size_t)V, 1e-4, 1e-4);
-    expect_close("q35 chained hidden vs golden", oq + (size_t)n * H, gco, (size_t)H, 1e-4, 1e-4);
-    print_message("  golden (logits up to %.3g): target hidden %.2g; mtp logits q35 %.2g ref %.2g; mtp hidden q35 "
-                  "%.2g; chained q35 %.2g ref %.2g\n",
-                  max_abs(gl, (size_t)n * V), d_h, dq, dr, dqo, dcq, dcr);
-
+    assert_int_equal(g->chain_tok[0], argmax(g->logits + (size_t)(n - 1) * V, V));
+    run_q35_im(m, im, &ms, 1, g->chain_tok, g->out + (size_t)(n - 1) * H, lq + (size_t)n * V, oq + (size_t)n * H);
+    const double dc = expect_close("q35 chained logits vs golden", lq + (size_t)n * V, g->chain_logits, (size_t)V,
+                                   1e-4, 1e-4);
+    expect_close("q35 chained hidden vs golden", oq + (size_t)n * H, g->chain_out, (size_t)H, 1e-4, 1e-4);
+    assert_int_equal(argmax(lq + (size_t)n * V, V), argmax(g->chain_logits, V));
+    print_message("  %s q35 (moe=%s): mtp logits %.2g (normwise %.2g), hidden %.2g (normwise %.2g), chained logits "
+                  "%.2g (normwise %.2g); argmax %d/%d + chained\n",
+                  label, im->moe->name, dq, normwise(lq, g->logits, (size_t)n * V), dqo,
+                  normwise(oq, g->out, (size_t)n * H), dc, normwise(lq + (size_t)n * V, g->chain_logits, (size_t)V),
+                  n, n);
+    assert_int_equal(ms.pos[0], n + 1);
     q35_state_free(&ms);
+    return dq;
+}
+
+/* The target's hidden states (fact a) with im against the golden's. */
+static void golden_target(const q35_model *m, const q35_impls *im, const mtp_golden *g, const char *label)
+{
+    const int n = g->n, H = g->H;
+    float *h = malloc((size_t)n * H * sizeof *h);
+    assert_non_null(h);
+    const int32_t next = target_hidden_im(m, im, g->prompt, n, h);
+    assert_int_equal(next, g->tok[n - 1]);
+    for (int t = 0; t + 1 < n; t++) assert_int_equal(g->tok[t], g->prompt[t + 1]);
+    const double d = expect_close("target hidden vs golden", h, g->h, (size_t)n * H, 1e-4, 1e-4);
+    print_message("  %s target (moe=%s): hidden %.2g (normwise %.2g), next token %d as transformers\n", label,
+                  im->moe->name, d, normwise(h, g->h, (size_t)n * H), next);
+    free(h);
+}
+
+static void golden_case(const char *dir, int moe)
+{
+    char file[256], label[64];
+    snprintf(file, sizeof file, "%s%s", dir, GOLDEN_SUFFIX);
+    snprintf(label, sizeof label, "%s", moe ? "moe" : "dense");
+    q35_model m;
+    char err[1024];
+    load(dir, &m);
+    assert_int_equal(m.mtp.present, 1);
+    assert_int_equal(m.cfg.is_moe, moe);
+    mtp_golden g;
+    golden_read(file, &m, &g);
+    const int n = g.n, H = g.H, V = g.V;
+    float *lq = malloc((size_t)(n + 1) * V * sizeof *lq), *oq = malloc((size_t)(n + 1) * H * sizeof *oq);
+    float *lr = malloc((size_t)(n + 1) * V * sizeof *lr), *or_ = malloc((size_t)(n + 1) * H * sizeof *or_);
+    assert_true(lq && oq && lr && or_);
+
+    /* 1a and the head, q35: the default implementations; a MoE model through every MoE implementation too */
+    const q35_impls im = impls();
+    golden_target(&m, &im, &g, label);
+    golden_head(&m, &im, &g, label, lq, oq);
+    if (moe) {
+        int ran = 0;
+        for (int i = 0; i < moe_n_entries(); i++) {
+            const moe_impl *e = moe_entry(i);
+            if (e == im.moe || (e->available && !e->available())) continue;
+            q35_impls mi = im;
+            mi.moe = e;
+            golden_target(&m, &mi, &g, label);
+            golden_head(&m, &mi, &g, label, lr, or_);
+            ran++;
+        }
+        assert_true(ran >= 1);
+    }
+
+    /* ref/mtp_ref (double) on the golden's inputs */
+    q35_mtp_ref r;
+    if (q35_mtp_ref_init(&r, &m, n + 2, err, sizeof err)) fail_msg("%s", err);
+    if (q35_mtp_ref_forward(&r, n, g.tok, g.h, lr, 1, or_, err, sizeof err)) fail_msg("%s", err);
+    const double dr = expect_close("ref mtp logits vs golden", lr, g.logits, (size_t)n * V, 1e-4, 1e-4);
+    const double dro = expect_close("ref mtp hidden vs golden", or_, g.out, (size_t)n * H, 1e-4, 1e-4);
+    for (int t = 0; t < n; t++) assert_int_equal(argmax(lr + (size_t)t * V, V), argmax(g.logits + (size_t)t * V, V));
+    if (q35_mtp_ref_forward(&r, 1, g.chain_tok, g.out + (size_t)(n - 1) * H, lr + (size_t)n * V, 1,
+                            or_ + (size_t)n * H, err, sizeof err))
+        fail_msg("%s", err);
+    const double dcr = expect_close("ref chained logits vs golden", lr + (size_t)n * V, g.chain_logits, (size_t)V,
+                                    1e-4, 1e-4);
+    expect_close("ref chained hidden vs golden", or_ + (size_t)n * H, g.chain_out, (size_t)H, 1e-4, 1e-4);
+    assert_int_equal(argmax(lr + (size_t)n * V, V), argmax(g.chain_logits, V));
+    print_message("  %s ref/mtp_ref: mtp logits %.2g (normwise %.2g), hidden %.2g, chained logits %.2g; golden "
+                  "logits up to %.3g\n",
+                  label, dr, normwise(lr, g.logits, (size_t)n * V), dro, dcr, max_abs(g.logits, (size_t)n * V));
+
     q35_mtp_ref_free(&r);
     q35_model_free(&m);
-    st_close(&g);
-    free(prompt), free(tok), free(chain_tok), free(gh), free(gl), free(go), free(gcl), free(gco);
-    free(h), free(lq), free(oq), free(lr), free(or_);
+    golden_free(&g);
+    free(lq), free(oq), free(lr), free(or_);
+}
+
+static void test_golden(void **s) { (void)s; golden_case(GOLDEN_DENSE, 0); }
+static void test_golden_moe(void **s) { (void)s; golden_case(GOLDEN_MOE, 1); }
+
+/* The MoE golden's checkpoint with the head's experts stored per expert
+ * (mtp.layers.0.mlp.experts.{e}.{gate,up,down}_proj.weight) instead of fused:
+ * the same head, bit for bit. */
+static void copy_file(const char *from, const char *to)
+{
+    FILE *fi = fopen(from, "rb"), *fo = fopen(to, "wb");
+    assert_true(fi && fo);
+    char buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, fi)) > 0) assert_int_equal(fwrite(buf, 1, k, fo), k);
+    fclose(fi);
+    assert_int_equal(fclose(fo), 0);
+}
+
+static void test_golden_moe_per_expert(void **s)
+{
+    (void)s;
+    char dir[64], pa[256], pb[128], err[1024];
+    assert_int_equal(test_tmpdir_make(dir, "q35mtp"), 0);
+    test_tmpdir_path(pb, sizeof pb, dir, "config.json");
+    copy_file(GOLDEN_MOE "/config.json", pb);
+    st_file f;
+    snprintf(pa, sizeof pa, "%s/model.safetensors", GOLDEN_MOE);
+    if (st_open(pa, &f, err, sizeof err)) fail_msg("%s", err);
+    const st_tensor *gu = st_find(&f, "mtp.layers.0.mlp.experts.gate_up_proj");
+    const st_tensor *dn = st_find(&f, "mtp.layers.0.mlp.experts.down_proj");
+    assert_true(gu && dn && gu->ndim == 3 && dn->ndim == 3 && gu->dtype == ST_BF16 && dn->dtype == ST_BF16);
+    const int64_t E = gu->shape[0], I2 = gu->shape[1], Hh = gu->shape[2], I = I2 / 2;
+    assert_true(dn->shape[0] == E && dn->shape[1] == Hh && dn->shape[2] == I);
+    st_writer *w = st_writer_new();
+    assert_non_null(w);
+    for (int i = 0; i < f.n_tensors; i++) {
+        const st_tensor *t = &f.tensors[i];
+        if (t == gu || t == dn) continue;
+        assert_int_equal(st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data), 0);
+    }
+    char(*names)[80] = malloc((size_t)E * 3 * sizeof *names);
+    assert_non_null(names);
+    const int64_t sh_in[2] = {I, Hh}, sh_dn[2] = {Hh, I};
+    const size_t es = st_dtype_size(ST_BF16);
+    for (int64_t e = 0; e < E; e++) {
+        const char *g0 = (const char *)gu->data + (size_t)(e * I2 * Hh) * es; /* gate rows, then up rows */
+        snprintf(names[3 * e], sizeof names[0], "mtp.layers.0.mlp.experts.%lld.gate_proj.weight", (long long)e);
+        snprintf(names[3 * e + 1], sizeof names[0], "mtp.layers.0.mlp.experts.%lld.up_proj.weight", (long long)e);
+        snprintf(names[3 * e + 2], sizeof names[0], "mtp.layers.0.mlp.experts.%lld.down_proj.weight", (long long)e);
+        assert_int_equal(st_writer_add(w, names[3 * e], ST_BF16, 2, sh_in, g0), 0);
+        assert_int_equal(st_writer_add(w, names[3 * e + 1], ST_BF16, 2, sh_in, g0 + (size_t)(I * Hh) * es), 0);
+        assert_int_equal(st_writer_add(w, names[3 * e + 2], ST_BF16, 2, sh_dn,
+                                       (const char *)dn->data + (size_t)(e * Hh * I) * es), 0);
+    }
+    test_tmpdir_path(pb, sizeof pb, dir, "model.safetensors");
+    if (st_writer_write(w, pb, err, sizeof err)) fail_msg("%s", err);
+    st_writer_free(w);
+    free(names);
+    st_close(&f);
+
+    q35_model mf, mp;
+    load(GOLDEN_MOE, &mf);
+    load(dir, &mp);
+    assert_int_equal(mp.mtp.present, 1);
+    mtp_golden g;
+    snprintf(pa, sizeof pa, "%s%s", GOLDEN_MOE, GOLDEN_SUFFIX);
+    golden_read(pa, &mf, &g);
+    const int n = g.n, H = g.H, V = g.V;
+    float *lf = malloc((size_t)(n + 1) * V * sizeof *lf), *of = malloc((size_t)(n + 1) * H * sizeof *of);
+    float *lp = malloc((size_t)(n + 1) * V * sizeof *lp), *op = malloc((size_t)(n + 1) * H * sizeof *op);
+    assert_true(lf && of && lp && op);
+    const q35_impls im = impls();
+    golden_head(&mf, &im, &g, "moe (fused mtp experts)", lf, of);
+    golden_head(&mp, &im, &g, "moe (per-expert mtp experts)", lp, op);
+    expect_close("per-expert vs fused (logits)", lp, lf, (size_t)(n + 1) * V, 0, 0);
+    expect_close("per-expert vs fused (hidden)", op, of, (size_t)(n + 1) * H, 0, 0);
+    q35_model_free(&mf);
+    q35_model_free(&mp);
+    golden_free(&g);
+    free(lf), free(of), free(lp), free(op);
+    assert_int_equal(test_tmpdir_remove(dir), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -457,6 +649,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden),
+        cmocka_unit_test(test_golden_moe),
+        cmocka_unit_test(test_golden_moe_per_expert),
         cmocka_unit_test(test_dense_f32_vs_ref),
         cmocka_unit_test(test_dense_bf16_vs_ref),
         cmocka_unit_test(test_moe_vs_ref),
