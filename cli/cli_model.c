@@ -22,6 +22,8 @@ static void init_usage(char *buf, size_t n)
             "                         [--threads N] [--embed-std X]\n"
             "Writes DIR/config.json (nested Hugging Face Qwen3.5 form) and DIR/model.safetensors\n"
             "with random weights (docs/model-init.md).  The same seed gives the same bytes.\n"
+            "The synthetic (tiny) presets also get DIR/tokenizer.json, a small byte-level BPE of their\n"
+            "vocabulary, so generate --prompt \"text\" works on them (docs/text.md).\n"
             "  --preset NAME      shape, one of the presets below (required)\n"
             "  --out DIR          output folder, made if missing (required); refused if not\n"
             "                     empty unless --force (other files in it are left alone)\n"

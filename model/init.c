@@ -13,6 +13,7 @@
 #include "common/json_file.h"
 #include "model/config.h"
 #include "model/presets.h"
+#include "model/tokenizer_write.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -593,15 +594,16 @@ int q35_init_write(const char *dir, const q35_init_opts *o, q35_init_stats *stat
         q35_errmsg(err, errlen, "out of memory planning %s", pr->name);
         return -1;
     }
-    int created = 0, rc = -1, wrote_st = 0;
+    int created = 0, rc = -1, wrote_st = 0, wrote_cfg = 0;
     st_writer *w = NULL;
-    cJSON *cfg = NULL;
+    cJSON *cfg = NULL, *tok = NULL;
     gen_ctx g = {.p = &p, .c = &c, .seed = o->seed, .dtype = o->dtype,
                  .threads = o->threads > 0 ? o->threads : omp_get_max_threads(),
                  .progress = o->progress};
-    char st_path[4200], cfg_path[4200];
+    char st_path[4200], cfg_path[4200], tok_path[4200];
     snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", dir);
 
     if (prepare_dir(dir, o->force, &created, err, errlen))
         goto out;
@@ -666,6 +668,14 @@ int q35_init_write(const char *dir, const q35_init_opts *o, q35_init_stats *stat
     }
     if (q35_json_write_atomic(cfg, cfg_path, err, errlen))
         goto out;
+    wrote_cfg = 1;
+    /* the synthetic presets get a small tokenizer (docs/text.md); the
+     * released shapes' vocabulary is the real tokenizer's, not written here */
+    if (!pr->hf_repo) {
+        if (!(tok = q35_tiny_tokenizer_json(c.vocab_size, err, errlen)) ||
+            q35_json_write_atomic(tok, tok_path, err, errlen))
+            goto out;
+    }
     struct stat sb;
     if (stats) {
         stats->n_tensors = p.n;
@@ -677,9 +687,12 @@ int q35_init_write(const char *dir, const q35_init_opts *o, q35_init_stats *stat
 out:
     if (rc != 0 && wrote_st)
         unlink(st_path);   /* no weights without their config */
+    if (rc != 0 && wrote_cfg)
+        unlink(cfg_path);  /* nor a config without its tokenizer */
     if (rc != 0 && created)
         rmdir(dir);
     cJSON_Delete(cfg);
+    cJSON_Delete(tok);
     st_writer_free(w);
     free(g.fbuf);
     free(g.hbuf);

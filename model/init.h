@@ -4,7 +4,9 @@
  * form: Qwen3_5[Moe]ForConditionalGeneration with the decoder in
  * "text_config") and DIR/model.safetensors (tensor names under
  * "model.language_model.", plus "lm_head.weight" unless the embeddings are
- * tied) for a preset of model/presets.h.  Weights are Gaussian (a few are
+ * tied) for a preset of model/presets.h, and for the synthetic presets
+ * (no hf_repo) DIR/tokenizer.json, a small byte-level BPE of exactly the
+ * preset's vocabulary (model/tokenizer_write.h).  Weights are Gaussian (a few are
  * not: A_log, the gated norm) with the scales docs/model-init.md derives.
  *
  * Determinism: every weight matrix is cut into blocks of Q35_INIT_BLOCK
@@ -57,8 +59,9 @@ typedef struct {
 /* 0, or -1 with a one-line message (unknown preset with the valid names, bad
  * dtype or layer count, DIR not empty without force, I/O errors naming the
  * file).  On failure nothing half-written is left: the safetensors file is
- * written to a temporary name and renamed, config.json likewise, a new
- * model.safetensors is removed again if config.json then fails, and a DIR
+ * written to a temporary name and renamed, config.json and tokenizer.json
+ * likewise, a new model.safetensors (and config.json) is removed again if a
+ * later file fails, and a DIR
  * this call created is removed.  stats may be NULL. */
 int q35_init_write(const char *dir, const q35_init_opts *o, q35_init_stats *stats, char *err,
                    size_t errlen);

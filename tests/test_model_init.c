@@ -13,6 +13,7 @@
 #include "model/config.h"
 #include "model/init.h"
 #include "model/presets.h"
+#include "model/tokenizer_write.h"
 #include "model/weights.h"
 #include "tests/support/tmpdir.h"
 
@@ -21,6 +22,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <cjson/cJSON.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
@@ -731,7 +733,7 @@ static void test_refusals(void **s)
     assert_int_equal(count_files(dir), 1);
     o.force = 1;
     assert_int_equal(q35_init_write(dir, &o, NULL, err, sizeof err), 0);
-    assert_int_equal(count_files(dir), 3);
+    assert_int_equal(count_files(dir), 4); /* keep.txt, config.json, model.safetensors, tokenizer.json */
     assert_int_equal(q35_init_write(dir, &o, NULL, err, sizeof err), 0); /* again */
     check_checkpoint(dir, "tiny-dense", 0, ST_BF16, 1);
 
@@ -788,6 +790,176 @@ static void test_progress_lines(void **s)
     assert_non_null(strstr(buf, "layer 8/8"));
     assert_non_null(strstr(buf, "MiB written"));
     free(buf);
+    rm_out(dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* tokenizer.json (docs/text.md)                                       */
+/* ------------------------------------------------------------------ */
+
+/* GPT-2's byte-to-unicode code point of byte b, spelled out here from the
+ * rule (printable Latin-1 bytes map to themselves, the other 68 to U+0100,
+ * U+0101, ... in byte order), not taken from the writer. */
+static int gpt2_code_point(int b)
+{
+    const int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    if (printable) return b;
+    int n = 0;
+    for (int x = 0; x < b; x++)
+        n += !((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF));
+    return 256 + n;
+}
+
+static int utf8_one(const char *s) /* the code point of a one-character string, -1 if not one */
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (u[0] < 0x80) return u[1] ? -1 : u[0];
+    if ((u[0] & 0xE0) == 0xC0 && (u[1] & 0xC0) == 0x80 && !u[2]) return (u[0] & 0x1F) << 6 | (u[1] & 0x3F);
+    return -1;
+}
+
+/* The file a tiny preset gets: Qwen3.5's structure, exactly the preset's
+ * vocabulary, the byte alphabet at ids 0..255, merges of existing tokens
+ * into new ones, the three special tokens at the top; a released shape
+ * gets none. */
+static void check_tokenizer_file(const char *dir, int V)
+{
+    char p[128];
+    in_dir(p, sizeof p, dir, "tokenizer.json");
+    size_t n;
+    char *text = slurp(p, &n);
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    free(text);
+    assert_non_null(j);
+    const cJSON *norm = cJSON_GetObjectItem(j, "normalizer"), *pre = cJSON_GetObjectItem(j, "pre_tokenizer");
+    const cJSON *dec = cJSON_GetObjectItem(j, "decoder"), *model = cJSON_GetObjectItem(j, "model");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(norm, "type")), "NFC");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(pre, "type")), "Sequence");
+    const cJSON *pts = cJSON_GetObjectItem(pre, "pretokenizers");
+    assert_int_equal(cJSON_GetArraySize(pts), 2);
+    const cJSON *split = cJSON_GetArrayItem(pts, 0), *bl = cJSON_GetArrayItem(pts, 1);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(split, "type")), "Split");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(split, "behavior")), "Isolated");
+    /* Qwen3.5's pattern, as its tokenizer.json spells it (\p{M} next to \p{L}) */
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(split, "pattern"), "Regex")),
+                        "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| "
+                        "?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(bl, "type")), "ByteLevel");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(bl, "use_regex")));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(dec, "type")), "ByteLevel");
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(model, "type")), "BPE");
+    const cJSON *vocab = cJSON_GetObjectItem(model, "vocab"), *merges = cJSON_GetObjectItem(model, "merges");
+    const cJSON *added = cJSON_GetObjectItem(j, "added_tokens");
+    assert_int_equal(cJSON_GetArraySize(vocab) + cJSON_GetArraySize(added), V);
+    assert_int_equal(cJSON_GetArraySize(merges), V - 256 - 3);
+    /* every id once, 0 .. V-4 in the vocabulary */
+    char *seen = calloc((size_t)V, 1);
+    assert_non_null(seen);
+    const char **tok = calloc((size_t)V, sizeof *tok);
+    assert_non_null(tok);
+    for (const cJSON *e = vocab->child; e; e = e->next) {
+        assert_true(cJSON_IsNumber(e));
+        const int id = e->valueint;
+        assert_true(id >= 0 && id < V - 3);
+        assert_false(seen[id]);
+        seen[id] = 1;
+        tok[id] = e->string;
+    }
+    /* the bytes: each of the 256 code points once among ids 0..255 */
+    char byte_seen[256] = {0};
+    for (int id = 0; id < 256; id++) {
+        const int cp = utf8_one(tok[id]);
+        int b = 0;
+        while (b < 256 && gpt2_code_point(b) != cp) b++;
+        assert_true(b < 256);
+        assert_false(byte_seen[b]);
+        byte_seen[b] = 1;
+    }
+    assert_string_equal(tok[220], "\xc4\xa0"); /* U+0120: the space, at Qwen's id */
+    assert_string_equal(tok[198], "\xc4\x8a"); /* U+010A: the newline */
+    /* merge k joins two tokens of lower id into token 256 + k */
+    int k = 0;
+    for (const cJSON *m = merges->child; m; m = m->next, k++) {
+        assert_int_equal(cJSON_GetArraySize(m), 2);
+        const char *a = cJSON_GetStringValue(cJSON_GetArrayItem(m, 0)), *b = cJSON_GetStringValue(cJSON_GetArrayItem(m, 1));
+        int ia = -1, ib = -1;
+        for (int id = 0; id < 256 + k; id++) {
+            if (!strcmp(tok[id], a)) ia = id;
+            if (!strcmp(tok[id], b)) ib = id;
+        }
+        assert_true(ia >= 0 && ib >= 0);
+        char joined[512];
+        snprintf(joined, sizeof joined, "%s%s", a, b);
+        assert_string_equal(tok[256 + k], joined);
+    }
+    static const char *const special[3] = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *a = cJSON_GetArrayItem(added, i);
+        assert_int_equal(cJSON_GetObjectItem(a, "id")->valueint, V - 3 + i);
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(a, "content")), special[i]);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(a, "special")));
+    }
+    free(seen);
+    free(tok);
+    cJSON_Delete(j);
+}
+
+static void test_tokenizer_json(void **s)
+{
+    (void)s;
+    char dir[64], p[128], err[512];
+    static const struct { const char *preset; int V; } tiny[] = {{"tiny-dense", 512}, {"tiny-odd-moe", 500}};
+    for (int i = 0; i < 2; i++) {
+        new_out(dir);
+        init_ok(dir, tiny[i].preset, 1, ST_BF16, 0, Q35_EXPERTS_FUSED, NULL);
+        check_tokenizer_file(dir, tiny[i].V);
+        /* config.json's eos is <|im_end|>, the end of a chat turn */
+        q35_config c;
+        assert_int_equal(q35_config_load(dir, &c, err, sizeof err), 0);
+        assert_int_equal(c.n_eos, 1);
+        assert_int_equal(c.eos_token_id[0], tiny[i].V - 1);
+        assert_int_equal(q35_tiny_tok_im_end(tiny[i].V), tiny[i].V - 1);
+        rm_out(dir);
+    }
+    /* the same bytes whatever the seed: the tokenizer depends on the vocabulary only */
+    char d2[64];
+    new_out(dir);
+    new_out(d2);
+    init_ok(dir, "tiny-moe", 1, ST_BF16, 2, Q35_EXPERTS_FUSED, NULL);
+    init_ok(d2, "tiny-dense", 7, ST_F32, 0, Q35_EXPERTS_FUSED, NULL);
+    char p2[128];
+    in_dir(p, sizeof p, dir, "tokenizer.json");
+    in_dir(p2, sizeof p2, d2, "tokenizer.json");
+    size_t n1, n2;
+    char *a = slurp(p, &n1), *b = slurp(p2, &n2);
+    assert_true(n1 == n2 && !memcmp(a, b, n1));
+    free(a);
+    free(b);
+    rm_out(dir);
+    rm_out(d2);
+    /* vocabulary sizes the built-in text cannot fill are refused */
+    assert_null(q35_tiny_tokenizer_json(Q35_TINY_TOK_MIN_VOCAB - 1, err, sizeof err));
+    assert_non_null(strstr(err, "vocabulary size"));
+    assert_null(q35_tiny_tokenizer_json(Q35_TINY_TOK_MAX_VOCAB + 1, err, sizeof err));
+    cJSON *j = q35_tiny_tokenizer_json(Q35_TINY_TOK_MAX_VOCAB, err, sizeof err);
+    assert_non_null(j);
+    cJSON_Delete(j);
+}
+
+/* tokenizer.json cannot be written (it is a directory): the error names
+ * it, and neither model.safetensors nor config.json stays. */
+static void test_tokenizer_failure_cleans_up(void **s)
+{
+    (void)s;
+    char dir[64], p[128], err[1024];
+    new_out(dir);
+    in_dir(p, sizeof p, dir, "tokenizer.json");
+    assert_int_equal(mkdir(p, 0755), 0);
+    q35_init_opts o = {.preset = "tiny-dense", .seed = 1, .dtype = ST_BF16, .force = 1};
+    assert_int_equal(q35_init_write(dir, &o, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tokenizer.json"));
+    assert_int_equal(count_files(dir), 1);
+    assert_int_equal(rmdir(p), 0);
     rm_out(dir);
 }
 
@@ -886,6 +1058,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_failure_cleans_up),
         cmocka_unit_test(test_progress_lines),
+        cmocka_unit_test(test_tokenizer_json),
+        cmocka_unit_test(test_tokenizer_failure_cleans_up),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
