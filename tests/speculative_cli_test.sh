@@ -39,8 +39,10 @@ for m in tiny-dense tiny-moe; do
         run_validate "$m, $src" --model "$out/$m" --speculative $src --prompt-ids "3,1,4,1,5,9,2,6;5,3,5" --steps 12
     done
 done
-run_validate "hf-tiny-mtp-dense-bf16 (transformers' MTP tensors), mtp" --model $gold/hf-tiny-mtp-dense-bf16 \
-    --speculative mtp --prompt-ids "1,2,3,4;9,8" --steps 10
+for k in dense moe; do
+    run_validate "hf-tiny-mtp-$k-bf16 (transformers' MTP tensors), mtp" --model $gold/hf-tiny-mtp-$k-bf16 \
+        --speculative mtp --prompt-ids "1,2,3,4;9,8" --steps 10
+done
 if command -v mpirun > /dev/null 2>&1; then
     mp=(mpirun --oversubscribe --mca mpi_yield_when_idle 1)
     [ "$(id -u)" = 0 ] && mp+=(--allow-run-as-root)
