@@ -1,5 +1,6 @@
 /* q35lab list: every family's implementations, ref first. */
 #include "kernels/cpu_features.h"
+#include "kernels/matmul/matmul.h"
 #include "harness/deltarule_crossover.h"
 #include "harness/deltarule_inputs.h"
 #include "harness/impl_select.h"
@@ -23,13 +24,29 @@ static const char *unsupported(int (*available)(void))
     return !available || available() ? "" : "  [not supported on this CPU]";
 }
 
+/* The features CPUID reports (each on its own), the levels, and which path each family's
+ * ISA-dispatched kernels take at the level in use (docs/isa.md). */
+static void print_cpu(void)
+{
+    const cpu_isa_level isa = cpu_isa();
+    printf("CPU: best ISA path %s, in use %s (Q35_ISA=generic|avx2|avx512|avx512-bf16 lowers it)\n",
+           cpu_isa_name(cpu_isa_best()), cpu_isa_name(isa));
+    printf("CPU features (CPUID, OS state by XGETBV; * = hidden by the level in use):");
+    for (int f = 0; f < CPU_FEAT_COUNT; f++)
+        printf(" %s=%s%s", cpu_feature_name((cpu_feature)f), cpu_has_detected((cpu_feature)f) ? "yes" : "no",
+               cpu_has_detected((cpu_feature)f) && !cpu_has((cpu_feature)f) ? "*" : "");
+    const char *simd = isa >= ISA_AVX2 ? "avx2" : "generic";
+    printf("\npaths at %s: deltarule recurrent %s; conv direct, attention flash %s; %s\n\n", cpu_isa_name(isa),
+           isa >= ISA_AVX512 ? "avx512" : simd, simd, q35_matmul_path_summary());
+}
+
 int cmd_list(int argc, char **argv, const q35_comm *comm)
 {
     if (cli_one_process(comm, "list")) return 2;
     static const cli_opt opts[] = {CLI_END};
     const int pr = cli_parse("list", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);
-    printf("CPU: best ISA path %s, in use %s\n\n", cpu_isa_name(cpu_isa_best()), cpu_isa_name(cpu_isa()));
+    print_cpu();
     printf("family deltarule (gated delta rule, docs/deltarule.md)\n");
     printf("  %-16s %-10s %s\n", "implementation", "claim tol", "summary / regimes claimed");
     for (int i = 0; i < deltarule_n_entries(); i++) {

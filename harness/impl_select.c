@@ -28,7 +28,8 @@ const char *q35_family_name(int fam)
     return fam >= 0 && fam < Q35_FAM_COUNT ? names[fam] : "?";
 }
 
-int q35_family_size(int fam)
+/* Every entry, lossy ones included (what names resolve against). */
+static int family_size_all(int fam)
 {
     switch (fam) {
     case Q35_FAM_LINEAR: return linear_n_entries();
@@ -40,9 +41,19 @@ int q35_family_size(int fam)
     return 0;
 }
 
+/* The entries `validate --impl all` combines: a lossy entry (linear tiled-bf16dot, which rounds
+ * activations to bf16) is opt-in, named with --impl; lossy entries sit at the end of their table. */
+int q35_family_size(int fam)
+{
+    int n = family_size_all(fam);
+    if (fam == Q35_FAM_LINEAR)
+        while (n > 0 && linear_entry(n - 1)->lossy) n--;
+    return n;
+}
+
 const char *q35_family_entry(int fam, int i)
 {
-    if (i < 0 || i >= q35_family_size(fam)) return NULL;
+    if (i < 0 || i >= family_size_all(fam)) return NULL;
     switch (fam) {
     case Q35_FAM_LINEAR: return linear_entry(i)->name;
     case Q35_FAM_CONV: return conv_entry(i)->name;
@@ -69,7 +80,7 @@ void q35_impls_set(q35_impls *im, int fam, int i)
 
 static int find_entry(int fam, const char *name)
 {
-    for (int i = 0; i < q35_family_size(fam); i++)
+    for (int i = 0; i < family_size_all(fam); i++)
         if (!strcmp(q35_family_entry(fam, i), name)) return i;
     return -1;
 }
@@ -115,7 +126,7 @@ int q35_impls_parse(const char *spec, q35_impls *im, char *err, size_t errlen)
         int i = find_entry(fam, eq + 1);
         if (i < 0) {
             char list[256] = "";
-            for (int j = 0; j < q35_family_size(fam); j++)
+            for (int j = 0; j < family_size_all(fam); j++)
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
                          q35_family_entry(fam, j));
             q35_errmsg(err, errlen, "--impl: %s has no implementation '%s' (%s)", tok, eq + 1, list);

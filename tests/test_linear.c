@@ -3,11 +3,15 @@
  * ref is checked against sums the test computes itself (integer-valued
  * inputs, exact in any order); every other implementation against ref at its
  * claim_tol (normwise, harness/metrics.h), for fp32 and bf16 weights, with
- * and without accumulation, on the AVX2 and the forced generic path. */
+ * and without accumulation, at every ISA level the host has (each forced in turn; the others
+ * are printed as skipped, tests/support/isa_levels.h).  tiled-bf16dot, which rounds x to
+ * bf16, is also held at 1e-5 against ref run on x rounded here by the IEEE definition
+ * (nearest bf16, ties to even): it differs from that exact product only by fp32 sums. */
 #include "kernels/cpu_features.h"
 #include "kernels/linear/linear.h"
 #include "ref/linear_ref.h"
 #include "harness/metrics.h"
+#include "tests/support/isa_levels.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,10 +66,26 @@ static void test_ref_exact(void **state)
     }
 }
 
-static void check_all(int M, int N, int K)
+/* x rounded to the nearest bf16, ties to the even pattern, decided in double (finite x). */
+static float bf16_round_spec(float x)
 {
-    for (int isa = 0; isa < 2; isa++) {
-        cpu_isa_force(isa ? ISA_AUTO : ISA_GENERIC);
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    const uint32_t lo = u & 0xFFFF0000u, hi = lo + 0x10000u;
+    float flo, fhi;
+    memcpy(&flo, &lo, 4);
+    memcpy(&fhi, &hi, 4);
+    const double dlo = fabs((double)x - flo), dhi = fabs((double)fhi - x);
+    return dlo < dhi ? flo : dhi < dlo ? fhi : ((lo >> 16) & 1) ? fhi : flo;
+}
+
+typedef struct { int M, N, K; double worst_bf16dot; } shape;
+
+static void check_level(cpu_isa_level level, void *ctx)
+{
+    shape *sh = ctx;
+    const int M = sh->M, N = sh->N, K = sh->K;
+    {
         for (int wt = 0; wt < 2; wt++)
             for (int acc = 0; acc < 2; acc++) {
                 void *w = weights(N, K, (q35_wtype)wt, 0);
@@ -93,12 +113,39 @@ static void check_all(int M, int N, int K)
                             fail_msg("%s M=%d N=%d K=%d wt=%d acc=%d threads=%d isa=%s: error %.2e > %.0e",
                                      linear_impls[i].name, M, N, K, wt, acc, th, cpu_isa_name(cpu_isa()), e,
                                      linear_impls[i].claim_tol);
+                        assert_int_equal(cpu_isa(), level);
+                        if (linear_impls[i].run == linear_tiled_bf16dot && wt == WT_BF16) {
+                            if (e > sh->worst_bf16dot) sh->worst_bf16dot = e;
+                            /* against ref on the rounded x: only the fp32 sums differ */
+                            float *xr = malloc((size_t)M * K * sizeof *xr), *yr = malloc((size_t)M * N * sizeof *yr);
+                            assert_true(xr && yr);
+                            for (size_t j = 0; j < (size_t)M * K; j++) xr[j] = bf16_round_spec(x[j]);
+                            memcpy(yr, y1, (size_t)M * N * sizeof *yr);
+                            linear_problem r = p;
+                            r.x = xr;
+                            r.y = yr;
+                            assert_int_equal(linear_run(&linear_ref_impl, &r, NULL, err, sizeof err), 0);
+                            const double er = err_compare(y, yr, (size_t)M * N).normwise;
+                            if (er > 1e-5)
+                                fail_msg("tiled-bf16dot M=%d N=%d K=%d acc=%d isa=%s: %.2e from ref on rounded x",
+                                         M, N, K, acc, cpu_isa_name(cpu_isa()), er);
+                            free(xr);
+                            free(yr);
+                        }
                         free(y);
                     }
                 free(w); free(x); free(y0); free(y1);
             }
     }
-    cpu_isa_force(ISA_AUTO);
+}
+
+static int levels_ran;
+static void check_all(int M, int N, int K)
+{
+    shape sh = {M, N, K, 0};
+    levels_ran = isa_levels_each("test_linear", check_level, &sh);
+    print_message("M=%d N=%d K=%d: %d ISA levels; tiled-bf16dot worst normwise error vs ref (bf16 W) %.2e\n", M, N,
+                  K, levels_ran, sh.worst_bf16dot);
 }
 
 static void test_decode_shapes(void **state) { (void)state; check_all(1, 1000, 128); check_all(1, 37, 13); }

@@ -23,11 +23,20 @@
  *  - integer-valued inputs (|a|, |w| <= 4, |c0| <= 100, K <= 2048): every partial sum is an
  *    integer below 2^24, so every path must be exact in any order.
  *
+ * ISA levels: every path runs at every level the host has (generic, avx2, avx512, avx512-bf16,
+ * each forced in turn; the levels this CPU lacks are printed as skipped and recorded through
+ * tests/support/isa_levels.h).  The BF16-dot entry (q35_matmul_xwt_bf16dot) runs at every level
+ * too (vdpbf16ps at avx512-bf16, emulated below) against the double loop over A rounded to bf16
+ * by the IEEE definition below (bf16_rne_spec), with the same bounds: bf16 x bf16 products are
+ * exact in fp32, so only the sums round.  AVX-512 PACKED must equal AVX2 PACKED bit for bit
+ * (same operations in the same order).
+ *
  * `test_matmul bench [--cold] [--strategies ...] [M N K f32|bf16 ...]` is a benchmark mode,
  * not a test: it prints the figures of docs/matmul.md (run it with OPENBLAS_NUM_THREADS=1).
  */
 #include "kernels/cpu_features.h"
 #include "kernels/matmul/matmul.h"
+#include "tests/support/isa_levels.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,7 +87,10 @@ typedef struct {
     float *A, *C0, *C; /* C0: the accumulate input; C: what the kernel writes (M + 1 rows: a guard row) */
     void *W;
     double *ref, *absref; /* sum_k a w, sum_k |a w|, M x N */
+    double *ref_r, *absref_r; /* the same with A rounded to bf16 (the BF16-dot path's product) */
 } prob;
+
+static uint16_t bf16_rne_spec(float f);
 
 /* A, W in [-1, 1) (integers in [-4, 4] if integer), C0 in [-1, 1) (integers in [-100, 100]).
  * Leading dimensions padded by pad elements, buffers offset by one element when misalign. */
@@ -94,6 +106,9 @@ static void prob_make(prob *p, int M, int N, int K, q35_wtype wt, uint64_t seed,
     p->C0 = malloc((size_t)(M + 1) * p->ldc * 4);
     p->ref = malloc((size_t)M * N * sizeof(double));
     p->absref = malloc((size_t)M * N * sizeof(double));
+    p->ref_r = malloc((size_t)M * N * sizeof(double));
+    p->absref_r = malloc((size_t)M * N * sizeof(double));
+    assert_true(p->ref_r && p->absref_r);
     assert_non_null(p->abase);
     assert_non_null(p->wbase);
     assert_non_null(p->cbase);
@@ -122,15 +137,21 @@ static void prob_make(prob *p, int M, int N, int K, q35_wtype wt, uint64_t seed,
                                                            : f32_of_bits(C_SENTINEL);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            double r = 0, a = 0;
+            double r = 0, a = 0, rr = 0, ar = 0;
             const float *am = p->A + (size_t)m * p->lda;
             for (int k = 0; k < K; k++) {
-                const double t = (double)am[k] * (double)q35_w_at(p->W, wt, (size_t)n * p->ldw + k);
+                const double w = (double)q35_w_at(p->W, wt, (size_t)n * p->ldw + k);
+                const double t = (double)am[k] * w;
+                const double tr = (double)f32_of_bits((uint32_t)bf16_rne_spec(am[k]) << 16) * w;
                 r += t;
                 a += fabs(t);
+                rr += tr;
+                ar += fabs(tr);
             }
             p->ref[(size_t)m * N + n] = r;
             p->absref[(size_t)m * N + n] = a;
+            p->ref_r[(size_t)m * N + n] = rr;
+            p->absref_r[(size_t)m * N + n] = ar;
         }
 }
 
@@ -142,6 +163,8 @@ static void prob_free(prob *p)
     free(p->C0);
     free(p->ref);
     free(p->absref);
+    free(p->ref_r);
+    free(p->absref_r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -149,16 +172,52 @@ static void prob_free(prob *p)
 /* ------------------------------------------------------------------ */
 
 typedef struct {
-    const char *name;
+    char name[32];
     cpu_isa_level isa;
     q35_mm_strategy s;
+    int bf16dot; /* q35_matmul_xwt_bf16dot instead of q35_matmul_xwt_with(s) */
 } path;
 
-static const path paths[] = {
-    {"generic", ISA_GENERIC, Q35_MM_AUTO}, {"auto", ISA_AUTO, Q35_MM_AUTO},     {"dot", ISA_AUTO, Q35_MM_DOT},
-    {"packed", ISA_AUTO, Q35_MM_PACKED},   {"packa", ISA_AUTO, Q35_MM_PACKA},   {"blas", ISA_AUTO, Q35_MM_BLAS},
-};
-#define NPATHS ((int)(sizeof paths / sizeof paths[0]))
+/* Per level the host has: AUTO, and at AVX2 and up each strategy forced; the BF16-dot entry at
+ * every level; OpenBLAS once.  Built by paths_init() (main). */
+#define MAX_PATHS 32
+static path paths[MAX_PATHS];
+static int npaths;
+#define NPATHS npaths
+
+static void add_path(cpu_isa_level isa, q35_mm_strategy s, int bf16dot)
+{
+    path *p = &paths[npaths++];
+    p->isa = isa, p->s = s, p->bf16dot = bf16dot;
+    snprintf(p->name, sizeof p->name, "%s:%s", cpu_isa_name(isa), bf16dot ? "bf16dot" : q35_mm_strategy_name(s));
+}
+
+static void paths_init(void)
+{
+    npaths = 0;
+    for (int l = ISA_GENERIC; l <= (int)cpu_isa_best(); l++) {
+        const cpu_isa_level isa = (cpu_isa_level)l;
+        add_path(isa, Q35_MM_AUTO, 0);
+        if (isa >= ISA_AVX2) {
+            add_path(isa, Q35_MM_DOT, 0);
+            add_path(isa, Q35_MM_PACKED, 0);
+            add_path(isa, Q35_MM_PACKA, 0);
+        }
+        add_path(isa, Q35_MM_AUTO, 1);
+    }
+    add_path(cpu_isa_best(), Q35_MM_BLAS, 0);
+}
+
+static void run_path(const path *pa, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
+                     int ldw, float *C, int ldc, int acc)
+{
+    cpu_isa_force(pa->isa);
+    if (pa->bf16dot)
+        q35_matmul_xwt_bf16dot(M, N, K, A, lda, W, wt, ldw, C, ldc, acc);
+    else
+        q35_matmul_xwt_with(pa->s, M, N, K, A, lda, W, wt, ldw, C, ldc, acc);
+    cpu_isa_force(ISA_AUTO);
+}
 
 /* Runs one path and checks it; returns the normwise error ||C^ - C||_F / ||C||_F. */
 static double run_check(const prob *p, const path *pa, int acc, int exact)
@@ -169,9 +228,9 @@ static double run_check(const prob *p, const path *pa, int acc, int exact)
     if (!acc)
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++) p->C[(size_t)m * ldc + n] = NAN;
-    cpu_isa_force(pa->isa);
-    q35_matmul_xwt_with(pa->s, M, N, K, p->A, p->lda, p->W, p->wt, p->ldw, p->C, ldc, acc);
-    cpu_isa_force(ISA_AUTO);
+    run_path(pa, M, N, K, p->A, p->lda, p->W, p->wt, p->ldw, p->C, ldc, acc);
+    const int rounded = pa->bf16dot && p->wt == WT_BF16; /* fp32 W: the exact path */
+    const double *ref = rounded ? p->ref_r : p->ref, *absref = rounded ? p->absref_r : p->absref;
     const double gamma = (K + 1) * U32 / (1 - (K + 1) * U32);
     double e2 = 0, r2 = 0;
     for (int m = 0; m <= M; m++)
@@ -184,8 +243,8 @@ static double run_check(const prob *p, const path *pa, int acc, int exact)
                 continue;
             }
             const double c0 = acc ? p->C0[i] : 0.0;
-            const double want = c0 + p->ref[(size_t)m * N + n], got = p->C[i];
-            const double err = fabs(got - want), bound = gamma * (p->absref[(size_t)m * N + n] + fabs(c0));
+            const double want = c0 + ref[(size_t)m * N + n], got = p->C[i];
+            const double err = fabs(got - want), bound = gamma * (absref[(size_t)m * N + n] + fabs(c0));
             if (!(exact ? got == want : err <= bound))
                 fail_msg("%s: C[%d][%d] = %.9g, want %.9g (err %.3g, bound %.3g) M=%d N=%d K=%d %s acc=%d lda=%d "
                          "ldw=%d ldc=%d",
@@ -211,7 +270,7 @@ static const int grid_K[] = {1, 3, 8, 31, 64, 512, 700, 2048};
 
 static void grid(q35_wtype wt, int integer)
 {
-    double worst[NPATHS] = {0};
+    double worst[MAX_PATHS] = {0};
     int cases = 0;
     for (int a = 0; a < NELEM(grid_M); a++)
         for (int b = 0; b < NELEM(grid_N); b++)
@@ -283,6 +342,38 @@ static void test_long_k(void **state)
             }
 }
 
+/* AVX-512 PACKED does the AVX2 PACKED's operations in the same order (sequential FMAs over
+ * the same KC blocks, C added after each): equal bit for bit, fp32 and bf16, with padding. */
+static void test_packed_avx512_equals_avx2(void **state)
+{
+    (void)state;
+    if (cpu_isa_best() < ISA_AVX512) {
+        printf("[  SKIPPED ] AVX-512 PACKED vs AVX2 PACKED: this CPU has only %s\n", cpu_isa_name(cpu_isa_best()));
+        return;
+    }
+    static const int shapes[][3] = {{1, 1, 1}, {13, 33, 700}, {64, 100, 512}, {130, 512, 1100}, {7, 40, 31}};
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < NELEM(shapes); i++)
+            for (int acc = 0; acc < 2; acc++) {
+                prob p;
+                prob_make(&p, shapes[i][0], shapes[i][1], shapes[i][2], w ? WT_BF16 : WT_F32, 99 + i, 0, i % 3, i % 2);
+                const size_t n = (size_t)(p.M + 1) * p.ldc;
+                float *c2 = malloc(n * 4), *c5 = malloc(n * 4);
+                assert_true(c2 && c5);
+                memcpy(c2, p.C0, n * 4);
+                memcpy(c5, p.C0, n * 4);
+                const path a2 = {"avx2:packed", ISA_AVX2, Q35_MM_PACKED, 0}, a5 = {"avx512:packed", ISA_AVX512, Q35_MM_PACKED, 0};
+                run_path(&a2, p.M, p.N, p.K, p.A, p.lda, p.W, p.wt, p.ldw, c2, p.ldc, acc);
+                run_path(&a5, p.M, p.N, p.K, p.A, p.lda, p.W, p.wt, p.ldw, c5, p.ldc, acc);
+                if (memcmp(c2, c5, n * 4))
+                    fail_msg("AVX-512 PACKED differs from AVX2 PACKED: M=%d N=%d K=%d %s acc=%d", p.M, p.N, p.K,
+                             w ? "bf16" : "f32", acc);
+                free(c2);
+                free(c5);
+                prob_free(&p);
+            }
+}
+
 /* M <= 0 or N <= 0: nothing is read or written (NULL pointers are fine); K = 0. */
 static void test_empty(void **state)
 {
@@ -290,22 +381,18 @@ static void test_empty(void **state)
     float c[4] = {1, 2, 3, 4};
     const float a[4] = {1, 1, 1, 1}, w[4] = {1, 1, 1, 1};
     for (int i = 0; i < NPATHS; i++) {
-        cpu_isa_force(paths[i].isa);
-        q35_matmul_xwt_with(paths[i].s, 0, 2, 2, a, 2, w, WT_F32, 2, c, 2, 0);
-        q35_matmul_xwt_with(paths[i].s, 2, 0, 2, a, 2, w, WT_F32, 2, c, 2, 0);
-        q35_matmul_xwt_with(paths[i].s, 0, 0, 0, NULL, 1, NULL, WT_BF16, 1, NULL, 1, 1);
-        cpu_isa_force(ISA_AUTO);
+        run_path(&paths[i], 0, 2, 2, a, 2, w, WT_F32, 2, c, 2, 0);
+        run_path(&paths[i], 2, 0, 2, a, 2, w, WT_F32, 2, c, 2, 0);
+        run_path(&paths[i], 0, 0, 0, NULL, 1, NULL, WT_BF16, 1, NULL, 1, 1);
         assert_true(c[0] == 1 && c[1] == 2 && c[2] == 3 && c[3] == 4);
     }
     q35_matmul_xwt(0, 5, 5, NULL, 5, NULL, WT_F32, 5, NULL, 5, 0);
     /* K = 0: an empty sum; C = 0, or C unchanged when accumulating */
     for (int i = 0; i < NPATHS; i++) {
         float d[4] = {1, 2, 3, 4};
-        cpu_isa_force(paths[i].isa);
-        q35_matmul_xwt_with(paths[i].s, 2, 2, 0, a, 2, w, WT_F32, 2, d, 2, 1);
+        run_path(&paths[i], 2, 2, 0, a, 2, w, WT_F32, 2, d, 2, 1);
         assert_true(d[0] == 1 && d[1] == 2 && d[2] == 3 && d[3] == 4);
-        q35_matmul_xwt_with(paths[i].s, 2, 1, 0, a, 2, w, WT_BF16, 2, d, 2, 0);
-        cpu_isa_force(ISA_AUTO);
+        run_path(&paths[i], 2, 1, 0, a, 2, w, WT_BF16, 2, d, 2, 0);
         assert_true(d[0] == 0 && d[1] == 2 && d[2] == 0 && d[3] == 4);
     }
 }
@@ -325,9 +412,7 @@ static void test_nonfinite(void **state)
             A[1 * K + 17] = NAN;
             Wf[13 * K + 39] = INFINITY;
             q35_f32_to_bf16_array(Wf, Wh, N * K);
-            cpu_isa_force(paths[i].isa);
-            q35_matmul_xwt_with(paths[i].s, M, N, K, A, K, w ? (const void *)Wh : Wf, w ? WT_BF16 : WT_F32, K, C, N, 0);
-            cpu_isa_force(ISA_AUTO);
+            run_path(&paths[i], M, N, K, A, K, w ? (const void *)Wh : Wf, w ? WT_BF16 : WT_F32, K, C, N, 0);
             for (int m = 0; m < M; m++)
                 for (int n = 0; n < N; n++) {
                     const float c = C[m * N + n];
@@ -348,13 +433,17 @@ static void test_strategy_choice(void **state)
     assert_int_equal(q35_matmul_strategy(1, 512, 2048, WT_BF16), Q35_MM_GENERIC);
     assert_int_equal(q35_matmul_strategy(512, 512, 2048, WT_F32), Q35_MM_GENERIC);
     cpu_isa_force(ISA_AUTO);
-    if (cpu_isa() >= ISA_AVX2) {
+    for (int l = ISA_AVX2; l <= (int)cpu_isa_best(); l++) {
+        cpu_isa_force((cpu_isa_level)l);
         assert_int_equal(q35_matmul_strategy(1, 512, 2048, WT_BF16), Q35_MM_DOT);
         assert_int_equal(q35_matmul_strategy(512, 1, 2048, WT_BF16), Q35_MM_DOT); /* few rows of W */
+        /* middle M, fp32 W: AVX2 PACKA at every level (docs/matmul.md) */
         assert_int_equal(q35_matmul_strategy(32, 512, 2048, WT_F32), Q35_MM_PACKA);
+        assert_int_equal(q35_matmul_strategy(48, 512, 2048, WT_BF16), l >= ISA_AVX512 ? Q35_MM_DOT : Q35_MM_PACKED);
         assert_int_equal(q35_matmul_strategy(512, 512, 2048, WT_F32), Q35_MM_PACKED);
         assert_int_equal(q35_matmul_strategy(512, 512, 2048, WT_BF16), Q35_MM_PACKED);
     }
+    cpu_isa_force(ISA_AUTO);
     for (int s = Q35_MM_AUTO; s <= Q35_MM_BLAS; s++) assert_true(strcmp(q35_mm_strategy_name(s), "?") != 0);
 }
 
@@ -439,8 +528,8 @@ static void test_bf16_round_trip(void **state)
             assert_int_equal(back, b);
         h[i + 1] = b;
     }
-    for (int isa = 0; isa < 2; isa++) {
-        cpu_isa_force(isa ? ISA_AUTO : ISA_GENERIC);
+    for (int isa = ISA_GENERIC; isa <= (int)cpu_isa_best(); isa++) {
+        cpu_isa_force((cpu_isa_level)isa);
         for (size_t n = 0; n < 40; n++) {
             memset(f, 0, sizeof f);
             q35_bf16_to_f32_array(h + 1 + n, f + 1, n);
@@ -474,7 +563,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static void bench_one(const q35_mm_strategy *S, int ns, int cold, int M, int N, int K, q35_wtype wt)
+static void bench_one(const path *S, int ns, int cold, int M, int N, int K, q35_wtype wt)
 {
     const size_t mat = (size_t)N * K * q35_wtype_size(wt);
     const int nm = cold && mat < ((size_t)256 << 20) ? (int)(((size_t)256 << 20) / mat) : 1;
@@ -500,7 +589,7 @@ static void bench_one(const q35_mm_strategy *S, int ns, int cold, int M, int N, 
         int it = 0;
         const double t0 = bench_now();
         do {
-            q35_matmul_xwt_with(S[s], M, N, K, A, K, (const char *)W + (size_t)(j++ % nm) * mat, wt, K, C, N, 0);
+            run_path(&S[s], M, N, K, A, K, (const char *)W + (size_t)(j++ % nm) * mat, wt, K, C, N, 0);
             it++;
         } while (bench_now() - t0 < 0.01);
         per[s] = it;
@@ -509,14 +598,19 @@ static void bench_one(const q35_mm_strategy *S, int ns, int cold, int M, int N, 
         for (int s = 0; s < ns; s++) {
             const double t0 = bench_now();
             for (int i = 0; i < per[s]; i++)
-                q35_matmul_xwt_with(S[s], M, N, K, A, K, (const char *)W + (size_t)(j++ % nm) * mat, wt, K, C, N, 0);
+                run_path(&S[s], M, N, K, A, K, (const char *)W + (size_t)(j++ % nm) * mat, wt, K, C, N, 0);
             t[s][r] = (bench_now() - t0) / per[s];
         }
     for (int s = 0; s < ns; s++) {
         qsort(t[s], BENCH_SAMPLES, sizeof(double), cmp_double);
         const double med = t[s][BENCH_SAMPLES / 2], best = t[s][0], flop = 2.0 * M * N * K;
-        char name[32];
-        snprintf(name, sizeof name, S[s] ? "%s" : "auto=%s", q35_mm_strategy_name(S[s] ? S[s] : q35_matmul_strategy(M, N, K, wt)));
+        char name[64];
+        if (S[s].s == Q35_MM_AUTO && !S[s].bf16dot) {
+            cpu_isa_force(S[s].isa);
+            snprintf(name, sizeof name, "%s=%s", S[s].name, q35_mm_strategy_name(q35_matmul_strategy(M, N, K, wt)));
+            cpu_isa_force(ISA_AUTO);
+        } else
+            snprintf(name, sizeof name, "%s", S[s].name);
         printf("%-11s %-4s %-4s M=%4d N=%5d K=%5d %10.1f us %6.1f GFLOP/s (best %5.1f)  W %6.2f GB/s (best %6.2f)\n", name,
                wt == WT_BF16 ? "bf16" : "f32",
                cold ? "cold" : "warm", M, N, K, med * 1e6, flop / med * 1e-9, flop / best * 1e-9, mat / med * 1e-9,
@@ -533,7 +627,7 @@ out:
  * Without shapes: the report set of docs/matmul.md.  "auto" prints what AUTO picked. */
 static int bench_main(int argc, char **argv)
 {
-    q35_mm_strategy S[8];
+    path S[8];
     int ns = 0, cold = 0, a = 2;
     const char *strategies = "auto,dot,packa,packed,blas";
     for (; a < argc && argv[a][0] == '-'; a++) {
@@ -542,16 +636,38 @@ static int bench_main(int argc, char **argv)
         else if (!strcmp(argv[a], "--strategies") && a + 1 < argc)
             strategies = argv[++a];
         else {
-            fprintf(stderr, "usage: %s bench [--cold] [--strategies LIST] [M N K f32|bf16 ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s bench [--cold] [--strategies [ISA:]S,...] [M N K f32|bf16 ...]\n"
+                            "  S: auto dot packed packa blas bf16dot; ISA: generic avx2 avx512 avx512-bf16\n", argv[0]);
             return 2;
         }
     }
     char buf[256];
     snprintf(buf, sizeof buf, "%s", strategies);
     for (char *sv = NULL, *tok = strtok_r(buf, ",", &sv); tok && ns < 8; tok = strtok_r(NULL, ",", &sv)) {
+        /* [isa:]strategy or [isa:]bf16dot; without isa: the level in use (Q35_ISA lowers it) */
         int found = 0;
-        for (int s = Q35_MM_AUTO; s <= Q35_MM_BLAS; s++)
-            if (!strcmp(tok, q35_mm_strategy_name((q35_mm_strategy)s))) S[ns++] = (q35_mm_strategy)s, found = 1;
+        cpu_isa_level isa = cpu_isa();
+        char *colon = strchr(tok, ':');
+        if (colon) {
+            *colon = 0;
+            isa = cpu_isa_parse(tok);
+            if (isa == ISA_AUTO || isa > cpu_isa_best()) {
+                fprintf(stderr, "ISA level %s unknown or not on this CPU (best %s)\n", tok, cpu_isa_name(cpu_isa_best()));
+                return 2;
+            }
+            tok = colon + 1;
+        }
+        if (!strcmp(tok, "bf16dot")) {
+            npaths = 0;
+            add_path(isa, Q35_MM_AUTO, 1);
+            S[ns++] = paths[0], found = 1;
+        }
+        for (int s = Q35_MM_AUTO; s <= Q35_MM_BLAS && !found; s++)
+            if (!strcmp(tok, q35_mm_strategy_name((q35_mm_strategy)s))) {
+                npaths = 0;
+                add_path(isa, (q35_mm_strategy)s, 0);
+                S[ns++] = paths[0], found = 1;
+            }
         if (!found) {
             fprintf(stderr, "unknown strategy %s\n", tok);
             return 2;
@@ -574,7 +690,12 @@ static int bench_main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "bench")) return bench_main(argc, argv);
+    paths_init();
+    printf("paths:");
+    for (int i = 0; i < npaths; i++) printf(" %s", paths[i].name);
+    printf("\n");
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_packed_avx512_equals_avx2),
         cmocka_unit_test(test_bf16_round_trip),
         cmocka_unit_test(test_bf16_rne),
         cmocka_unit_test(test_empty),
@@ -586,5 +707,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_grid_bf16),
         cmocka_unit_test(test_long_k),
     };
-    return cmocka_run_group_tests_name("matmul", tests, NULL, NULL);
+    const int rc = cmocka_run_group_tests_name("matmul", tests, NULL, NULL);
+    if (rc == 0)
+        for (int l = ISA_GENERIC; l <= ISA_TOP; l++) isa_levels_note("test_matmul", (cpu_isa_level)l, l <= (int)cpu_isa_best());
+    return rc;
 }

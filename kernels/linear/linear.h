@@ -36,6 +36,7 @@ typedef struct {
     linear_opts defaults;
     double claim_tol;        /* normwise relative error vs ref it promises */
     int (*available)(void);
+    int lossy;               /* 1: rounds beyond fp32 (x to bf16); opt-in, `validate --impl all` leaves it out */
 } linear_impl;
 
 extern const linear_impl linear_impls[];
@@ -47,5 +48,6 @@ int linear_run(const linear_impl *impl, const linear_problem *p, const linear_op
                size_t errlen);
 
 int linear_tiled(const linear_problem *p, const linear_opts *o);
+int linear_tiled_bf16dot(const linear_problem *p, const linear_opts *o); /* lossy: x rounded to bf16 */
 
 #endif

@@ -8,8 +8,13 @@
 #include <string.h>
 
 const linear_impl linear_impls[] = {
-    {"tiled", "q35_matmul_xwt (AVX2 / generic C) on column panels of W over OpenMP threads",
-     linear_tiled, {0}, 1e-5, NULL},
+    {"tiled", "q35_matmul_xwt (AVX-512 / AVX2 / generic C) on column panels of W over OpenMP threads",
+     linear_tiled, {0}, 1e-5, NULL, 0},
+    /* Lossy, opt-in: x rounded to bf16 (2^-9 relative each) for bf16 W.  The tolerance is 2^-8,
+     * twice the per-element rounding; random data measures ~1.1e-3 (docs/matmul.md
+     * "BF16-dot path").  fp32 W runs the exact tiled path. */
+    {"tiled-bf16dot", "x rounded to bf16, vdpbf16ps on bf16 W (emulated without AVX512_BF16), column panels "
+     "as tiled; lossy, opt-in", linear_tiled_bf16dot, {0}, 0x1p-8, NULL, 1},
 };
 const int linear_n_impls = (int)(sizeof linear_impls / sizeof linear_impls[0]);
 

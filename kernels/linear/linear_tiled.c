@@ -1,4 +1,4 @@
-/* linear_tiled - q35_matmul_xwt (kernels/matmul: AVX2 / generic, bf16 widened
+/* linear_tiled - q35_matmul_xwt (kernels/matmul: AVX-512 / AVX2 / generic, bf16 widened
  * in registers) on column panels of W spread over OpenMP threads.
  *
  * Why columns: at decode (M = 1) the work is reading W once, so the threads
@@ -11,7 +11,10 @@
 
 #include <omp.h>
 
-int linear_tiled(const linear_problem *p, const linear_opts *o)
+typedef void (*mm_fn)(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw, float *C,
+                      int ldc, int accumulate);
+
+static int tiled(const linear_problem *p, const linear_opts *o, mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     int panel = (p->N + 4 * threads - 1) / (4 * threads);
@@ -22,8 +25,16 @@ int linear_tiled(const linear_problem *p, const linear_opts *o)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_panels > 1)
     for (int j = 0; j < n_panels; j++) {
         const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
-        q35_matmul_xwt(p->M, nn, p->K, p->x, p->K, (const char *)p->w + (size_t)n0 * p->K * esz, p->wt,
+        mm(p->M, nn, p->K, p->x, p->K, (const char *)p->w + (size_t)n0 * p->K * esz, p->wt,
                        p->K, p->y + n0, p->N, p->accumulate);
     }
     return 0;
+}
+
+int linear_tiled(const linear_problem *p, const linear_opts *o) { return tiled(p, o, q35_matmul_xwt); }
+
+/* The same panels through the BF16-dot matmul (x rounded to bf16; docs/matmul.md). */
+int linear_tiled_bf16dot(const linear_problem *p, const linear_opts *o)
+{
+    return tiled(p, o, q35_matmul_xwt_bf16dot);
 }

@@ -34,9 +34,21 @@ const char *q35_mm_strategy_name(q35_mm_strategy s)
     return "?";
 }
 
+/* AUTO on AVX-512 (docs/matmul.md "AVX-512 path", measured on a 2-vCPU Sapphire Rapids guest, 1
+ * thread, interleaved): DOT for N < 96 or small M; fp32 W: the AVX2 PACKA for 16 <= M < 64
+ * (it beat both AVX-512 kernels there: 96-108 against 79-99 GFLOP/s), the 12 x 32 PACKED from
+ * 64; bf16 W: DOT up to 64 (its in-register widening needs no pack), PACKED from there on. */
+#define AVX512_F32_PACKED_MIN_M 64
+#define AVX512_BF16_PACKED_MIN_M 64
+
 static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt)
 {
     if (isa < ISA_AVX2) return Q35_MM_GENERIC;
+    if (isa >= ISA_AVX512) {
+        if (N <= DOT_MAX_N) return Q35_MM_DOT;
+        if (wt == WT_BF16) return M < AVX512_BF16_PACKED_MIN_M ? Q35_MM_DOT : Q35_MM_PACKED;
+        return M < F32_PACKA_MIN_M ? Q35_MM_DOT : M < AVX512_F32_PACKED_MIN_M ? Q35_MM_PACKA : Q35_MM_PACKED;
+    }
     if (N <= DOT_MAX_N) return Q35_MM_DOT;
     if (wt == WT_BF16) return M < BF16_PACKED_MIN_M ? Q35_MM_DOT : Q35_MM_PACKED;
     return M < F32_PACKA_MIN_M ? Q35_MM_DOT : M < F32_PACKED_MIN_M ? Q35_MM_PACKA : Q35_MM_PACKED;
@@ -50,7 +62,10 @@ q35_mm_strategy q35_matmul_strategy(int M, int N, int K, q35_wtype wt)
 
 void q35_bf16_to_f32_array(const uint16_t *x, float *y, size_t n)
 {
-    if (cpu_isa() >= ISA_AVX2)
+    const cpu_isa_level isa = cpu_isa();
+    if (isa >= ISA_AVX512)
+        mm_avx512_bf16_to_f32(x, y, n);
+    else if (isa >= ISA_AVX2)
         mm_avx2_bf16_to_f32(x, y, n);
     else
         mm_generic_bf16_to_f32(x, y, n);
@@ -128,20 +143,23 @@ void q35_matmul_xwt_with(q35_mm_strategy s, int M, int N, int K, const float *A,
         if (mm_blas(M, N, K, A, la, W, wt, lw, C, lc, accumulate) == 0) return;
         break;
     case Q35_MM_PACKED:
-        if (mm_avx2_packed(M, N, K, A, la, W, wt, lw, C, lc, accumulate) == 0) return;
+        if ((isa >= ISA_AVX512 ? mm_avx512_packed : mm_avx2_packed)(M, N, K, A, la, W, wt, lw, C, lc, accumulate) == 0)
+            return;
         break;
-    case Q35_MM_PACKA:
+    case Q35_MM_PACKA: /* AVX2 on every level above it: there is no AVX-512 PACKA */
         if (mm_avx2_packa(M, N, K, A, la, W, wt, lw, C, lc, accumulate) == 0) return;
         break;
     case Q35_MM_DOT:
-        mm_avx2_dot(M, N, K, A, la, W, wt, lw, C, lc, accumulate);
+        (isa >= ISA_AVX512 ? mm_avx512_dot : mm_avx2_dot)(M, N, K, A, la, W, wt, lw, C, lc, accumulate);
         return;
     default:
         mm_generic(M, N, K, A, la, W, wt, lw, C, lc, accumulate);
         return;
     }
     /* out of memory: the paths that need no scratch */
-    if (isa >= ISA_AVX2)
+    if (isa >= ISA_AVX512)
+        mm_avx512_dot(M, N, K, A, la, W, wt, lw, C, lc, accumulate);
+    else if (isa >= ISA_AVX2)
         mm_avx2_dot(M, N, K, A, la, W, wt, lw, C, lc, accumulate);
     else
         mm_generic(M, N, K, A, la, W, wt, lw, C, lc, accumulate);
@@ -151,4 +169,71 @@ void q35_matmul_xwt(int M, int N, int K, const float *A, int lda, const void *W,
                     float *C, int ldc, int accumulate)
 {
     q35_matmul_xwt_with(Q35_MM_AUTO, M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
+}
+
+/* BF16 dot (docs/matmul.md "BF16-dot path"): bf16 W with A rounded to bf16.  With
+ * AVX512_BF16 (cpu_has), vdpbf16ps; otherwise the same rounding of A done here, the rounded
+ * rows widened back (exactly) and the ordinary path run on them: bf16 x bf16 products are
+ * exact in fp32, so the two differ only in the order of the fp32 sums (and in vdpbf16ps
+ * treating subnormal inputs and results as zero). */
+static void bf16dot_emulated(int M, int N, int K, const float *A, int lda, const void *W, int ldw, float *C,
+                             int ldc, int accumulate)
+{
+    enum { ROWS = 64 };
+    float *ar = malloc((size_t)ROWS * K * sizeof *ar);
+    uint16_t *h = malloc((size_t)K * sizeof *h);
+    if (!ar || !h) { /* no scratch: one row at a time on the stack would be too large for big K */
+        free(ar);
+        free(h);
+        for (int m = 0; m < M; m++) {
+            for (int n = 0; n < N; n++) {
+                const uint16_t *w = (const uint16_t *)W + (size_t)n * ldw;
+                float s = 0.0f;
+                for (int k = 0; k < K; k++)
+                    s += q35_bf16_to_f32(q35_f32_to_bf16(A[(size_t)m * lda + k])) * q35_bf16_to_f32(w[k]);
+                C[(size_t)m * ldc + n] = accumulate ? C[(size_t)m * ldc + n] + s : s;
+            }
+        }
+        return;
+    }
+    for (int m0 = 0; m0 < M; m0 += ROWS) {
+        const int mb = M - m0 < ROWS ? M - m0 : ROWS;
+        for (int i = 0; i < mb; i++) {
+            q35_f32_to_bf16_array(A + (size_t)(m0 + i) * lda, h, (size_t)K);
+            q35_bf16_to_f32_array(h, ar + (size_t)i * K, (size_t)K);
+        }
+        q35_matmul_xwt(mb, N, K, ar, K, W, WT_BF16, ldw, C + (size_t)m0 * ldc, ldc, accumulate);
+    }
+    free(ar);
+    free(h);
+}
+
+void q35_matmul_xwt_bf16dot(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
+                            float *C, int ldc, int accumulate)
+{
+    if (M <= 0 || N <= 0) return;
+    if (wt != WT_BF16 || K <= 0) { /* fp32 W: the exact path (nothing to gain from rounding A alone) */
+        q35_matmul_xwt(M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
+        return;
+    }
+    if (cpu_has(CPU_FEAT_AVX512_BF16) &&
+        mm_avx512_bf16dot(M, N, K, A, (size_t)lda, W, (size_t)ldw, C, (size_t)ldc, accumulate) == 0)
+        return;
+    bf16dot_emulated(M, N, K, A, lda, W, ldw, C, ldc, accumulate);
+}
+
+const char *q35_matmul_bf16dot_path(void)
+{
+    return cpu_has(CPU_FEAT_AVX512_BF16) ? "vdpbf16ps (avx512-bf16)" : "emulated (A rounded, ordinary path)";
+}
+
+const char *q35_matmul_path_summary(void)
+{
+    const cpu_isa_level isa = cpu_isa();
+    if (isa >= ISA_AVX512)
+        return cpu_has(CPU_FEAT_AVX512_BF16)
+                   ? "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot vdpbf16ps"
+                   : "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot emulated";
+    if (isa >= ISA_AVX2) return "matmul (linear tiled, moe) avx2 dot/packa/packed; linear tiled-bf16dot emulated";
+    return "matmul (linear tiled, moe) generic; linear tiled-bf16dot emulated";
 }

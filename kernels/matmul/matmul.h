@@ -41,7 +41,7 @@ static inline float q35_w_at(const void *W, q35_wtype wt, size_t i)
  * large M.
  * Forcing DOT, PACKED or PACKA under ISA_GENERIC runs GENERIC; BLAS is OpenBLAS cblas_sgemm
  * (bf16 W widened exactly into fp32 tiles first) on any ISA, with whatever thread count
- * OpenBLAS is set to.  AVX-512 CPUs run the AVX2 code (there is no AVX-512 kernel yet).
+ * OpenBLAS is set to.  From ISA_AVX512 up DOT and PACKED run AVX-512 kernels (PACKA stays AVX2).
  * Requires lda >= K, ldw >= K, ldc >= N; pointers need no alignment; C must not overlap A
  * or W.  M <= 0 or N <= 0: nothing is touched; K = 0 gives C = 0 (or C unchanged when
  * accumulating).  PACKED (~0.6 MiB), PACKA (<= 0.4 MiB) and BLAS with bf16 W (0.5 MiB, or 16
@@ -61,6 +61,17 @@ void q35_matmul_xwt_with(q35_mm_strategy s, int M, int N, int K, const float *A,
 /* What AUTO runs for this shape on the current cpu_isa(). */
 q35_mm_strategy q35_matmul_strategy(int M, int N, int K, q35_wtype wt);
 const char *q35_mm_strategy_name(q35_mm_strategy s);
+
+/* BF16 dot (docs/matmul.md "BF16-dot path"): C = (acc ? C : 0) + bf16(A) W^T for bf16 W, A
+ * rounded to bf16 (nearest even), products exact, fp32 sums: vdpbf16ps when
+ * cpu_has(CPU_FEAT_AVX512_BF16), else the same rounding and the ordinary path.  Lossy: the
+ * rounding of A costs up to 2^-9 relative per element.  fp32 W: the exact q35_matmul_xwt.
+ * Same contract as q35_matmul_xwt otherwise (single-threaded; mallocs M x K bf16 scratch). */
+void q35_matmul_xwt_bf16dot(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
+                            float *C, int ldc, int accumulate);
+/* Which path q35_matmul_xwt_bf16dot runs now / a one-line summary of the matmul paths (list). */
+const char *q35_matmul_bf16dot_path(void);
+const char *q35_matmul_path_summary(void);
 
 /* Exact bf16 -> f32 of n elements (SIMD when cpu_isa() allows). */
 void q35_bf16_to_f32_array(const uint16_t *x, float *y, size_t n);

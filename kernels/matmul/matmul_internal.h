@@ -24,4 +24,15 @@ int mm_avx2_packa(int M, int N, int K, const float *A, size_t lda, const void *W
                   float *C, size_t ldc, int acc);
 void mm_avx2_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 
+/* matmul_avx512.c: AVX512F (target attributes, run only when cpu_isa() >= ISA_AVX512).
+ * mm_avx512_dot needs no heap memory and never fails.  mm_avx512_bf16dot (bf16 W only) also
+ * needs AVX512_BF16: run only when cpu_has(CPU_FEAT_AVX512_BF16). */
+int mm_avx512_dot(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                  float *C, size_t ldc, int acc);
+int mm_avx512_packed(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                     float *C, size_t ldc, int acc);
+int mm_avx512_bf16dot(int M, int N, int K, const float *A, size_t lda, const uint16_t *W, size_t ldw, float *C,
+                      size_t ldc, int acc);
+void mm_avx512_bf16_to_f32(const uint16_t *x, float *y, size_t n);
+
 #endif
