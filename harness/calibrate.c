@@ -8,6 +8,8 @@
  */
 #include "harness/calibrate.h"
 
+#include "kernels/cpu_features.h"
+
 #include "common/clock.h"
 #include "common/errmsg.h"
 #include "common/huge_pages.h"
@@ -164,6 +166,24 @@ FMA_LOOP(avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_
          _mm512_setzero_ps)
 
 static const int fma_lanes[Q35_FMA_NISA] = {8, 16};
+
+/* BF16 dot peak: the same 12 chains of vdpbf16ps (AVX512_BF16), a_i += x.y over 16 lanes of 2
+ * bf16 pairs: 64 flops per instruction (2 multiplies and 2 adds per lane).  x = 1, y = 2^-8:
+ * the sums grow by 2^-7 per step and stay normal and finite. */
+#define DP_DECL(i) __m512 a##i = _mm512_set1_ps(seed + 0.001f * (float)(i));
+#define DP_STEP(i) a##i = _mm512_dpbf16_ps(a##i, x, y);
+#define DP_SUM(i) s = _mm512_add_ps(s, a##i);
+__attribute__((target("avx512f,avx512bf16"), noinline)) static float bf16dot_loop(long iters, float seed)
+{
+    const __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80), y = (__m512bh)_mm512_set1_epi32(0x3B803B80);
+    R12(DP_DECL)
+    for (long it = 0; it < iters; it++) {
+        R12(DP_STEP)
+    }
+    __m512 s = _mm512_setzero_ps();
+    R12(DP_SUM)
+    return _mm512_reduce_add_ps(s);
+}
 
 /* Bandwidth kernels, one source at two vector widths: read = sum reduction with 8
  * accumulators (hides add latency at two loads per cycle), copy c = a, triad a = b + s*c. */
@@ -391,6 +411,40 @@ static void fma_work(void *vctx, int tid, int nt, long inner)
     c->sink[tid * 8] += c->isa == Q35_FMA_AVX512 ? fma_loop_avx512(inner, seed) : fma_loop_avx2(inner, seed);
 }
 
+static void bf16dot_work(void *vctx, int tid, int nt, long inner)
+{
+    (void)nt;
+    fma_ctx *c = vctx;
+    float seed = 0.5f + 0.01f * (float)tid + (float)(g_sink > 1e300);
+    c->sink[tid * 8] += bf16dot_loop(inner, seed);
+}
+
+/* The BF16 dot peak (vdpbf16ps), after the fp32 FMA ones; n/a without AVX512_BF16. */
+static int run_bf16dot(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
+{
+    if (!cpu_has_detected(CPU_FEAT_AVX512_BF16)) {
+        snprintf(r->bf16dot_na, sizeof r->bf16dot_na, "n/a: CPU has no AVX512_BF16");
+        pg->step += cfg->nthreads;
+        return 0;
+    }
+    fma_ctx *c = calloc(1, sizeof *c);
+    if (!c) return q35_errmsg(rc->err, rc->errlen, "out of memory"), -1;
+    long iters = size_inner(bf16dot_work, c, cfg->fma_seconds);
+    for (int ti = 0; ti < cfg->nthreads; ti++) {
+        int t = cfg->threads[ti];
+        progress(pg, "BF16 dot peak (vdpbf16ps), %d thread%s", t, t > 1 ? "s" : "");
+        double flops = (double)t * (double)iters * FMA_NACC * 64.0;
+        if (measure(rc, t, bf16dot_work, c, iters, flops, cfg->fma_reps, &r->bf16dot[ti])) {
+            free(c);
+            return -1;
+        }
+    }
+    for (int k = 0; k < Q35_MAX_THREADS; k++) g_sink += c->sink[k * 8];
+    free(c);
+    r->bf16dot_ran = 1;
+    return 0;
+}
+
 static int run_fma(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
 {
     for (int isa = 0; isa < Q35_FMA_NISA; isa++) {
@@ -419,7 +473,7 @@ static int run_fma(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
         free(c);
         r->fma_ran[isa] = 1;
     }
-    return 0;
+    return run_bf16dot(rc, cfg, r, pg);
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -815,7 +869,7 @@ int q35_calibrate(const q35_calib_config *cfg, q35_calib_result *r, char *err, s
     r->bw_isa = bw_pick()->name;
 
     progress_t pg = {cfg->progress, isatty(2), 0, 0, q35_now()};
-    pg.total = cfg->nthreads * (Q35_FMA_NISA + Q35_BW_NKIND + Q35_CACHE_NSIZES * Q35_CACHE_NKIND + Q35_SGEMM_NSHAPES);
+    pg.total = cfg->nthreads * (Q35_FMA_NISA + 1 + Q35_BW_NKIND + Q35_CACHE_NSIZES * Q35_CACHE_NKIND + Q35_SGEMM_NSHAPES);
     run_ctx rc = {err, errlen, 0};
     typedef int (*phase_fn)(run_ctx *, const q35_calib_config *, q35_calib_result *, progress_t *);
     static const phase_fn phases[4] = {run_fma, run_mem, run_cache, run_sgemm};
@@ -956,6 +1010,11 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
         if (r->fma_ran[isa]) cJSON_AddItemToObject(fm, fma_isa_names[isa], per_threads(cfg, r->fma[isa], noisy, path));
         else cJSON_AddStringToObject(fm, fma_isa_names[isa], r->fma_na[isa][0] ? r->fma_na[isa] : "n/a");
     }
+    /* added with issue 17: readers must tolerate its absence (older files) */
+    if (r->bf16dot_ran)
+        cJSON_AddItemToObject(root, "bf16dot_peak_gflops", per_threads(cfg, r->bf16dot, noisy, "bf16dot_peak_gflops"));
+    else
+        cJSON_AddStringToObject(root, "bf16dot_peak_gflops", r->bf16dot_na[0] ? r->bf16dot_na : "n/a");
     cJSON *mb = cJSON_AddObjectToObject(root, "mem_bw_gbs");
     for (int k = 0; k < Q35_BW_NKIND; k++) {
         snprintf(path, sizeof path, "mem_bw_gbs.%s", bw_kind_names[k]);
@@ -1022,6 +1081,11 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
         }
         for (int ti = 0; ti < cfg->nthreads; ti++) noisy += table_row(f, fig, cfg->threads[ti], &r->fma[isa][ti]);
     }
+    snprintf(fig, sizeof fig, "BF16 dot peak vdpbf16ps (GFLOP/s)");
+    if (!r->bf16dot_ran)
+        fprintf(f, "  %-34s %7s %10s   %s\n", fig, "-", "-", r->bf16dot_na);
+    else
+        for (int ti = 0; ti < cfg->nthreads; ti++) noisy += table_row(f, fig, cfg->threads[ti], &r->bf16dot[ti]);
     for (int k = 0; k < Q35_BW_NKIND; k++)
         for (int ti = 0; ti < cfg->nthreads; ti++) {
             snprintf(fig, sizeof fig, "memory %s (GB/s)", bw_kind_names[k]);
@@ -1085,6 +1149,8 @@ int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t
     for (int isa = 0; isa < Q35_FMA_NISA; isa++)
         if (load_per_threads(cJSON_GetObjectItemCaseSensitive(o, fma_isa_names[isa]), lim->fma_peak[isa]))
             lim->have |= Q35_HAVE_FMA;
+    /* absent in files written before issue 17, a string where the CPU had no AVX512_BF16 */
+    load_per_threads(cJSON_GetObjectItemCaseSensitive(root, "bf16dot_peak_gflops"), lim->bf16dot_peak);
     o = cJSON_GetObjectItemCaseSensitive(root, "mem_bw_gbs");
     for (int k = 0; k < Q35_BW_NKIND; k++)
         if (load_per_threads(cJSON_GetObjectItemCaseSensitive(o, bw_kind_names[k]), lim->mem_bw[k]))
@@ -1150,6 +1216,12 @@ double q35_limit_fma_peak(const q35_machine_limits *lim, int threads)
     for (int isa = 0; isa < Q35_FMA_NISA; isa++)
         if (lim->fma_peak[isa][t] > best) best = lim->fma_peak[isa][t];
     return best;
+}
+
+double q35_limit_bf16dot_peak(const q35_machine_limits *lim, int threads)
+{
+    int t = tidx(threads);
+    return lim && t ? lim->bf16dot_peak[t] : 0;
 }
 
 double q35_limit_mem_bw(const q35_machine_limits *lim, const char *kind, int threads)

@@ -108,6 +108,9 @@ typedef struct {
     char fma_na[Q35_FMA_NISA][64];
     int fma_accumulators[Q35_FMA_NISA];
     q35_stats fma[Q35_FMA_NISA][Q35_CAL_MAX_TLIST];                      /* GFLOP/s */
+    int bf16dot_ran;                       /* vdpbf16ps peak measured (AVX512_BF16) */
+    char bf16dot_na[64];                   /* why not */
+    q35_stats bf16dot[Q35_CAL_MAX_TLIST];  /* GFLOP/s, 64 flops per vdpbf16ps zmm */
     q35_stats mem[Q35_BW_NKIND][Q35_CAL_MAX_TLIST];                      /* GB/s */
     q35_stats cache[Q35_CACHE_NSIZES][Q35_CACHE_NKIND][Q35_CAL_MAX_TLIST]; /* GB/s, all threads */
     q35_stats sgemm[Q35_SGEMM_NSHAPES][Q35_CAL_MAX_TLIST];               /* GFLOP/s */
@@ -146,6 +149,7 @@ enum { Q35_HAVE_FMA = 1, Q35_HAVE_MEM = 2, Q35_HAVE_CACHE = 4, Q35_HAVE_SGEMM = 
  * count (index 0 unused). */
 typedef struct {
     double fma_peak[Q35_FMA_NISA][Q35_MAX_THREADS + 1];     /* GFLOP/s */
+    double bf16dot_peak[Q35_MAX_THREADS + 1];               /* GFLOP/s; 0: not in the file */
     double mem_bw[Q35_BW_NKIND][Q35_MAX_THREADS + 1];       /* GB/s */
     double cache_bw[Q35_CACHE_NSIZES][Q35_CACHE_NKIND][Q35_MAX_THREADS + 1]; /* GB/s */
     int nshapes;
@@ -169,6 +173,8 @@ int q35_limits_note_other_host(const q35_machine_limits *lim, const char *path, 
 
 /* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads);
+/* The BF16 dot (vdpbf16ps) peak, GFLOP/s (0 if not measured: older file or no AVX512_BF16). */
+double q35_limit_bf16dot_peak(const q35_machine_limits *lim, int threads);
 /* kind "read", "copy" or "triad", GB/s (0 if not measured or unknown kind). */
 double q35_limit_mem_bw(const q35_machine_limits *lim, const char *kind, int threads);
 /* size "32KiB" / "512KiB" / "4MiB", kind "read" / "triad", GB/s over all threads. */

@@ -6,6 +6,7 @@
  * measured figures, the AVX-512 entry n/a on a CPU without it), then q35_limits_load.
  * No test asserts a speed. */
 #include "harness/calibrate.h"
+#include "kernels/cpu_features.h"
 #include "tests/support/tmpdir.h"
 
 #include <stdarg.h>
@@ -211,7 +212,8 @@ static void test_metadata(void **state)
     {
         assert_true(cJSON_IsString(e));
         const char *n = e->valuestring;
-        assert_true(!strncmp(n, "fma_peak_gflops.", 16) || !strncmp(n, "mem_bw_gbs.", 11) ||
+        assert_true(!strncmp(n, "fma_peak_gflops.", 16) || !strncmp(n, "bf16dot_peak_gflops.", 20) ||
+                    !strncmp(n, "mem_bw_gbs.", 11) ||
                     !strncmp(n, "cache_bw_gbs.", 13) || !strncmp(n, "sgemm_gflops.", 13));
         assert_true(n[strlen(n) - 2] == '.' && n[strlen(n) - 1] == '1'); /* ends in the thread count */
     }
@@ -287,6 +289,16 @@ static void test_limits_load(void **state)
         if (g_res->fma_ran[isa] && g_res->fma[isa][0].median > best) best = g_res->fma[isa][0].median;
     assert_true(fabs(q35_limit_fma_peak(&lim, 1) - best) <= 1e-9 * best);
     assert_true(lim.fma_peak[Q35_FMA_AVX512][1] == 0 || __builtin_cpu_supports("avx512f"));
+    /* the BF16 dot peak: an object of medians with AVX512_BF16 (read back), "n/a: ..." without */
+    const cJSON *dp = get(g_root, "bf16dot_peak_gflops");
+    if (cpu_has_detected(CPU_FEAT_AVX512_BF16)) {
+        assert_true(g_res->bf16dot_ran && cJSON_IsObject(dp));
+        const double d = g_res->bf16dot[0].median;
+        assert_true(d > 0 && fabs(q35_limit_bf16dot_peak(&lim, 1) - d) <= 1e-9 * d);
+    } else {
+        assert_true(!g_res->bf16dot_ran && cJSON_IsString(dp) && !strncmp(dp->valuestring, "n/a", 3));
+        assert_true(q35_limit_bf16dot_peak(&lim, 1) == 0);
+    }
 
     const cJSON *tri = get(get(get(g_root, "mem_bw_gbs"), "triad"), "1");
     double m = get(tri, "median")->valuedouble;
@@ -341,6 +353,7 @@ static void test_limits_load_errors(void **state)
     assert_int_equal(lim.have, 0);
     assert_true(q35_limit_mem_bw(&lim, "triad", 1) == 0 && q35_limit_mem_bw(&lim, "triad", 2) == 0);
     assert_true(q35_limit_fma_peak(&lim, 1) == 0);
+    assert_true(q35_limit_bf16dot_peak(&lim, 1) == 0); /* absent (files before issue 17) */
     assert_int_equal(lim.nshapes, 0);
 }
 
