@@ -81,6 +81,13 @@ int q35_generate_on(const q35_model *m, const q35_impls *im, q35_state *s, const
                     const int *lens, int steps, const int32_t *forced, int32_t *tokens, float *logits,
                     q35_gen_timing *tm, char *err, size_t errlen)
 {
+    return q35_generate_on_hook(m, im, s, prompts, lens, steps, forced, tokens, logits, tm, NULL, err, errlen);
+}
+
+int q35_generate_on_hook(const q35_model *m, const q35_impls *im, q35_state *s, const int32_t *const *prompts,
+                         const int *lens, int steps, const int32_t *forced, int32_t *tokens, float *logits,
+                         q35_gen_timing *tm, const q35_gen_hook *hook, char *err, size_t errlen)
+{
     const int B = s->B, V = m->cfg.vocab_size, Vl = m->sh.vocab_n; /* logits: the whole vocabulary, this rank's slice */
     if (steps < 0) { q35_errmsg(err, errlen, "generate: %d steps", steps); return -1; }
     int Tp = 0;
@@ -97,8 +104,14 @@ int q35_generate_on(const q35_model *m, const q35_impls *im, q35_state *s, const
     }
     int32_t *in = calloc((size_t)B * Tp, sizeof *in), *len = malloc((size_t)B * sizeof *len);
     float *lg = malloc((size_t)B * Vl * sizeof *lg), *full = logits ? malloc((size_t)B * V * sizeof *full) : NULL;
-    int rc = -1;
-    if (!in || !len || !lg || (logits && !full)) { q35_errmsg(err, errlen, "generate: out of memory"); goto out; }
+    unsigned char *ended = hook && hook->fn ? calloc((size_t)B, 1) : NULL;
+    int rc = -1, live = B;
+    if (!in || !len || !lg || (logits && !full) || (hook && hook->fn && !ended)) {
+        q35_errmsg(err, errlen, "generate: out of memory");
+        goto out;
+    }
+    if (hook && hook->n_out)
+        for (int b = 0; b < B; b++) hook->n_out[b] = steps;
     for (int b = 0; b < B; b++) {
         memcpy(in + (size_t)b * Tp, prompts[b], (size_t)lens[b] * sizeof *in);
         len[b] = lens[b];
@@ -106,7 +119,13 @@ int q35_generate_on(const q35_model *m, const q35_impls *im, q35_state *s, const
     double t0 = q35_now();
     if (q35_forward(m, s, im, Tp, in, len, lg, 0, err, errlen)) goto out;
     const double t1 = q35_now();
-    if (tm) { tm->prefill_s = t1 - t0; tm->decode_s = 0; tm->prompt_tokens = total; tm->state_bytes = s->bytes; }
+    if (tm) {
+        tm->prefill_s = t1 - t0;
+        tm->decode_s = 0;
+        tm->prompt_tokens = total;
+        tm->state_bytes = s->bytes;
+        tm->steps_run = 0;
+    }
     for (int i = 0; i < steps; i++) {
         if (logits && q35_logits_gather(m, lg, B, full)) {
             q35_errmsg(err, errlen, "generate: gathering the logits failed");
@@ -120,7 +139,14 @@ int q35_generate_on(const q35_model *m, const q35_impls *im, q35_state *s, const
                 memcpy(logits + ((size_t)b * steps + i) * V, full + (size_t)b * V, (size_t)V * sizeof *full);
             in[b] = forced ? forced[(size_t)b * steps + i] : tok;
         }
-        if (i == steps - 1) break;
+        if (tm) tm->steps_run = i + 1;
+        for (int b = 0; ended && b < B; b++) {
+            if (ended[b] || !hook->fn(hook->ctx, b, i, tokens[(size_t)b * steps + i])) continue;
+            ended[b] = 1;
+            live--;
+            if (hook->n_out) hook->n_out[b] = i + 1;
+        }
+        if (i == steps - 1 || !live) break;
         t0 = q35_now();
         if (q35_forward(m, s, im, 1, in, NULL, lg, 0, err, errlen)) goto out;
         const double dt = q35_now() - t0;
@@ -132,5 +158,6 @@ out:
     free(len);
     free(lg);
     free(full);
+    free(ended);
     return rc;
 }

@@ -161,6 +161,19 @@ static int draft(spec_run *r, const int32_t *want, int32_t *const *hist, const i
     return -1;
 }
 
+/* The hook's calls for the tokens committed since the last report; a
+ * sequence it ends is not reported again. */
+static void report_tokens(const q35_gen_hook *hook, int B, int steps, const int32_t *tokens, const int *produced,
+                          int *reported, int *ended)
+{
+    for (int b = 0; hook && b < B; b++)
+        for (; !ended[b] && reported[b] < produced[b]; reported[b]++)
+            if (hook->fn(hook->ctx, b, reported[b], tokens[(size_t)b * steps + reported[b]])) {
+                ended[b] = 1;
+                if (hook->n_out) hook->n_out[b] = reported[b] + 1;
+            }
+}
+
 int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state *s, const int32_t *const *prompts,
                              const int *lens, int steps, const q35_spec_opts *o, int32_t *tokens, q35_spec_stats *st,
                              char *err, size_t errlen)
@@ -207,9 +220,15 @@ int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state 
     int32_t *got = calloc((size_t)B, sizeof *got), *keep = calloc((size_t)B, sizeof *keep);
     int32_t *next = calloc((size_t)B, sizeof *next), **hist = calloc((size_t)B, sizeof *hist);
     int *hn = calloc((size_t)B, sizeof *hn), *produced = calloc((size_t)B, sizeof *produced);
+    /* ended[b]: the hook ended sequence b; reported[b]: tokens it has seen */
+    int *ended = calloc((size_t)B, sizeof *ended), *reported = calloc((size_t)B, sizeof *reported);
+    const q35_gen_hook *hook = o->hook && o->hook->fn ? o->hook : NULL;
+    if (o->hook && o->hook->n_out)
+        for (int b = 0; b < B; b++) o->hook->n_out[b] = steps;
     float *lg = malloc((size_t)B * Tmax * Vl * sizeof *lg);
     float *hid = mtp ? malloc((size_t)B * Tmax * H * sizeof *hid) : NULL;
-    int rc = -1, ok = in && len && d && want && got && keep && next && hist && hn && produced && lg && (!mtp || hid);
+    int rc = -1, ok = in && len && d && want && got && keep && next && hist && hn && produced && ended && reported &&
+                      lg && (!mtp || hid);
     for (int b = 0; ok && b < B; b++) ok = (hist[b] = malloc((size_t)(lens[b] + steps + N) * sizeof **hist)) != NULL;
     if (mtp && ok) {
         r.mtp_logits = malloc((size_t)B * Vl * sizeof(float));
@@ -239,13 +258,14 @@ int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state 
         produced[b] = 1;
     }
     st->prefill_s = q35_now() - t0;
+    report_tokens(hook, B, steps, tokens, produced, reported, ended);
     if (mtp && mtp_catch_up(&r, Tp, in, len, next, hid)) goto out;
 
     for (;;) {
         /* drafts: no more than the tokens still wanted after the verified one */
         int live = 0;
         for (int b = 0; b < B; b++) {
-            const int left = steps - produced[b];
+            const int left = ended[b] ? 0 : steps - produced[b];
             want[b] = left - 1 < N ? left - 1 : N;
             if (want[b] < 0) want[b] = 0;
             live += left > 0;
@@ -258,7 +278,7 @@ int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state 
         /* verify [last token, drafts] in one call, keeping the state after each */
         int T = 1;
         for (int b = 0; b < B; b++) {
-            const int n = produced[b] < steps ? 1 + got[b] : 0;
+            const int n = !ended[b] && produced[b] < steps ? 1 + got[b] : 0;
             len[b] = n;
             T = n > T ? n : T;
         }
@@ -295,6 +315,7 @@ int q35_generate_speculative(const q35_model *m, const q35_impls *im, q35_state 
             st->accept_hist[a]++;
         }
         st->verify_s += q35_now() - t0;
+        report_tokens(hook, B, steps, tokens, produced, reported, ended);
         t0 = q35_now();
         if (q35_state_rollback(s, keep, err, errlen)) goto out;
         st->rollback_s += q35_now() - t0;
@@ -315,6 +336,6 @@ out:
     free(r.mtp_logits); free(r.mtp_hidden); free(r.mtp_hidden2); free(r.mtp_in); free(r.mtp_len); free(r.mtp_hout);
     for (int b = 0; hist && b < B; b++) free(hist[b]);
     free(in); free(len); free(d); free(want); free(got); free(keep); free(next); free(hist); free(hn);
-    free(produced); free(lg); free(hid);
+    free(produced); free(ended); free(reported); free(lg); free(hid);
     return rc;
 }

@@ -20,6 +20,7 @@
 #define Q35LAB_MODEL_SPECULATIVE_H
 
 #include "model/forward.h"
+#include "model/generate.h"
 
 #include <stdint.h>
 
@@ -34,6 +35,10 @@ typedef struct {
     const int32_t *oracle;  /* [B, steps]: the greedy tokens */
     double oracle_p;        /* probability each drafted token is the right one */
     uint64_t seed;          /* which tokens are replaced */
+    /* each committed token, in order, as q35_generate_on_hook calls it: tokens
+     * are committed in accepted groups, so the calls for one sequence come in
+     * bursts; a sequence that has ended gets no more drafts nor verify rows */
+    const q35_gen_hook *hook;
 } q35_spec_opts;
 
 typedef struct {
