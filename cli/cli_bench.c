@@ -2,6 +2,7 @@
  * configurations (bench/bench_*.h). */
 #include "harness/deltarule_crossover.h"
 #include "bench/bench_comm.h"
+#include "bench/bench_conv.h"
 #include "bench/bench_deltarule.h"
 #include "bench/bench_deltarule_grad.h"
 #include "bench/bench_model.h"
@@ -13,7 +14,7 @@
 #include <string.h>
 
 static const char usage_bench[] =
-    "usage: q35lab bench deltarule|moe|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
+    "usage: q35lab bench deltarule|moe|conv|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
     "Every implementation side by side: medians with [min, max], tokens/s, GFLOP/s, GB/s and % of this\n"
     "machine's calibrated limits (results/machine.json, from q35lab calibrate --out).  Results are\n"
     "printed; they are written to files only when named (--json, --csv).\n";
@@ -42,7 +43,7 @@ static const char usage_deltarule[] =
     "  --grad                the backward instead: every backward implementation (--impl: the backward's names)\n"
     "                        next to the best forward (recurrent-pairs, chunked) on the same problem, initial\n"
     "                        state and d_final_state given: medians with spread, GFLOP/s (backward: 18 Dk Dv per\n"
-    "                        token and head, 3x the forward's 6), %% of peak, time / best forward, memory held;\n"
+    "                        token and head, 3x the forward's 6), % of peak, time / best forward, memory held;\n"
     "                        the backward's crossover (chunked vs recurrent backward) printed, and with\n"
     "                        --crossover F written under F's \"grad_points\" (the forward's points stay)\n";
 
@@ -167,6 +168,35 @@ static int bench_moe_cmd(int argc, char **argv)
     return bench_moe(&c);
 }
 
+static const char usage_conv[] =
+    "usage: q35lab bench conv [--grad] [options]\n"
+    "The short causal conv + SiLU (or, with --grad, its backward), every implementation side by side: median\n"
+    "[min, max] of --reps timed calls, GFLOP/s, GB/s of the activations streamed, and % of the calibrated\n"
+    "limits.  Default: the Qwen3.5-0.8B DeltaNet conv (C 6144, K 4), B 1, T 1,512, all cores.\n"
+    "  --grad             the backward (kernels/conv/conv_grad.h): dx, dweight, d_state_in\n"
+    "  --C N --K N --B N  the shape (K in [2, 64])\n"
+    "  --T LIST --threads LIST --reps N (default 20)\n"
+    "  --impl LIST        comma-separated (ref is timed only when named; default: every table entry)\n"
+    "  --counters SPEC    PAPI events or none (default none)\n"
+    "  --json F --csv F   append the rows to these files; --machine F the calibrated limits\n";
+
+static int bench_conv_cmd(int argc, char **argv)
+{
+    conv_bench_config c;
+    conv_bench_defaults(&c);
+    const cli_opt opts[] = {
+        OPT_FLAG("--grad", &c.grad),  OPT_STR("--impl", &c.impl),       OPT_STR("--counters", &c.counters),
+        OPT_STR("--json", &c.json),   OPT_STR("--csv", &c.csv),         OPT_STR("--machine", &c.machine),
+        OPT_INT("--C", &c.C, 1, 1 << 20), OPT_INT("--K", &c.K, 2, 64),  OPT_INT("--B", &c.B, 1, 1024),
+        OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INTS("--T", c.Ts, 1, 1 << 20, &c.nT, 16),
+        OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
+        CLI_END};
+    const int pr = cli_parse("bench conv", usage_conv, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    return bench_conv(&c);
+}
+
 static const char usage_comm[] =
     "usage: mpirun -np N q35lab bench comm [--min-bytes B] [--max-bytes B] [--reps N]\n"
     "The all-reduce of the tensor-parallel model (fp32 sum) between the ranks over sizes B, 4B, 16B, ... (default\n"
@@ -217,13 +247,14 @@ static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
 
 int cmd_bench(int argc, char **argv, const q35_comm *comm)
 {
-    static const char *const names[] = {"deltarule", "moe", "model", "comm"};
+    static const char *const names[] = {"deltarule", "moe", "model", "comm", "conv"};
     int status;
-    switch (cli_subcommand("bench", usage_bench, names, 4, argc, argv, &status)) {
+    switch (cli_subcommand("bench", usage_bench, names, 5, argc, argv, &status)) {
     case 0: return cli_one_process(comm, "bench deltarule") ? 2 : bench_deltarule_cmd(argc, argv);
     case 1: return cli_one_process(comm, "bench moe") ? 2 : bench_moe_cmd(argc, argv);
     case 2: return bench_model_cmd(argc, argv, comm);
     case 3: return bench_comm_cmd(argc, argv, comm);
+    case 4: return cli_one_process(comm, "bench conv") ? 2 : bench_conv_cmd(argc, argv);
     default: return status;
     }
 }

@@ -7,11 +7,8 @@
  * one-hot weight turns the conv into a shift; states are copies of inputs).
  * Outputs are filled with NaN before each run, so a forgotten write shows.
  *
- * `build/tests/test_conv bench` instead times every implementation at
- * Qwen3.5-0.8B's shape (C = 6144, K = 4, B = 1, T = 512 and T = 1) with 1 and
- * 2 threads and prints GFLOP/s (docs/conv.md §4).
+ * Speed: `q35lab bench conv` (docs/conv.md §4).
  */
-#include "common/clock.h"
 #include "kernels/conv/conv.h"
 #include "kernels/cpu_features.h"
 #include "ref/conv_ref.h"
@@ -428,49 +425,6 @@ static void invalid_body(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* Bench: `test_conv bench`                                             */
-/* ------------------------------------------------------------------ */
-
-static double time_one(const conv_impl *im, const conv_problem *p, int threads)
-{
-    char err[256];
-    conv_opts o = {.threads = threads};
-    double best = INFINITY, t_end = q35_now() + 0.3;
-    int reps = 0;
-    for (int w = 0; w < 3; w++) conv_run(im, p, &o, err, sizeof err); /* warm caches and threads */
-    while (reps < 20 || q35_now() < t_end) {
-        const double t0 = q35_now();
-        if (conv_run(im, p, &o, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
-        const double dt = q35_now() - t0;
-        if (dt < best) best = dt;
-        if (++reps > 200000) break;
-    }
-    return best;
-}
-
-static int bench(void)
-{
-    const int C = 2 * 16 * 128 + 16 * 128, K = 4, Ts[] = {512, 1};
-    printf("conv bench: C=%d K=%d B=1, SiLU on, state in and out; ISA %s; best of >= 20 runs / 0.3 s\n", C, K,
-           cpu_isa_name(cpu_isa()));
-    printf("flops = 2*K*C per token (SiLU not counted)\n");
-    printf("%-8s %5s %7s %12s %10s\n", "impl", "T", "threads", "time (us)", "GFLOP/s");
-    for (int ti = 0; ti < 2; ti++) {
-        conv_problem p = make_problem(1, Ts[ti], C, K, 1, 1, 99);
-        for (int i = 0; i < conv_n_impls; i++) {
-            const conv_impl *im = &conv_impls[i];
-            if (im->available && !im->available()) continue;
-            for (int th = 1; th <= 2; th++) {
-                const double s = time_one(im, &p, th);
-                printf("%-8s %5d %7d %12.2f %10.2f\n", im->name, p.T, th, s * 1e6, conv_flops(&p) / s * 1e-9);
-            }
-        }
-        free_problem(&p);
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* Checkpoints (conv.h, docs/conv.md §"Checkpoints")                    */
 /* ------------------------------------------------------------------ */
 
@@ -593,9 +547,8 @@ static void invalid(void **st) { (void)st; invalid_body(); }
 static void checkpoints(void **st) { (void)st; checkpoints_body(); }
 static void checkpoints_invalid(void **st) { (void)st; checkpoints_invalid_body(); }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    if (argc > 1 && !strcmp(argv[1], "bench")) return bench();
     const struct CMUnitTest grid_tests[] = {
         cmocka_unit_test(grid),
         cmocka_unit_test(grid_generic_isa),

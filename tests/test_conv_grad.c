@@ -13,12 +13,8 @@
  *    the worst errors are printed (docs/conv.md "Backward").
  * 3. bitwise the same for any thread count; refusals of bad problems.
  *
- * `build/tests/test_conv_grad bench` instead times ref and every
- * implementation (at each ISA level) at Qwen3.5-0.8B's shape (C = 6144,
- * K = 4, B = 1, SiLU, state and d_state_out; T = 512 and T = 1) with 1 and
- * 2 threads (docs/conv.md "Backward").
+ * Speed: `q35lab bench conv --grad` (docs/conv.md "Backward").
  */
-#include "common/clock.h"
 #include "kernels/conv/conv_grad.h"
 #include "kernels/cpu_features.h"
 #include "ref/conv_grad_ref.h"
@@ -442,59 +438,6 @@ static void invalid_body(void)
     free_case(&c);
 }
 
-/* ------------------------------------------------------------------ */
-/* Bench: `test_conv_grad bench`                                        */
-/* ------------------------------------------------------------------ */
-
-static double time_one(const conv_grad_impl *im, const conv_grad_problem *g, int threads)
-{
-    char err[256];
-    conv_opts o = {.threads = threads};
-    double best = INFINITY, t_end = q35_now() + 0.3;
-    int reps = 0;
-    for (int w = 0; w < 3; w++) conv_grad_run(im, g, &o, err, sizeof err); /* warm caches and threads */
-    while (reps < 10 || q35_now() < t_end) {
-        const double t0 = q35_now();
-        if (conv_grad_run(im, g, &o, err, sizeof err)) { fprintf(stderr, "%s\n", err); exit(2); }
-        const double dt = q35_now() - t0;
-        if (dt < best) best = dt;
-        if (++reps > 200000) break;
-    }
-    return best;
-}
-
-static int bench(void)
-{
-    const int C = 2 * 16 * 128 + 16 * 128, K = 4, Ts[] = {512, 1};
-    printf("conv_grad bench: C=%d K=%d B=1, SiLU on, state_in and d_state_out; best of >= 10 runs / 0.3 s\n", C, K);
-    printf("flops = 6*K*C per token (pre, dweight, dx; SiLU' not counted)\n");
-    printf("%-8s %-8s %5s %7s %12s %10s\n", "impl", "ISA", "T", "threads", "time (us)", "GFLOP/s");
-    for (int ti = 0; ti < 2; ti++) {
-        gcase c;
-        make_case(&c, 1, Ts[ti], C, K, 1, 1, 1, NULL, 99);
-        const double flops = 6.0 * K * C * Ts[ti];
-        for (int th = 1; th <= 2; th++) {
-            const double s = time_one(&conv_grad_ref_impl, &c.g, th);
-            printf("%-8s %-8s %5d %7d %12.2f %10.2f\n", "ref", "-", Ts[ti], th, s * 1e6, flops / s * 1e-9);
-        }
-        for (int i = 0; i < conv_grad_n_impls; i++) {
-            const conv_grad_impl *im = &conv_grad_impls[i];
-            if (im->available && !im->available()) continue;
-            for (int isa = ISA_GENERIC; isa <= (int)cpu_isa_best(); isa++) {
-                cpu_isa_force((cpu_isa_level)isa);
-                for (int th = 1; th <= 2; th++) {
-                    const double s = time_one(im, &c.g, th);
-                    printf("%-8s %-8s %5d %7d %12.2f %10.2f\n", im->name, cpu_isa_name(cpu_isa()), Ts[ti], th,
-                           s * 1e6, flops / s * 1e-9);
-                }
-            }
-            cpu_isa_force(ISA_AUTO);
-        }
-        free_case(&c);
-    }
-    return 0;
-}
-
 /* cmocka entry points */
 static void finite_differences(void **st) { (void)st; finite_differences_body(); }
 static void vs_ref_grid(void **st) { (void)st; vs_ref_grid_body(); }
@@ -503,9 +446,8 @@ static void report_worst(void **st) { (void)st; report_worst_body(); }
 static void thread_counts(void **st) { (void)st; thread_counts_body(); }
 static void invalid(void **st) { (void)st; invalid_body(); }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    if (argc > 1 && !strcmp(argv[1], "bench")) return bench();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(finite_differences),
         cmocka_unit_test(vs_ref_grid),
