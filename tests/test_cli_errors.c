@@ -819,6 +819,12 @@ static void test_bench_bad_impl_writes_no_results(void **state)
                    2, "q35lab: no deltarule implementation 'sideways' (see `q35lab list`)");
     assert_int_equal(access(json, F_OK), -1);
     assert_int_equal(access(csv, F_OK), -1);
+    expect_failure(s.dir,
+                   ARGS("bench", "conv", "--grad", "--C", "16", "--T", "3", "--reps", "1", "--impl", "direct,sideways",
+                        "--json", json, "--csv", csv),
+                   2, "q35lab: no conv_grad implementation 'sideways' (see `q35lab list`)");
+    assert_int_equal(access(json, F_OK), -1);
+    assert_int_equal(access(csv, F_OK), -1);
     scratch_remove(&s);
 }
 
