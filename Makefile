@@ -109,6 +109,8 @@ test: $(TEST_BINS) $(BUILD)/q35lab layers $(BUILD)/comm-without-mpi.o
 	@tests/tp_test.sh $(BUILD)
 	@echo "== speculative decoding and saved prefixes through the CLI (tests/speculative_cli_test.sh)"
 	@tests/speculative_cli_test.sh $(BUILD)
+	@echo "== q35lab tokenize against HF's ids (tests/tokenize_cli_test.sh)"
+	@tests/tokenize_cli_test.sh $(BUILD)
 	@echo "== CLI smoke: q35lab check all --quick"
 	@./$(BUILD)/q35lab check all --quick > $(BUILD)/check-quick.txt || { cat $(BUILD)/check-quick.txt; exit 1; }
 	@grep -E "^check (deltarule|deltarule --grad|moe):" $(BUILD)/check-quick.txt

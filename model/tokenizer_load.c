@@ -19,7 +19,7 @@
 #include <string.h>
 
 /* Ids are kept below this: the decode tables are n_ids long. */
-#define MAX_IDS (1 << 24)
+#define MAX_IDS (1 << 22)
 
 /* The byte-level string s as raw bytes in out (room for strlen(s) bytes).
  * 1 when every character is in the alphabet, else 0. */

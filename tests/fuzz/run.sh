@@ -51,6 +51,7 @@ seed_dirs() {
     fuzz_golden_model) echo "$seeds/golden_model" ;;
     fuzz_results_json) echo "$seeds/results" ;;
     fuzz_state_file) echo "$seeds/state" ;;
+    fuzz_tokenizer_json) echo "tests/fuzz/seeds/tokenizer_json" ;;
     *) echo "" ;;
     esac
 }
