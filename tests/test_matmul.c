@@ -374,6 +374,31 @@ static void test_packed_avx512_equals_avx2(void **state)
             }
 }
 
+/* Decode and prefill must agree bit for bit on the rows AUTO gives to DOT: every row of a DOT
+ * call, and the M % 16 rows PACKA leaves to DOT, equal the same row computed alone (M = 1, DOT).
+ * At every level (the AVX2 PACKA hands its leftover rows to the level's own DOT). */
+static void test_rows_match_m1(void **state)
+{
+    (void)state;
+    static const struct { int M; q35_wtype wt; int from; } cases[] = {
+        {5, WT_BF16, 0}, {5, WT_F32, 0}, {17, WT_F32, 16}, {35, WT_F32, 32}, {39, WT_BF16, 0}};
+    for (int l = ISA_AVX2; l <= (int)cpu_isa_best(); l++)
+        for (int c = 0; c < NELEM(cases); c++) {
+            prob p;
+            prob_make(&p, cases[c].M, 200, 300, cases[c].wt, 7 + c, 0, 1, 0);
+            const path a = {"auto", (cpu_isa_level)l, Q35_MM_AUTO, 0};
+            run_path(&a, p.M, p.N, p.K, p.A, p.lda, p.W, p.wt, p.ldw, p.C, p.ldc, 0);
+            float row[200];
+            for (int m = cases[c].from; m < p.M; m++) {
+                run_path(&a, 1, p.N, p.K, p.A + (size_t)m * p.lda, p.lda, p.W, p.wt, p.ldw, row, p.N, 0);
+                if (memcmp(row, p.C + (size_t)m * p.ldc, sizeof row))
+                    fail_msg("level %s M=%d %s: row %d differs from the same row alone", cpu_isa_name((cpu_isa_level)l),
+                             p.M, p.wt == WT_BF16 ? "bf16" : "f32", m);
+            }
+            prob_free(&p);
+        }
+}
+
 /* M <= 0 or N <= 0: nothing is read or written (NULL pointers are fine); K = 0. */
 static void test_empty(void **state)
 {
@@ -696,6 +721,7 @@ int main(int argc, char **argv)
     printf("\n");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_packed_avx512_equals_avx2),
+        cmocka_unit_test(test_rows_match_m1),
         cmocka_unit_test(test_bf16_round_trip),
         cmocka_unit_test(test_bf16_rne),
         cmocka_unit_test(test_empty),

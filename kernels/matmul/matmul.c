@@ -35,10 +35,13 @@ const char *q35_mm_strategy_name(q35_mm_strategy s)
 }
 
 /* AUTO on AVX-512 (docs/matmul.md "AVX-512 path", measured on a 2-vCPU Sapphire Rapids guest, 1
- * thread, interleaved): DOT for N < 96 or small M; fp32 W: the AVX2 PACKA for 16 <= M < 64
- * (it beat both AVX-512 kernels there: 96-108 against 79-99 GFLOP/s), the 12 x 32 PACKED from
- * 64; bf16 W: DOT up to 64 (its in-register widening needs no pack), PACKED from there on. */
-#define AVX512_F32_PACKED_MIN_M 64
+ * thread, interleaved): DOT for N < 96 or small M; fp32 W: the AVX2 PACKA for 16 <= M < 96
+ * (it beat both AVX-512 kernels at 16-32: 96-108 against 79-99 GFLOP/s; the 12 x 32 PACKED is
+ * 9% ahead at M = 64 but PACKA's M % 16 leftover rows go to DOT, so the last row of a prefill
+ * equals the decode step's bit for bit, as on AVX2, which tests/test_model.c holds it to), the
+ * PACKED from 96 as on AVX2; bf16 W: DOT up to 64 (its in-register widening needs no pack),
+ * PACKED from there on. */
+#define AVX512_F32_PACKED_MIN_M 96
 #define AVX512_BF16_PACKED_MIN_M 64
 
 static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt)
@@ -147,7 +150,9 @@ void q35_matmul_xwt_with(q35_mm_strategy s, int M, int N, int K, const float *A,
             return;
         break;
     case Q35_MM_PACKA: /* AVX2 on every level above it: there is no AVX-512 PACKA */
-        if (mm_avx2_packa(M, N, K, A, la, W, wt, lw, C, lc, accumulate) == 0) return;
+        if (mm_avx2_packa(M, N, K, A, la, W, wt, lw, C, lc, accumulate,
+                          isa >= ISA_AVX512 ? mm_avx512_dot : mm_avx2_dot) == 0)
+            return;
         break;
     case Q35_MM_DOT:
         (isa >= ISA_AVX512 ? mm_avx512_dot : mm_avx2_dot)(M, N, K, A, la, W, wt, lw, C, lc, accumulate);

@@ -683,13 +683,14 @@ static int packa_core(int M, int N, int K, const float *A, size_t lda, const voi
 }
 
 /* Whole panels of 16 rows of A; a remainder of M % 16 rows (when M >= 16) goes to DOT, which
- * costs less than a padded panel (docs/matmul.md). */
+ * costs less than a padded panel (docs/matmul.md): the DOT of the level in use (dot), so that
+ * those rows come out bit-identical to the same rows computed alone (M = 1 is DOT too). */
 int mm_avx2_packa(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
-                  float *C, size_t ldc, int acc)
+                  float *C, size_t ldc, int acc, mm_body_fn dot)
 {
     const int Mp = M < PA_NR ? M : M / PA_NR * PA_NR;
     if (packa_core(Mp, N, K, A, lda, W, wt, ldw, C, ldc, acc) < 0) return -1;
-    if (Mp < M) mm_avx2_dot(M - Mp, N, K, A + Mp * lda, lda, W, wt, ldw, C + Mp * ldc, ldc, acc);
+    if (Mp < M) dot(M - Mp, N, K, A + Mp * lda, lda, W, wt, ldw, C + Mp * ldc, ldc, acc);
     return 0;
 }
 

@@ -20,8 +20,11 @@ int mm_avx2_dot(int M, int N, int K, const float *A, size_t lda, const void *W, 
                 float *C, size_t ldc, int acc);
 int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt,
                    size_t ldw, float *C, size_t ldc, int acc);
+typedef int (*mm_body_fn)(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt,
+                          size_t ldw, float *C, size_t ldc, int acc);
+/* M % 16 leftover rows (M >= 16) go to dot: mm_avx2_dot, or mm_avx512_dot from ISA_AVX512 up. */
 int mm_avx2_packa(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
-                  float *C, size_t ldc, int acc);
+                  float *C, size_t ldc, int acc, mm_body_fn dot);
 void mm_avx2_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 
 /* matmul_avx512.c: AVX512F (target attributes, run only when cpu_isa() >= ISA_AVX512).
