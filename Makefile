@@ -104,11 +104,15 @@ $(BUILD)/comm-without-mpi.o: common/comm.c | deps
 
 # Each suite runs from the project root (tests read tests/data and ../shared).
 test: $(TEST_BINS) $(BUILD)/q35lab layers $(BUILD)/comm-without-mpi.o
-	@set -e; for t in $(TEST_BINS); do echo "== $$t"; ./$$t; done
+	@rm -f $(BUILD)/isa-levels.txt
+	@set -e; export Q35_ISA_LEVELS_FILE=$(CURDIR)/$(BUILD)/isa-levels.txt; \
+	  for t in $(TEST_BINS); do echo "== $$t"; ./$$t; done
 	@echo "== tensor parallelism under mpirun (tests/tp_test.sh)"
 	@tests/tp_test.sh $(BUILD)
 	@echo "== speculative decoding and saved prefixes through the CLI (tests/speculative_cli_test.sh)"
 	@tests/speculative_cli_test.sh $(BUILD)
+	@echo "== text in and out through the CLI (tests/text_cli_test.sh)"
+	@tests/text_cli_test.sh $(BUILD)
 	@echo "== q35lab tokenize against HF's ids (tests/tokenize_cli_test.sh)"
 	@tests/tokenize_cli_test.sh $(BUILD)
 	@echo "== CLI smoke: q35lab check all --quick"
@@ -120,6 +124,14 @@ test: $(TEST_BINS) $(BUILD)/q35lab layers $(BUILD)/comm-without-mpi.o
 	  ./$(BUILD)/q35lab validate --model $$g --golden $$g.golden.safetensors \
 	    --impl "default;deltarule=chunked,moe=per_token;deltarule=neumann,moe=blockwise" > $(BUILD)/validate.txt 2>&1 \
 	    || { cat $(BUILD)/validate.txt; exit 1; }; tail -n 1 $(BUILD)/validate.txt; done
+	@echo "== ISA levels the per-level suites ran (tests/support/isa_levels.h, $(BUILD)/isa-levels.txt)"
+	@awk '$$3 == "ran" && index(ran[$$2] " ", " " $$1 " ") == 0 { ran[$$2] = ran[$$2] " " $$1 } \
+	      $$3 == "skipped" && index(sk[$$2] " ", " " $$1 " ") == 0 { sk[$$2] = sk[$$2] " " $$1 } \
+	      END { n = split("generic avx2 avx512 avx512-bf16", L, " "); \
+	            for (i = 1; i <= n; i++) { l = L[i]; \
+	              if (l in ran) printf "  %-12s ran:%s\n", l, ran[l]; \
+	              else printf "  %-12s NEVER RAN: this CPU lacks it (skipped in:%s)\n", l, sk[l] } }' \
+	     $(BUILD)/isa-levels.txt
 
 # The main job: a random tiny MoE checkpoint in the release format, every
 # implementation combination validated against the reference path, a few
@@ -133,12 +145,12 @@ run: $(BUILD)/q35lab
 	./$(BUILD)/q35lab validate --model $(MODELS)/tiny-moe-bf16 --steps 6 > $(MODELS)/validate-tiny-moe-bf16.txt; \
 	  rc=$$?; head -n 12 $(MODELS)/validate-tiny-moe-bf16.txt; echo "  ... (whole table: $(MODELS)/validate-tiny-moe-bf16.txt)"; \
 	  tail -n 1 $(MODELS)/validate-tiny-moe-bf16.txt; exit $$rc
-	./$(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12
+	./$(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt "What is the capital of France?" --chat --max-new 12
 	@if command -v mpirun >/dev/null 2>&1; then \
 	  echo "== the same over 2 ranks, tensor-parallel (docs/tp.md)"; \
-	  echo "mpirun -np 2 $(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12"; \
+	  echo "mpirun -np 2 $(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 --prompt \"What is the capital of France?\" --chat --max-new 12"; \
 	  mpirun $(MPIRUN_FLAGS) -np 2 ./$(BUILD)/q35lab generate --model $(MODELS)/tiny-moe-bf16 \
-	    --prompt-ids 1,2,3,4,5,6,7,8 --max-new 12 --threads 1; \
+	    --prompt "What is the capital of France?" --chat --max-new 12 --threads 1; \
 	else echo "mpirun is missing: the 2-rank run is skipped (debian-packages.txt: openmpi-bin)"; fi
 	@set -e; for m in tiny-moe:f32 tiny-dense:bf16 tiny-dense:f32; do \
 	  p=$${m%%:*}; d=$${m##*:}; \

@@ -12,6 +12,8 @@
 #include "ref/linear_ref.h"
 #include "harness/metrics.h"
 #include "tests/support/isa_levels.h"
+#include "common/clock.h"
+#include "harness/calibrate.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -174,8 +176,124 @@ static void test_validate(void **state)
     assert_int_equal(linear_validate(&b, err, sizeof err), 0);
 }
 
-int main(void)
+/* ------------------------------------------------------------------ */
+/* Benchmark mode (not a test):                                        */
+/*   test_linear bench [--threads N] [--machine FILE] [--reps R] [M N K ...] */
+/* Every (ISA level, entry, weight type) variant below timed interleaved  */
+/* sample by sample; median [min, max] ms, GFLOP/s, % of the fp32 FMA and */
+/* BF16-dot peaks read from FILE (q35lab calibrate --out).               */
+/* ------------------------------------------------------------------ */
+
+typedef struct { const char *label; cpu_isa_level isa; const char *impl; q35_wtype wt; } variant;
+
+static int cmp_d(const void *a, const void *b)
 {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void bench_shape(int M, int N, int K, int threads, int reps, double fma_peak, double dot_peak)
+{
+    static const variant V[] = {
+        {"fp32 W  avx2 tiled", ISA_AVX2, "tiled", WT_F32},
+        {"fp32 W  avx512 tiled", ISA_AVX512, "tiled", WT_F32},
+        {"bf16 W  avx2 tiled", ISA_AVX2, "tiled", WT_BF16},
+        {"bf16 W  avx512 tiled", ISA_AVX512, "tiled", WT_BF16},
+        {"bf16 W  avx512-bf16 tiled-bf16dot", ISA_AVX512_BF16, "tiled-bf16dot", WT_BF16},
+    };
+    enum { NV = sizeof V / sizeof V[0], MAXR = 64 };
+    if (reps > MAXR) reps = MAXR;
+    float *x = malloc((size_t)M * K * 4), *y = malloc((size_t)M * N * 4), *wf = malloc((size_t)N * K * 4);
+    uint16_t *wh = malloc((size_t)N * K * 2);
+    if (!x || !y || !wf || !wh) return;
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = urand();
+    for (size_t i = 0; i < (size_t)N * K; i++) wh[i] = q35_f32_to_bf16(wf[i] = urand());
+    double t[NV][MAXR];
+    int calls[NV];
+    char err[128];
+    for (int r = -1; r < reps; r++) /* r = -1: warm-up, sizes the calls per sample (>= 20 ms) */
+        for (int v = 0; v < (int)NV; v++) {
+            if (V[v].isa > cpu_isa_best()) continue;
+            const linear_impl *im = linear_find(V[v].impl);
+            linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = V[v].wt == WT_BF16 ? (void *)wh : (void *)wf,
+                                .wt = V[v].wt, .y = y};
+            cpu_isa_force(V[v].isa);
+            const int n = r < 0 ? 1 : calls[v];
+            int done = 0;
+            const double t0 = q35_now();
+            do {
+                linear_run(im, &p, &(linear_opts){.threads = threads}, err, sizeof err);
+                done++;
+            } while (r < 0 ? q35_now() - t0 < 0.02 : done < n);
+            const double dt = (q35_now() - t0) / done;
+            cpu_isa_force(ISA_AUTO);
+            if (r < 0) calls[v] = done;
+            else t[v][r] = dt;
+        }
+    const double flop = 2.0 * M * N * K;
+    for (int v = 0; v < (int)NV; v++) {
+        if (V[v].isa > cpu_isa_best()) {
+            printf("  %-36s M=%4d N=%5d K=%5d  skipped: this CPU has only %s\n", V[v].label, M, N, K,
+                   cpu_isa_name(cpu_isa_best()));
+            continue;
+        }
+        qsort(t[v], (size_t)reps, sizeof(double), cmp_d);
+        const double med = t[v][reps / 2], g = flop / med * 1e-9;
+        printf("  %-36s M=%4d N=%5d K=%5d %8.3f ms [%.3f, %.3f] %7.1f GFLOP/s [%.1f, %.1f]", V[v].label, M, N, K,
+               med * 1e3, t[v][0] * 1e3, t[v][reps - 1] * 1e3, g, flop / t[v][reps - 1] * 1e-9, flop / t[v][0] * 1e-9);
+        if (fma_peak > 0) printf("  %5.1f%% of fp32 FMA peak", 100 * g / fma_peak);
+        if (dot_peak > 0 && V[v].wt == WT_BF16 && !strcmp(V[v].impl, "tiled-bf16dot"))
+            printf(", %5.1f%% of BF16-dot peak", 100 * g / dot_peak);
+        printf("\n");
+    }
+    free(x); free(y); free(wf); free(wh);
+}
+
+static int bench_main(int argc, char **argv)
+{
+    int threads = 2, reps = 7, a = 2;
+    const char *machine = NULL;
+    for (; a + 1 < argc && argv[a][0] == '-'; a += 2) {
+        if (!strcmp(argv[a], "--threads")) threads = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--reps")) reps = atoi(argv[a + 1]);
+        else if (!strcmp(argv[a], "--machine")) machine = argv[a + 1];
+        else {
+            fprintf(stderr, "usage: %s bench [--threads N] [--reps R] [--machine FILE] [M N K ...]\n", argv[0]);
+            return 2;
+        }
+    }
+    double fma = 0, dot = 0;
+    if (machine) {
+        q35_machine_limits lim;
+        char err[256];
+        if (q35_limits_load(machine, &lim, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+        fma = q35_limit_fma_peak(&lim, threads);
+        dot = q35_limit_bf16dot_peak(&lim, threads);
+        printf("peaks at %d threads from %s (%s): fp32 FMA %.1f GFLOP/s, BF16 dot %.1f GFLOP/s%s\n", threads, machine,
+               lim.date, fma, dot, lim.busy ? " (calibrated on a BUSY machine)" : "");
+    }
+    printf("linear family, %d threads, median of %d interleaved samples [min, max]; best ISA %s\n", threads, reps,
+           cpu_isa_name(cpu_isa_best()));
+    if (a < argc) {
+        for (; a + 2 < argc; a += 3) bench_shape(atoi(argv[a]), atoi(argv[a + 1]), atoi(argv[a + 2]), threads, reps, fma, dot);
+        return 0;
+    }
+    /* Qwen3.5-0.8B projections at a 512-token prefill (hidden 1024: MLP gate/up and down, the
+     * DeltaNet qkv and out projections) and 35B-A3B expert GEMMs (gate/up 512 x 2048, down 2048 x 512)
+     * at 64 and 256 tokens per expert */
+    static const int shapes[][3] = {{512, 3584, 1024}, {512, 1024, 3584}, {512, 6144, 1024}, {512, 1024, 2048},
+                                    {64, 512, 2048},   {64, 2048, 512},   {256, 512, 2048},  {256, 2048, 512}};
+    for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
+        bench_shape(shapes[i][0], shapes[i][1], shapes[i][2], threads, reps, fma, dot);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "bench")) return bench_main(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ref_exact),
         cmocka_unit_test(test_decode_shapes),
