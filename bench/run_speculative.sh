@@ -38,7 +38,7 @@ if part 1; then
 for P in 0 0.25 0.5 0.7 0.8 0.9 1; do
     for N in 1 2 3 4; do
         out=$(build/q35lab generate --model "$M" --prompt-ids "$PROMPT" --max-new "$NEW" --threads "$THREADS" \
-              --speculative "oracle:$P" --draft "$N" 2>/dev/null)
+              --speculative "oracle:$P" --draft "$N" --ignore-eos 2>/dev/null)
         echo "$out" | grep -q "tokens identical" || { echo "P=$P N=$N: tokens differ" >&2; exit 1; }
         echo "$out" | awk -v P="$P" -v N="$N" '
             /^plain greedy: TPOT/ { tpot = $4; for (i = 1; i <= NF; i++) if ($i == "in" && $(i+1) == "all") plain = $(i-2) }
@@ -59,7 +59,7 @@ if part 2; then
 for N in 1 2 4; do
     echo "== draft $N" >> "$txt"
     build/q35lab generate --model "$M" --prompt-ids "$PROMPT" --max-new "$NEW" --threads "$THREADS" \
-        --speculative mtp --draft "$N" --baseline 2>&1 | grep -v '^tokens' | tee -a "$txt"
+        --speculative mtp --draft "$N" --baseline --ignore-eos 2>&1 | grep -v '^tokens' | tee -a "$txt"
 done
 fi
 

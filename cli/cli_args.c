@@ -51,6 +51,13 @@ static int take(const char *cmd, const cli_opt *o, const char *v)
     errno = 0;
     switch (o->kind) {
     case CLI_STR: *(const char **)o->dst = v; return 0;
+    case CLI_STRS:
+        if (*o->count >= o->cap) {
+            fprintf(stderr, "q35lab %s: %s may be given at most %d times\n", cmd, o->name, o->cap);
+            return -1;
+        }
+        ((const char **)o->dst)[(*o->count)++] = v;
+        return 0;
     case CLI_INT: {
         const long x = strtol(v, &end, 10);
         if (end == v || *end || errno || x < o->lo || x > o->hi) return bad_value(cmd, o, v);

@@ -14,6 +14,7 @@ typedef enum {
     CLI_INTS,   /* comma-separated, up to cap values in [lo, hi] into (int *)dst; *count = how many */
     CLI_DOUBLE, /* *(double *)dst, finite, in [lo, hi] */
     CLI_U64,    /* *(uint64_t *)dst, 0 .. 2^64-1 */
+    CLI_STRS,   /* repeatable: each value appended to (const char **)dst, up to cap; *count = how many */
 } cli_kind;
 
 typedef struct {
@@ -21,8 +22,8 @@ typedef struct {
     cli_kind kind;
     void *dst;
     double lo, hi;    /* CLI_INT, CLI_INTS, CLI_DOUBLE */
-    int *count;       /* CLI_INTS */
-    int cap;          /* CLI_INTS */
+    int *count;       /* CLI_INTS, CLI_STRS */
+    int cap;          /* CLI_INTS, CLI_STRS */
 } cli_opt;
 
 /* Table entries, one per option. */
@@ -32,6 +33,7 @@ typedef struct {
 #define OPT_INTS(name, dst, lo, hi, count, cap) {name, CLI_INTS, dst, lo, hi, count, cap}
 #define OPT_DOUBLE(name, dst, lo, hi) {name, CLI_DOUBLE, dst, lo, hi, NULL, 0}
 #define OPT_U64(name, dst) {name, CLI_U64, dst, 0, 0, NULL, 0}
+#define OPT_STRS(name, dst, count, cap) {name, CLI_STRS, dst, 0, 0, count, cap}
 #define CLI_END {NULL, CLI_FLAG, NULL, 0, 0, NULL, 0}
 
 /* Parses argv[first .. argc-1] against opts (ended by CLI_END).  Returns 1

@@ -33,8 +33,9 @@ static const char usage[] =
     "  bench moe [--impl all] [--shape NAME] [--T 1,8,128,512] [--dtype f32,bf16] [--threads 1,2] [--reps N]\n"
     "  bench model --model DIR [--prompt-len 128,512] [--gen 32] [--impl SPEC] [--threads 1,2] [--reps N]\n"
     "  model init --preset NAME --out DIR [--seed S] [--dtype bf16|f32] [--layers N] [--experts fused|per-expert]\n"
-    "  generate --model DIR --prompt-ids 1,2,3[;4,5] [--max-new N] [--impl SPEC] [--threads N]\n"
-    "  validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC]] [--golden FILE]\n"
+    "  generate --model DIR --prompt-ids 1,2,3[;4,5] | --prompt TEXT [--chat] [--max-new N] [--ignore-eos]\n"
+    "           [--impl SPEC] [--threads N]\n"
+    "  validate --model DIR [--prompt-ids IDS | --prompt TEXT] [--steps N] [--impl all|SPEC[;SPEC]] [--golden FILE]\n"
     "  tokenize --model DIR \"text\" | --decode 1,2,3 | --jsonl FILE | --bench FILE   (tokenizer.json)\n"
     "See README.md for every option.\n";
 

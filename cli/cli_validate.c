@@ -6,6 +6,7 @@
 #include "harness/model_validate.h"
 #include "harness/spec_validate.h"
 #include "cli/cli_model_args.h"
+#include "cli/cli_text.h"
 #include "cli/commands.h"
 
 #include <math.h>
@@ -14,8 +15,8 @@
 #include <string.h>
 
 static const char usage[] =
-    "usage: q35lab validate --model DIR [--prompt-ids IDS] [--steps N] [--impl all|SPEC[;SPEC...]]\n"
-    "                       [--golden FILE] [--threads N] [--mmap] [--f32]\n"
+    "usage: q35lab validate --model DIR [--prompt-ids IDS | --prompt TEXT... | --prompt-file FILE... [--chat]]\n"
+    "                       [--steps N] [--impl all|SPEC[;SPEC...]] [--golden FILE] [--threads N] [--mmap] [--f32]\n"
     "       q35lab validate --model DIR --speculative mtp|ngram|oracle:P [--draft N] [--seed S] [--golden FILE]\n"
     "                       [--prompt-ids IDS] [--steps N] [--impl SPEC[;SPEC...]]\n"
     "Runs the reference model (ref/model_ref.c: one token at a time, double throughout) and each\n"
@@ -29,7 +30,9 @@ static const char usage[] =
     "default 1 to 4) against plain greedy decoding of the same implementation combination (--impl, default\n"
     "'default'), prompts as one right-padded batch: every token must be equal, and with --golden equal to\n"
     "the golden tokens.\n"
-    "Exit status 0 only if everything matches.\n" MODEL_ARGS_HELP;
+    "Text prompts (--prompt, --prompt-file, --chat) are encoded with DIR/tokenizer.json (docs/text.md); the\n"
+    "steps do not stop at end-of-sequence ids: every path is compared over all N.\n"
+    "Exit status 0 only if everything matches.\n" TEXT_ARGS_HELP MODEL_ARGS_HELP;
 
 /* The combinations: every entry of every family the model uses (ref entries too: the
  * reference path is ref/model_ref.c, not these tables). */
@@ -143,15 +146,18 @@ static int validate_speculative(const q35_model *m, const q35_impls *list, int n
 int cmd_validate(int argc, char **argv, const q35_comm *comm)
 {
     model_args a = {0};
+    text_args ta = {0};
     const char *golden = NULL, *spec = NULL;
     int steps = 0, n_draft = 0;
     uint64_t seed = 1;
     const cli_opt opts[] = {MODEL_ARGS_OPTS(&a), OPT_STR("--golden", &golden),
                             OPT_INT("--steps", &steps, 1, 1 << 20), OPT_STR("--speculative", &spec),
-                            OPT_INT("--draft", &n_draft, 1, Q35_DRAFT_MAX), OPT_U64("--seed", &seed), CLI_END};
+                            OPT_INT("--draft", &n_draft, 1, Q35_DRAFT_MAX), OPT_U64("--seed", &seed),
+                            TEXT_ARGS_OPTS(&ta), CLI_END};
     const int pr = cli_parse("validate", usage, opts, argc, argv, 1);
     if (pr) return CLI_EXIT(pr);
-    if (model_args_check(&a, comm)) return 2;
+    if (model_args_check(&a, comm) || text_args_check(&ta, a.prompts, comm->rank)) return 2;
+    const int text_in = text_args_given(&ta);
     q35_spec_opts so = {.seed = seed};
     {
         char e[256];
@@ -160,10 +166,26 @@ int cmd_validate(int argc, char **argv, const q35_comm *comm)
     }
     deltarule_crossover x;
     const deltarule_crossover *xo = dr_crossover_load_default(&x);
-    q35_model m, whole = {0};
-    if (model_args_open(&a, &m)) return 2;
-    const int V = m.cfg.vocab_size;
+    /* text prompts: the tokenizer and the ids before the (long) model load */
+    q35_prompts p = {0}, g = {0};
+    q35_tokenizer *tz = NULL;
     char err[512];
+    if (text_in) {
+        if (!a.dir) { if (comm->rank == 0) fprintf(stderr, "error: --model DIR is required\n"); return 2; }
+        if (text_tokenizer_open(a.dir, 1, comm->rank, &tz)) return 2;
+        if (text_prompts_encode(&ta, tz, &p, err, sizeof err)) {
+            if (comm->rank == 0) fprintf(stderr, "error: %s\n", err);
+            q35_tokenizer_free(tz);
+            return 2;
+        }
+    }
+    q35_model m, whole = {0};
+    if (model_args_open(&a, &m)) {
+        q35_prompts_free(&p);
+        if (tz) q35_tokenizer_free(tz);
+        return 2;
+    }
+    const int V = m.cfg.vocab_size;
     int rc = 2;
     /* The reference path needs every weight: under tensor parallelism rank 0
      * also loads the model whole for it (docs/tp.md); the combinations run
@@ -178,21 +200,23 @@ int cmd_validate(int argc, char **argv, const q35_comm *comm)
         }
         ref_model = &whole;
     }
-    q35_prompts p = {0}, g = {0};
     q35_impls *list = NULL;
     int n = 0;
     int32_t *ref_tok = NULL;
     float *ref_lg = NULL;
+    if (text_tokenizer_fits(&tz, a.dir, text_in, V, comm->rank)) goto out;
     if (golden && q35_prompts_load_golden(golden, V, &g, err, sizeof err)) { fprintf(stderr, "error: %s\n", err); goto out; }
-    if (a.prompts ? q35_prompts_parse(a.prompts, V, &p, err, sizeof err)
-                  : golden ? q35_prompts_load_golden(golden, V, &p, err, sizeof err) : q35_prompts_default(V, &p, err, sizeof err)) {
+    if (text_in ? 0
+        : a.prompts ? q35_prompts_parse(a.prompts, V, &p, err, sizeof err)
+        : golden    ? q35_prompts_load_golden(golden, V, &p, err, sizeof err)
+                    : q35_prompts_default(V, &p, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         goto out;
     }
-    p.steps = steps ? steps : golden && !a.prompts ? g.steps : 16;
+    p.steps = steps ? steps : golden && !a.prompts && !text_in ? g.steps : 16;
     if (combos(&m, a.impl ? a.impl : spec ? "default" : "all", &list, &n, a.threads, xo)) goto out;
     if (spec) {
-        if (golden && (a.prompts || p.steps > g.steps)) {
+        if (golden && (a.prompts || text_in || p.steps > g.steps)) {
             fprintf(stderr, "error: --speculative with --golden runs the golden file's prompts and at most its %d steps\n",
                     g.steps);
             goto out;
@@ -274,6 +298,7 @@ int cmd_validate(int argc, char **argv, const q35_comm *comm)
            "matching combination too)" : "", fails ? "FAIL" : "PASS (100% token match)");
     rc = fails ? 1 : 0;
 out:
+    if (tz) q35_tokenizer_free(tz);
     free(ref_tok);
     free(ref_lg);
     free(list);
