@@ -36,8 +36,9 @@ typedef struct {
     const char *family;
     FILE *json, *csv;         /* NULL: not written */
     q35_atomic_file json_file, csv_file;
-    char meta[1024];          /* JSON object text: machine and build metadata */
+    char meta[1536];          /* JSON object text: machine and build metadata */
     char commit[64], date[32], cpu[128];
+    char blas_core[64], blas_config[256]; /* openblas_get_corename(), openblas_get_config() */
     int B, T, threads;
     char variant[32];         /* e.g. the weight dtype; "" if none */
     int phases;               /* 1: a row's results are phases of one run (prefill, decode), not rival
@@ -58,7 +59,8 @@ int bench_setup(const char *machine, const char *counters, q35_machine_limits *l
 int bench_check_impl_list(const char *family, const char *list, int (*named)(const char *));
 
 /* Appends to json / csv (NULL: that file is not written); the files change
- * only when the report is closed with keep = 1. */
+ * only when the report is closed with keep = 1.  Prints one line naming the
+ * OpenBLAS core in use (and OPENBLAS_CORETYPE), which the records carry too. */
 int bench_report_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine);
 void bench_row_begin(bench_report *r, int B, int T, int threads);
 void bench_result_add(bench_report *r, const bench_result *res, const q35_counters *ctr, int reps);

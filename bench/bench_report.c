@@ -2,6 +2,7 @@
 #include "kernels/cpu_features.h"
 #include "bench/bench.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,12 +65,23 @@ int bench_report_open(bench_report *r, const char *family, const char *json, con
     time_t now = time(NULL);
     strftime(r->date, sizeof r->date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     cpu_model(r->cpu, sizeof r->cpu);
+    /* The chunked delta rule's GEMMs (and anything else on cblas) run the
+     * kernel OpenBLAS picked for this CPU: say which, once per bench, on
+     * stdout and in every record (OPENBLAS_CORETYPE overrides its pick). */
     const char *ct = getenv("OPENBLAS_CORETYPE");
+    const char *core = openblas_get_corename(), *conf = openblas_get_config();
+    snprintf(r->blas_core, sizeof r->blas_core, "%s", core ? core : "unknown");
+    snprintf(r->blas_config, sizeof r->blas_config, "%s", conf ? conf : "unknown");
+    for (char *c = r->blas_config; *c; c++) /* kept JSON- and CSV-safe */
+        if (*c == '"' || *c == '\\' || (unsigned char)*c < 32) *c = ' ';
+    printf("openblas: core %s (%s), OPENBLAS_CORETYPE%s%s\n", r->blas_core, r->blas_config, ct ? "=" : " unset",
+           ct ? ct : "");
     snprintf(r->meta, sizeof r->meta,
              "{\"date\":\"%s\",\"commit\":\"%s\",\"cpu\":\"%s\",\"cores\":%ld,\"isa\":\"%s\","
-             "\"openblas_coretype\":\"%s\",\"machine_json\":\"%s\",\"papi\":\"%s\"}",
-             r->date, r->commit, r->cpu, sysconf(_SC_NPROCESSORS_ONLN), cpu_isa_name(cpu_isa()),
-             ct ? ct : "", machine ? machine : "", q35_papi_summary());
+             "\"openblas_core\":\"%s\",\"openblas_config\":\"%s\",\"openblas_coretype\":\"%s\","
+             "\"machine_json\":\"%s\",\"papi\":\"%s\"}",
+             r->date, r->commit, r->cpu, sysconf(_SC_NPROCESSORS_ONLN), cpu_isa_name(cpu_isa()), r->blas_core,
+             r->blas_config, ct ? ct : "", machine ? machine : "", q35_papi_summary());
     if (r->csv && csv_new)
         fprintf(r->csv, "date,commit,cpu,family,impl,B,T,threads,median_s,min_s,max_s,ci95_lo_s,ci95_hi_s,"
                         "tokens_per_s,gflops,gbs,arith_intensity,pct_fma_peak,pct_bw,ratio_to_fastest,"
