@@ -56,7 +56,7 @@ int moe_alloc_outputs(const moe_problem *p, float **out, int32_t **ids, float **
 /* A copy of n fp32 values in dtype wt (bf16: rounded to nearest even). */
 static void *convert(const float *src, size_t n, q35_wtype wt)
 {
-    void *dst = malloc(n * q35_wtype_size(wt) + 1);
+    void *dst = malloc(q35_wtype_bytes(wt, n) + 1);
     if (!dst) return NULL;
     if (wt == WT_BF16) q35_f32_to_bf16_array(src, dst, n);
     else memcpy(dst, src, n * sizeof(float));
@@ -125,7 +125,7 @@ int moe_case_from_f32(moe_case *c, const moe_shape *s, const moe_f32_tensors *w,
     p->down_proj = c->down;
     if (s->fused_gate_up) {
         p->gate_proj = c->gate_up;
-        p->up_proj = (const char *)c->gate_up + IH * q35_wtype_size(wt);
+        p->up_proj = (const char *)c->gate_up + q35_wtype_bytes(wt, IH);
         p->expert_stride_gu = 2 * IH;
     } else {
         p->gate_proj = c->gate;

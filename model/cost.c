@@ -28,7 +28,7 @@ double q35_config_decode_bytes(const q35_config *c, int vocab_rows, q35_wtype wt
 {
     double e = (double)vocab_rows * c->hidden_size; /* lm_head (the embedding table when tied) */
     for (int i = 0; i < c->num_hidden_layers; i++) e += layer_matrix_elems(c, i);
-    return e * (double)q35_wtype_size(wt);
+    return (double)q35_wtype_bytes(wt, (size_t)e);
 }
 
 size_t q35_model_decode_bytes(const q35_model *m)

@@ -326,7 +326,7 @@ static void plan_mtp(plan *p, const q35_config *c, const q35_config *lc, const q
 static void convert_run(const unsigned char *src, st_dtype from, size_t n, void *dst, q35_wtype to)
 {
     if ((to == WT_BF16 && from == ST_BF16) || (to == WT_F32 && from == ST_F32)) {
-        memcpy(dst, src, n * q35_wtype_size(to));
+        memcpy(dst, src, q35_wtype_bytes(to, n));
     } else if (from == ST_BF16) {
         /* the data may be unaligned in the map: widen through an aligned bounce buffer */
         uint16_t buf[4096];
@@ -363,7 +363,7 @@ static void convert_block(const tensor_spec *ts, void *dst, q35_wtype to)
         return;
     }
     for (int64_t r = 0; r < ts->rows; r++)
-        convert_run(src + (size_t)r * C * esz, t->dtype, cols, (char *)dst + (size_t)r * cols * q35_wtype_size(to), to);
+        convert_run(src + (size_t)r * C * esz, t->dtype, cols, (char *)dst + q35_wtype_bytes(to, (size_t)r * cols), to);
 }
 
 /* The file pages of a tensor already copied are not needed again: drop them
@@ -460,7 +460,7 @@ static int load_slice(const char *dir, const q35_load_opts *opts, q35_model *m, 
     size_t off = 0;
     for (int s = 0; s < p.ns; s++) {
         slot_spec *sl = &p.s[s];
-        const size_t esz = sl->matrix ? q35_wtype_size(m->wt) : 4;
+        const size_t esz = sl->matrix ? q35_wtype_bytes(m->wt, 1) : 4; /* F32 or BF16 here: quantizing comes after */
         m->weight_bytes += sl->elems * esz;
         if (opts->mmap && sl->n_parts == 1) {
             /* the slot's only part: usable in place if it is whole rows, stored in the held dtype and aligned */
@@ -494,7 +494,7 @@ static int load_slice(const char *dir, const q35_load_opts *opts, q35_model *m, 
         const tensor_spec *t = &p.t[i];
         const slot_spec *sl = &p.s[t->slot];
         const q35_wtype to = sl->matrix ? m->wt : WT_F32;
-        void *dst = sl->mapped ? (void *)sl->mapped : (char *)m->arena + sl->arena_off + t->offset * q35_wtype_size(to);
+        void *dst = sl->mapped ? (void *)sl->mapped : (char *)m->arena + sl->arena_off + q35_wtype_bytes(to, t->offset);
         if (!sl->mapped) {
             convert_block(t, dst, to);
             release_pages(t);

@@ -125,13 +125,12 @@ void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, const do
         taken[best] = 1;
         wsum += prob[best];
     }
-    const size_t esz = q35_wtype_size(wt);
     for (int e = 0; e < E; e++) {
         if (!taken[e]) continue;
-        const char *gu = (const char *)L->experts_gate_up + (size_t)e * 2 * I * H * esz;
-        const char *dn = (const char *)L->experts_down + (size_t)e * H * I * esz;
+        const char *gu = (const char *)L->experts_gate_up + q35_wtype_bytes(wt, (size_t)e * 2 * I * H);
+        const char *dn = (const char *)L->experts_down + q35_wtype_bytes(wt, (size_t)e * H * I);
         const double wgt = c->norm_topk_prob ? prob[e] / wsum : prob[e];
-        swiglu(gu, gu + (size_t)I * H * esz, dn, wt, H, I, (size_t)H, xn, wgt, mid, x); /* gate rows, then up rows */
+        swiglu(gu, gu + q35_wtype_bytes(wt, (size_t)I * H), dn, wt, H, I, (size_t)H, xn, wgt, mid, x); /* gate rows, then up rows */
     }
     if (c->shared_expert_intermediate_size > 0) {
         double sg = 0;

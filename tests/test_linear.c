@@ -34,7 +34,7 @@ static float urand(void)
 /* Weights of type wt, values exactly representable in bf16. */
 static void *weights(int N, int K, q35_wtype wt, int integer)
 {
-    void *w = malloc((size_t)N * K * q35_wtype_size(wt));
+    void *w = malloc(q35_wtype_bytes(wt, (size_t)N * K));
     assert_non_null(w);
     for (size_t i = 0; i < (size_t)N * K; i++) {
         const float v = q35_bf16_to_f32(q35_f32_to_bf16(integer ? (float)((int)(i % 7) - 3) : urand()));

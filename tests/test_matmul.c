@@ -99,7 +99,7 @@ static void prob_make(prob *p, int M, int N, int K, q35_wtype wt, uint64_t seed,
     memset(p, 0, sizeof *p);
     p->M = M, p->N = N, p->K = K, p->wt = wt;
     p->lda = K + pad, p->ldw = K + (pad ? pad + 2 : 0), p->ldc = N + (pad ? pad + 1 : 0);
-    const size_t ws = q35_wtype_size(wt), off = misalign ? 1 : 0;
+    const size_t ws = wt == WT_BF16 ? 2 : 4, off = misalign ? 1 : 0;
     p->abase = malloc(((size_t)M * p->lda + off) * 4);
     p->wbase = malloc(((size_t)N * p->ldw + off) * ws);
     p->cbase = malloc(((size_t)(M + 1) * p->ldc + off) * 4);
@@ -590,20 +590,29 @@ static int cmp_double(const void *a, const void *b)
 
 static void bench_one(const path *S, int ns, int cold, int M, int N, int K, q35_wtype wt)
 {
-    const size_t mat = (size_t)N * K * q35_wtype_size(wt);
+    const size_t mat = q35_wtype_bytes(wt, (size_t)N * K);
     const int nm = cold && mat < ((size_t)256 << 20) ? (int)(((size_t)256 << 20) / mat) : 1;
     const size_t total = (size_t)nm * mat;
     void *W = NULL;
     if (posix_memalign(&W, (size_t)2 << 20, total)) return;
     madvise(W, total, MADV_HUGEPAGE);
     uint64_t seed = 1;
-    for (size_t i = 0; i < total / q35_wtype_size(wt); i++) {
-        const float v = rng_unif(&seed);
-        if (wt == WT_BF16)
-            ((uint16_t *)W)[i] = q35_f32_to_bf16(v);
-        else
-            ((float *)W)[i] = v;
-    }
+    if (q35_wtype_is_quant(wt)) { /* random rows quantized (docs/quantization.md), K % 32 == 0 */
+        float *row = malloc((size_t)K * 4);
+        for (size_t r = 0; row && r < (size_t)nm * N; r++) {
+            for (int k = 0; k < K; k++) row[k] = rng_unif(&seed);
+            void *dst = (char *)W + q35_wtype_bytes(wt, r * K);
+            if (wt == WT_Q8_0) q35_quantize_row_q8_0(row, dst, (size_t)K); else q35_quantize_row_q4_0(row, dst, (size_t)K);
+        }
+        free(row);
+    } else
+        for (size_t i = 0; i < total / (wt == WT_BF16 ? 2 : 4); i++) {
+            const float v = rng_unif(&seed);
+            if (wt == WT_BF16)
+                ((uint16_t *)W)[i] = q35_f32_to_bf16(v);
+            else
+                ((float *)W)[i] = v;
+        }
     float *A = malloc((size_t)M * K * 4), *C = malloc((size_t)M * N * 4);
     if (!A || !C) goto out;
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = rng_unif(&seed);
@@ -637,7 +646,7 @@ static void bench_one(const path *S, int ns, int cold, int M, int N, int K, q35_
         } else
             snprintf(name, sizeof name, "%s", S[s].name);
         printf("%-11s %-4s %-4s M=%4d N=%5d K=%5d %10.1f us %6.1f GFLOP/s (best %5.1f)  W %6.2f GB/s (best %6.2f)\n", name,
-               wt == WT_BF16 ? "bf16" : "f32",
+               q35_wtype_name(wt),
                cold ? "cold" : "warm", M, N, K, med * 1e6, flop / med * 1e-9, flop / best * 1e-9, mat / med * 1e-9,
                mat / best * 1e-9);
         fflush(stdout);
@@ -648,7 +657,7 @@ out:
     free(C);
 }
 
-/* bench [--cold] [--strategies auto,dot,packa,packed,blas,generic] [M N K f32|bf16 ...]
+/* bench [--cold] [--strategies auto,dot,packa,packed,blas,generic] [M N K f32|bf16|q8_0|q4_0 ...]
  * Without shapes: the report set of docs/matmul.md.  "auto" prints what AUTO picked. */
 static int bench_main(int argc, char **argv)
 {
@@ -703,7 +712,8 @@ static int bench_main(int argc, char **argv)
     if (a < argc) {
         for (; a + 3 < argc; a += 4)
             bench_one(S, ns, cold, atoi(argv[a]), atoi(argv[a + 1]), atoi(argv[a + 2]),
-                      strcmp(argv[a + 3], "bf16") ? WT_F32 : WT_BF16);
+                      !strcmp(argv[a + 3], "bf16") ? WT_BF16 : !strcmp(argv[a + 3], "q8_0") ? WT_Q8_0
+                                                         : !strcmp(argv[a + 3], "q4_0") ? WT_Q4_0 : WT_F32);
         return 0;
     }
     static const int shapes[][3] = {{1, 1024, 2048}, {16, 1024, 2048}, {64, 1024, 2048}, {512, 1024, 2048}, {512, 2048, 512}};

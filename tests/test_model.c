@@ -617,7 +617,7 @@ static void expect_weights_exact(const q35_model *m, tset *stored)
     size_t mat = 0;
     for (int i = 0; i < n; i++)
         if (h[i].matrix && (m->cfg.tie_word_embeddings || strcmp(h[i].name, "embed_tokens.weight")))
-            mat += h[i].n * q35_wtype_size(m->wt);
+            mat += q35_wtype_bytes(m->wt, h[i].n);
     assert_int_equal(q35_model_decode_bytes(m), mat);
 }
 

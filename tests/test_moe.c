@@ -526,7 +526,7 @@ static void test_layout_fused_gate_up(void **state)
             /* the same draws: x identical, gate/up the same values */
             assert_memory_equal(sep.x, fused.x, sizeof(float) * 64 * s.T);
             /* a padded copy: expert e's gate at e * (2IH + 40), up IH after it */
-            const size_t IH = 32 * 64, stride = 2 * IH + 40, es = q35_wtype_size(s.wt);
+            const size_t IH = 32 * 64, stride = 2 * IH + 40, es = q35_wtype_bytes(s.wt, 1);
             char *padded = calloc(8 * stride + 1, es);
             assert_non_null(padded);
             for (int e = 0; e < 8; e++)

@@ -32,12 +32,17 @@ int linear_validate(const linear_problem *p, char *err, size_t errlen)
     if (!p) FAIL("linear: no problem given");
     if (p->M < 0 || p->N < 1 || p->K < 1)
         FAIL("linear: bad shape M=%d N=%d K=%d (N, K must be positive)", p->M, p->N, p->K);
-    if (p->wt != WT_F32 && p->wt != WT_BF16) FAIL("linear: unknown weight type %d", (int)p->wt);
+    if (p->wt != WT_F32 && p->wt != WT_BF16 && !q35_wtype_is_quant(p->wt)) FAIL("linear: unknown weight type %d", (int)p->wt);
+    /* the problem's rows of W are K elements apart, so a quantized row must be whole blocks
+     * (docs/quantization.md §3: such a matrix stays in its checkpoint type) */
+    if (q35_wtype_is_quant(p->wt) && p->K % Q35_QBLOCK)
+        FAIL("linear: %s weights need K=%d to be a multiple of %d (rows of whole blocks)", q35_wtype_name(p->wt), p->K,
+             Q35_QBLOCK);
     if (p->M == 0) return 0;
     if (!p->x || !p->w || !p->y) FAIL("linear: missing %s", !p->x ? "x" : !p->w ? "w" : "y");
     const size_t ny = (size_t)p->M * p->N * 4;
     if (q35_bytes_overlap(p->y, ny, p->x, (size_t)p->M * p->K * 4) ||
-        q35_bytes_overlap(p->y, ny, p->w, (size_t)p->N * p->K * q35_wtype_size(p->wt)))
+        q35_bytes_overlap(p->y, ny, p->w, q35_wtype_bytes(p->wt, (size_t)p->N * p->K)))
         FAIL("linear: y overlaps x or w");
     return 0;
 }
@@ -52,6 +57,6 @@ int linear_run(const linear_impl *impl, const linear_problem *p, const linear_op
     if (opts && opts->threads) o.threads = opts->threads;
     if (impl->run(p, &o)) FAIL("linear: implementation '%s' failed", impl->name);
     q35_sde_add(Q35_SDE_FLOPS, 2LL * p->M * p->N * p->K);
-    q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, (long long)p->N * p->K * (long long)q35_wtype_size(p->wt));
+    q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, (long long)q35_wtype_bytes(p->wt, (size_t)p->N * p->K));
     return 0;
 }

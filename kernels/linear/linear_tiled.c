@@ -21,11 +21,10 @@ static int tiled(const linear_problem *p, const linear_opts *o, mm_fn mm)
     panel = (panel + 15) / 16 * 16;
     if (panel < 64) panel = 64;
     const int n_panels = (p->N + panel - 1) / panel;
-    const size_t esz = q35_wtype_size(p->wt);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_panels > 1)
     for (int j = 0; j < n_panels; j++) {
         const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
-        mm(p->M, nn, p->K, p->x, p->K, (const char *)p->w + (size_t)n0 * p->K * esz, p->wt,
+        mm(p->M, nn, p->K, p->x, p->K, (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K), p->wt,
                        p->K, p->y + n0, p->N, p->accumulate);
     }
     return 0;

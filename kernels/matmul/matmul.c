@@ -44,6 +44,21 @@ const char *q35_mm_strategy_name(q35_mm_strategy s)
 #define AVX512_F32_PACKED_MIN_M 96
 #define AVX512_BF16_PACKED_MIN_M 64
 
+/* Quantized W (docs/matmul.md "Quantized W"): DOT (blocks widened in registers) below
+ * QUANT_TILE_MIN_M rows of A, else tiles of W rows dequantized once into fp32 and handed to the
+ * fp32 path AUTO picks for them; K % 32 != 0 runs GENERIC (the SIMD bodies read whole blocks). */
+#define QUANT_TILE_MIN_M 32
+#define QUANT_TILE_BYTES (1024 * 1024)
+
+static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt);
+
+static q35_mm_strategy choose_quant(cpu_isa_level isa, int M, int N, int K)
+{
+    if (isa < ISA_AVX2 || K % Q35_QBLOCK) return Q35_MM_GENERIC;
+    if (M < QUANT_TILE_MIN_M) return Q35_MM_DOT;
+    return choose(isa, M, N, WT_F32); /* the fp32 path that runs on each dequantized tile */
+}
+
 static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt)
 {
     if (isa < ISA_AVX2) return Q35_MM_GENERIC;
@@ -59,8 +74,19 @@ static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt)
 
 q35_mm_strategy q35_matmul_strategy(int M, int N, int K, q35_wtype wt)
 {
-    (void)K; /* the measured crossovers depend on M and N only (docs/matmul.md) */
-    return choose(cpu_isa(), M, N, wt);
+    /* the measured crossovers depend on M and N only (docs/matmul.md); K matters only to quantized W */
+    return q35_wtype_is_quant(wt) ? choose_quant(cpu_isa(), M, N, K) : choose(cpu_isa(), M, N, wt);
+}
+
+const char *q35_wtype_name(q35_wtype t)
+{
+    switch (t) {
+    case WT_F32: return "f32";
+    case WT_BF16: return "bf16";
+    case WT_Q8_0: return "q8_0";
+    case WT_Q4_0: return "q4_0";
+    }
+    return "?";
 }
 
 void q35_bf16_to_f32_array(const uint16_t *x, float *y, size_t n)
@@ -128,6 +154,68 @@ static int mm_blas(int M, int N, int K, const float *A, size_t lda, const void *
     return 0;
 }
 
+/* Rows [n0, n0 + nb) of a quantized W to fp32, ldo floats apart (ldo >= K rounded up to 32). */
+static void dequant_rows(cpu_isa_level isa, const void *W, q35_wtype wt, size_t ldw, int n0, int nb, int K, float *out,
+                         size_t ldo)
+{
+    const size_t nblk = ((size_t)K + Q35_QBLOCK - 1) / Q35_QBLOCK;
+    for (int n = 0; n < nb; n++) {
+        const char *row = (const char *)W + q35_wtype_bytes(wt, (size_t)(n0 + n) * ldw);
+        float *o = out + (size_t)n * ldo;
+        if (isa >= ISA_AVX512)
+            mm_avx512_dequant(wt, row, o, nblk);
+        else if (isa >= ISA_AVX2)
+            mm_avx2_dequant(wt, row, o, nblk);
+        else if (wt == WT_Q8_0)
+            q35_dequantize_row_q8_0((const q35_block_q8_0 *)row, o, nblk * Q35_QBLOCK);
+        else
+            q35_dequantize_row_q4_0((const q35_block_q4_0 *)row, o, nblk * Q35_QBLOCK);
+    }
+}
+
+/* Quantized W, many rows of A: tiles of W rows (QUANT_TILE_BYTES of fp32) dequantized once, exactly,
+ * then the fp32 strategy s (PACKED, PACKA, BLAS; AUTO: choose's) on each.  -1 without scratch. */
+static int mm_quant_tiles(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W,
+                          q35_wtype wt, size_t ldw, float *C, int ldc, int acc)
+{
+    const size_t ldo = ((size_t)K + Q35_QBLOCK - 1) / Q35_QBLOCK * Q35_QBLOCK;
+    int tile = (int)(QUANT_TILE_BYTES / (ldo * sizeof(float)));
+    tile = tile < 16 ? 16 : tile / 16 * 16;
+    if (tile > N) tile = N;
+    float *buf = malloc((size_t)tile * ldo * sizeof(float));
+    if (!buf) return -1;
+    const cpu_isa_level isa = cpu_isa();
+    for (int n0 = 0; n0 < N; n0 += tile) {
+        const int nb = N - n0 < tile ? N - n0 : tile;
+        dequant_rows(isa, W, wt, ldw, n0, nb, K, buf, ldo);
+        q35_matmul_xwt_with(s, M, nb, K, A, lda, buf, WT_F32, (int)ldo, C + n0, ldc, acc);
+    }
+    free(buf);
+    return 0;
+}
+
+static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
+                         int ldw, float *C, int ldc, int acc)
+{
+    const cpu_isa_level isa = cpu_isa();
+    if (s == Q35_MM_AUTO) {
+        s = choose_quant(isa, M, N, K);
+        if (s != Q35_MM_GENERIC && s != Q35_MM_DOT) s = Q35_MM_AUTO; /* tiles, each through fp32 AUTO */
+    }
+    const int simd = isa >= ISA_AVX2 && K % Q35_QBLOCK == 0;
+    if (s == Q35_MM_GENERIC || (s == Q35_MM_DOT && !simd)) {
+        mm_generic(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C, (size_t)ldc, acc);
+        return;
+    }
+    if (s != Q35_MM_DOT && mm_quant_tiles(s, M, N, K, A, lda, W, wt, (size_t)ldw, C, ldc, acc) == 0) return;
+    /* DOT, or the tiles' scratch could not be allocated */
+    if (!simd)
+        mm_generic(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C, (size_t)ldc, acc);
+    else
+        (isa >= ISA_AVX512 ? mm_avx512_qdot : mm_avx2_qdot)(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C,
+                                                             (size_t)ldc, acc);
+}
+
 void q35_matmul_xwt_with(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W,
                          q35_wtype wt, int ldw, float *C, int ldc, int accumulate)
 {
@@ -136,6 +224,10 @@ void q35_matmul_xwt_with(q35_mm_strategy s, int M, int N, int K, const float *A,
     if (K <= 0) { /* an empty sum */
         if (!accumulate)
             for (int m = 0; m < M; m++) memset(C + m * lc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    if (q35_wtype_is_quant(wt)) {
+        matmul_quant(s, M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
         return;
     }
     const cpu_isa_level isa = cpu_isa();

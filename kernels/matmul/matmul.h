@@ -1,21 +1,42 @@
 /* Activations times weights, the way checkpoints store weights:
  *   C[M, N] = (accumulate ? C : 0) + A[M, K] * W[N, K]^T
- * A and C are fp32; W is fp32 or bf16 (row n = output n, as in a Hugging
- * Face Linear weight [out, in]).  Single-threaded: callers parallelize over
+ * A and C are fp32; W is fp32, bf16, Q8_0 or Q4_0 (row n = output n, as in a
+ * Hugging Face Linear weight [out, in]; quantized W: docs/quantization.md).  Single-threaded: callers parallelize over
  * experts, rows or columns.  ISA paths picked at run time
  * (kernels/cpu_features.h); the generic path is plain C.
  */
 #ifndef Q35_MATMUL_H
 #define Q35_MATMUL_H
 
+#include "kernels/quant/quant.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { WT_F32 = 0, WT_BF16 = 1 } q35_wtype;
+/* WT_Q8_0 / WT_Q4_0: ggml's 32-weight blocks with an fp16 scale (kernels/quant/quant.h,
+ * docs/quantization.md).  A quantized matrix's rows start on a block: its ldw (in elements) is a
+ * multiple of 32, and row n starts q35_wtype_bytes(wt, n * ldw) bytes in. */
+typedef enum { WT_F32 = 0, WT_BF16 = 1, WT_Q8_0 = 2, WT_Q4_0 = 3 } q35_wtype;
+#define Q35_WT_COUNT 4
 
-static inline size_t q35_wtype_size(q35_wtype t) { return t == WT_BF16 ? 2 : 4; }
+static inline int q35_wtype_is_quant(q35_wtype t) { return t == WT_Q8_0 || t == WT_Q4_0; }
+/* Bytes of n consecutive elements: n * 4 or n * 2, or whole 32-weight blocks (34 or 18 bytes;
+ * n rounded up to a block).  Every pointer offset into a weight array goes through this. */
+static inline size_t q35_wtype_bytes(q35_wtype t, size_t n)
+{
+    switch (t) {
+    case WT_BF16: return n * 2;
+    case WT_Q8_0: return (n + Q35_QBLOCK - 1) / Q35_QBLOCK * sizeof(q35_block_q8_0);
+    case WT_Q4_0: return (n + Q35_QBLOCK - 1) / Q35_QBLOCK * sizeof(q35_block_q4_0);
+    default: return n * 4;
+    }
+}
+/* "f32", "bf16", "q8_0", "q4_0". */
+const char *q35_wtype_name(q35_wtype t);
 
-/* lda, ldw, ldc in elements.  W rows are ldw elements apart. */
+/* lda, ldw, ldc in elements.  W rows are ldw elements apart.  Quantized W (WT_Q8_0, WT_Q4_0):
+ * ldw a multiple of 32; any K <= ldw (the last block's elements past K are never multiplied),
+ * but the fast paths need K % 32 == 0: other K run the generic path at every ISA level. */
 void q35_matmul_xwt(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
                     float *C, int ldc, int accumulate);
 
@@ -28,10 +49,16 @@ static inline float q35_bf16_to_f32(uint16_t h)
 uint16_t q35_f32_to_bf16(float f);
 void q35_f32_to_bf16_array(const float *x, uint16_t *y, size_t n);
 
-/* Reads element i of a weight array of type wt as fp32. */
+/* Reads element i of a weight array of type wt as fp32, exactly (quantized: element i % 32 of
+ * block i / 32, so i = n * ldw + k with ldw a multiple of 32). */
 static inline float q35_w_at(const void *W, q35_wtype wt, size_t i)
 {
-    return wt == WT_BF16 ? q35_bf16_to_f32(((const uint16_t *)W)[i]) : ((const float *)W)[i];
+    switch (wt) {
+    case WT_BF16: return q35_bf16_to_f32(((const uint16_t *)W)[i]);
+    case WT_Q8_0: return q35_q8_0_at((const q35_block_q8_0 *)W + i / Q35_QBLOCK, (int)(i % Q35_QBLOCK));
+    case WT_Q4_0: return q35_q4_0_at((const q35_block_q4_0 *)W + i / Q35_QBLOCK, (int)(i % Q35_QBLOCK));
+    default: return ((const float *)W)[i];
+    }
 }
 
 /* ---- Added: strategy choice, for tests and benchmarks (docs/matmul.md) ----

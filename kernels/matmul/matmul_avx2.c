@@ -254,7 +254,7 @@ int mm_avx2_dot(int M, int N, int K, const float *A, size_t lda, const void *W, 
                 float *C, size_t ldc, int acc)
 {
     const int bf = wt == WT_BF16;
-    const size_t wsz = q35_wtype_size(wt);
+    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
     const int KB = K < DOT_KB ? K : DOT_KB;
     float aperm[bf ? DOT_PMAIN_EO * DOT_KB : 1]; /* bf16: the rows of A in even/odd order (16 KiB) */
     const tile_set *ts = bf ? tiles_eo : tiles_f32;
@@ -516,7 +516,7 @@ int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *
                    size_t ldw, float *C, size_t ldc, int acc)
 {
     const int bf = wt == WT_BF16;
-    const size_t wsz = q35_wtype_size(wt);
+    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
     const int KC = K < PK_KC ? K : PK_KC;
     const int MC = M < PK_MC ? M : PK_MC;
     const int NC = N < PK_NC ? N : PK_NC;

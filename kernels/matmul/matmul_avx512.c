@@ -239,7 +239,7 @@ int mm_avx512_dot(int M, int N, int K, const float *A, size_t lda, const void *W
                   float *C, size_t ldc, int acc)
 {
     const int bf = wt == WT_BF16;
-    const size_t wsz = q35_wtype_size(wt);
+    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
     const int KB = K < DOT_KB ? K : DOT_KB;
     float aperm[bf ? DOT_PMAIN_EO * DOT_KB : 1];
     const tile_set *ts = bf ? tiles_eo : tiles_f32;
@@ -452,7 +452,7 @@ int mm_avx512_packed(int M, int N, int K, const float *A, size_t lda, const void
                      float *C, size_t ldc, int acc)
 {
     const int bf = wt == WT_BF16;
-    const size_t wsz = q35_wtype_size(wt);
+    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
     const int KC = K < PK5_KC ? K : PK5_KC;
     const int MC = M < PK5_MC ? M : PK5_MC;
     const int NC = N < PK5_NC ? N : PK5_NC;

@@ -5,7 +5,9 @@
  * independent partial sums (lane j sums k = j, j+8, ...), added pairwise at the
  * end in the order of the AVX2 dot kernel's hadd tree: the compiler can
  * vectorize the lane loop at the baseline ISA without reassociating anything.
- * bf16 weights are widened exactly (shift left by 16) as they are read.
+ * bf16 weights are widened exactly (shift left by 16) as they are read.  Quantized weights
+ * (docs/quantization.md) are dequantized block by block into fp32, exactly, and then summed in
+ * the same lane order; any K (the last block is read only up to K).
  */
 #include "kernels/matmul/matmul_internal.h"
 
@@ -46,6 +48,25 @@ static void dot_rows_bf16(int K, const float *a, const uint16_t *w, size_t ldw, 
     for (int r = 0; r < nr; r++) out[r] = lane_sum(s[r]);
 }
 
+/* Quantized: ROWS rows of W, each a row of blocks, against one row a. */
+static void dot_rows_quant(int K, const float *a, const void *w, q35_wtype wt, size_t row_bytes, int nr, float *out)
+{
+    float s[ROWS][LANES] = {{0}};
+    for (int k0 = 0; k0 < K; k0 += Q35_QBLOCK) {
+        const int kb = K - k0 < Q35_QBLOCK ? K - k0 : Q35_QBLOCK;
+        for (int r = 0; r < nr; r++) {
+            const char *blk = (const char *)w + r * row_bytes + q35_wtype_bytes(wt, (size_t)k0);
+            float v[Q35_QBLOCK];
+            if (wt == WT_Q8_0)
+                q35_dequantize_row_q8_0((const q35_block_q8_0 *)blk, v, Q35_QBLOCK);
+            else
+                q35_dequantize_row_q4_0((const q35_block_q4_0 *)blk, v, Q35_QBLOCK);
+            for (int j = 0; j < kb; j++) s[r][j % LANES] += a[k0 + j] * v[j];
+        }
+    }
+    for (int r = 0; r < nr; r++) out[r] = lane_sum(s[r]);
+}
+
 void mm_generic(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
                 float *C, size_t ldc, int acc)
 {
@@ -53,7 +74,10 @@ void mm_generic(int M, int N, int K, const float *A, size_t lda, const void *W, 
         const int nr = N - n < ROWS ? N - n : ROWS;
         for (int m = 0; m < M; m++) {
             float out[ROWS];
-            if (wt == WT_BF16)
+            if (q35_wtype_is_quant(wt))
+                dot_rows_quant(K, A + m * lda, (const char *)W + q35_wtype_bytes(wt, n * ldw), wt,
+                               q35_wtype_bytes(wt, ldw), nr, out);
+            else if (wt == WT_BF16)
                 dot_rows_bf16(K, A + m * lda, (const uint16_t *)W + n * ldw, ldw, nr, out);
             else
                 dot_rows_f32(K, A + m * lda, (const float *)W + n * ldw, ldw, nr, out);

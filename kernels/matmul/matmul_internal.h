@@ -38,4 +38,14 @@ int mm_avx512_bf16dot(int M, int N, int K, const float *A, size_t lda, const uin
                       size_t ldc, int acc);
 void mm_avx512_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 
+/* matmul_quant_avx2.c / matmul_quant_avx512.c: quantized W (WT_Q8_0, WT_Q4_0), K % 32 == 0 only.
+ * qdot: the DOT strategy (blocks widened in registers); never fails.  dequant: nblk consecutive
+ * blocks to 32 * nblk exact fp32 (the tile path of matmul.c). */
+int mm_avx2_qdot(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                 float *C, size_t ldc, int acc);
+void mm_avx2_dequant(q35_wtype wt, const void *W, float *y, size_t nblk);
+int mm_avx512_qdot(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                   float *C, size_t ldc, int acc);
+void mm_avx512_dequant(q35_wtype wt, const void *W, float *y, size_t nblk);
+
 #endif

@@ -83,16 +83,16 @@ static inline int moe_holds(const moe_problem *p, int e)
 static inline const void *moe_gate(const moe_problem *p, int e)
 {
     const size_t s = p->expert_stride_gu ? p->expert_stride_gu : (size_t)p->inter * p->hidden;
-    return (const char *)p->gate_proj + (size_t)(e - p->expert_lo) * s * q35_wtype_size(p->wt);
+    return (const char *)p->gate_proj + q35_wtype_bytes(p->wt, (size_t)(e - p->expert_lo) * s);
 }
 static inline const void *moe_up(const moe_problem *p, int e)
 {
     const size_t s = p->expert_stride_gu ? p->expert_stride_gu : (size_t)p->inter * p->hidden;
-    return (const char *)p->up_proj + (size_t)(e - p->expert_lo) * s * q35_wtype_size(p->wt);
+    return (const char *)p->up_proj + q35_wtype_bytes(p->wt, (size_t)(e - p->expert_lo) * s);
 }
 static inline const void *moe_down(const moe_problem *p, int e)
 {
-    return (const char *)p->down_proj + (size_t)(e - p->expert_lo) * p->hidden * p->inter * q35_wtype_size(p->wt);
+    return (const char *)p->down_proj + q35_wtype_bytes(p->wt, (size_t)(e - p->expert_lo) * p->hidden * p->inter);
 }
 
 /* The router, shared by every implementation (fp32 softmax, descending

@@ -10,17 +10,16 @@ void moe_ffn_rows(const moe_problem *p, const void *wg, const void *wu, const vo
                   float *work)
 {
     const int H = p->hidden, n = i1 - i0;
-    const size_t es = q35_wtype_size(p->wt);
     float *G = work, *U = work + (size_t)m * n;
-    q35_matmul_xwt(m, n, H, X, ldx, (const char *)wg + (size_t)i0 * H * es, p->wt, H, G, n, 0);
-    q35_matmul_xwt(m, n, H, X, ldx, (const char *)wu + (size_t)i0 * H * es, p->wt, H, U, n, 0);
+    q35_matmul_xwt(m, n, H, X, ldx, (const char *)wg + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, G, n, 0);
+    q35_matmul_xwt(m, n, H, X, ldx, (const char *)wu + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, U, n, 0);
     for (int r = 0; r < m; r++) {
         const float sc = scale ? scale[r] : 1.0f;
         float *g = G + (size_t)r * n, *u = U + (size_t)r * n;
         for (int i = 0; i < n; i++) g[i] = sc * moe_silu(g[i]) * u[i];
     }
     /* down: columns [i0, i1) of Wd [hidden, I] */
-    q35_matmul_xwt(m, H, n, G, n, (const char *)wd + (size_t)i0 * es, p->wt, I, Y, ldy, accumulate);
+    q35_matmul_xwt(m, H, n, G, n, (const char *)wd + q35_wtype_bytes(p->wt, (size_t)i0), p->wt, I, Y, ldy, accumulate);
 }
 
 void moe_shared_gate(const moe_problem *p, float *gate)

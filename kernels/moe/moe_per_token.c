@@ -70,8 +70,10 @@ int moe_per_token(const moe_problem *p, const moe_opts *o, moe_stats *st)
                 for (int task = 0; task < T * slots * nslice; task++) {
                     if (!work) continue;
                     const int sl = task % nslice, s = (task / nslice) % slots, t = task / nslice / slots;
-                    const int n = s < k ? p->inter : p->inter_shared, i0 = (int)((long)n * sl / nslice),
-                              i1 = (int)((long)n * (sl + 1) / nslice);
+                    /* quantized W: slices of whole blocks, the down projection's columns start on one */
+                    const int g = q35_wtype_is_quant(p->wt) ? Q35_QBLOCK : 1;
+                    const int n = s < k ? p->inter : p->inter_shared, i0 = (int)((long)n * sl / nslice) / g * g,
+                              i1 = sl + 1 == nslice ? n : (int)((long)n * (sl + 1) / nslice) / g * g;
                     if (i1 > i0) token_task(p, ids, w, gate, t, s, i0, i1, mine + (size_t)t * H, work);
                 }
                 /* out = sum over threads, after the implicit barrier above */

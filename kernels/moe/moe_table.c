@@ -50,7 +50,13 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
     if (p->inter_shared > MOE_MAX_DIM) FAIL("moe: inter_shared=%d exceeds 2^24", p->inter_shared);
     if (p->top_k < 1) FAIL("moe: top_k=%d must be at least 1", p->top_k);
     if (p->top_k > p->E) FAIL("moe: top_k=%d exceeds E=%d", p->top_k, p->E);
-    if (p->wt != WT_F32 && p->wt != WT_BF16) FAIL("moe: weight dtype %d is neither WT_F32 nor WT_BF16", (int)p->wt);
+    if (p->wt != WT_F32 && p->wt != WT_BF16 && !q35_wtype_is_quant(p->wt))
+        FAIL("moe: weight dtype %d is none of WT_F32, WT_BF16, WT_Q8_0, WT_Q4_0", (int)p->wt);
+    /* quantized: every matrix row (hidden or inter long) and every expert offset whole 32-weight blocks */
+    if (q35_wtype_is_quant(p->wt) && (p->hidden % Q35_QBLOCK || p->inter % Q35_QBLOCK || p->inter_shared % Q35_QBLOCK ||
+                                      p->expert_stride_gu % Q35_QBLOCK))
+        FAIL("moe: %s weights need hidden=%d, inter=%d, inter_shared=%d and the gate_up stride to be multiples of %d",
+             q35_wtype_name(p->wt), p->hidden, p->inter, p->inter_shared, Q35_QBLOCK);
     const struct { const char *name; const void *ptr; } need[] = {
         {"x", p->x}, {"router", p->router}, {"gate_proj", p->gate_proj}, {"up_proj", p->up_proj},
         {"down_proj", p->down_proj}, {"out", p->out}};
@@ -94,10 +100,10 @@ long long moe_work_flops(const moe_problem *p)
  * down matrices of every touched expert, and the whole shared expert. */
 long long moe_work_weight_bytes(const moe_problem *p, int experts_touched)
 {
-    const long long H = p->hidden, ws = (long long)q35_wtype_size(p->wt);
+    const long long H = p->hidden;
     long long elems = (long long)p->E * H + (long long)experts_touched * 3 * p->inter * H;
     if (p->inter_shared > 0) elems += 3LL * p->inter_shared * H + H;
-    return ws * elems;
+    return (long long)q35_wtype_bytes(p->wt, (size_t)elems); /* every matrix is whole rows of blocks */
 }
 
 int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, moe_stats *st, char *err,

@@ -1,0 +1,36 @@
+/* Q8_0 rows: quantize (eq. Q8q of docs/quantization.md) and dequantize (eq. Q8). */
+#include "kernels/quant/quant.h"
+
+#include <math.h>
+
+int q35_quantize_row_q8_0(const float *x, q35_block_q8_0 *y, size_t n)
+{
+    for (size_t b = 0; b < n / Q35_QBLOCK; b++) {
+        const float *v = x + b * Q35_QBLOCK;
+        float a = 0.0f;
+        for (int j = 0; j < Q35_QBLOCK; j++) {
+            if (!isfinite(v[j])) return -1;
+            if (fabsf(v[j]) > a) a = fabsf(v[j]);
+        }
+        const uint16_t dh = q35_f32_to_f16(a / 127.0f);
+        if ((dh & 0x7C00u) == 0x7C00u) return -1; /* the scale overflows fp16 */
+        y[b].d = dh;
+        const double d = q35_f16_to_f32(dh);
+        for (int j = 0; j < Q35_QBLOCK; j++) {
+            /* the quotient in double is a tie only when it is one exactly (docs §3) */
+            double q = d == 0.0 ? 0.0 : round((double)v[j] / d);
+            if (q > 127.0) q = 127.0;
+            if (q < -127.0) q = -127.0;
+            y[b].q[j] = (int8_t)q;
+        }
+    }
+    return 0;
+}
+
+void q35_dequantize_row_q8_0(const q35_block_q8_0 *x, float *y, size_t n)
+{
+    for (size_t b = 0; b < n / Q35_QBLOCK; b++) {
+        const float d = q35_f16_to_f32(x[b].d);
+        for (int j = 0; j < Q35_QBLOCK; j++) y[b * Q35_QBLOCK + j] = d * (float)x[b].q[j]; /* exact */
+    }
+}
