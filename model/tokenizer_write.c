@@ -2,6 +2,7 @@
 #include "model/tokenizer_write.h"
 
 #include "common/errmsg.h"
+#include "model/bytes_unicode.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -53,22 +54,17 @@ static const char corpus[] =
     "The library is a quiet place where anyone can read, study and learn. It holds books, newspapers and "
     "maps, and the staff can help you find what you are looking for.\n";
 
-/* GPT-2's byte-to-unicode map: printable bytes map to themselves, the 68
- * others to U+0100 onwards, in byte order; the vocabulary's first 256 ids
- * follow the mapping's list order (the printable ranges first). */
-static int byte_is_printable(int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); }
-
-static void byte_char(int b, char *out) /* UTF-8 of the code point for byte b, NUL-terminated */
+/* Byte b as its character of GPT-2's byte-level alphabet (model/bytes_unicode.h), UTF-8, NUL-terminated. */
+static void byte_char(int b, char *out)
 {
-    int cp = b;
-    if (!byte_is_printable(b)) {
-        int n = 0;
-        for (int x = 0; x < b; x++) n += !byte_is_printable(x);
-        cp = 256 + n;
-    }
+    const uint32_t cp = q35_byte_to_char((uint8_t)b);
     if (cp < 0x80) { out[0] = (char)cp; out[1] = 0; }
     else { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3F)); out[2] = 0; }
 }
+
+/* The vocabulary lists the bytes in the alphabet's list order: the bytes
+ * that stand for themselves first, then the others (as Qwen's vocabulary). */
+static int byte_is_printable(int b) { return q35_byte_to_char((uint8_t)b) == (uint32_t)b; }
 
 typedef struct {
     char **str;    /* [n] byte-level strings of the tokens */

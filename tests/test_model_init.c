@@ -13,6 +13,7 @@
 #include "model/config.h"
 #include "model/init.h"
 #include "model/presets.h"
+#include "model/tokenizer.h"
 #include "model/tokenizer_write.h"
 #include "model/weights.h"
 #include "tests/support/tmpdir.h"
@@ -904,6 +905,53 @@ static void check_tokenizer_file(const char *dir, int V)
     cJSON_Delete(j);
 }
 
+/* The file loads with the project's tokenizer (model/tokenizer.h): English
+ * round-trips, takes fewer tokens than bytes, every id is below V, the
+ * special tokens are where the file says and are matched in text. */
+static void round_trip(const char *dir, int V)
+{
+    char err[512];
+    int missing = 0;
+    q35_tokenizer *t = q35_tokenizer_load_dir(dir, &missing, err, sizeof err);
+    if (!t) fail_msg("%s/tokenizer.json: %s", dir, err);
+    assert_int_equal(q35_tokenizer_n_ids(t), V);
+    assert_int_equal(q35_tokenizer_id(t, "<|endoftext|>"), V - 3);
+    assert_int_equal(q35_tokenizer_id(t, "<|im_start|>"), V - 2);
+    assert_int_equal(q35_tokenizer_id(t, "<|im_end|>"), V - 1);
+    assert_true(q35_tokenizer_is_special(t, V - 1));
+    assert_false(q35_tokenizer_is_special(t, 300));
+    static const char *const texts[] = {
+        "The capital of France is Paris.",
+        "Once upon a time there was a little house at the edge of a forest.\n\nIt's 12:30, isn't it?",
+        "  indented\tand\r\nwindows lines  ",
+        "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x99\x82", /* not English: bytes */
+    };
+    int32_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t k = 0; k < sizeof texts / sizeof *texts; k++) {
+        const size_t len = strlen(texts[k]);
+        assert_int_equal(q35_tokenizer_encode(t, texts[k], len, &ids, &n, &cap, err, sizeof err), 0);
+        for (size_t i = 0; i < n; i++) assert_true(ids[i] >= 0 && ids[i] < V - 3);
+        if (k < 2) assert_true(3 * n < 2 * len); /* the merges work on English */
+        size_t dlen;
+        char *back = q35_tokenizer_decode(t, ids, n, 0, &dlen, err, sizeof err);
+        assert_non_null(back);
+        assert_int_equal(dlen, len);
+        assert_memory_equal(back, texts[k], len);
+        free(back);
+    }
+    /* the chat markers become their ids */
+    const char chat[] = "<|im_start|>user\nhi<|im_end|>\n";
+    assert_int_equal(q35_tokenizer_encode(t, chat, strlen(chat), &ids, &n, &cap, err, sizeof err), 0);
+    assert_true(n >= 4);
+    assert_int_equal(ids[0], V - 2);
+    int has_end = 0;
+    for (size_t i = 0; i < n; i++) has_end |= ids[i] == V - 1;
+    assert_true(has_end);
+    free(ids);
+    q35_tokenizer_free(t);
+}
+
 static void test_tokenizer_json(void **s)
 {
     (void)s;
@@ -913,6 +961,7 @@ static void test_tokenizer_json(void **s)
         new_out(dir);
         init_ok(dir, tiny[i].preset, 1, ST_BF16, 0, Q35_EXPERTS_FUSED, NULL);
         check_tokenizer_file(dir, tiny[i].V);
+        round_trip(dir, tiny[i].V);
         /* config.json's eos is <|im_end|>, the end of a chat turn */
         q35_config c;
         assert_int_equal(q35_config_load(dir, &c, err, sizeof err), 0);
