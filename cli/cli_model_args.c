@@ -22,8 +22,36 @@ int model_args_check(model_args *a, const q35_comm *comm)
             return -1;
         }
     }
+    if (a->weights || a->quant_only) {
+        char err[256];
+        if (!a->weights) {
+            if (comm->rank == 0) fprintf(stderr, "error: --quant-only needs --weights q8|q4\n");
+            return -1;
+        }
+        a->load.quant = !strcmp(a->weights, "q8") || !strcmp(a->weights, "q8_0")   ? WT_Q8_0
+                        : !strcmp(a->weights, "q4") || !strcmp(a->weights, "q4_0") ? WT_Q4_0
+                                                                                    : WT_F32;
+        if (a->load.quant == WT_F32) {
+            if (comm->rank == 0) fprintf(stderr, "error: --weights must be q8 or q4, got '%s'\n", a->weights);
+            return -1;
+        }
+        if (a->quant_only && q35_wfamily_parse(a->quant_only, &a->load.quant_families, err, sizeof err)) {
+            if (comm->rank == 0) fprintf(stderr, "error: --quant-only: %s\n", err);
+            return -1;
+        }
+    }
     a->load.comm = comm;
     return 0;
+}
+
+/* "q8_0: deltanet attention lm_head" or "" (the families quantized at load). */
+static void quant_summary(const q35_model *m, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (!m->qfamilies) return;
+    size_t at = (size_t)snprintf(buf, n, "; %s:", q35_wtype_name(m->qwt));
+    for (int f = 0; f < Q35_WF_COUNT && at < n; f++)
+        if ((m->qfamilies >> f) & 1u) at += (size_t)snprintf(buf + at, n - at, " %s", q35_wfamily_name((q35_wfamily)f));
 }
 
 int model_args_open(const model_args *a, q35_model *m)
@@ -43,11 +71,16 @@ int model_args_open(const model_args *a, q35_model *m)
     }
     if (rc) return -1;
     const q35_config *c = &m->cfg;
+    char qs[128];
+    quant_summary(m, qs, sizeof qs);
+    if (a->load.quant && a->load.quant != m->qwt && comm->rank == 0)
+        fprintf(stderr, "note: --weights %s: no selected family has rows of whole 32-weight blocks; nothing quantized\n",
+                a->weights);
     if (comm->rank == 0)
-        fprintf(stderr, "model: %s: %s, %d layers (%d linear, %d full), hidden %d, vocab %d%s; %s on disk, %s in memory "
+        fprintf(stderr, "model: %s: %s, %d layers (%d linear, %d full), hidden %d, vocab %d%s; %s on disk, %s%s in memory "
                 "(%.1f MiB%s%s), loaded in %.2f s\n", a->dir, c->model_type, c->num_hidden_layers, c->n_linear_layers,
                 c->n_full_layers, c->hidden_size, c->vocab_size, c->tie_word_embeddings ? ", tied lm_head" : "",
-                m->disk_dtype, m->wt == WT_BF16 ? "BF16" : "F32", m->weight_bytes / 1048576.0,
+                m->disk_dtype, m->wt == WT_BF16 ? "BF16" : "F32", qs, m->weight_bytes / 1048576.0,
                 m->mapped_bytes ? ", part mmapped" : "", comm->size > 1 ? " on rank 0" : "", q35_now() - t0);
     return 0;
 }

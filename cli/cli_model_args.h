@@ -14,6 +14,8 @@ typedef struct {
     const char *prompts;   /* --prompt-ids */
     const char *moe_shard; /* --moe-shard tp|ep (tensor-parallel runs) */
     const char *tp_mutant; /* --tp-mutant: a wrong split, for tests/tp_test.sh only */
+    const char *weights;   /* --weights q8|q4: quantize at load (docs/quantization.md) */
+    const char *quant_only;/* --quant-only FAMILY,...: only these families */
 } model_args;
 
 /* The shared options as cli_opt entries, for a command's option table. */
@@ -21,7 +23,8 @@ typedef struct {
     OPT_STR("--model", &(a)->dir), OPT_STR("--impl", &(a)->impl), OPT_STR("--prompt-ids", &(a)->prompts),    \
         OPT_INT("--threads", &(a)->threads, 1, 1024), OPT_FLAG("--mmap", &(a)->load.mmap),                     \
         OPT_FLAG("--f32", &(a)->load.force_f32), OPT_STR("--moe-shard", &(a)->moe_shard),                     \
-        OPT_STR("--tp-mutant", &(a)->tp_mutant)
+        OPT_STR("--tp-mutant", &(a)->tp_mutant), OPT_STR("--weights", &(a)->weights),                            \
+        OPT_STR("--quant-only", &(a)->quant_only)
 
 /* Help lines for the shared options (a string literal, to end a usage text). */
 #define MODEL_ARGS_HELP                                                                                            \
@@ -31,7 +34,9 @@ typedef struct {
     "  --threads N        OpenMP threads (default: all)\n"                                                          \
     "  --mmap             keep matrices in the file maps where possible (models larger than memory)\n"             \
     "  --f32              hold BF16 weights as F32 in memory\n"                                                    \
-    "  --moe-shard tp|ep  under mpirun: split every expert (tp, default) or give each rank whole experts (ep)\n"
+    "  --moe-shard tp|ep  under mpirun: split every expert (tp, default) or give each rank whole experts (ep)\n"   \
+    "  --weights q8|q4    quantize the matrices at load to Q8_0 / Q4_0 (docs/quantization.md)\n"                  \
+    "  --quant-only LIST  with --weights: only these families (deltanet,attention,mlp,moe,lm_head; default all)\n"
 /* After parsing: checks --moe-shard and --tp-mutant and sets the run's
  * ranks; -1 after a message on rank 0. */
 int model_args_check(model_args *a, const q35_comm *comm);

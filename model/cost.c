@@ -31,9 +31,37 @@ double q35_config_decode_bytes(const q35_config *c, int vocab_rows, q35_wtype wt
     return (double)q35_wtype_bytes(wt, (size_t)e);
 }
 
+/* Bytes of e elements of dtype wt, whole blocks counted fractionally (e is a sum over matrices
+ * whose rows are whole blocks when quantized). */
+static double bytes_of(q35_wtype wt, double e)
+{
+    return q35_wtype_is_quant(wt) ? e / Q35_QBLOCK * (double)q35_wtype_bytes(wt, Q35_QBLOCK) : e * (double)q35_wtype_bytes(wt, 1);
+}
+
 size_t q35_model_decode_bytes(const q35_model *m)
 {
-    return (size_t)q35_config_decode_bytes(&m->cfg, m->cfg.vocab_size, m->wt);
+    if (!m->qfamilies) return (size_t)q35_config_decode_bytes(&m->cfg, m->cfg.vocab_size, m->wt);
+    /* quantized families (docs/quantization.md): each part of layer_matrix_elems at its own dtype */
+    const q35_config *c = &m->cfg;
+    const double H = c->hidden_size;
+    double b = bytes_of(q35_model_wt(m, Q35_WF_LM_HEAD), (double)c->vocab_size * H);
+    for (int i = 0; i < c->num_hidden_layers; i++) {
+        if (c->layer_types[i] == Q35_LAYER_LINEAR) {
+            const double kd = (double)c->linear_num_key_heads * c->linear_key_head_dim;
+            const double vd = (double)c->linear_num_value_heads * c->linear_value_head_dim;
+            b += bytes_of(q35_model_wt(m, Q35_WF_DELTANET), (2 * kd + vd + vd + 2.0 * c->linear_num_value_heads) * H + H * vd);
+        } else {
+            const double qd = (double)c->num_attention_heads * c->head_dim;
+            const double kvd = (double)c->num_key_value_heads * c->head_dim;
+            b += bytes_of(q35_model_wt(m, Q35_WF_ATTENTION), (2 * qd + 2 * kvd) * H + H * qd);
+        }
+        if (c->is_moe)
+            b += bytes_of(q35_model_wt(m, Q35_WF_MOE), ((double)c->num_experts + 3.0 * c->num_experts_per_tok * c->moe_intermediate_size +
+                                                        3.0 * c->shared_expert_intermediate_size + 1) * H);
+        else
+            b += bytes_of(q35_model_wt(m, Q35_WF_MLP), 3.0 * c->intermediate_size * H);
+    }
+    return (size_t)b;
 }
 
 double q35_model_flops(const q35_model *m, int past, int T)

@@ -76,7 +76,7 @@ int q35_config_fingerprint(const q35_config *c, q35_hash128 *out, char *err, siz
 
 typedef struct {
     XXH3_state_t *st;
-    q35_wtype wt;         /* of the matrices; vectors are F32 */
+    const q35_model *m;   /* the matrices' dtypes (q35_model_matrix_wt); vectors are F32 */
     float block[Q35_FP_BLOCK];
 } fp_ctx;
 
@@ -87,6 +87,11 @@ static void hash_values(fp_ctx *x, const void *data, q35_wtype wt, uint64_t at, 
         XXH3_128bits_update(x->st, (const float *)data + at, n * sizeof(float));
         return;
     }
+    if (wt != WT_BF16) { /* quantized: the exact dequantized values (a quantized model is another model) */
+        for (size_t i = 0; i < n; i++) x->block[i] = q35_w_at(data, wt, at + i);
+        XXH3_128bits_update(x->st, x->block, n * sizeof(float));
+        return;
+    }
     const uint16_t *h = (const uint16_t *)data + at;
     for (size_t i = 0; i < n; i++) x->block[i] = q35_bf16_to_f32(h[i]);
     XXH3_128bits_update(x->st, x->block, n * sizeof(float));
@@ -94,7 +99,7 @@ static void hash_values(fp_ctx *x, const void *data, q35_wtype wt, uint64_t at, 
 
 static void hash_tensor(fp_ctx *x, const char *name, const void *data, int matrix, int ndim, const int64_t *shape)
 {
-    const q35_wtype wt = matrix ? x->wt : WT_F32;
+    const q35_wtype wt = matrix ? q35_model_matrix_wt(x->m, data) : WT_F32;
     uint64_t n = 1;
     int64_t dims[4] = {0};
     for (int i = 0; i < ndim; i++) {
@@ -203,7 +208,7 @@ int q35_model_fingerprint(const q35_model *m, q35_hash128 *out, char *err, size_
         return -1;
     }
     x->st = st;
-    x->wt = m->wt;
+    x->m = m;
     XXH3_128bits_reset(st);
     static const char tag[] = "q35lab model fingerprint v1";
     XXH3_128bits_update(st, tag, sizeof tag);

@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, float *y, int accumulate)
+int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, q35_wtype wt, float *y,
+                   int accumulate)
 {
-    linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = f->m->wt, .y = y, .accumulate = accumulate};
+    linear_problem p = {.M = M, .N = N, .K = K, .x = x, .w = w, .wt = wt, .y = y, .accumulate = accumulate};
     return linear_run(f->im->linear, &p, &(linear_opts){.threads = f->im->threads}, f->err, f->errlen);
 }
 
@@ -24,13 +25,13 @@ int q35_fwd_add_reduced(const q35_fwd *f, float *y, size_t n, float *x)
     return 0;
 }
 
-int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, const void *w, float *x)
+int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, const void *w, q35_wtype wt, float *x)
 {
-    if (f->m->comm->size == 1) return q35_fwd_linear(f, M, N, K, a, w, x, 1);
+    if (f->m->comm->size == 1) return q35_fwd_linear(f, M, N, K, a, w, wt, x, 1);
     /* the partial sums go to a buffer of their own: x must receive them only once they are summed */
     float *y = q35_state_scratch(f->s, 2, (size_t)M * N);
     if (!y) { q35_errmsg(f->err, f->errlen, "forward: out of memory"); return -1; }
-    return q35_fwd_linear(f, M, N, K, a, w, y, 0) || q35_fwd_add_reduced(f, y, (size_t)M * N, x) ? -1 : 0;
+    return q35_fwd_linear(f, M, N, K, a, w, wt, y, 0) || q35_fwd_add_reduced(f, y, (size_t)M * N, x) ? -1 : 0;
 }
 
 int q35_fwd_check_tokens(const char *who, const q35_model *m, const q35_state *s, int T, const int32_t *tokens,
@@ -121,7 +122,7 @@ int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T
         }
     float *lg = malloc((size_t)(rows ? rows : 1) * V * sizeof(float));
     if (!lg) { q35_errmsg(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
-    if (q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, lg, 0)) { free(lg); goto out; }
+    if (q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), lg, 0)) { free(lg); goto out; }
     memset(logits, 0, (size_t)(all_logits ? BT : B) * V * sizeof(float));
     rows = 0;
     for (int b = 0; b < B; b++)

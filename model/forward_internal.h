@@ -27,11 +27,12 @@ int q35_fwd_check_tokens(const char *who, const q35_model *m, const q35_state *s
                          const int32_t *seq_len, char *err, size_t errlen);
 
 /* y[M, N] (+)= x[M, K] W[N, K]^T through the chosen linear implementation. */
-int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, float *y, int accumulate);
+int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, q35_wtype wt, float *y,
+                   int accumulate);
 /* x[M, N] += sum over the ranks of a[M, K] W[N, K]^T, W this rank's columns
  * of a projection split by its input (out_proj, o_proj, down_proj): one
  * all-reduce under tensor parallelism, a plain accumulation in one process. */
-int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, const void *w, float *x);
+int q35_fwd_reduce_into(const q35_fwd *f, int M, int N, int K, const float *a, const void *w, q35_wtype wt, float *x);
 /* x[0..n) += sum over the ranks of y (y is overwritten with the sum). */
 int q35_fwd_add_reduced(const q35_fwd *f, float *y, size_t n, float *x);
 

@@ -8,15 +8,16 @@ static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x
 {
     const int H = f->m->local.hidden_size, I = f->m->local.intermediate_size, BT = f->BT; /* this rank's rows */
     const int threads = f->im->threads;
+    const q35_wtype wt = q35_model_wt(f->m, Q35_WF_MLP);
     float *g = q35_state_scratch(f->s, 1, (size_t)BT * I * 2);
     if (!g) { snprintf(f->err, f->errlen, "mlp: out of memory"); return -1; }
     float *u = g + (size_t)BT * I;
     int rc = -1;
-    if (q35_fwd_linear(f, BT, I, H, xn, L->gate_proj, g, 0) || q35_fwd_linear(f, BT, I, H, xn, L->up_proj, u, 0))
+    if (q35_fwd_linear(f, BT, I, H, xn, L->gate_proj, wt, g, 0) || q35_fwd_linear(f, BT, I, H, xn, L->up_proj, wt, u, 0))
         goto out;
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (size_t i = 0; i < (size_t)BT * I; i++) g[i] = q35_silu(g[i]) * u[i];
-    rc = q35_fwd_reduce_into(f, BT, H, I, g, L->down_proj, x);
+    rc = q35_fwd_reduce_into(f, BT, H, I, g, L->down_proj, wt, x);
 out:
     return rc;
 }
@@ -25,7 +26,7 @@ static int sparse(const q35_fwd *f, const q35_layer *L, const float *xn, float *
 {
     const q35_config *c = &f->m->local; /* this rank's experts and intermediate rows (model/shard.h) */
     const int H = c->hidden_size, I = c->moe_intermediate_size, BT = f->BT;
-    const q35_wtype wt = f->m->wt;
+    const q35_wtype wt = q35_model_wt(f->m, Q35_WF_MOE);
     float *y = q35_state_scratch(f->s, 1, (size_t)BT * H);
     if (!y) { snprintf(f->err, f->errlen, "moe: out of memory"); return -1; }
     moe_problem p = {.T = BT, .hidden = H, .E = c->num_experts, .top_k = c->num_experts_per_tok, .inter = I,

@@ -529,6 +529,16 @@ int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, cha
     if (!opts) opts = &none;
     int rc = load_slice(dir, opts, m, err, errlen);
     const q35_comm *comm = opts->comm;
+    if (!rc && q35_wtype_is_quant(opts->quant)) {
+        if (comm && comm->size > 1) {
+            q35_errmsg(err, errlen, "%s: quantized weights (--weights) with tensor parallelism are not supported yet", dir);
+            q35_model_free(m);
+            rc = -1;
+        } else if (q35_model_quantize(m, opts->quant, opts->quant_families, err, errlen)) {
+            q35_model_free(m);
+            rc = -1;
+        }
+    }
     if (comm && comm->size > 1) {
         /* every rank learns whether all could load: none may wait in a
          * collective for a rank that has given up */
@@ -547,6 +557,7 @@ void q35_model_free(q35_model *m)
 {
     if (!m) return;
     if (m->arena) q35_free_huge(m->arena, m->arena_bytes);
+    if (m->qarena) q35_free_huge(m->qarena, m->qarena_bytes);
     if (m->files_open) q35_weights_close(&m->files);
     free(m->layers);
     memset(m, 0, sizeof *m);

@@ -54,6 +54,17 @@ typedef struct {
     const void *shared_expert_gate; /* [1, H] */
 } q35_layer;
 
+/* The families of matrices `--weights q8|q4 --quant-only` names (docs/quantization.md §5).  The
+ * MTP head's layer counts in its families; its fc and the embedding table are never quantized. */
+typedef enum {
+    Q35_WF_DELTANET = 0, /* in_proj_qkv, in_proj_z, in_proj_b, in_proj_a, out_proj */
+    Q35_WF_ATTENTION,    /* q_proj, k_proj, v_proj, o_proj */
+    Q35_WF_MLP,          /* dense gate_proj, up_proj, down_proj */
+    Q35_WF_MOE,          /* the whole MoE block: router, experts, shared expert and its gate */
+    Q35_WF_LM_HEAD,      /* lm_head (a copy when tied: the embedding stays) */
+    Q35_WF_COUNT
+} q35_wfamily;
+
 typedef struct {
     int mmap;        /* 1: matrices point into the file maps where the dtype allows */
     int force_f32;   /* 1: widen BF16 matrices to F32 in memory */
@@ -62,6 +73,11 @@ typedef struct {
     const q35_comm *comm;
     q35_moe_shard moe_shard;
     int shard_mutant;  /* Q35_SHARD_MUTANT_*: wrong splits kept for tests/tp_test.sh; 0 */
+    /* Quantize at load (docs/quantization.md): quant WT_Q8_0 or WT_Q4_0 (WT_F32 / WT_BF16: no),
+     * the families of quant_families (bit 1 << q35_wfamily; 0: every family).  A family whose
+     * matrices are not all rows of whole 32-weight blocks stays in the checkpoint's type. */
+    q35_wtype quant;
+    unsigned quant_families;
 } q35_load_opts;
 
 typedef struct {
@@ -69,7 +85,9 @@ typedef struct {
     q35_config local;      /* the sizes this rank holds (== cfg in one process; model/shard.h) */
     q35_shard sh;          /* where its slices start */
     const q35_comm *comm;  /* the ranks the model is spread over (one process: size 1) */
-    q35_wtype wt;          /* dtype of every matrix in memory */
+    q35_wtype wt;          /* dtype of every matrix in memory, except the quantized families: */
+    q35_wtype qwt;         /* WT_Q8_0 / WT_Q4_0 of the families in qfamilies (q35_model_wt) */
+    unsigned qfamilies;    /* bit 1 << q35_wfamily: quantized at load (0: none) */
     const char *disk_dtype;/* "BF16", "F16", "F32" or "mixed" */
     q35_layer *layers;     /* [num_hidden_layers] */
     const void *embed;     /* [V, H] */
@@ -80,6 +98,7 @@ typedef struct {
 
     /* ownership */
     void *arena;  size_t arena_bytes; /* huge-page allocation holding the copies */
+    void *qarena; size_t qarena_bytes; /* the quantized matrices */
     q35_weights files;     /* kept open while anything points into the maps */
     int files_open;
     size_t weight_bytes;   /* bytes of every matrix and vector as held (this rank's slice) */
@@ -92,6 +111,24 @@ typedef struct {
  * the end: -2 on a rank that loaded when another could not. */
 int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, char *err, size_t errlen);
 void q35_model_free(q35_model *m);
+
+/* The dtype of a family's matrices in memory. */
+static inline q35_wtype q35_model_wt(const q35_model *m, q35_wfamily f)
+{
+    return (m->qfamilies >> f) & 1u ? m->qwt : m->wt;
+}
+/* The dtype of the matrix at ptr (a quantized copy lives in qarena). */
+static inline q35_wtype q35_model_matrix_wt(const q35_model *m, const void *ptr)
+{
+    const char *p = ptr, *a = m->qarena;
+    return a && p >= a && p < a + m->qarena_bytes ? m->qwt : m->wt;
+}
+/* model/quantize.c: quantize the families of mask (0: all) to wt after loading; 0 or -1 with a
+ * message.  Called by q35_model_load when opts->quant is a quantized type. */
+int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, size_t errlen);
+/* "deltanet,attention,mlp,moe,lm_head" (or "all") to a mask; 0 or -1 with a message. */
+int q35_wfamily_parse(const char *list, unsigned *mask, char *err, size_t errlen);
+const char *q35_wfamily_name(q35_wfamily f);
 
 /* Derived sizes. */
 static inline int q35_conv_channels(const q35_config *c)

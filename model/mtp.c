@@ -76,7 +76,7 @@ int q35_mtp_forward(const q35_model *m, q35_state *ms, const q35_impls *im, int 
         q35_rmsnorm_centred(hidden + (size_t)r * H, m->mtp.pre_fc_norm_hidden, H, eps, cat + (size_t)r * 2 * H + H);
     }
     /* fc is replicated: every rank computes the whole [BT, H] */
-    if (q35_fwd_linear(&f, BT, H, 2 * H, cat, m->mtp.fc, x, 0)) goto out;
+    if (q35_fwd_linear(&f, BT, H, 2 * H, cat, m->mtp.fc, m->wt, x, 0)) goto out;
 
     /* the decoder layer mtp.layers.0, full attention at positions ms->pos[b] + t */
     const q35_layer *L = &m->mtp.layer;
@@ -102,7 +102,7 @@ int q35_mtp_forward(const q35_model *m, q35_state *ms, const q35_impls *im, int 
                 memcpy(cat + (size_t)rows++ * H, xn + ((size_t)b * T + t) * H, (size_t)H * sizeof *cat);
     lg = malloc((size_t)(rows ? rows : 1) * V * sizeof *lg);
     if (!lg) { q35_errmsg(err, errlen, "mtp: out of memory for %d x %d logits", rows, V); goto out; }
-    if (rows && q35_fwd_linear(&f, rows, V, H, cat, m->lm_head, lg, 0)) goto out;
+    if (rows && q35_fwd_linear(&f, rows, V, H, cat, m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), lg, 0)) goto out;
     memset(logits, 0, (size_t)(all_logits ? BT : B) * V * sizeof *logits);
     rows = 0;
     for (int b = 0; b < B; b++)

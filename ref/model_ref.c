@@ -95,7 +95,7 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
 {
     const q35_config *c = &r->m->cfg;
     const q35_layer *L = &r->m->layers[l];
-    const q35_wtype wt = r->m->wt;
+    const q35_wtype wt = q35_model_wt(r->m, Q35_WF_DELTANET);
     const int H = c->hidden_size, Hk = c->linear_num_key_heads, Hv = c->linear_num_value_heads;
     const int Dk = c->linear_key_head_dim, Dv = c->linear_value_head_dim, K = c->linear_conv_kernel_dim;
     const int kd = Hk * Dk, vd = Hv * Dv, C = 2 * kd + vd;
@@ -178,14 +178,14 @@ int q35_model_ref_step(q35_model_ref *r, int32_t token, float *logits, char *err
     for (int l = 0; l < c->num_hidden_layers; l++) {
         q35_ref_rmsnorm_c(x, m->layers[l].input_norm, H, c->rms_norm_eps, xn);
         if (c->layer_types[l] == Q35_LAYER_LINEAR) deltanet(r, l, xn, x, w);
-        else q35_ref_attention(&m->cfg, &m->layers[l], m->wt, r->kc[l], r->vc[l], r->capacity, r->pos, xn, x, w);
+        else q35_ref_attention(&m->cfg, &m->layers[l], q35_model_wt(m, Q35_WF_ATTENTION), r->kc[l], r->vc[l], r->capacity, r->pos, xn, x, w);
         q35_ref_rmsnorm_c(x, m->layers[l].post_norm, H, c->rms_norm_eps, xn);
-        q35_ref_mlp(&m->cfg, &m->layers[l], m->wt, xn, x, w);
+        q35_ref_mlp(&m->cfg, &m->layers[l], q35_model_wt(m, m->cfg.is_moe ? Q35_WF_MOE : Q35_WF_MLP), xn, x, w);
     }
     q35_ref_rmsnorm_c(x, m->final_norm, H, c->rms_norm_eps, xn);
     for (int v = 0; v < V; v++) {
         double acc = 0;
-        for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, m->wt, (size_t)v * H + h) * xn[h];
+        for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), (size_t)v * H + h) * xn[h];
         logits[v] = (float)acc;
     }
     r->pos++;

@@ -85,9 +85,9 @@ int q35_mtp_ref_forward(q35_mtp_ref *r, int T, const int32_t *tokens, const floa
         q35_ref_matvec(m->mtp.fc, m->wt, H, 2 * H, cat, x); /* fc: [H, 2H] */
         /* one decoder layer, full attention at position r->pos */
         q35_ref_rmsnorm_c(x, m->mtp.layer.input_norm, H, eps, xn);
-        q35_ref_attention(c, &m->mtp.layer, m->wt, r->kc, r->vc, r->capacity, r->pos, xn, x, w);
+        q35_ref_attention(c, &m->mtp.layer, q35_model_wt(m, Q35_WF_ATTENTION), r->kc, r->vc, r->capacity, r->pos, xn, x, w);
         q35_ref_rmsnorm_c(x, m->mtp.layer.post_norm, H, eps, xn);
-        q35_ref_mlp(c, &m->mtp.layer, m->wt, xn, x, w);
+        q35_ref_mlp(c, &m->mtp.layer, q35_model_wt(m, c->is_moe ? Q35_WF_MOE : Q35_WF_MLP), xn, x, w);
         /* mtp.norm, then the model's lm_head */
         q35_ref_rmsnorm_c(x, m->mtp.norm, H, eps, xn);
         if (hidden_out)
@@ -96,7 +96,7 @@ int q35_mtp_ref_forward(q35_mtp_ref *r, int T, const int32_t *tokens, const floa
             float *lg = logits + (all_logits ? (size_t)t * V : 0);
             for (int v = 0; v < V; v++) {
                 double acc = 0;
-                for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, m->wt, (size_t)v * H + h) * xn[h];
+                for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), (size_t)v * H + h) * xn[h];
                 lg[v] = (float)acc;
             }
         }

@@ -1,0 +1,123 @@
+/* test_model_quant.c - the model with quantized weights (--weights q8|q4 [--quant-only ...];
+ * docs/quantization.md §5).
+ *
+ * For each test checkpoint, weight type and family subset: the families report the type asked
+ * for (and the others keep the checkpoint's), every matrix pointer of a quantized family lies in
+ * the quantized arena, the decode bytes shrink as the formats say (34/32 or 18/32 bytes per
+ * weight), and the kernels (default and multi-threaded implementations) produce the reference
+ * path's greedy tokens on the same quantized weights, 100%, teacher-forced as validate does:
+ * ref/ reads the same blocks through q35_w_at in double.  Expected tokens come from ref/.
+ */
+#include "harness/impl_select.h"
+#include "harness/model_validate.h"
+#include "model/model.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const ckpts[] = {"tests/data/model/hf-tiny-dense-bf16", "tests/data/model/hf-tiny-moe-f32",
+                                    "tests/data/model/hf-tiny-mtp-moe-bf16"};
+
+static void load(const char *dir, q35_wtype q, unsigned fam, q35_model *m)
+{
+    char err[512];
+    q35_load_opts o = {.quant = q, .quant_families = fam};
+    if (q35_model_load(dir, &o, m, err, sizeof err)) fail_msg("load %s: %s", dir, err);
+}
+
+static void check_one(const char *dir, q35_wtype q, unsigned fam)
+{
+    q35_model full, m;
+    load(dir, WT_F32, 0, &full);
+    load(dir, q, fam, &m);
+    const unsigned want = fam ? fam : (1u << Q35_WF_COUNT) - 1;
+    for (int f = 0; f < Q35_WF_COUNT; f++) {
+        const int present = f == Q35_WF_MLP ? !m.cfg.is_moe : f == Q35_WF_MOE ? m.cfg.is_moe : 1;
+        const q35_wtype expect = present && ((want >> f) & 1u) ? q : full.wt;
+        assert_int_equal(q35_model_wt(&m, (q35_wfamily)f), expect);
+    }
+    /* pointers: a quantized family's matrices live in the quantized arena, the others do not */
+    const q35_layer *L = &m.layers[0]; /* layer 0 is linear attention in every test checkpoint */
+    assert_int_equal(q35_model_matrix_wt(&m, L->in_proj_qkv), q35_model_wt(&m, Q35_WF_DELTANET));
+    assert_int_equal(q35_model_matrix_wt(&m, m.lm_head), q35_model_wt(&m, Q35_WF_LM_HEAD));
+    assert_int_equal(q35_model_matrix_wt(&m, m.embed), full.wt); /* the embedding is never quantized */
+    if (!fam) assert_true(q35_model_decode_bytes(&m) < q35_model_decode_bytes(&full));
+    /* the reference path on the quantized weights, then the kernels teacher-forced on its tokens */
+    char err[512];
+    q35_prompts p;
+    if (q35_prompts_default(m.cfg.vocab_size, &p, err, sizeof err)) fail_msg("%s", err);
+    p.steps = 8;
+    int32_t *tok = NULL;
+    float *lg = NULL;
+    if (q35_reference_run(&m, &p, &tok, &lg, err, sizeof err)) fail_msg("reference run: %s", err);
+    static const char *const specs[] = {"default", "linear=tiled,moe=per_token", "moe=blockwise,deltarule=chunked"};
+    for (size_t s = 0; s < sizeof specs / sizeof *specs; s++) {
+        q35_impls im = {0};
+        if (q35_impls_parse(specs[s], &im, err, sizeof err)) fail_msg("%s", err);
+        for (int th = 1; th <= 2; th++) {
+            im.threads = th;
+            q35_match r;
+            if (q35_validate_against(&m, &im, &p, tok, lg, &r, err, sizeof err)) fail_msg("validate: %s", err);
+            if (r.match != r.total)
+                fail_msg("%s %s families %#x impl %s threads %d: %ld/%ld tokens match the reference path", dir,
+                         q35_wtype_name(q), want, specs[s], th, r.match, r.total);
+            /* the kernels are exact to fp32 sums on the same weights: logits agree to fp32 accuracy */
+            assert_true(r.max_dlogit <= 1e-3 * (1 + r.max_ref_logit));
+        }
+    }
+    free(tok);
+    free(lg);
+    q35_prompts_free(&p);
+    q35_model_free(&m);
+    q35_model_free(&full);
+}
+
+static void test_all_families(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof ckpts / sizeof *ckpts; c++) {
+        check_one(ckpts[c], WT_Q8_0, 0);
+        check_one(ckpts[c], WT_Q4_0, 0);
+    }
+}
+
+static void test_subsets(void **state)
+{
+    (void)state;
+    static const unsigned subsets[] = {1u << Q35_WF_DELTANET, 1u << Q35_WF_ATTENTION, 1u << Q35_WF_MOE,
+                                       1u << Q35_WF_LM_HEAD, (1u << Q35_WF_MLP) | (1u << Q35_WF_ATTENTION)};
+    for (size_t s = 0; s < sizeof subsets / sizeof *subsets; s++) {
+        check_one(ckpts[1], WT_Q4_0, subsets[s]);
+        check_one(ckpts[0], WT_Q8_0, subsets[s]);
+    }
+}
+
+static void test_family_parse(void **state)
+{
+    (void)state;
+    unsigned m;
+    char err[256];
+    assert_int_equal(q35_wfamily_parse("moe,lm_head", &m, err, sizeof err), 0);
+    assert_int_equal(m, (1u << Q35_WF_MOE) | (1u << Q35_WF_LM_HEAD));
+    assert_int_equal(q35_wfamily_parse("all", &m, err, sizeof err), 0);
+    assert_int_equal(m, (1u << Q35_WF_COUNT) - 1);
+    assert_int_equal(q35_wfamily_parse("moe,experts", &m, err, sizeof err), -1);
+    assert_non_null(strstr(err, "experts"));
+    assert_int_equal(q35_wfamily_parse("", &m, err, sizeof err), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_family_parse),
+        cmocka_unit_test(test_all_families),
+        cmocka_unit_test(test_subsets),
+    };
+    return cmocka_run_group_tests_name("model_quant", tests, NULL, NULL);
+}
