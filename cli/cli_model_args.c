@@ -22,6 +22,12 @@ int model_args_check(model_args *a, const q35_comm *comm)
             return -1;
         }
     }
+    if (a->against && (strcmp(a->against, "full") || !a->weights)) {
+        if (comm->rank == 0)
+            fprintf(stderr, "error: --against takes 'full' and goes with --weights q8|q4, got '%s'%s\n", a->against,
+                    a->weights ? "" : " without --weights");
+        return -1;
+    }
     if (a->weights || a->quant_only) {
         char err[256];
         if (!a->weights) {

@@ -16,6 +16,7 @@ typedef struct {
     const char *tp_mutant; /* --tp-mutant: a wrong split, for tests/tp_test.sh only */
     const char *weights;   /* --weights q8|q4: quantize at load (docs/quantization.md) */
     const char *quant_only;/* --quant-only FAMILY,...: only these families */
+    const char *against;   /* validate --against full: the reference path on the unquantized model */
 } model_args;
 
 /* The shared options as cli_opt entries, for a command's option table. */
@@ -24,7 +25,7 @@ typedef struct {
         OPT_INT("--threads", &(a)->threads, 1, 1024), OPT_FLAG("--mmap", &(a)->load.mmap),                     \
         OPT_FLAG("--f32", &(a)->load.force_f32), OPT_STR("--moe-shard", &(a)->moe_shard),                     \
         OPT_STR("--tp-mutant", &(a)->tp_mutant), OPT_STR("--weights", &(a)->weights),                            \
-        OPT_STR("--quant-only", &(a)->quant_only)
+        OPT_STR("--quant-only", &(a)->quant_only), OPT_STR("--against", &(a)->against)
 
 /* Help lines for the shared options (a string literal, to end a usage text). */
 #define MODEL_ARGS_HELP                                                                                            \
@@ -36,7 +37,9 @@ typedef struct {
     "  --f32              hold BF16 weights as F32 in memory\n"                                                    \
     "  --moe-shard tp|ep  under mpirun: split every expert (tp, default) or give each rank whole experts (ep)\n"   \
     "  --weights q8|q4    quantize the matrices at load to Q8_0 / Q4_0 (docs/quantization.md)\n"                  \
-    "  --quant-only LIST  with --weights: only these families (deltanet,attention,mlp,moe,lm_head; default all)\n"
+    "  --quant-only LIST  with --weights: only these families (deltanet,attention,mlp,moe,lm_head; default all)\n"   \
+    "  --against full     validate with --weights: the reference path runs on the unquantized weights, so token\n"  \
+    "                     match and max|dlogit| measure the quantization's cost\n"
 /* After parsing: checks --moe-shard and --tp-mutant and sets the run's
  * ranks; -1 after a message on rank 0. */
 int model_args_check(model_args *a, const q35_comm *comm);

@@ -191,9 +191,10 @@ int cmd_validate(int argc, char **argv, const q35_comm *comm)
      * also loads the model whole for it (docs/tp.md); the combinations run
      * on the ranks' slices. */
     const q35_model *ref_model = &m;
-    if (comm->size > 1 && comm->rank == 0) {
+    if ((comm->size > 1 || a.against) && comm->rank == 0) {
         q35_load_opts one = a.load;
         one.comm = NULL;
+        one.quant = a.against ? WT_F32 : one.quant; /* --against full: the reference on unquantized weights */
         if (q35_model_load(a.dir, &one, &whole, err, sizeof err)) {
             fprintf(stderr, "error: rank 0: the whole model for the reference path: %s\n", err);
             q35_comm_abort(comm, 2);
