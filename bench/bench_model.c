@@ -153,7 +153,8 @@ int bench_model(const model_bench_config *config)
     q35_impls im = {.dr_crossover = cfg.auto_crossover};
     if (q35_impls_parse(cfg.impl, &im, err, sizeof err)) { fprintf(stderr, "q35lab: %s\n", err); return 2; }
     q35_model m;
-    const q35_load_opts lo = {.mmap = cfg.mmap, .force_f32 = cfg.f32, .comm = cfg.comm, .moe_shard = cfg.moe_shard};
+    const q35_load_opts lo = {.mmap = cfg.mmap, .force_f32 = cfg.f32, .comm = cfg.comm, .moe_shard = cfg.moe_shard,
+                              .quant = (q35_wtype)cfg.quant, .quant_families = cfg.quant_families};
     const int lrc = q35_model_load(cfg.dir, &lo, &m, err, sizeof err);
     if (lrc) {
         if (lrc == -1 || !cfg.comm || cfg.comm->rank == 0) fprintf(stderr, "q35lab: %s\n", err);
@@ -173,9 +174,12 @@ int bench_model(const model_bench_config *config)
     char spec[256];
     q35_impls_format(&im, spec, sizeof spec);
     const double bytes = (double)q35_model_decode_bytes(&m);
+    char variant[24];
+    snprintf(variant, sizeof variant, "%s%s%s", m.wt == WT_BF16 ? "bf16" : "f32", m.qfamilies ? "+" : "",
+             m.qfamilies ? q35_wtype_name(m.qwt) : "");
     printf("bench model: %s (%s, %d layers, %s weights, %.1f MiB read per decode step), %s, %d reps, %d tokens "
-           "generated\n", cfg.dir, m.cfg.model_type, m.cfg.num_hidden_layers, m.wt == WT_BF16 ? "BF16" : "F32",
-           bytes / 1048576.0, spec, cfg.reps, cfg.gen);
+           "generated\n", cfg.dir, m.cfg.model_type, m.cfg.num_hidden_layers, variant, bytes / 1048576.0, spec,
+           cfg.reps, cfg.gen);
     if (comm->size > 1) {
         printf("tensor-parallel over %d ranks (moe %s); threads below are per rank; ", comm->size,
                q35_moe_shard_name(m.sh.moe));
@@ -189,7 +193,7 @@ int bench_model(const model_bench_config *config)
             const int len = cfg.lens[il], th = cfg.threads[it];
             im.threads = th;
             bench_row_begin(&rep, 1, len, th);
-            snprintf(rep.variant, sizeof rep.variant, "%s", m.wt == WT_BF16 ? "bf16" : "f32");
+            snprintf(rep.variant, sizeof rep.variant, "%s", variant);
             bench_progress("model", "prefill+decode", 1, len, th);
             q35_load_mark lm;
             q35_load_begin(&lm);

@@ -16,6 +16,8 @@ typedef struct {
     const deltarule_crossover *auto_crossover; /* what `auto` follows (NULL: built-in) */
     const q35_comm *comm;     /* the ranks the model is spread over (NULL: one process; docs/tp.md) */
     q35_moe_shard moe_shard;
+    int quant;                /* --weights: q35_wtype WT_Q8_0 / WT_Q4_0 (0: as loaded; docs/quantization.md) */
+    unsigned quant_families;  /* --quant-only: bit 1 << q35_wfamily (0: all) */
 } model_bench_config;
 
 /* Prompt lengths 128,512, all cores, 32 generated tokens, 3 reps, impl default. */

@@ -8,6 +8,7 @@
 #include "bench/bench_model.h"
 #include "bench/bench_moe.h"
 #include "cli/cli_args.h"
+#include "cli/cli_model_args.h"
 #include "cli/commands.h"
 
 #include <stdio.h>
@@ -68,6 +69,8 @@ static const char usage_model[] =
     "  --threads 1,2         thread counts             --reps N       repetitions\n"
     "  --f32                 hold BF16 weights as F32  --mmap         keep matrices in the file maps\n"
     "  --moe-shard tp|ep     under mpirun: how the experts are split (docs/tp.md; default tp)\n"
+    "  --weights q8|q4       quantize the matrices at load (docs/quantization.md)\n"
+    "  --quant-only LIST     with --weights: deltanet,attention,mlp,moe,lm_head (default all)\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n";
 
@@ -222,9 +225,9 @@ static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
 {
     model_bench_config c;
     model_bench_defaults(&c);
-    const char *moe_shard = NULL;
+    const char *moe_shard = NULL, *weights = NULL, *quant_only = NULL;
     const cli_opt opts[] = {
-        OPT_STR("--moe-shard", &moe_shard),
+        OPT_STR("--moe-shard", &moe_shard), OPT_STR("--weights", &weights), OPT_STR("--quant-only", &quant_only),
         OPT_FLAG("--f32", &c.f32),    OPT_FLAG("--mmap", &c.mmap),      OPT_STR("--model", &c.dir),
         OPT_STR("--impl", &c.impl),   OPT_STR("--json", &c.json),       OPT_STR("--csv", &c.csv),
         OPT_STR("--machine", &c.machine),
@@ -239,6 +242,9 @@ static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
         fprintf(stderr, "q35lab: --moe-shard must be tp or ep, got '%s'\n", moe_shard);
         return 2;
     }
+    q35_load_opts qo = {0};
+    if (model_quant_parse(weights, quant_only, NULL, &qo, comm->rank)) return 2;
+    c.quant = (int)qo.quant, c.quant_families = qo.quant_families;
     deltarule_crossover x;
     c.auto_crossover = dr_crossover_load_default(&x);
     c.comm = comm;

@@ -7,6 +7,34 @@
 #include <stdio.h>
 #include <string.h>
 
+int model_quant_parse(const char *weights, const char *quant_only, const char *against, q35_load_opts *lo, int rank)
+{
+    if (against && (strcmp(against, "full") || !weights)) {
+        if (rank == 0)
+            fprintf(stderr, "error: --against takes 'full' and goes with --weights q8|q4, got '%s'%s\n", against,
+                    weights ? "" : " without --weights");
+        return -1;
+    }
+    if (!weights && !quant_only) return 0;
+    char err[256];
+    if (!weights) {
+        if (rank == 0) fprintf(stderr, "error: --quant-only needs --weights q8|q4\n");
+        return -1;
+    }
+    lo->quant = !strcmp(weights, "q8") || !strcmp(weights, "q8_0")   ? WT_Q8_0
+                : !strcmp(weights, "q4") || !strcmp(weights, "q4_0") ? WT_Q4_0
+                                                                     : WT_F32;
+    if (lo->quant == WT_F32) {
+        if (rank == 0) fprintf(stderr, "error: --weights must be q8 or q4, got '%s'\n", weights);
+        return -1;
+    }
+    if (quant_only && q35_wfamily_parse(quant_only, &lo->quant_families, err, sizeof err)) {
+        if (rank == 0) fprintf(stderr, "error: --quant-only: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 int model_args_check(model_args *a, const q35_comm *comm)
 {
     if (a->moe_shard && (a->load.moe_shard = q35_moe_shard_parse(a->moe_shard)) < 0) {
@@ -22,30 +50,7 @@ int model_args_check(model_args *a, const q35_comm *comm)
             return -1;
         }
     }
-    if (a->against && (strcmp(a->against, "full") || !a->weights)) {
-        if (comm->rank == 0)
-            fprintf(stderr, "error: --against takes 'full' and goes with --weights q8|q4, got '%s'%s\n", a->against,
-                    a->weights ? "" : " without --weights");
-        return -1;
-    }
-    if (a->weights || a->quant_only) {
-        char err[256];
-        if (!a->weights) {
-            if (comm->rank == 0) fprintf(stderr, "error: --quant-only needs --weights q8|q4\n");
-            return -1;
-        }
-        a->load.quant = !strcmp(a->weights, "q8") || !strcmp(a->weights, "q8_0")   ? WT_Q8_0
-                        : !strcmp(a->weights, "q4") || !strcmp(a->weights, "q4_0") ? WT_Q4_0
-                                                                                    : WT_F32;
-        if (a->load.quant == WT_F32) {
-            if (comm->rank == 0) fprintf(stderr, "error: --weights must be q8 or q4, got '%s'\n", a->weights);
-            return -1;
-        }
-        if (a->quant_only && q35_wfamily_parse(a->quant_only, &a->load.quant_families, err, sizeof err)) {
-            if (comm->rank == 0) fprintf(stderr, "error: --quant-only: %s\n", err);
-            return -1;
-        }
-    }
+    if (model_quant_parse(a->weights, a->quant_only, a->against, &a->load, comm->rank)) return -1;
     a->load.comm = comm;
     return 0;
 }

@@ -40,6 +40,9 @@ typedef struct {
     "  --quant-only LIST  with --weights: only these families (deltanet,attention,mlp,moe,lm_head; default all)\n"   \
     "  --against full     validate with --weights: the reference path runs on the unquantized weights, so token\n"  \
     "                     match and max|dlogit| measure the quantization's cost\n"
+/* --weights W [--quant-only LIST] [--against A] into lo->quant / quant_families (any may be NULL):
+ * 0, or -1 after a message on rank 0.  Shared with bench model. */
+int model_quant_parse(const char *weights, const char *quant_only, const char *against, q35_load_opts *lo, int rank);
 /* After parsing: checks --moe-shard and --tp-mutant and sets the run's
  * ranks; -1 after a message on rank 0. */
 int model_args_check(model_args *a, const q35_comm *comm);
