@@ -81,7 +81,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJS) $(BUILD)/libq35.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS) -lcmocka
 
-# Qwen3.5's tokenizer.json, committed xz-compressed (15 MB -> 3 MB; xz-utils is on every
+# Qwen3.5's tokenizer.json, committed xz-compressed (15 MB -> 3 MB; xz-utils, in debian-packages.txt, is on almost every
 # Debian), unpacked for test_tokenizer, which finds it beside its own binary.
 TOKENIZER_JSON := $(BUILD)/data/tokenizer/tokenizer.json
 $(TOKENIZER_JSON): tests/data/tokenizer/tokenizer.json.xz
