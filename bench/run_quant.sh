@@ -12,7 +12,7 @@
 # ones, teacher-forced, 3 prompts x 16 greedy steps: token match and max|dlogit| are the quantization's cost.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-make -s all
+[ -n "${Q35LAB:-}" ] || make -s all
 mkdir -p results
 M=${MODELS:-build/models}
 
@@ -21,7 +21,7 @@ error_study() { # checkpoints...
     for d in "$@"; do
         for w in q8 q4; do
             for f in all deltanet attention moe mlp lm_head; do
-                out=$(build/q35lab validate --model "$d" --weights "$w" --quant-only "$f" --against full \
+                out=$(${Q35LAB:-build/q35lab} validate --model "$d" --weights "$w" --quant-only "$f" --against full \
                       --impl default --steps "${STEPS:-16}" 2>&1)
                 # families absent from a checkpoint (moe on a dense one, mlp on a MoE one) quantize nothing
                 if grep -q "nothing quantized" <<<"$out"; then continue; fi
@@ -41,13 +41,13 @@ if [ "${1:-}" = "--error" ]; then
 fi
 
 [ -f "$M/qwen3.5-0.8b-bf16/model.safetensors" ] ||
-    build/q35lab model init --preset qwen3.5-0.8b --seed 1 --dtype bf16 --out "$M/qwen3.5-0.8b-bf16" --force
+    ${Q35LAB:-build/q35lab} model init --preset qwen3.5-0.8b --seed 1 --dtype bf16 --out "$M/qwen3.5-0.8b-bf16" --force
 
 {
     echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg)"
     for w in bf16 q8 q4; do
         args=(); [ "$w" = bf16 ] || args=(--weights "$w")
-        build/q35lab bench model --model "$M/qwen3.5-0.8b-bf16" "${args[@]}" --prompt-len 512 --gen 32 --reps 3 \
+        ${Q35LAB:-build/q35lab} bench model --model "$M/qwen3.5-0.8b-bf16" "${args[@]}" --prompt-len 512 --gen 32 --reps 3 \
             --threads 2
         echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
     done
