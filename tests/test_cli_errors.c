@@ -828,6 +828,22 @@ static void test_bench_bad_impl_writes_no_results(void **state)
     scratch_remove(&s);
 }
 
+/* --weights / --quant-only / --against (docs/quantization.md §5-6): one line, exit 2, before loading. */
+static void test_quant_options(void **state)
+{
+    (void)state;
+    expect_failure(TINY_DIR, ARGS("validate", "--model", TINY_DIR, "--weights", "q5"), 2,
+                   "error: --weights must be q8 or q4, got 'q5'");
+    expect_failure(TINY_DIR, ARGS("validate", "--model", TINY_DIR, "--quant-only", "moe"), 2,
+                   "error: --quant-only needs --weights q8|q4");
+    expect_failure(TINY_DIR, ARGS("generate", "--model", TINY_DIR, "--weights", "q8", "--quant-only", "moe,experts"), 2,
+                   "error: --quant-only: unknown weight family 'experts' (known: deltanet, attention, mlp, moe, lm_head, all)");
+    expect_failure(TINY_DIR, ARGS("validate", "--model", TINY_DIR, "--against", "full"), 2,
+                   "error: --against takes 'full' and goes with --weights q8|q4, got 'full' without --weights");
+    expect_failure(TINY_DIR, ARGS("bench", "model", "--model", TINY_DIR, "--weights", "int8"), 2,
+                   "error: --weights must be q8 or q4, got 'int8'");
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -868,6 +884,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_golden_out_is_a_folder),
         cmocka_unit_test(test_model_init_bad_preset),
         cmocka_unit_test(test_bench_bad_impl_writes_no_results),
+        cmocka_unit_test(test_quant_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
