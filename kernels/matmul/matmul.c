@@ -46,8 +46,11 @@ const char *q35_mm_strategy_name(q35_mm_strategy s)
 
 /* Quantized W (docs/matmul.md "Quantized W"): DOT (blocks widened in registers) below
  * QUANT_TILE_MIN_M rows of A, else tiles of W rows dequantized once into fp32 and handed to the
- * fp32 path AUTO picks for them; K % 32 != 0 runs GENERIC (the SIMD bodies read whole blocks). */
-#define QUANT_TILE_MIN_M 32
+ * fp32 path AUTO picks for them; K % 32 != 0 runs GENERIC (the SIMD bodies read whole blocks).
+ * 16: DOT widens each block once per 2 rows of A, so from ~12-16 rows dequantizing once and
+ * running the fp32 PACKA wins (1024 x 2048, 1 thread, AVX-512, busy host: q8_0 M = 16 DOT 72 /
+ * tiles 80 GFLOP/s, M = 8 37 / 17; q4_0 M = 12 25 / 28, M = 8 24 / 25). */
+#define QUANT_TILE_MIN_M 16
 #define QUANT_TILE_BYTES (1024 * 1024)
 
 static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt);
