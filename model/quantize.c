@@ -1,15 +1,20 @@
 /* quantize.c - `--weights q8|q4 [--quant-only FAMILY,...]`: after loading, the matrices of the
  * chosen families are quantized (kernels/quant/, docs/quantization.md §3) into one huge-page
  * arena of their own and the layer pointers moved there; q35_model_wt(m, family) then gives the
- * type the forward and ref/ read them with.  The loaded F32/BF16 copies stay in the load arena
- * (an ordinary load keeps its layout; freeing the ranges is left for later: model.h).  A family
- * with a matrix whose rows are not whole 32-weight blocks (K % 32 != 0) stays unquantized. */
+ * type the forward and ref/ read them with.  The loaded F32/BF16 copies are given back to the
+ * kernel (madvise MADV_DONTNEED on the whole pages inside each one; nothing reads them again),
+ * except the embedding table when lm_head is tied to it and matrices read from the file maps.
+ * A family with a matrix whose rows are not whole 32-weight blocks (K % 32 != 0) stays
+ * unquantized. */
 #include "common/errmsg.h"
 #include "common/huge_pages.h"
 #include "model/model.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const char *const family_names[Q35_WF_COUNT] = {"deltanet", "attention", "mlp", "moe", "lm_head"};
 
@@ -147,6 +152,14 @@ int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, siz
         }
         if (failed) bad = i;
         *q->ptr = dst;
+        /* the loaded copy: its whole pages back to the kernel, if it lies in the load arena and is not the
+         * embedding table (tied lm_head), which the forward still reads rows of */
+        const char *a0 = m->arena, *s0 = src, *s1 = s0 + q35_wtype_bytes(from, q->rows * (size_t)q->K);
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+        if (!failed && a0 && s0 >= a0 && s1 <= a0 + m->arena_bytes && src != m->embed) {
+            const uintptr_t lo = ((uintptr_t)s0 + pg - 1) & ~(pg - 1), hi = (uintptr_t)s1 & ~(pg - 1);
+            if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) m->weight_bytes -= hi - lo;
+        }
         off += q35_wtype_bytes(wt, q->rows * (size_t)q->K);
     }
     if (bad >= 0) {
