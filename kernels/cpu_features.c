@@ -7,6 +7,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 static int forced = -1; /* set before kernels run; not changed while they run */
 
@@ -24,6 +28,20 @@ static unsigned long long xgetbv0(void)
 }
 #endif
 
+#if defined(__x86_64__) || defined(__i386__)
+static int amx_granted(void)
+{
+#if defined(__linux__) && defined(__x86_64__)
+    enum { ARCH_GET_XCOMP_PERM = 0x1022, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    unsigned long perm = 0;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)) return 0;
+    return syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm) == 0 && ((perm >> XFEATURE_XTILEDATA) & 1);
+#else
+    return 0;
+#endif
+}
+#endif
+
 static unsigned detect(void)
 {
     unsigned m = 0;
@@ -38,8 +56,8 @@ static unsigned detect(void)
     if (!ymm_os) return 0;
     unsigned max_leaf = __get_cpuid_max(0, NULL);
     if (max_leaf < 7) return 0;
-    unsigned b7 = 0, c7 = 0, a71 = 0;
-    __cpuid_count(7, 0, a, b7, c7, d);
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0;
+    __cpuid_count(7, 0, a, b7, c7, d7);
     const unsigned sub_max = a;
     if (sub_max >= 1) {
         unsigned x, y, z;
@@ -56,6 +74,11 @@ static unsigned detect(void)
         if ((c7 >> 11) & 1) m |= 1u << CPU_FEAT_AVX512_VNNI;
         if ((a71 >> 5) & 1) m |= 1u << CPU_FEAT_AVX512_BF16;
     }
+    /* AMX: AMX-BF16 (EDX 22) and AMX-TILE (24), XTILECFG and XTILEDATA in XCR0 (17, 18), and
+     * the kernel's permission to use the 8 KiB tile data (Linux >= 5.16 hands it out on request
+     * per process; without it the first tile instruction faults). */
+    if (((d7 >> 22) & 1) && ((d7 >> 24) & 1) && (xcr0 & 0x60000) == 0x60000 && amx_granted())
+        m |= 1u << CPU_FEAT_AMX_BF16;
 #endif
     return m;
 }
@@ -80,7 +103,8 @@ cpu_isa_level cpu_feature_level(cpu_feature f)
     switch (f) {
     case CPU_FEAT_AVX2_FMA:
     case CPU_FEAT_AVX_VNNI: return ISA_AVX2;
-    case CPU_FEAT_AVX512_BF16: return ISA_AVX512_BF16;
+    case CPU_FEAT_AVX512_BF16:
+    case CPU_FEAT_AMX_BF16: return ISA_AVX512_BF16;
     default: return ISA_AVX512;
     }
 }
@@ -90,7 +114,8 @@ int cpu_has(cpu_feature f) { return cpu_has_detected(f) && cpu_isa() >= cpu_feat
 const char *cpu_feature_name(cpu_feature f)
 {
     static const char *names[CPU_FEAT_COUNT] = {"avx2+fma",    "avx512f",     "avx512bw", "avx512vl",
-                                                "avx512dq",    "avx512_vnni", "avx512_bf16", "avx_vnni"};
+                                                "avx512dq",    "avx512_vnni", "avx512_bf16", "avx_vnni",
+                                                "amx_bf16"};
     return f >= 0 && f < CPU_FEAT_COUNT ? names[f] : "?";
 }
 

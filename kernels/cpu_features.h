@@ -41,13 +41,16 @@ typedef enum {
     CPU_FEAT_AVX512_VNNI,
     CPU_FEAT_AVX512_BF16,
     CPU_FEAT_AVX_VNNI,     /* VEX-encoded VNNI (Alder Lake, Zen 5): an AVX2-level feature */
+    CPU_FEAT_AMX_BF16,     /* AMX-TILE and AMX-BF16 (Sapphire Rapids), the OS saving the tile state
+                              (XCR0 bits 17-18) and granting it to this process (Linux arch_prctl
+                              ARCH_REQ_XCOMP_PERM, asked once at detection); allowed at avx512-bf16 */
     CPU_FEAT_COUNT
 } cpu_feature;
 
 /* What the CPU (and OS) has, whatever is forced. */
 int cpu_has_detected(cpu_feature f);
 /* What kernels may use now: detected and allowed by the current cpu_isa() (generic hides
- * everything; avx2 hides every AVX-512 feature; avx512 hides AVX512_BF16 only). */
+ * everything; avx2 hides every AVX-512 feature and AMX; avx512 hides AVX512_BF16 and AMX). */
 int cpu_has(cpu_feature f);
 /* The lowest level at which f may be used. */
 cpu_isa_level cpu_feature_level(cpu_feature f);

@@ -42,6 +42,8 @@ static void test_detection_matches_cpuinfo(void **state)
         {CPU_FEAT_AVX512BW, "avx512bw", NULL},   {CPU_FEAT_AVX512VL, "avx512vl", NULL},
         {CPU_FEAT_AVX512DQ, "avx512dq", NULL},   {CPU_FEAT_AVX512_VNNI, "avx512_vnni", NULL},
         {CPU_FEAT_AVX512_BF16, "avx512_bf16", NULL}, {CPU_FEAT_AVX_VNNI, "avx_vnni", NULL},
+        /* Linux lists amx_tile only when it manages the tile state; the grant is asked for too */
+        {CPU_FEAT_AMX_BF16, "amx_bf16", "amx_tile"},
     };
     printf("features:");
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
@@ -69,7 +71,7 @@ static void body_levels(cpu_isa_level l, void *ctx)
         const int want = cpu_has_detected((cpu_feature)f) && l >= cpu_feature_level((cpu_feature)f);
         assert_int_equal(cpu_has((cpu_feature)f), want);
     }
-    /* generic hides everything, avx2 every AVX-512 feature, avx512 the BF16 dot only */
+    /* generic hides everything, avx2 every AVX-512 feature, avx512 the BF16 dot and AMX */
     if (l == ISA_GENERIC)
         for (int f = 0; f < CPU_FEAT_COUNT; f++) assert_false(cpu_has((cpu_feature)f));
     if (l <= ISA_AVX2) {
@@ -77,6 +79,7 @@ static void body_levels(cpu_isa_level l, void *ctx)
         assert_false(cpu_has(CPU_FEAT_AVX512_VNNI));
         assert_false(cpu_has(CPU_FEAT_AVX512_BF16));
     }
+    if (l <= ISA_AVX512) assert_false(cpu_has(CPU_FEAT_AMX_BF16)); /* AMX comes with avx512-bf16 */
     if (l == ISA_AVX512) {
         assert_false(cpu_has(CPU_FEAT_AVX512_BF16));
         /* VNNI is not ordered with BF16: it stays whatever the CPU has */

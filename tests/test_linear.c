@@ -4,9 +4,10 @@
  * inputs, exact in any order); every other implementation against ref at its
  * claim_tol (normwise, harness/metrics.h), for fp32 and bf16 weights, with
  * and without accumulation, at every ISA level the host has (each forced in turn; the others
- * are printed as skipped, tests/support/isa_levels.h).  tiled-bf16dot, which rounds x to
- * bf16, is also held at 1e-5 against ref run on x rounded here by the IEEE definition
- * (nearest bf16, ties to even): it differs from that exact product only by fp32 sums. */
+ * are printed as skipped, tests/support/isa_levels.h).  The lossy entries (tiled-bf16dot,
+ * tiled-amx), which round x to bf16, are also held at 1e-5 against ref run on x rounded here by
+ * the IEEE definition (nearest bf16, ties to even): they differ from that exact product only by
+ * fp32 sums (AMX tiles where the host has them, at avx512-bf16; vdpbf16ps or its emulation below). */
 #include "kernels/cpu_features.h"
 #include "kernels/linear/linear.h"
 #include "ref/linear_ref.h"
@@ -116,7 +117,7 @@ static void check_level(cpu_isa_level level, void *ctx)
                                      linear_impls[i].name, M, N, K, wt, acc, th, cpu_isa_name(cpu_isa()), e,
                                      linear_impls[i].claim_tol);
                         assert_int_equal(cpu_isa(), level);
-                        if (linear_impls[i].run == linear_tiled_bf16dot && wt == WT_BF16) {
+                        if (linear_impls[i].lossy && wt == WT_BF16) { /* tiled-bf16dot, tiled-amx */
                             if (e > sh->worst_bf16dot) sh->worst_bf16dot = e;
                             /* against ref on the rounded x: only the fp32 sums differ */
                             float *xr = malloc((size_t)M * K * sizeof *xr), *yr = malloc((size_t)M * N * sizeof *yr);
@@ -129,8 +130,8 @@ static void check_level(cpu_isa_level level, void *ctx)
                             assert_int_equal(linear_run(&linear_ref_impl, &r, NULL, err, sizeof err), 0);
                             const double er = err_compare(y, yr, (size_t)M * N).normwise;
                             if (er > 1e-5)
-                                fail_msg("tiled-bf16dot M=%d N=%d K=%d acc=%d isa=%s: %.2e from ref on rounded x",
-                                         M, N, K, acc, cpu_isa_name(cpu_isa()), er);
+                                fail_msg("%s M=%d N=%d K=%d acc=%d threads=%d isa=%s: %.2e from ref on rounded x",
+                                         linear_impls[i].name, M, N, K, acc, th, cpu_isa_name(cpu_isa()), er);
                             free(xr);
                             free(yr);
                         }
@@ -146,12 +147,14 @@ static void check_all(int M, int N, int K)
 {
     shape sh = {M, N, K, 0};
     levels_ran = isa_levels_each("test_linear", check_level, &sh);
-    print_message("M=%d N=%d K=%d: %d ISA levels; tiled-bf16dot worst normwise error vs ref (bf16 W) %.2e\n", M, N,
+    print_message("M=%d N=%d K=%d: %d ISA levels; lossy entries (tiled-bf16dot, tiled-amx) worst normwise error vs ref (bf16 W) %.2e\n", M, N,
                   K, levels_ran, sh.worst_bf16dot);
 }
 
 static void test_decode_shapes(void **state) { (void)state; check_all(1, 1000, 128); check_all(1, 37, 13); }
 static void test_prefill_shapes(void **state) { (void)state; check_all(64, 300, 96); check_all(7, 129, 33); }
+/* AMX blocks: 32 x 32 with 16-row and partial-column edges, K past one 32-step with a tail */
+static void test_amx_edges(void **state) { (void)state; check_all(49, 97, 70); check_all(16, 32, 64); }
 
 static void test_validate(void **state)
 {
@@ -200,6 +203,7 @@ static void bench_shape(int M, int N, int K, int threads, int reps, double fma_p
         {"bf16 W  avx2 tiled", ISA_AVX2, "tiled", WT_BF16},
         {"bf16 W  avx512 tiled", ISA_AVX512, "tiled", WT_BF16},
         {"bf16 W  avx512-bf16 tiled-bf16dot", ISA_AVX512_BF16, "tiled-bf16dot", WT_BF16},
+        {"bf16 W  avx512-bf16 tiled-amx", ISA_AVX512_BF16, "tiled-amx", WT_BF16},
     };
     enum { NV = sizeof V / sizeof V[0], MAXR = 64 };
     if (reps > MAXR) reps = MAXR;
@@ -242,7 +246,7 @@ static void bench_shape(int M, int N, int K, int threads, int reps, double fma_p
         printf("  %-36s M=%4d N=%5d K=%5d %8.3f ms [%.3f, %.3f] %7.1f GFLOP/s [%.1f, %.1f]", V[v].label, M, N, K,
                med * 1e3, t[v][0] * 1e3, t[v][reps - 1] * 1e3, g, flop / t[v][reps - 1] * 1e-9, flop / t[v][0] * 1e-9);
         if (fma_peak > 0) printf("  %5.1f%% of fp32 FMA peak", 100 * g / fma_peak);
-        if (dot_peak > 0 && V[v].wt == WT_BF16 && !strcmp(V[v].impl, "tiled-bf16dot"))
+        if (dot_peak > 0 && V[v].wt == WT_BF16 && strcmp(V[v].impl, "tiled"))
             printf(", %5.1f%% of BF16-dot peak", 100 * g / dot_peak);
         printf("\n");
     }
@@ -298,6 +302,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ref_exact),
         cmocka_unit_test(test_decode_shapes),
         cmocka_unit_test(test_prefill_shapes),
+        cmocka_unit_test(test_amx_edges),
         cmocka_unit_test(test_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

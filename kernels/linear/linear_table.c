@@ -15,6 +15,10 @@ const linear_impl linear_impls[] = {
      * "BF16-dot path").  fp32 W runs the exact tiled path. */
     {"tiled-bf16dot", "x rounded to bf16, vdpbf16ps on bf16 W (emulated without AVX512_BF16), column panels "
      "as tiled; lossy, opt-in", linear_tiled_bf16dot, {0}, 0x1p-8, NULL, 1},
+    /* Lossy, opt-in, the same rounding of x as tiled-bf16dot: AMX TDPBF16PS tiles where the CPU
+     * has AMX-BF16 and the kernel grants the tile state; the BF16-dot path elsewhere. */
+    {"tiled-amx", "x rounded to bf16 once, AMX tdpbf16ps 32x32 blocks on bf16 W (tiled-bf16dot's path without "
+     "AMX), column panels over threads; lossy, opt-in", linear_tiled_amx, {0}, 0x1p-8, NULL, 1},
 };
 const int linear_n_impls = (int)(sizeof linear_impls / sizeof linear_impls[0]);
 

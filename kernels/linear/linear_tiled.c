@@ -10,6 +10,7 @@
 #include "kernels/linear/linear.h"
 
 #include <omp.h>
+#include <stdlib.h>
 
 typedef void (*mm_fn)(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw, float *C,
                       int ldc, int accumulate);
@@ -36,4 +37,35 @@ int linear_tiled(const linear_problem *p, const linear_opts *o) { return tiled(p
 int linear_tiled_bf16dot(const linear_problem *p, const linear_opts *o)
 {
     return tiled(p, o, q35_matmul_xwt_bf16dot);
+}
+
+/* AMX (docs/matmul.md "AMX path"): x rounded to bf16 once, into the padded rows the tile loads
+ * need, then panels of W of 32 columns' multiples (the kernel's block) over the threads.  fp32 W:
+ * the exact tiled path.  Without memory for the rounded x: tiled-bf16dot (the same rounding). */
+int linear_tiled_amx(const linear_problem *p, const linear_opts *o)
+{
+    if (p->wt != WT_BF16) return linear_tiled(p, o);
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    const int lda = q35_amx_lda(p->K), rows = q35_amx_rows(p->M);
+    uint16_t *xa = malloc((size_t)rows * lda * sizeof *xa);
+    if (!xa) return linear_tiled_bf16dot(p, o);
+    int panel = (p->N + 4 * threads - 1) / (4 * threads);
+    panel = (panel + 31) / 32 * 32;
+    if (panel < 64) panel = 64;
+    const int n_panels = (p->N + panel - 1) / panel;
+#pragma omp parallel num_threads(threads) if (n_panels > 1 || p->M > 64)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const int m0 = (int)((long long)p->M * t / nt), m1 = (int)((long long)p->M * (t + 1) / nt);
+        q35_bf16_round_padded(p->M, p->K, p->x, p->K, m0, m1, xa);
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < n_panels; j++) {
+            const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
+            q35_matmul_bf16a_amx(p->M, nn, p->K, xa, lda, (const uint16_t *)p->w + (size_t)n0 * p->K, p->K,
+                                 p->y + n0, p->N, p->accumulate);
+        }
+    }
+    free(xa);
+    return 0;
 }

@@ -322,6 +322,59 @@ void q35_matmul_xwt_bf16dot(int M, int N, int K, const float *A, int lda, const 
     bf16dot_emulated(M, N, K, A, lda, W, ldw, C, ldc, accumulate);
 }
 
+void q35_bf16_round_padded(int M, int K, const float *A, int lda, int m0, int m1, uint16_t *out)
+{
+    const int ldo = q35_amx_lda(K);
+    for (int m = m0; m < m1; m++) {
+        q35_f32_to_bf16_array(A + (size_t)m * lda, out + (size_t)m * ldo, (size_t)K);
+        memset(out + (size_t)m * ldo + K, 0, sizeof *out * (size_t)(ldo - K));
+    }
+    if (m1 == M && q35_amx_rows(M) > M) memset(out + (size_t)M * ldo, 0, sizeof *out * (size_t)ldo * (q35_amx_rows(M) - M));
+}
+
+void q35_matmul_bf16a_amx(int M, int N, int K, const uint16_t *A, int lda, const uint16_t *W, int ldw, float *C,
+                          int ldc, int accumulate)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        q35_matmul_xwt(M, N, 0, NULL, 0, W, WT_BF16, ldw, C, ldc, accumulate);
+        return;
+    }
+    /* Below 16 rows a tile is mostly padding and the repacking of W costs more than the products
+     * (decode, M = 1: 2x slower than vdpbf16ps reading W in place), so those take the fallback. */
+    if (M >= 16 && cpu_has(CPU_FEAT_AMX_BF16) &&
+        mm_amx_bf16(M, N, K, A, (size_t)lda, W, (size_t)ldw, C, (size_t)ldc, accumulate) == 0)
+        return;
+    /* A is bf16 already: widen it (exact) and run the BF16-dot path, whose rounding is then a no-op */
+    enum { ROWS = 64 };
+    float *a = malloc((size_t)(M < ROWS ? M : ROWS) * K * sizeof *a);
+    for (int m0 = 0; m0 < M;) {
+        const int mb = !a ? 1 : M - m0 < ROWS ? M - m0 : ROWS;
+        float row[64];
+        if (!a && K > 64) { /* no scratch: one element at a time */
+            for (int n = 0; n < N; n++) {
+                float s = 0.0f;
+                for (int k = 0; k < K; k++)
+                    s += q35_bf16_to_f32(A[(size_t)m0 * lda + k]) * q35_bf16_to_f32(W[(size_t)n * ldw + k]);
+                C[(size_t)m0 * ldc + n] = accumulate ? C[(size_t)m0 * ldc + n] + s : s;
+            }
+            m0++;
+            continue;
+        }
+        float *dst = a ? a : row;
+        for (int i = 0; i < mb; i++) q35_bf16_to_f32_array(A + (size_t)(m0 + i) * lda, dst + (size_t)i * K, (size_t)K);
+        q35_matmul_xwt_bf16dot(mb, N, K, dst, K, W, WT_BF16, ldw, C + (size_t)m0 * ldc, ldc, accumulate);
+        m0 += mb;
+    }
+    free(a);
+}
+
+const char *q35_matmul_amx_path(void)
+{
+    if (cpu_has(CPU_FEAT_AMX_BF16)) return "AMX tdpbf16ps";
+    return cpu_has(CPU_FEAT_AVX512_BF16) ? "vdpbf16ps (no AMX at this level)" : "emulated (no AMX at this level)";
+}
+
 const char *q35_matmul_bf16dot_path(void)
 {
     return cpu_has(CPU_FEAT_AVX512_BF16) ? "vdpbf16ps (avx512-bf16)" : "emulated (A rounded, ordinary path)";
@@ -331,9 +384,11 @@ const char *q35_matmul_path_summary(void)
 {
     const cpu_isa_level isa = cpu_isa();
     if (isa >= ISA_AVX512)
-        return cpu_has(CPU_FEAT_AVX512_BF16)
-                   ? "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot vdpbf16ps"
-                   : "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot emulated";
-    if (isa >= ISA_AVX2) return "matmul (linear tiled, moe) avx2 dot/packa/packed; linear tiled-bf16dot emulated";
-    return "matmul (linear tiled, moe) generic; linear tiled-bf16dot emulated";
+        return cpu_has(CPU_FEAT_AMX_BF16)
+                   ? "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot vdpbf16ps; linear tiled-amx AMX"
+               : cpu_has(CPU_FEAT_AVX512_BF16)
+                   ? "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot vdpbf16ps, tiled-amx the same"
+                   : "matmul (linear tiled, moe) avx512 dot/packed 12x32; linear tiled-bf16dot, tiled-amx emulated";
+    if (isa >= ISA_AVX2) return "matmul (linear tiled, moe) avx2 dot/packa/packed; linear tiled-bf16dot, tiled-amx emulated";
+    return "matmul (linear tiled, moe) generic; linear tiled-bf16dot, tiled-amx emulated";
 }

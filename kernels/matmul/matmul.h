@@ -96,6 +96,25 @@ const char *q35_mm_strategy_name(q35_mm_strategy s);
  * Same contract as q35_matmul_xwt otherwise (single-threaded; mallocs M x K bf16 scratch). */
 void q35_matmul_xwt_bf16dot(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
                             float *C, int ldc, int accumulate);
+/* AMX BF16 (docs/matmul.md "AMX path"): C = (acc ? C : 0) + A W^T for A already rounded to
+ * bf16 and bf16 W, on TDPBF16PS tiles when cpu_has(CPU_FEAT_AMX_BF16); otherwise A is widened
+ * (exactly) and q35_matmul_xwt_bf16dot runs: the same products, fp32 sums in another order;
+ * so does M < 16 (decode: a tile would be mostly padding and repacking W costs more than it saves).
+ * Lossy as bf16dot (the rounding of A is the caller's, q35_bf16_round_padded).  A must be padded
+ * for the tile loads: lda a multiple of 32 (>= K), rows up to M rounded up to 16 readable, and
+ * finite values in columns K .. lda-1 (q35_bf16_round_padded writes zeros there and in the extra
+ * rows).  Single-threaded; mallocs K/32 x 2 KiB of packed W (falls back as above without it). */
+void q35_matmul_bf16a_amx(int M, int N, int K, const uint16_t *A, int lda, const uint16_t *W, int ldw, float *C,
+                          int ldc, int accumulate);
+/* The padded A for q35_matmul_bf16a_amx: row stride q35_amx_lda(K) (K rounded up to 32) and
+ * q35_amx_rows(M) (M rounded up to 16) rows; q35_bf16_round_padded writes rows m0 .. m1-1 of
+ * it from fp32 A (nearest even), zeros past K, and zero rows past M when m1 == M (callers may
+ * split the rows over threads). */
+static inline int q35_amx_lda(int K) { return (K + 31) / 32 * 32; }
+static inline int q35_amx_rows(int M) { return (M + 15) / 16 * 16; }
+void q35_bf16_round_padded(int M, int K, const float *A, int lda, int m0, int m1, uint16_t *out);
+const char *q35_matmul_amx_path(void);
+
 /* Which path q35_matmul_xwt_bf16dot runs now / a one-line summary of the matmul paths (list). */
 const char *q35_matmul_bf16dot_path(void);
 const char *q35_matmul_path_summary(void);

@@ -38,6 +38,11 @@ int mm_avx512_bf16dot(int M, int N, int K, const float *A, size_t lda, const uin
                       size_t ldc, int acc);
 void mm_avx512_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 
+/* matmul_amx.c: AMX-TILE + AMX-BF16 (run only when cpu_has(CPU_FEAT_AMX_BF16)); A padded as
+ * q35_matmul_bf16a_amx requires.  -1 if its scratch cannot be allocated (C untouched). */
+int mm_amx_bf16(int M, int N, int K, const uint16_t *A, size_t lda, const uint16_t *W, size_t ldw, float *C,
+                size_t ldc, int accumulate);
+
 /* matmul_quant_avx2.c / matmul_quant_avx512.c: quantized W (WT_Q8_0, WT_Q4_0), K % 32 == 0 only.
  * qdot: the DOT strategy (blocks widened in registers); never fails.  dequant: nblk consecutive
  * blocks to 32 * nblk exact fp32 (the tile path of matmul.c). */
