@@ -2,6 +2,7 @@
  * configurations (bench/bench_*.h). */
 #include "harness/deltarule_crossover.h"
 #include "bench/bench_comm.h"
+#include "bench/bench_attention.h"
 #include "bench/bench_conv.h"
 #include "bench/bench_deltarule.h"
 #include "bench/bench_deltarule_grad.h"
@@ -15,7 +16,7 @@
 #include <string.h>
 
 static const char usage_bench[] =
-    "usage: q35lab bench deltarule|moe|conv|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
+    "usage: q35lab bench deltarule|moe|conv|attention|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
     "Every implementation side by side: medians with [min, max], tokens/s, GFLOP/s, GB/s and % of this\n"
     "machine's calibrated limits (results/machine.json, from q35lab calibrate --out).  Results are\n"
     "printed; they are written to files only when named (--json, --csv).\n";
@@ -200,6 +201,37 @@ static int bench_conv_cmd(int argc, char **argv)
     return bench_conv(&c);
 }
 
+static const char usage_attention[] =
+    "usage: q35lab bench attention [options]\n"
+    "The causal GQA attention (kernels/attention/attention.h), every implementation side by side: median [min,\n"
+    "max] of --reps timed calls, GFLOP/s (4*D per query head and attended position), GB/s of q, out and the\n"
+    "attended cache, and % of the calibrated limits.  Default: Qwen3.5-0.8B's full attention (Hq 8, Hkv 2,\n"
+    "D 256), B 1, prefill (past 0), T 512,2048, all cores.  Q35_ISA=generic|avx2|avx512 picks the path.\n"
+    "  --Hq N --Hkv N --D N --B N  the shape\n"
+    "  --past N           positions already in the cache (decode: --T 1 --past 2048)\n"
+    "  --T LIST --threads LIST --reps N (default 10)\n"
+    "  --impl LIST        comma-separated (ref is timed only when named; default: every table entry)\n"
+    "  --counters SPEC    PAPI events or none (default none)\n"
+    "  --json F --csv F   append the rows to these files; --machine F the calibrated limits\n";
+
+static int bench_attention_cmd(int argc, char **argv)
+{
+    attention_bench_config c;
+    attention_bench_defaults(&c);
+    const cli_opt opts[] = {
+        OPT_STR("--impl", &c.impl),   OPT_STR("--counters", &c.counters), OPT_STR("--json", &c.json),
+        OPT_STR("--csv", &c.csv),     OPT_STR("--machine", &c.machine),
+        OPT_INT("--Hq", &c.Hq, 1, 1024), OPT_INT("--Hkv", &c.Hkv, 1, 1024), OPT_INT("--D", &c.D, 1, 4096),
+        OPT_INT("--B", &c.B, 1, 1024), OPT_INT("--past", &c.past, 0, 1 << 24),
+        OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INTS("--T", c.Ts, 1, 1 << 20, &c.nT, 16),
+        OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
+        CLI_END};
+    const int pr = cli_parse("bench attention", usage_attention, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    return bench_attention(&c);
+}
+
 static const char usage_comm[] =
     "usage: mpirun -np N q35lab bench comm [--min-bytes B] [--max-bytes B] [--reps N]\n"
     "The all-reduce of the tensor-parallel model (fp32 sum) between the ranks over sizes B, 4B, 16B, ... (default\n"
@@ -253,14 +285,15 @@ static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
 
 int cmd_bench(int argc, char **argv, const q35_comm *comm)
 {
-    static const char *const names[] = {"deltarule", "moe", "model", "comm", "conv"};
+    static const char *const names[] = {"deltarule", "moe", "model", "comm", "conv", "attention"};
     int status;
-    switch (cli_subcommand("bench", usage_bench, names, 5, argc, argv, &status)) {
+    switch (cli_subcommand("bench", usage_bench, names, 6, argc, argv, &status)) {
     case 0: return cli_one_process(comm, "bench deltarule") ? 2 : bench_deltarule_cmd(argc, argv);
     case 1: return cli_one_process(comm, "bench moe") ? 2 : bench_moe_cmd(argc, argv);
     case 2: return bench_model_cmd(argc, argv, comm);
     case 3: return bench_comm_cmd(argc, argv, comm);
     case 4: return cli_one_process(comm, "bench conv") ? 2 : bench_conv_cmd(argc, argv);
+    case 5: return cli_one_process(comm, "bench attention") ? 2 : bench_attention_cmd(argc, argv);
     default: return status;
     }
 }
