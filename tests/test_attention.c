@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/support/arrays.h"
+#include "tests/support/isa_levels.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,7 +219,8 @@ static void model_shapes_body(void)
 {
     const attention_impl *impls[MAX_IMPLS + 1];
     const int n = list_all(impls);
-    const struct { int B, T, Hq, past; } s[] = {{1, 1, 8, 700}, {2, 33, 8, 40}, {1, 1, 16, 300}, {1, 20, 16, 0}};
+    const struct { int B, T, Hq, past; } s[] = {{1, 1, 8, 700}, {2, 33, 8, 40}, {1, 1, 16, 300}, {1, 20, 16, 0},
+                                                {1, 200, 8, 0}};
     for (int c = 0; c < N(s); c++) {
         attention_problem p = make_problem(s[c].B, s[c].T, s[c].Hq, 2, 256, s[c].past, 0, 1, 50 + c);
         run_ok(impls[0], &p, 0);
@@ -227,18 +229,46 @@ static void model_shapes_body(void)
             test_fill_nan(p.out, nq(&p));
             run_ok(impls[i], &p, 0);
             expect_close("model shape vs ref", impls[i], &p, p.out, ro, nq(&p), impls[i]->claim_tol);
+            /* The same inputs 64-byte aligned (the SIMD paths read the cache in place) and at 16
+             * bytes off it (they copy each block to aligned scratch first): copies only, so the
+             * outputs are bitwise the same. */
+            float *got = test_fdup(p.out, nq(&p));
+            for (int off = 0; off <= 4; off += 4) {
+                attention_problem a = p;
+                float *qa = aligned_alloc(64, sizeof(float) * (nq(&p) + 16)),
+                      *ka = aligned_alloc(64, sizeof(float) * (nc(&p) + 16)),
+                      *va = aligned_alloc(64, sizeof(float) * (nc(&p) + 16)),
+                      *oa = aligned_alloc(64, sizeof(float) * (nq(&p) + 16));
+                assert_true(qa && ka && va && oa);
+                memcpy(qa + off, p.q, sizeof(float) * nq(&p));
+                memcpy(ka + off, p.k_cache, sizeof(float) * nc(&p));
+                memcpy(va + off, p.v_cache, sizeof(float) * nc(&p));
+                a.q = qa + off, a.k_cache = ka + off, a.v_cache = va + off, a.out = oa + off;
+                test_fill_nan(a.out, nq(&p));
+                run_ok(impls[i], &a, 0);
+                if (memcmp(a.out, got, sizeof(float) * nq(&p)))
+                    fail_msg("%s on %s: the output depends on the inputs' alignment (offset %d floats)",
+                             impls[i]->name, shape_str(&p), off);
+                free(qa), free(ka), free(va), free(oa);
+            }
+            free(got);
         }
         free(ro);
         free_problem(&p);
     }
 }
 
-static void with_generic_isa(void (*body)(void))
+/* body at every ISA level the host has (generic, avx2, avx512, avx512-bf16: flash takes its
+ * generic, AVX2 and AVX-512 paths), each level recorded for make test's summary
+ * (tests/support/isa_levels.h); levels above the host's are printed as skipped. */
+static void level_body(cpu_isa_level level, void *ctx)
 {
-    cpu_isa_force(ISA_GENERIC);
-    assert_int_equal(cpu_isa(), ISA_GENERIC);
-    body();
-    cpu_isa_force(ISA_AUTO);
+    assert_int_equal(cpu_isa(), level);
+    ((void (*)(void))ctx)();
+}
+static void with_every_isa(void (*body)(void))
+{
+    isa_levels_each("test_attention", level_body, (void *)body);
 }
 
 /* ------------------------------------------------------------------ */
@@ -689,20 +719,20 @@ static void invalid_body(void)
 
 /* cmocka entry points */
 static void grid(void **st) { (void)st; grid_body(); }
-static void grid_generic_isa(void **st) { (void)st; with_generic_isa(grid_body); }
+static void grid_every_isa(void **st) { (void)st; with_every_isa(grid_body); }
 static void model_shapes(void **st) { (void)st; model_shapes_body(); }
-static void model_shapes_generic_isa(void **st) { (void)st; with_generic_isa(model_shapes_body); }
+static void model_shapes_every_isa(void **st) { (void)st; with_every_isa(model_shapes_body); }
 static void single_key(void **st) { (void)st; single_key_body(); }
 static void identical_keys(void **st) { (void)st; identical_keys_body(); }
 static void hand_two_keys(void **st) { (void)st; hand_two_keys_body(); }
 static void gqa_mapping(void **st) { (void)st; gqa_mapping_body(); }
-static void math_generic_isa(void **st)
+static void math_every_isa(void **st)
 {
     (void)st;
-    with_generic_isa(single_key_body);
-    with_generic_isa(identical_keys_body);
-    with_generic_isa(hand_two_keys_body);
-    with_generic_isa(gqa_mapping_body);
+    with_every_isa(single_key_body);
+    with_every_isa(identical_keys_body);
+    with_every_isa(hand_two_keys_body);
+    with_every_isa(gqa_mapping_body);
 }
 static void causality(void **st) { (void)st; causality_body(); }
 static void v_scaling(void **st) { (void)st; v_scaling_body(); }
@@ -710,14 +740,14 @@ static void prefill_decode(void **st) { (void)st; prefill_decode_body(); }
 static void padding(void **st) { (void)st; padding_body(); }
 static void large_scores(void **st) { (void)st; large_scores_body(); }
 static void thread_counts(void **st) { (void)st; thread_counts_body(); }
-static void properties_generic_isa(void **st)
+static void properties_every_isa(void **st)
 {
     (void)st;
-    with_generic_isa(causality_body);
-    with_generic_isa(prefill_decode_body);
-    with_generic_isa(padding_body);
-    with_generic_isa(large_scores_body);
-    with_generic_isa(thread_counts_body);
+    with_every_isa(causality_body);
+    with_every_isa(prefill_decode_body);
+    with_every_isa(padding_body);
+    with_every_isa(large_scores_body);
+    with_every_isa(thread_counts_body);
 }
 static void flops(void **st) { (void)st; flops_body(); }
 static void invalid(void **st) { (void)st; invalid_body(); }
@@ -726,16 +756,16 @@ int main(void)
 {
     const struct CMUnitTest grid_tests[] = {
         cmocka_unit_test(grid),
-        cmocka_unit_test(grid_generic_isa),
+        cmocka_unit_test(grid_every_isa),
         cmocka_unit_test(model_shapes),
-        cmocka_unit_test(model_shapes_generic_isa),
+        cmocka_unit_test(model_shapes_every_isa),
     };
     const struct CMUnitTest math_tests[] = {
         cmocka_unit_test(single_key),
         cmocka_unit_test(identical_keys),
         cmocka_unit_test(hand_two_keys),
         cmocka_unit_test(gqa_mapping),
-        cmocka_unit_test(math_generic_isa),
+        cmocka_unit_test(math_every_isa),
     };
     const struct CMUnitTest property_tests[] = {
         cmocka_unit_test(causality),
@@ -744,7 +774,7 @@ int main(void)
         cmocka_unit_test(padding),
         cmocka_unit_test(large_scores),
         cmocka_unit_test(thread_counts),
-        cmocka_unit_test(properties_generic_isa),
+        cmocka_unit_test(properties_every_isa),
         cmocka_unit_test(flops),
     };
     const struct CMUnitTest invalid_tests[] = {
