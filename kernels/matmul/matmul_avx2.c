@@ -1,13 +1,13 @@
 /* AVX2 + FMA bodies of q35_matmul_xwt (docs/matmul.md).  Compiled with target
  * attributes, called only when cpu_isa() >= ISA_AVX2.
  *
- * DOT    P rows of A x R rows of W, P*R accumulators of 8 lanes along K, a horizontal
- *        sum per output at the end.  W is read in place, so for small M it streams W
- *        exactly once: the decode / GEMV kernel.  bf16 W is widened in registers, 16
- *        weights per load (even/odd split, see dot_tile_eo), exactly.
- * PACKED BLIS-style: a KC x NC block of W is packed transposed into 16-column panels
- *        (bf16 stays bf16 there and is widened in the micro-kernel), a MC x KC block
- *        of A into 6-row panels, and a 6 x 16 outer-product micro-kernel (12
+ * DOT    matmul_dot_simd.inc at 8 lanes: P rows of A x R rows of W (3 x 4 fp32, 2 x 4 bf16),
+ *        P*R accumulators of 8 lanes along K, a horizontal sum per output at the end.  W is
+ *        read in place, so for small M it streams W exactly once: the decode / GEMV kernel.
+ *        bf16 W is widened in registers, 16 weights per load (even/odd split), exactly.
+ * PACKED BLIS-style (matmul_packed_simd.inc): a KC x NC block of W is packed transposed into
+ *        16-column panels (bf16 stays bf16 there and is widened in the micro-kernel), a MC x KC
+ *        block of A into 6-row panels, and a 6 x 16 outer-product micro-kernel (12
  *        accumulators, 2 loads + 6 broadcasts per k) runs over them: the large-M kernel.
  * PACKA  the same outer product on C^T = W A^T: A is packed transposed into 16-row
  *        panels, W is broadcast straight from its rows (bf16: rows widened into a small
@@ -35,162 +35,12 @@ INL __m256 cvt8(const uint16_t *p)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/* The first t (1..7) elements at off, zeros after; never reads past them. */
-INL __m256 ldw_tail(const void *w, int bf, size_t off, int t, __m256i mask)
+/* The first t (1..7) bf16 at p, zeros after; never reads past them. */
+INL __m256 cvt8_tail(const uint16_t *p, int t)
 {
-    if (bf) {
-        uint16_t tmp[8] = {0};
-        memcpy(tmp, (const uint16_t *)w + off, (size_t)t * 2);
-        return cvt8(tmp);
-    }
-    return _mm256_maskload_ps((const float *)w + off, mask);
-}
-
-/* Four horizontal sums at once: lane i of the result is the sum of the 8 lanes of
- * argument i, as ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7)). */
-INL __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
-{
-    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
-    const __m256 abcd = _mm256_hadd_ps(ab, cd);
-    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
-}
-
-INL float hsum1(__m256 a)
-{
-    const __m256 z = _mm256_setzero_ps();
-    return _mm_cvtss_f32(hsum4(a, z, z, z));
-}
-
-/* ------------------------------------------------------------------ */
-/* DOT                                                                 */
-/* ------------------------------------------------------------------ */
-
-#define PMAX 3
-#define RMAX 8
-
-/* C[p][r * cs] = (acc ? C[p][r * cs] : 0) + (sum of the 8 lanes of s[p][r]). */
-INL void dot_store(const int P, const int R, __m256 s[PMAX][RMAX], float *C, size_t ldc, size_t cs, int acc)
-{
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++) {
-        float *c = C + p * ldc;
-        int r = 0;
-#pragma GCC unroll 2
-        for (; r + 4 <= R; r += 4) {
-            __m128 v = hsum4(s[p][r], s[p][r + 1], s[p][r + 2], s[p][r + 3]);
-            if (cs == 1) {
-                if (acc) v = _mm_add_ps(_mm_loadu_ps(c + r), v);
-                _mm_storeu_ps(c + r, v);
-            } else {
-                float t[4];
-                _mm_storeu_ps(t, v);
-                for (int i = 0; i < 4; i++) c[(r + i) * cs] = acc ? c[(r + i) * cs] + t[i] : t[i];
-            }
-        }
-#pragma GCC unroll 4
-        for (; r < R; r++) {
-            const float v = hsum1(s[p][r]);
-            c[r * cs] = acc ? c[r * cs] + v : v;
-        }
-    }
-}
-
-/* fp32 W: C[p][r] = (acc ? C[p][r] : 0) + sum_k A[p][k] W[r][k],  p < P, r < R. */
-INL void dot_tile(const int P, const int R, int K, const float *A, size_t lda, const float *W, size_t ldw,
-                  float *C, size_t ldc, size_t cs, int acc)
-{
-    __m256 s[PMAX][RMAX];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s[p][r] = _mm256_setzero_ps();
-    int k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 a[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) a[p] = _mm256_loadu_ps(A + p * lda + k);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m256 w = _mm256_loadu_ps(W + r * ldw + k);
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) s[p][r] = _mm256_fmadd_ps(a[p], w, s[p][r]);
-        }
-    }
-    if (k < K) {
-        const int t = K - k;
-        const __m256i mask = tail_mask(t);
-        __m256 a[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) a[p] = _mm256_maskload_ps(A + p * lda + k, mask);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m256 w = _mm256_maskload_ps(W + r * ldw + k, mask);
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) s[p][r] = _mm256_fmadd_ps(a[p], w, s[p][r]);
-        }
-    }
-    dot_store(P, R, s, C, ldc, cs, acc);
-}
-
-/* bf16 W in registers, 16 elements per load: a 32-bit lane j of 16 loaded bf16 holds elements
- * 2j (low half) and 2j+1 (high half), so (lane << 16) is element 2j and (lane & 0xFFFF0000)
- * element 2j+1, both exact fp32: two cheap ALU ops per 16 weights instead of a lane-crossing
- * widen and a shift per 8.  A is permuted to match (perm_eo): per full block of 16,
- * a[0], a[2], ..., a[14], a[1], a[3], ..., a[15]; the tail (K % 16) stays in natural order
- * and takes an 8-wide (cvt8) and a masked step.  The S2 tiles (R = 1) keep the odd products
- * in a second set of accumulators, so that two FMA chains per output hide the latency. */
-INL void dot_tile_eo(const int P, const int R, const int S2, int K, const float *A, size_t lda,
-                     const uint16_t *W, size_t ldw, float *C, size_t ldc, size_t cs, int acc)
-{
-    __m256 s[PMAX][RMAX], s2[PMAX][RMAX];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s[p][r] = s2[p][r] = _mm256_setzero_ps();
-    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
-    int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m256 ae[PMAX], ao[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) {
-            ae[p] = _mm256_loadu_ps(A + p * lda + k);
-            ao[p] = _mm256_loadu_ps(A + p * lda + k + 8);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(W + r * ldw + k));
-            __asm__("" : "+x"(v)); /* one load: GCC would fold it into both the shift and the and */
-            const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-            const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) {
-                s[p][r] = _mm256_fmadd_ps(ae[p], we, s[p][r]);
-                if (S2)
-                    s2[p][r] = _mm256_fmadd_ps(ao[p], wo, s2[p][r]);
-                else
-                    s[p][r] = _mm256_fmadd_ps(ao[p], wo, s[p][r]);
-            }
-        }
-    }
-    for (; k < K; k += 8) {
-        const int t = K - k < 8 ? K - k : 8;
-        const __m256i mask = tail_mask(t);
-        __m256 a[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) a[p] = _mm256_maskload_ps(A + p * lda + k, mask);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m256 w = t == 8 ? cvt8(W + r * ldw + k) : ldw_tail(W, 1, r * ldw + k, t, mask);
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) s[p][r] = _mm256_fmadd_ps(a[p], w, s[p][r]);
-        }
-    }
-    if (S2)
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) s[p][r] = _mm256_add_ps(s[p][r], s2[p][r]);
-    dot_store(P, R, s, C, ldc, cs, acc);
+    uint16_t tmp[8] = {0};
+    memcpy(tmp, p, (size_t)t * 2);
+    return cvt8(tmp);
 }
 
 /* out = a with each full block of 16 permuted to evens then odds (see dot_tile_eo). */
@@ -207,92 +57,30 @@ static TGT void perm_eo(const float *a, int K, float *out)
     for (; k < K; k++) out[k] = a[k];
 }
 
-/* Row r of W at W + r * ldw, its output column at C + r * cs. */
-typedef void (*tile_fn)(int K, const float *A, size_t lda, const void *W, size_t ldw, float *C, size_t ldc,
-                        size_t cs, int acc);
+/* ------------------------------------------------------------------ */
+/* DOT (matmul_dot_simd.inc)                                           */
+/* ------------------------------------------------------------------ */
 
-#define DEF_TILE(P, R)                                                                                   \
-    static TGT void tile_##P##x##R(int K, const float *A, size_t lda, const void *W, size_t ldw, float *C, \
-                                   size_t ldc, size_t cs, int acc)                                       \
-    {                                                                                                    \
-        dot_tile(P, R, K, A, lda, (const float *)W, ldw, C, ldc, cs, acc);                               \
-    }
-DEF_TILE(1, 1)
-DEF_TILE(1, 8)
-DEF_TILE(2, 1)
-DEF_TILE(2, 4)
-DEF_TILE(3, 1)
-DEF_TILE(3, 4)
-
-#define DEF_TILE_EO(P, R, S2)                                                                            \
-    static TGT void tile_eo_##P##x##R(int K, const float *A, size_t lda, const void *W, size_t ldw,        \
-                                      float *C, size_t ldc, size_t cs, int acc)                          \
-    {                                                                                                    \
-        dot_tile_eo(P, R, S2, K, A, lda, (const uint16_t *)W, ldw, C, ldc, cs, acc);                     \
-    }
-DEF_TILE_EO(1, 1, 1)
-DEF_TILE_EO(1, 8, 0)
-DEF_TILE_EO(2, 1, 1)
-DEF_TILE_EO(2, 4, 0)
-
-/* Per P (rows of A at once): R (rows of W at once), the P x R tile and the P x 1 tile for
- * the rest of a W block. */
-typedef struct {
-    int R;
-    tile_fn main, one;
-} tile_set;
-static const tile_set tiles_f32[PMAX + 1] = {
-    {0, 0, 0}, {8, tile_1x8, tile_1x1}, {4, tile_2x4, tile_2x1}, {4, tile_3x4, tile_3x1}};
-static const tile_set tiles_eo[3] = {{0, 0, 0}, {8, tile_eo_1x8, tile_eo_1x1}, {4, tile_eo_2x4, tile_eo_2x1}};
-
-#define DOT_PMAIN 3                  /* fp32 W: rows of A per tile (3 x 4 tiles) */
-#define DOT_PMAIN_EO 2               /* bf16 W: rows of A per tile (2 x 4 tiles) */
-#define DOT_KB 2048                  /* K per pass: P rows of A (3 x 8 KiB) stay in L1 */
-#define DOT_BLOCK_BYTES (256 * 1024) /* W rows per block: the block stays in L2 across the rows of A */
-
-int mm_avx2_dot(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
-                float *C, size_t ldc, int acc)
-{
-    const int bf = wt == WT_BF16;
-    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
-    const int KB = K < DOT_KB ? K : DOT_KB;
-    float aperm[bf ? DOT_PMAIN_EO * DOT_KB : 1]; /* bf16: the rows of A in even/odd order (16 KiB) */
-    const tile_set *ts = bf ? tiles_eo : tiles_f32;
-    const int P = bf ? DOT_PMAIN_EO : DOT_PMAIN, pmain = M < P ? M : P;
-    /* W rows per block: the block fills DOT_BLOCK_BYTES */
-    int NB = (int)(DOT_BLOCK_BYTES / ((size_t)KB * wsz)) / RMAX * RMAX;
-    if (NB < RMAX) NB = RMAX;
-    if (NB > N) NB = N;
-    for (int k0 = 0; k0 < K; k0 += KB) {
-        const int kb = K - k0 < KB ? K - k0 : KB;
-        const int a_acc = acc || k0 > 0;
-        for (int n0 = 0; n0 < N; n0 += NB) {
-            const int nb = N - n0 < NB ? N - n0 : NB;
-            const char *Wb = (const char *)W + ((size_t)n0 * ldw + k0) * wsz;
-            for (int m0 = 0; m0 < M; m0 += pmain) {
-                const int p = M - m0 < pmain ? M - m0 : pmain;
-                const int R = ts[p].R;
-                const float *Am = A + m0 * lda + k0;
-                size_t ldam = lda;
-                if (bf) {
-                    for (int i = 0; i < p; i++) perm_eo(Am + i * lda, kb, aperm + (size_t)i * kb);
-                    Am = aperm;
-                    ldam = kb;
-                }
-                float *Cm = C + m0 * ldc + n0;
-                int n = 0;
-                /* The block's rows as R segments of S rows; tile i takes row i of every segment, so
-                 * each of its R row streams runs on through S consecutive rows instead of ending
-                 * after one: the hardware prefetcher keeps up (docs/matmul.md: 2x on short rows). */
-                const int S = nb / R;
-                for (; n < S; n++) ts[p].main(kb, Am, ldam, Wb + n * ldw * wsz, (size_t)S * ldw, Cm + n, ldc, S, a_acc);
-                n = S * R;
-                for (; n < nb; n++) ts[p].one(kb, Am, ldam, Wb + n * ldw * wsz, ldw, Cm + n, ldc, 1, a_acc);
-            }
-        }
-    }
-    return 0;
-}
+#define DNAME(x) mm_avx2_##x
+#define VW 8
+typedef __m256 vf;
+typedef __m256i vi;
+typedef __m256i vmask;
+#define V_ZERO() _mm256_setzero_ps()
+#define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_LOADU_SI(p) _mm256_loadu_si256((const __m256i *)(p))
+#define V_SET1_I32(x) _mm256_set1_epi32(x)
+#define V_FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm256_add_ps(a, b)
+#define V_MASK(t) tail_mask(t)
+#define V_MASKLOAD(p, m) _mm256_maskload_ps(p, m)
+#define V_BF_EVEN(v) _mm256_castsi256_ps(_mm256_slli_epi32(v, 16))
+#define V_BF_ODD(v, hi) _mm256_castsi256_ps(_mm256_and_si256(v, hi))
+#define V_FOLD8(v) (v)
+#define cvt_bf cvt8
+#define cvt_bf_tail cvt8_tail
+#define DOT_R 4
+#include "kernels/matmul/matmul_dot_simd.inc"
 
 /* ------------------------------------------------------------------ */
 /* PACKED                                                              */
@@ -313,54 +101,12 @@ int mm_avx2_dot(int M, int N, int K, const float *A, size_t lda, const void *W, 
 #ifndef PK_NC
 #define PK_NC 512  /* B block KC x NC = 1 MiB: L2 / L3 */
 #endif
-
-INL void transpose8(__m256 v[8])
-{
-    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    v[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    v[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-/* Bp[j / 16][k][j % 16] = W[j][k] (fp32 W), j < nc (zero up to the next multiple of 16), k < kc.
- * W points at the block's first element.  (bf16 W: pack_b_bf16_kept.) */
-static TGT void pack_b_f32(const float *W, size_t ldw, int nc, int kc, float *Bp)
-{
-    for (int j = 0; j < nc; j += NR) {
-        float *bp = Bp + (size_t)j * kc;
-        for (int h = 0; h < NR; h += 8) {
-            int hr = nc - (j + h);
-            hr = hr < 0 ? 0 : hr > 8 ? 8 : hr;
-            const size_t r0 = (size_t)(j + h) * ldw;
-            int k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                __m256 v[8];
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) v[i] = i < hr ? _mm256_loadu_ps(W + r0 + i * ldw + k) : _mm256_setzero_ps();
-                transpose8(v);
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) _mm256_store_ps(bp + (size_t)(k + i) * NR + h, v[i]);
-            }
-            for (; k < kc; k++)
-                for (int i = 0; i < 8; i++) bp[(size_t)k * NR + h + i] = i < hr ? W[r0 + i * ldw + k] : 0.0f;
-        }
-    }
-}
+#define PACK_KC PK_KC
+#define PACK_MC PK_MC
+#define PACK_NC PK_NC
 
 /* bf16 W packed without widening: Bh[j / 16][k][slot(j % 16)] = W[j][k] (bf16), zero-padded like
- * pack_b_impl.  The 16 weights of one k sit in the order rows 0-3, 8-11, 4-7, 12-15, so that
+ * pack_b_f32.  The 16 weights of one k sit in the order rows 0-3, 8-11, 4-7, 12-15, so that
  * interleaving the 32-byte group with zeros (vpunpcklwd / vpunpckhwd, which work within each
  * 128-bit lane) yields rows 0-7 and rows 8-15 as fp32 in the micro-kernel: the widening costs
  * one shuffle per 8 weights there, and the pack moves 2 bytes per weight instead of 4. */
@@ -390,7 +136,7 @@ INL void transpose8x8_u16_half(const uint16_t *w, size_t ldw, __m128i b[8])
     b[7] = _mm_unpackhi_epi32(a[5], a[7]);
 }
 
-static TGT void pack_b_bf16_kept(const uint16_t *W, size_t ldw, int nc, int kc, uint16_t *Bh)
+static TGT void pack_b_bf16(const uint16_t *W, size_t ldw, int nc, int kc, uint16_t *Bh)
 {
     for (int j = 0; j < nc; j += NR) {
         uint16_t *bp = Bh + (size_t)j * kc;
@@ -416,22 +162,6 @@ static TGT void pack_b_bf16_kept(const uint16_t *W, size_t ldw, int nc, int kc, 
     }
 }
 
-/* Ap[i / 6][k][i % 6] = A[i][k], i < mc (zero up to the next multiple of 6), k < kc. */
-static void pack_a(const float *A, size_t lda, int mc, int kc, float *Ap)
-{
-    for (int i = 0; i < mc; i += MR) {
-        float *ap = Ap + (size_t)i * kc;
-        const int rows = mc - i < MR ? mc - i : MR;
-        if (rows == MR) {
-            const float *a0 = A + i * lda;
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < MR; r++) ap[k * MR + r] = a0[r * lda + k];
-        } else {
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < MR; r++) ap[k * MR + r] = r < rows ? A[(i + r) * lda + k] : 0.0f;
-        }
-    }
-}
 
 /* Row r of a finished tile: C[r][0:nr] = (load ? C : 0) + (x0, x1). */
 INL void store_row(float *cr, __m256 x0, __m256 x1, int nr, int load, __m256i m0, __m256i m1)
@@ -454,10 +184,10 @@ INL void store_row(float *cr, __m256 x0, __m256 x1, int nr, int load, __m256i m0
 }
 
 /* C[0:mr, 0:nr] = (load ? C : 0) + Ap^T Bp over kc (Ap: kc x 6, Bp: kc x 16, fp32 or bf16 kept
- * as packed by pack_b_bf16_kept).  The 12 accumulators are named variables: as an array GCC
+ * as packed by pack_b_bf16).  The 12 accumulators are named variables: as an array GCC
  * kept a copy of them on the stack. */
-INL void ukr_6x16_body(const int bf, int kc, const float *Ap, const void *Bv, float *C, size_t ldc, int mr, int nr,
-                       int load)
+INL void ukr_body(const int bf, int kc, const float *Ap, const void *Bv, float *C, size_t ldc, int mr, int nr,
+                  int load)
 {
     const float *Bp = Bv;
     const uint16_t *Bh = Bv;
@@ -473,7 +203,7 @@ INL void ukr_6x16_body(const int bf, int kc, const float *Ap, const void *Bv, fl
 #pragma GCC unroll 4
     for (int k = 0; k < kc; k++) {
         __m256 b0, b1;
-        if (bf) { /* rows 0-7 and 8-15, exact (see pack_b_bf16_kept) */
+        if (bf) { /* rows 0-7 and 8-15, exact (see pack_b_bf16) */
             const __m256i h = _mm256_load_si256((const __m256i *)Bh);
             b0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, h));
             b1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, h));
@@ -500,67 +230,8 @@ INL void ukr_6x16_body(const int bf, int kc, const float *Ap, const void *Bv, fl
     if (mr > 4) store_row(C + 4 * ldc, c40, c41, nr, load, m0, m1);
     if (mr > 5) store_row(C + 5 * ldc, c50, c51, nr, load, m0, m1);
 }
-static TGT void ukr_6x16(int kc, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr, int load)
-{
-    ukr_6x16_body(0, kc, Ap, Bp, C, ldc, mr, nr, load);
-}
-static TGT void ukr_6x16_bf16(int kc, const float *Ap, const uint16_t *Bh, float *C, size_t ldc, int mr, int nr,
-                              int load)
-{
-    ukr_6x16_body(1, kc, Ap, Bh, C, ldc, mr, nr, load);
-}
 
-static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
-int mm_avx2_packed(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt,
-                   size_t ldw, float *C, size_t ldc, int acc)
-{
-    const int bf = wt == WT_BF16;
-    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
-    const int KC = K < PK_KC ? K : PK_KC;
-    const int MC = M < PK_MC ? M : PK_MC;
-    const int NC = N < PK_NC ? N : PK_NC;
-    const size_t bbytes = round_up((size_t)NC, NR) * KC * (bf ? sizeof(uint16_t) : sizeof(float));
-    const size_t abytes = round_up((size_t)MC, MR) * KC * sizeof(float);
-    float *Bp = aligned_alloc(64, round_up(bbytes, 64));
-    float *Ap = aligned_alloc(64, round_up(abytes, 64));
-    if (!Bp || !Ap) {
-        free(Bp);
-        free(Ap);
-        return -1;
-    }
-    for (int jc = 0; jc < N; jc += NC) {
-        const int nc = N - jc < NC ? N - jc : NC;
-        for (int pc = 0; pc < K; pc += KC) {
-            const int kc = K - pc < KC ? K - pc : KC;
-            const int load = acc || pc > 0;
-            const void *Wb = (const char *)W + ((size_t)jc * ldw + pc) * wsz;
-            if (bf)
-                pack_b_bf16_kept(Wb, ldw, nc, kc, (uint16_t *)Bp);
-            else
-                pack_b_f32((const float *)Wb, ldw, nc, kc, Bp);
-            for (int ic = 0; ic < M; ic += MC) {
-                const int mc = M - ic < MC ? M - ic : MC;
-                pack_a(A + ic * lda + pc, lda, mc, kc, Ap);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    const int nr = nc - jr < NR ? nc - jr : NR;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        const int mr = mc - ir < MR ? mc - ir : MR;
-                        float *Ct = C + (ic + ir) * ldc + jc + jr;
-                        if (bf)
-                            ukr_6x16_bf16(kc, Ap + (size_t)ir * kc, (const uint16_t *)Bp + (size_t)jr * kc, Ct, ldc,
-                                          mr, nr, load);
-                        else
-                            ukr_6x16(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc, Ct, ldc, mr, nr, load);
-                    }
-                }
-            }
-        }
-    }
-    free(Bp);
-    free(Ap);
-    return 0;
-}
+#include "kernels/matmul/matmul_packed_simd.inc"
 
 /* ------------------------------------------------------------------ */
 /* PACKA: C^T = W A^T, W the broadcast operand (read in its own row      */

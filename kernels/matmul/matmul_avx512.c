@@ -3,12 +3,13 @@
  * (the BF16-dot kernel only when cpu_has(CPU_FEAT_AVX512_BF16)).  Uses AVX512F alone (plus
  * AVX512_BF16 in the BF16-dot kernel): no BW/VL/DQ instruction, so every AVX512F CPU runs it.
  *
- * DOT    The AVX2 DOT at 16 lanes: P rows of A x R rows of W (3 x 8 fp32, 2 x 8 bf16), W read
- *        in place; bf16 W widened exactly in registers by the even/odd split at 32 weights per
- *        load (lane j = elements 2j, 2j+1: << 16 and & 0xFFFF0000), A permuted to match per
- *        block of 32.  Each output is 16 lane sums folded to 8 and then the AVX2 tree.
- * PACKED BLIS-style like the AVX2 one with a 12 x 32 micro-kernel (24 accumulators of the 32
- *        zmm registers; 2 loads + 12 embedded broadcasts per k).  bf16 W stays bf16 in the
+ * DOT    The AVX2 DOT at 16 lanes (matmul_dot_simd.inc): P rows of A x R rows of W (3 x 8
+ *        fp32, 2 x 8 bf16), W read in place; bf16 W widened exactly in registers by the
+ *        even/odd split at 32 weights per load (lane j = elements 2j, 2j+1: << 16 and
+ *        & 0xFFFF0000), A permuted to match per block of 32.  Each output is 16 lane sums
+ *        folded to 8 and then the AVX2 tree.
+ * PACKED BLIS-style like the AVX2 one (matmul_packed_simd.inc) with a 12 x 32 micro-kernel
+ *        (24 accumulators of the 32 zmm registers; 2 loads + 12 embedded broadcasts per k).  bf16 W stays bf16 in the
  *        packed panels, 32-bit lane q holding rows q (low half) and 16 + q (high half), so
  *        the micro-kernel widens 32 weights exactly with one shift and one and.  The k-sum of
  *        every output is sequential FMAs within a KC block, C added after each block: the
@@ -33,14 +34,7 @@ INL __m256 fold(__m512 v)
     return _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
-/* Lane i = sum of the 8 lanes of argument i (the AVX2 kernel's tree). */
-INL __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d)
-{
-    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
-    const __m256 abcd = _mm256_hadd_ps(ab, cd);
-    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
-}
-
+/* First t lanes set, 0 <= t <= 16. */
 INL __mmask16 mask16(int t) { return (__mmask16)(t >= 16 ? 0xFFFFu : (1u << t) - 1u); }
 
 /* 16 bf16 -> 16 fp32, exact. */
@@ -56,133 +50,8 @@ INL __m512 cvt16_tail(const uint16_t *p, int t)
     return cvt16(tmp);
 }
 
-/* ------------------------------------------------------------------ */
-/* DOT                                                                 */
-/* ------------------------------------------------------------------ */
-
-#define PMAX 3
-#define RMAX 8
-
-INL void dot_store(const int P, const int R, __m512 s[PMAX][RMAX], float *C, size_t ldc, size_t cs, int acc)
-{
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++) {
-        float *c = C + p * ldc;
-        int r = 0;
-#pragma GCC unroll 2
-        for (; r + 4 <= R; r += 4) {
-            __m128 v = hsum4(fold(s[p][r]), fold(s[p][r + 1]), fold(s[p][r + 2]), fold(s[p][r + 3]));
-            if (cs == 1) {
-                if (acc) v = _mm_add_ps(_mm_loadu_ps(c + r), v);
-                _mm_storeu_ps(c + r, v);
-            } else {
-                float t[4];
-                _mm_storeu_ps(t, v);
-                for (int i = 0; i < 4; i++) c[(r + i) * cs] = acc ? c[(r + i) * cs] + t[i] : t[i];
-            }
-        }
-#pragma GCC unroll 4
-        for (; r < R; r++) {
-            const __m256 z = _mm256_setzero_ps();
-            const float v = _mm_cvtss_f32(hsum4(fold(s[p][r]), z, z, z));
-            c[r * cs] = acc ? c[r * cs] + v : v;
-        }
-    }
-}
-
-INL void dot_tile(const int P, const int R, int K, const float *A, size_t lda, const float *W, size_t ldw,
-                  float *C, size_t ldc, size_t cs, int acc)
-{
-    __m512 s[PMAX][RMAX];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s[p][r] = _mm512_setzero_ps();
-    int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 a[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) a[p] = _mm512_loadu_ps(A + p * lda + k);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m512 w = _mm512_loadu_ps(W + r * ldw + k);
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) s[p][r] = _mm512_fmadd_ps(a[p], w, s[p][r]);
-        }
-    }
-    if (k < K) {
-        const __mmask16 m = mask16(K - k);
-        __m512 a[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) a[p] = _mm512_maskz_loadu_ps(m, A + p * lda + k);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m512 w = _mm512_maskz_loadu_ps(m, W + r * ldw + k);
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) s[p][r] = _mm512_fmadd_ps(a[p], w, s[p][r]);
-        }
-    }
-    dot_store(P, R, s, C, ldc, cs, acc);
-}
-
-/* bf16 W, even/odd at 32 weights per load (see the file comment); the tail (K % 32) in natural
- * order, 16 at a time.  S2: separate accumulators for the odd products (R = 1 tiles). */
-INL void dot_tile_eo(const int P, const int R, const int S2, int K, const float *A, size_t lda,
-                     const uint16_t *W, size_t ldw, float *C, size_t ldc, size_t cs, int acc)
-{
-    __m512 s[PMAX][RMAX], s2[PMAX][RMAX];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s[p][r] = s2[p][r] = _mm512_setzero_ps();
-    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
-    int k = 0;
-    for (; k + 32 <= K; k += 32) {
-        __m512 ae[PMAX], ao[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) {
-            ae[p] = _mm512_loadu_ps(A + p * lda + k);
-            ao[p] = _mm512_loadu_ps(A + p * lda + k + 16);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            __m512i v = _mm512_loadu_si512((const void *)(W + r * ldw + k));
-            __asm__("" : "+v"(v)); /* one load, not one per use */
-            const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-            const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) {
-                s[p][r] = _mm512_fmadd_ps(ae[p], we, s[p][r]);
-                if (S2)
-                    s2[p][r] = _mm512_fmadd_ps(ao[p], wo, s2[p][r]);
-                else
-                    s[p][r] = _mm512_fmadd_ps(ao[p], wo, s[p][r]);
-            }
-        }
-    }
-    for (; k < K; k += 16) {
-        const int t = K - k < 16 ? K - k : 16;
-        const __mmask16 m = mask16(t);
-        __m512 a[PMAX];
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++) a[p] = _mm512_maskz_loadu_ps(m, A + p * lda + k);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            const __m512 w = t == 16 ? cvt16(W + r * ldw + k) : cvt16_tail(W + r * ldw + k, t);
-#pragma GCC unroll 4
-            for (int p = 0; p < P; p++) s[p][r] = _mm512_fmadd_ps(a[p], w, s[p][r]);
-        }
-    }
-    if (S2)
-#pragma GCC unroll 4
-        for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-            for (int r = 0; r < R; r++) s[p][r] = _mm512_add_ps(s[p][r], s2[p][r]);
-    dot_store(P, R, s, C, ldc, cs, acc);
-}
-
 /* out = a with each full block of 32 as its 16 even elements then its 16 odd ones. */
-static TGT void perm_eo32(const float *a, int K, float *out)
+static TGT void perm_eo(const float *a, int K, float *out)
 {
     const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
@@ -195,86 +64,30 @@ static TGT void perm_eo32(const float *a, int K, float *out)
     for (; k < K; k++) out[k] = a[k];
 }
 
-typedef void (*tile_fn)(int K, const float *A, size_t lda, const void *W, size_t ldw, float *C, size_t ldc,
-                        size_t cs, int acc);
+/* ------------------------------------------------------------------ */
+/* DOT (matmul_dot_simd.inc)                                           */
+/* ------------------------------------------------------------------ */
 
-#define DEF_TILE(P, R)                                                                                   \
-    static TGT void tile_##P##x##R(int K, const float *A, size_t lda, const void *W, size_t ldw, float *C, \
-                                   size_t ldc, size_t cs, int acc)                                       \
-    {                                                                                                    \
-        dot_tile(P, R, K, A, lda, (const float *)W, ldw, C, ldc, cs, acc);                               \
-    }
-DEF_TILE(1, 1)
-DEF_TILE(1, 8)
-DEF_TILE(2, 1)
-DEF_TILE(2, 8)
-DEF_TILE(3, 1)
-DEF_TILE(3, 8)
-
-#define DEF_TILE_EO(P, R, S2)                                                                            \
-    static TGT void tile_eo_##P##x##R(int K, const float *A, size_t lda, const void *W, size_t ldw,        \
-                                      float *C, size_t ldc, size_t cs, int acc)                          \
-    {                                                                                                    \
-        dot_tile_eo(P, R, S2, K, A, lda, (const uint16_t *)W, ldw, C, ldc, cs, acc);                     \
-    }
-DEF_TILE_EO(1, 1, 1)
-DEF_TILE_EO(1, 8, 0)
-DEF_TILE_EO(2, 1, 1)
-DEF_TILE_EO(2, 8, 0)
-
-typedef struct {
-    int R;
-    tile_fn main, one;
-} tile_set;
-static const tile_set tiles_f32[PMAX + 1] = {
-    {0, 0, 0}, {8, tile_1x8, tile_1x1}, {8, tile_2x8, tile_2x1}, {8, tile_3x8, tile_3x1}};
-static const tile_set tiles_eo[3] = {{0, 0, 0}, {8, tile_eo_1x8, tile_eo_1x1}, {8, tile_eo_2x8, tile_eo_2x1}};
-
-#define DOT_PMAIN 3
-#define DOT_PMAIN_EO 2
-#define DOT_KB 2048
-#define DOT_BLOCK_BYTES (256 * 1024)
-
-int mm_avx512_dot(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
-                  float *C, size_t ldc, int acc)
-{
-    const int bf = wt == WT_BF16;
-    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
-    const int KB = K < DOT_KB ? K : DOT_KB;
-    float aperm[bf ? DOT_PMAIN_EO * DOT_KB : 1];
-    const tile_set *ts = bf ? tiles_eo : tiles_f32;
-    const int P = bf ? DOT_PMAIN_EO : DOT_PMAIN, pmain = M < P ? M : P;
-    int NB = (int)(DOT_BLOCK_BYTES / ((size_t)KB * wsz)) / RMAX * RMAX;
-    if (NB < RMAX) NB = RMAX;
-    if (NB > N) NB = N;
-    for (int k0 = 0; k0 < K; k0 += KB) {
-        const int kb = K - k0 < KB ? K - k0 : KB;
-        const int a_acc = acc || k0 > 0;
-        for (int n0 = 0; n0 < N; n0 += NB) {
-            const int nb = N - n0 < NB ? N - n0 : NB;
-            const char *Wb = (const char *)W + ((size_t)n0 * ldw + k0) * wsz;
-            for (int m0 = 0; m0 < M; m0 += pmain) {
-                const int p = M - m0 < pmain ? M - m0 : pmain;
-                const int R = ts[p].R;
-                const float *Am = A + m0 * lda + k0;
-                size_t ldam = lda;
-                if (bf) {
-                    for (int i = 0; i < p; i++) perm_eo32(Am + i * lda, kb, aperm + (size_t)i * kb);
-                    Am = aperm;
-                    ldam = kb;
-                }
-                float *Cm = C + m0 * ldc + n0;
-                /* segmented rows, as the AVX2 DOT (docs/matmul.md) */
-                const int S = nb / R;
-                int n = 0;
-                for (; n < S; n++) ts[p].main(kb, Am, ldam, Wb + n * ldw * wsz, (size_t)S * ldw, Cm + n, ldc, S, a_acc);
-                n = S * R;
-                for (; n < nb; n++) ts[p].one(kb, Am, ldam, Wb + n * ldw * wsz, ldw, Cm + n, ldc, 1, a_acc);
-            }
-        }
-    }
-    return 0;
-}
+#define DNAME(x) mm_avx512_##x
+#define VW 16
+typedef __m512 vf;
+typedef __m512i vi;
+typedef __mmask16 vmask;
+#define V_ZERO() _mm512_setzero_ps()
+#define V_LOADU(p) _mm512_loadu_ps(p)
+#define V_LOADU_SI(p) _mm512_loadu_si512((const void *)(p))
+#define V_SET1_I32(x) _mm512_set1_epi32(x)
+#define V_FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_ADD(a, b) _mm512_add_ps(a, b)
+#define V_MASK(t) mask16(t)
+#define V_MASKLOAD(p, m) _mm512_maskz_loadu_ps(m, p)
+#define V_BF_EVEN(v) _mm512_castsi512_ps(_mm512_slli_epi32(v, 16))
+#define V_BF_ODD(v, hi) _mm512_castsi512_ps(_mm512_and_si512(v, hi))
+#define V_FOLD8(v) fold(v)
+#define cvt_bf cvt16
+#define cvt_bf_tail cvt16_tail
+#define DOT_R 8
+#include "kernels/matmul/matmul_dot_simd.inc"
 
 /* ------------------------------------------------------------------ */
 /* PACKED: 12 x 32 micro-kernel                                        */
@@ -292,49 +105,9 @@ int mm_avx512_dot(int M, int N, int K, const float *A, size_t lda, const void *W
 #define PK5_NC 512 /* B block KC x NC = 1 MiB (fp32): L2 */
 #endif
 
-INL void transpose8(__m256 v[8])
-{
-    const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    v[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    v[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    v[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    v[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-/* Bp[j / 32][k][j % 32] = W[j][k] (fp32), j < nc (zero-padded to a multiple of 32), k < kc. */
-static TGT void pack_b_f32(const float *W, size_t ldw, int nc, int kc, float *Bp)
-{
-    for (int j = 0; j < nc; j += NR) {
-        float *bp = Bp + (size_t)j * kc;
-        for (int h = 0; h < NR; h += 8) {
-            int hr = nc - (j + h);
-            hr = hr < 0 ? 0 : hr > 8 ? 8 : hr;
-            const size_t r0 = (size_t)(j + h) * ldw;
-            int k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                __m256 v[8];
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) v[i] = i < hr ? _mm256_loadu_ps(W + r0 + i * ldw + k) : _mm256_setzero_ps();
-                transpose8(v);
-#pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) _mm256_store_ps(bp + (size_t)(k + i) * NR + h, v[i]);
-            }
-            for (; k < kc; k++)
-                for (int i = 0; i < 8; i++) bp[(size_t)k * NR + h + i] = i < hr ? W[r0 + i * ldw + k] : 0.0f;
-        }
-    }
-}
+#define PACK_KC PK5_KC
+#define PACK_MC PK5_MC
+#define PACK_NC PK5_NC
 
 /* bf16 kept: Bh[j / 32][k][2q] = W[j + q][k], Bh[j / 32][k][2q + 1] = W[j + 16 + q][k] (q < 16),
  * so that 32-bit lane q of a k's 64 bytes is rows q (low) and 16 + q (high).  Rows 0-15 and
@@ -366,23 +139,6 @@ static TGT void pack_b_bf16(const uint16_t *W, size_t ldw, int nc, int kc, uint1
                 bp[(size_t)k * NR + 2 * q] = j + q < nc ? W[(size_t)(j + q) * ldw + k] : 0;
                 bp[(size_t)k * NR + 2 * q + 1] = j + 16 + q < nc ? W[(size_t)(j + 16 + q) * ldw + k] : 0;
             }
-    }
-}
-
-/* Ap[i / 12][k][i % 12] = A[i][k], zero-padded rows. */
-static void pack_a(const float *A, size_t lda, int mc, int kc, float *Ap)
-{
-    for (int i = 0; i < mc; i += MR) {
-        float *ap = Ap + (size_t)i * kc;
-        const int rows = mc - i < MR ? mc - i : MR;
-        if (rows == MR) {
-            const float *a0 = A + i * lda;
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < MR; r++) ap[k * MR + r] = a0[r * lda + k];
-        } else {
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < MR; r++) ap[k * MR + r] = r < rows ? A[(i + r) * lda + k] : 0.0f;
-        }
     }
 }
 
@@ -437,66 +193,8 @@ INL void ukr_body(const int bf, int kc, const float *Ap, const void *Bv, float *
     SROW(7); SROW(8); SROW(9); SROW(10); SROW(11);
 #undef SROW
 }
-static TGT void ukr_f32(int kc, const float *Ap, const float *Bp, float *C, size_t ldc, int mr, int nr, int load)
-{
-    ukr_body(0, kc, Ap, Bp, C, ldc, mr, nr, load);
-}
-static TGT void ukr_bf16(int kc, const float *Ap, const uint16_t *Bh, float *C, size_t ldc, int mr, int nr, int load)
-{
-    ukr_body(1, kc, Ap, Bh, C, ldc, mr, nr, load);
-}
 
-static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
-
-int mm_avx512_packed(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
-                     float *C, size_t ldc, int acc)
-{
-    const int bf = wt == WT_BF16;
-    const size_t wsz = bf ? 2 : 4; /* fp32 or bf16 only: quantized W never reaches this body */
-    const int KC = K < PK5_KC ? K : PK5_KC;
-    const int MC = M < PK5_MC ? M : PK5_MC;
-    const int NC = N < PK5_NC ? N : PK5_NC;
-    const size_t bbytes = round_up((size_t)NC, NR) * KC * (bf ? sizeof(uint16_t) : sizeof(float));
-    const size_t abytes = round_up((size_t)MC, MR) * KC * sizeof(float);
-    float *Bp = aligned_alloc(64, round_up(bbytes, 64));
-    float *Ap = aligned_alloc(64, round_up(abytes, 64));
-    if (!Bp || !Ap) {
-        free(Bp);
-        free(Ap);
-        return -1;
-    }
-    for (int jc = 0; jc < N; jc += NC) {
-        const int nc = N - jc < NC ? N - jc : NC;
-        for (int pc = 0; pc < K; pc += KC) {
-            const int kc = K - pc < KC ? K - pc : KC;
-            const int load = acc || pc > 0;
-            const void *Wb = (const char *)W + ((size_t)jc * ldw + pc) * wsz;
-            if (bf)
-                pack_b_bf16(Wb, ldw, nc, kc, (uint16_t *)Bp);
-            else
-                pack_b_f32((const float *)Wb, ldw, nc, kc, Bp);
-            for (int ic = 0; ic < M; ic += MC) {
-                const int mc = M - ic < MC ? M - ic : MC;
-                pack_a(A + ic * lda + pc, lda, mc, kc, Ap);
-                for (int jr = 0; jr < nc; jr += NR) {
-                    const int nr = nc - jr < NR ? nc - jr : NR;
-                    for (int ir = 0; ir < mc; ir += MR) {
-                        const int mr = mc - ir < MR ? mc - ir : MR;
-                        float *Ct = C + (ic + ir) * ldc + jc + jr;
-                        if (bf)
-                            ukr_bf16(kc, Ap + (size_t)ir * kc, (const uint16_t *)Bp + (size_t)jr * kc, Ct, ldc, mr,
-                                     nr, load);
-                        else
-                            ukr_f32(kc, Ap + (size_t)ir * kc, Bp + (size_t)jr * kc, Ct, ldc, mr, nr, load);
-                    }
-                }
-            }
-        }
-    }
-    free(Bp);
-    free(Ap);
-    return 0;
-}
+#include "kernels/matmul/matmul_packed_simd.inc"
 
 /* ------------------------------------------------------------------ */
 /* BF16DOT: vdpbf16ps                                                  */
@@ -542,10 +240,7 @@ INLBF void bfdot_tile(const int P, const int R, int K, const uint16_t *Ab, size_
                       size_t ldw, float *C, size_t ldc, size_t cs, int acc)
 {
     __m512 s[PMAX][RMAX];
-#pragma GCC unroll 4
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) s[p][r] = _mm512_setzero_ps();
+    acc_zero(P, R, s);
     int k = 0;
     for (; k + 32 <= K; k += 32) {
         __m512bh a[PMAX];
