@@ -14,7 +14,8 @@
 
 const attention_impl attention_impls[] = {
     {"flash", "online softmax over 64-key blocks in fp32, query heads of a KV group together, "
-              "AVX2 / generic C, OpenMP over (b, kv head, query block[, key split])",
+              "AVX-512 / AVX2 (one source at 16 and 8 lanes) / generic C, "
+              "OpenMP over (b, kv head, query block[, key split])",
      attention_flash, {0}, 2e-6, NULL},
 };
 const int attention_n_impls = (int)(sizeof attention_impls / sizeof attention_impls[0]);
