@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include "tests/support/arrays.h"
+#include "tests/support/isa_levels.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,13 +183,16 @@ static void grid_body(void)
                 }
 }
 
-static void grid_generic_isa_body(void)
+/* The grid at every ISA level the host has (direct: generic C, then its AVX2 path, which
+ * avx512 and avx512-bf16 also take), each recorded for make test's summary
+ * (tests/support/isa_levels.h); levels above the host's are printed as skipped. */
+static void grid_level(cpu_isa_level level, void *ctx)
 {
-    cpu_isa_force(ISA_GENERIC);
-    assert_int_equal(cpu_isa(), ISA_GENERIC);
+    (void)ctx;
+    assert_int_equal(cpu_isa(), level);
     grid_body();
-    cpu_isa_force(ISA_AUTO);
 }
+static void grid_every_isa_body(void) { isa_levels_each("test_conv", grid_level, NULL); }
 
 /* The same numbers whatever the thread count (each output is computed the
  * same way in every decomposition), so equality is exact. */
@@ -456,13 +460,13 @@ static void ckpt_case(int B, int T, int C, int K, const int32_t *lens, const int
         }
     float *s0 = test_fdup(base.state_in, nsz);
     float *y0 = test_fnan(nx(&base)), *so0 = test_fnan(nsz), *ck = test_fnan(nsz * n);
-    for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
+    for (int isa = ISA_GENERIC; isa <= ISA_TOP; isa++) {
         if (isa > (int)cpu_isa_best()) {
-            printf("[  SKIPPED ] conv checkpoints at ISA %s: this CPU has only %s\n",
-                   cpu_isa_name((cpu_isa_level)isa), cpu_isa_name(cpu_isa_best()));
+            isa_levels_note("test_conv", (cpu_isa_level)isa, 0);
             continue;
         }
         cpu_isa_force((cpu_isa_level)isa);
+        isa_levels_note("test_conv", (cpu_isa_level)isa, 1);
         for (int i = 0; i < ni; i++) {
             conv_problem p = base; /* without checkpoints */
             p.y = y0;
@@ -536,7 +540,7 @@ static void checkpoints_invalid_body(void)
 
 /* cmocka entry points */
 static void grid(void **st) { (void)st; grid_body(); }
-static void grid_generic_isa(void **st) { (void)st; grid_generic_isa_body(); }
+static void grid_every_isa(void **st) { (void)st; grid_every_isa_body(); }
 static void thread_counts(void **st) { (void)st; thread_counts_body(); }
 static void state_carry(void **st) { (void)st; state_carry_body(); }
 static void state_in_place(void **st) { (void)st; state_in_place_body(); }
@@ -551,7 +555,7 @@ int main(void)
 {
     const struct CMUnitTest grid_tests[] = {
         cmocka_unit_test(grid),
-        cmocka_unit_test(grid_generic_isa),
+        cmocka_unit_test(grid_every_isa),
         cmocka_unit_test(thread_counts),
     };
     const struct CMUnitTest state_tests[] = {
