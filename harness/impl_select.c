@@ -41,13 +41,16 @@ static int family_size_all(int fam)
     return 0;
 }
 
-/* The entries `validate --impl all` combines: a lossy entry (linear tiled-bf16dot, which rounds
- * activations to bf16) is opt-in, named with --impl; lossy entries sit at the end of their table. */
+/* The entries `validate --impl all` combines: a lossy entry (linear tiled-bf16dot / tiled-amx,
+ * moe grouped-bf16dot / grouped-amx, which round activations to bf16) is opt-in, named with
+ * --impl; lossy entries sit at the end of their table. */
 int q35_family_size(int fam)
 {
     int n = family_size_all(fam);
     if (fam == Q35_FAM_LINEAR)
         while (n > 0 && linear_entry(n - 1)->lossy) n--;
+    if (fam == Q35_FAM_MOE)
+        while (n > 0 && moe_entry(n - 1)->lossy) n--;
     return n;
 }
 

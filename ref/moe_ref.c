@@ -119,4 +119,4 @@ done:
 }
 
 const moe_impl moe_ref_impl = {"ref", "scalar reference, double accumulation, its own double-precision router (ref/moe_ref.c)",
-     moe_ref, {0}, 1e-12, 1e-12, NULL};
+     moe_ref, {0}, 1e-12, 1e-12, NULL, 0};

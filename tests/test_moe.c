@@ -686,6 +686,15 @@ static void expect_golden_pass(moe_golden *g, const moe_impl *im, const char *pa
     moe_compare r;
     char err[512];
     if (moe_golden_check(g, im, NULL, &r, err, sizeof err)) fail_msg("%s on %s: %s", im->name, path, err);
+    /* A lossy entry on bf16 weights rounds activations to bf16: the file's element-wise atol/rtol
+     * are an fp32 kernel's; it is held to its own tol_bf16 (normwise), with the routing exact. */
+    if (im->lossy && g->c.p.wt == WT_BF16) {
+        if (!(r.out.normwise <= im->tol_bf16) || r.bad_ids || r.bad_weights || r.bad_logits)
+            fail_msg("%s on %s: normwise error %.3g (tolerance %.3g), %zu tokens with other experts, %zu weights "
+                     "and %zu logits off", im->name, path, r.out.normwise, im->tol_bf16, r.bad_ids, r.bad_weights,
+                     r.bad_logits);
+        return;
+    }
     if (!moe_compare_pass(&r))
         fail_msg("%s on %s: %zu out entries outside atol %g + rtol %g (normwise %.3g), %zu tokens with other "
                  "experts, %zu weights and %zu logits off",

@@ -64,6 +64,7 @@ typedef struct {
     moe_opts defaults;
     double tol_f32, tol_bf16; /* normwise error against ref it promises, per weight dtype */
     int (*available)(void);
+    int lossy; /* 1: rounds beyond fp32 (activations to bf16); opt-in, `validate --impl all` leaves it out */
 } moe_impl;
 
 extern const moe_impl moe_impls[];
@@ -108,5 +109,9 @@ long long moe_work_weight_bytes(const moe_problem *p, int experts_touched);
 int moe_per_token(const moe_problem *p, const moe_opts *o, moe_stats *st);
 int moe_grouped(const moe_problem *p, const moe_opts *o, moe_stats *st);
 int moe_blockwise(const moe_problem *p, const moe_opts *o, moe_stats *st);
+/* grouped with the expert GEMMs through the BF16-dot / AMX matmul (lossy: x and the SwiGLU
+ * intermediate rounded to bf16 for bf16 weights; other weight types: grouped's exact path). */
+int moe_grouped_bf16dot(const moe_problem *p, const moe_opts *o, moe_stats *st);
+int moe_grouped_amx(const moe_problem *p, const moe_opts *o, moe_stats *st);
 
 #endif

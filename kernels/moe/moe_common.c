@@ -9,17 +9,42 @@ void moe_ffn_rows(const moe_problem *p, const void *wg, const void *wu, const vo
                   int m, const float *X, int ldx, const float *scale, float *Y, int ldy, int accumulate,
                   float *work)
 {
+    moe_ffn_rows_mm(p, q35_matmul_xwt, wg, wu, wd, I, i0, i1, m, X, ldx, scale, Y, ldy, accumulate, work);
+}
+
+void moe_matmul_amx(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw, float *C,
+                    int ldc, int accumulate)
+{
+    if (wt != WT_BF16 || M <= 0 || K <= 0) {
+        q35_matmul_xwt(M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
+        return;
+    }
+    const int la = q35_amx_lda(K);
+    uint16_t *a = malloc((size_t)q35_amx_rows(M) * la * sizeof *a);
+    if (!a) {
+        q35_matmul_xwt_bf16dot(M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
+        return;
+    }
+    q35_bf16_round_padded(M, K, A, lda, 0, M, a);
+    q35_matmul_bf16a_amx(M, N, K, a, la, (const uint16_t *)W, ldw, C, ldc, accumulate);
+    free(a);
+}
+
+void moe_ffn_rows_mm(const moe_problem *p, moe_mm_fn mm, const void *wg, const void *wu, const void *wd, int I,
+                     int i0, int i1, int m, const float *X, int ldx, const float *scale, float *Y, int ldy,
+                     int accumulate, float *work)
+{
     const int H = p->hidden, n = i1 - i0;
     float *G = work, *U = work + (size_t)m * n;
-    q35_matmul_xwt(m, n, H, X, ldx, (const char *)wg + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, G, n, 0);
-    q35_matmul_xwt(m, n, H, X, ldx, (const char *)wu + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, U, n, 0);
+    mm(m, n, H, X, ldx, (const char *)wg + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, G, n, 0);
+    mm(m, n, H, X, ldx, (const char *)wu + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, U, n, 0);
     for (int r = 0; r < m; r++) {
         const float sc = scale ? scale[r] : 1.0f;
         float *g = G + (size_t)r * n, *u = U + (size_t)r * n;
         for (int i = 0; i < n; i++) g[i] = sc * moe_silu(g[i]) * u[i];
     }
     /* down: columns [i0, i1) of Wd [hidden, I] */
-    q35_matmul_xwt(m, H, n, G, n, (const char *)wd + q35_wtype_bytes(p->wt, (size_t)i0), p->wt, I, Y, ldy, accumulate);
+    mm(m, H, n, G, n, (const char *)wd + q35_wtype_bytes(p->wt, (size_t)i0), p->wt, I, Y, ldy, accumulate);
 }
 
 void moe_shared_gate(const moe_problem *p, float *gate)
@@ -91,6 +116,7 @@ int moe_dispatch_make(const moe_problem *p, moe_dispatch *d, int threads)
         d->pos[i] = at;
     }
     free(fill);
+    d->mm = q35_matmul_xwt;
     if (order_by_load(p, d)) { moe_dispatch_free(d); return -1; }
     moe_copy_routing(p, d->ids, d->weights);
     return 0;
@@ -146,16 +172,16 @@ static void run_task(const moe_problem *p, const moe_dispatch *d, const moe_task
         memcpy(xr, p->x + (size_t)t * H, sizeof(float) * H);
     }
     if (tk->e < 0) {
-        moe_ffn_rows(p, p->shared_gate, p->shared_up, p->shared_down, p->inter_shared, 0, p->inter_shared, tk->m, X, H, NULL,
-                     Sh + (size_t)tk->r0 * H, H, 0, work);
+        moe_ffn_rows_mm(p, d->mm, p->shared_gate, p->shared_up, p->shared_down, p->inter_shared, 0, p->inter_shared,
+                        tk->m, X, H, NULL, Sh + (size_t)tk->r0 * H, H, 0, work);
         return;
     }
     const int e = tk->e;
     float *dst = Y + (size_t)(d->start[e] + tk->r0) * H;
     /* padded rows need room of their own; valid rows go straight to Y */
     float *y = tk->m > tk->n ? Ytmp : dst;
-    moe_ffn_rows(p, moe_gate(p, e), moe_up(p, e), moe_down(p, e), p->inter, 0, p->inter, tk->m, X, H, NULL, y, H, 0,
-                 work);
+    moe_ffn_rows_mm(p, d->mm, moe_gate(p, e), moe_up(p, e), moe_down(p, e), p->inter, 0, p->inter, tk->m, X, H, NULL,
+                    y, H, 0, work);
     if (y != dst) memcpy(dst, y, sizeof(float) * H * tk->n);
 }
 

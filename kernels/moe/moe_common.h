@@ -19,6 +19,19 @@ void moe_ffn_rows(const moe_problem *p, const void *wg, const void *wu, const vo
                   int m, const float *X, int ldx, const float *scale, float *Y, int ldy, int accumulate,
                   float *work);
 
+/* A matmul with q35_matmul_xwt's contract (C = (acc ? C : 0) + A W^T, single-threaded). */
+typedef void (*moe_mm_fn)(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
+                          float *C, int ldc, int accumulate);
+/* moe_ffn_rows with its three GEMMs through mm (q35_matmul_xwt for moe_ffn_rows). */
+void moe_ffn_rows_mm(const moe_problem *p, moe_mm_fn mm, const void *wg, const void *wu, const void *wd, int I,
+                     int i0, int i1, int m, const float *X, int ldx, const float *scale, float *Y, int ldy,
+                     int accumulate, float *work);
+/* q35_matmul_xwt's contract on AMX tiles for bf16 W: A rounded to bf16 into padded scratch, then
+ * q35_matmul_bf16a_amx (which runs the BF16-dot path without AMX or for M < 16).  Other W: the
+ * exact q35_matmul_xwt; without memory for the scratch: q35_matmul_xwt_bf16dot (same rounding). */
+void moe_matmul_amx(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw, float *C,
+                    int ldc, int accumulate);
+
 /* sigmoid(w_sg . x_t) for every token (eq. 6); gate[T]. */
 void moe_shared_gate(const moe_problem *p, float *gate);
 
@@ -32,6 +45,8 @@ typedef struct {
     int *pair;         /* [T*k] value t*k + slot */
     int *pos;          /* [T*k] */
     int *order;        /* [E] experts by descending load, ties by index */
+    moe_mm_fn mm;      /* the expert GEMMs' matmul for moe_run_tasks: q35_matmul_xwt from
+                        * moe_dispatch_make; grouped-bf16dot / grouped-amx set theirs */
 } moe_dispatch;
 
 int moe_dispatch_make(const moe_problem *p, moe_dispatch *d, int threads);

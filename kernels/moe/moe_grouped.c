@@ -13,11 +13,12 @@
 
 #define GROUP_ROWS 128
 
-int moe_grouped(const moe_problem *p, const moe_opts *o, moe_stats *st)
+static int grouped(const moe_problem *p, const moe_opts *o, moe_stats *st, moe_mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     moe_dispatch d;
     if (moe_dispatch_make(p, &d, threads)) return -1;
+    d.mm = mm;
     openblas_set_num_threads(1); /* parallelism is ours */
     const int cap = p->T * p->top_k + p->E + (p->T + GROUP_ROWS - 1) / GROUP_ROWS;
     moe_task *tasks = malloc(sizeof(moe_task) * cap);
@@ -41,3 +42,18 @@ int moe_grouped(const moe_problem *p, const moe_opts *o, moe_stats *st)
     moe_dispatch_free(&d);
     return rc;
 }
+
+int moe_grouped(const moe_problem *p, const moe_opts *o, moe_stats *st) { return grouped(p, o, st, q35_matmul_xwt); }
+
+/* The same routing, tasks and combine; the expert and shared-expert GEMMs (gate, up, down) round
+ * their activations to bf16 (docs/matmul.md "BF16-dot path").  fp32 / quantized weights: the
+ * exact path, as linear tiled-bf16dot.  The router and the shared-expert gate stay exact, so the
+ * routing is grouped's. */
+int moe_grouped_bf16dot(const moe_problem *p, const moe_opts *o, moe_stats *st)
+{
+    return grouped(p, o, st, q35_matmul_xwt_bf16dot);
+}
+
+/* As grouped-bf16dot on AMX tiles (moe_matmul_amx); an expert with fewer than 16 rows, or a CPU
+ * without AMX-BF16, runs the BF16-dot path. */
+int moe_grouped_amx(const moe_problem *p, const moe_opts *o, moe_stats *st) { return grouped(p, o, st, moe_matmul_amx); }
