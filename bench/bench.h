@@ -72,5 +72,12 @@ int bench_report_close(bench_report *r, int keep);
  * entry but ref, which is the spec, not a contender). */
 int bench_impl_selected(const char *list, const char *name);
 void bench_progress(const char *family, const char *impl, int B, int T, int threads);
+/* The timed loop every bench runs: untimed calls for WARMUP_SECONDS (at
+ * least one), then reps timed calls into times[], each after waking the
+ * OpenMP team of `threads`, the counters (ctr may be NULL) around the timed
+ * ones.  call returns 0 or nonzero after a message in err.  0, or -1 when a
+ * call failed. */
+int bench_time_calls(int (*call)(void *ctx, char *err, size_t errlen), void *ctx, int reps, int threads,
+                     q35_counters *ctr, double *times, char *err, size_t errlen);
 
 #endif

@@ -41,23 +41,17 @@ static void fill(float *a, size_t n, uint64_t *s)
 static const attention_impl *entry(int i) { return i < attention_n_impls ? &attention_impls[i] : &attention_ref_impl; }
 static int is_named(const char *name) { return attention_find(name) || !strcmp(name, attention_ref_impl.name); }
 
-static int time_impl(const attention_bench_config *cfg, int i, const attention_problem *p, int th, double *times,
-                     q35_counters *ctr, char *err, size_t errlen)
+/* One call of implementation i. */
+typedef struct {
+    const attention_problem *p;
+    int i;
+    attention_opts o;
+} attention_call;
+
+static int call(void *ctx, char *err, size_t errlen)
 {
-    const attention_opts o = {.threads = th};
-    const double warm_until = q35_now() + WARMUP_SECONDS;
-    for (int r = -1; r < cfg->reps; r++) {
-        if (r >= 0 && ctr) q35_counters_start(ctr);
-        q35_wake_team(th);
-        const double t0 = q35_now();
-        const int rc = attention_run(entry(i), p, &o, err, errlen);
-        const double t1 = q35_now();
-        if (r >= 0 && ctr) q35_counters_stop(ctr);
-        if (rc) return -1;
-        if (r >= 0) times[r] = t1 - t0;
-        else if (t1 < warm_until) r--;
-    }
-    return 0;
+    const attention_call *k = ctx;
+    return attention_run(entry(k->i), k->p, &k->o, err, errlen);
 }
 
 int bench_attention(const attention_bench_config *cfg)
@@ -112,7 +106,8 @@ int bench_attention(const attention_bench_config *cfg)
                 q35_load_mark lm;
                 q35_load_begin(&lm);
                 bench_progress("attention", im->name, cfg->B, T, th);
-                if (time_impl(cfg, i, &p, th, times, ctr, err, sizeof err)) {
+                attention_call k = {.p = &p, .i = i, .o = {.threads = th}};
+                if (bench_time_calls(call, &k, cfg->reps, th, ctr, times, err, sizeof err)) {
                     fprintf(stderr, "q35lab: bench attention %s: %s\n", im->name, err);
                     rc = 2;
                     break;

@@ -76,26 +76,19 @@ static int conv_grad_is_named(const char *name)
     return conv_grad_find(name) || !strcmp(name, conv_grad_ref_impl.name);
 }
 
-/* One implementation, the timed loop: r = -1 is the untimed warm-up,
- * repeated for WARMUP_SECONDS (bench.h). */
-static int time_impl(const conv_bench_config *cfg, int i, const conv_case *c, int th, double *times,
-                     q35_counters *ctr, char *err, size_t errlen)
+/* One call of implementation i, forward or backward. */
+typedef struct {
+    const conv_bench_config *cfg;
+    const conv_case *c;
+    int i;
+    conv_opts o;
+} conv_call;
+
+static int call(void *ctx, char *err, size_t errlen)
 {
-    const conv_opts o = {.threads = th};
-    const double warm_until = q35_now() + WARMUP_SECONDS;
-    for (int r = -1; r < cfg->reps; r++) {
-        if (r >= 0 && ctr) q35_counters_start(ctr);
-        q35_wake_team(th);
-        const double t0 = q35_now();
-        const int rc = cfg->grad ? conv_grad_run(grad_entry(i), &c->g, &o, err, errlen)
-                                 : conv_run(fwd_entry(i), &c->p, &o, err, errlen);
-        const double t1 = q35_now();
-        if (r >= 0 && ctr) q35_counters_stop(ctr);
-        if (rc) return -1;
-        if (r >= 0) times[r] = t1 - t0;
-        else if (t1 < warm_until) r--;
-    }
-    return 0;
+    const conv_call *k = ctx;
+    return k->cfg->grad ? conv_grad_run(grad_entry(k->i), &k->c->g, &k->o, err, errlen)
+                        : conv_run(fwd_entry(k->i), &k->c->p, &k->o, err, errlen);
 }
 
 int bench_conv(const conv_bench_config *cfg)
@@ -144,7 +137,8 @@ int bench_conv(const conv_bench_config *cfg)
                 q35_load_mark lm;
                 q35_load_begin(&lm);
                 bench_progress(family, name, cfg->B, T, th);
-                if (time_impl(cfg, i, &c, th, times, ctr, err, sizeof err)) {
+                conv_call k = {.cfg = cfg, .c = &c, .i = i, .o = {.threads = th}};
+                if (bench_time_calls(call, &k, cfg->reps, th, ctr, times, err, sizeof err)) {
                     fprintf(stderr, "q35lab: bench %s %s: %s\n", family, name, err);
                     rc = 2;
                     break;

@@ -51,30 +51,12 @@ typedef struct {
     deltarule_grad_stats st;
 } bench_call;
 
-static int call(bench_call *c, char *err, size_t errlen)
+static int call(void *ctx, char *err, size_t errlen)
 {
+    bench_call *c = ctx;
     if (c->fwd) return deltarule_run(c->fwd, c->p, &c->o, err, errlen);
     c->st.bytes_held = 0;
     return deltarule_grad_run(c->bwd, c->gp, &c->o, &c->st, err, errlen);
-}
-
-/* Untimed warm-up for WARMUP_SECONDS (at least one call), then reps timed calls. */
-static int time_calls(bench_call *c, int reps, int threads, q35_counters *ctr, double *times, char *err,
-                      size_t errlen)
-{
-    const double warm_until = q35_now() + WARMUP_SECONDS;
-    for (int r = -1; r < reps; r++) {
-        if (r >= 0 && ctr) q35_counters_start(ctr);
-        q35_wake_team(threads);
-        const double t0 = q35_now();
-        const int rc = call(c, err, errlen);
-        const double t1 = q35_now();
-        if (r >= 0 && ctr) q35_counters_stop(ctr);
-        if (rc) return -1;
-        if (r >= 0) times[r] = t1 - t0;
-        else if (t1 < warm_until) r--;
-    }
-    return 0;
 }
 
 typedef struct {
@@ -242,7 +224,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                     q35_load_mark lm;
                     q35_load_begin(&lm);
                     bench_progress("deltarule --grad", lines[nl].label, B, T, th);
-                    if (!times || time_calls(&bc, cfg.reps, th, ctr, times, err, sizeof err)) {
+                    if (!times || bench_time_calls(call, &bc, cfg.reps, th, ctr, times, err, sizeof err)) {
                         fprintf(stderr, "q35lab: bench %s: %s\n", lines[nl].label, times ? err : "out of memory");
                         free(times);
                         rc = 2;

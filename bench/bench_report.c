@@ -1,3 +1,4 @@
+#include "common/clock.h"
 #include "common/atomic_file.h"
 #include "kernels/cpu_features.h"
 #include "bench/bench.h"
@@ -233,5 +234,23 @@ int bench_check_impl_list(const char *family, const char *list, int (*named)(con
             fprintf(stderr, "q35lab: no %s implementation '%s' (see `q35lab list`)\n", family, tok);
             return -1;
         }
+    return 0;
+}
+
+int bench_time_calls(int (*call)(void *ctx, char *err, size_t errlen), void *ctx, int reps, int threads,
+                     q35_counters *ctr, double *times, char *err, size_t errlen)
+{
+    const double warm_until = q35_now() + WARMUP_SECONDS;
+    for (int r = -1; r < reps; r++) { /* r = -1: the warm-up, repeated until WARMUP_SECONDS */
+        if (r >= 0 && ctr) q35_counters_start(ctr);
+        q35_wake_team(threads);
+        const double t0 = q35_now();
+        const int rc = call(ctx, err, errlen);
+        const double t1 = q35_now();
+        if (r >= 0 && ctr) q35_counters_stop(ctr);
+        if (rc) return -1;
+        if (r >= 0) times[r] = t1 - t0;
+        else if (t1 < warm_until) r--;
+    }
     return 0;
 }
