@@ -54,6 +54,11 @@ typedef struct {
 int bench_setup(const char *machine, const char *counters, q35_machine_limits *lim, int *have_limits,
                 q35_counters **ctr);
 
+/* bench_setup, then bench_report_open: what every kernel bench opens with.
+ * 0, or 2 after a message (nothing left open). */
+int bench_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine,
+               const char *counters, q35_machine_limits *lim, int *have_limits, q35_counters **ctr);
+
 /* Every name of the comma list `list` ("all" passes) satisfies named();
  * else -1 after "no <family> implementation 'x' (see `q35lab list`)". */
 int bench_check_impl_list(const char *family, const char *list, int (*named)(const char *));

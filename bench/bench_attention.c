@@ -65,9 +65,8 @@ int bench_attention(const attention_bench_config *cfg)
     q35_machine_limits lim;
     int have_limits;
     q35_counters *ctr;
-    if (bench_setup(cfg->machine, cfg->counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
-    if (bench_report_open(&rep, "attention", cfg->json, cfg->csv, cfg->machine)) return 2;
+    if (bench_open(&rep, "attention", cfg->json, cfg->csv, cfg->machine, cfg->counters, &lim, &have_limits, &ctr)) return 2;
     printf("bench attention: B=%d Hq=%d Hkv=%d D=%d past=%d, causal, %d reps; flops 4*D per (query head, "
            "attended position)\n", cfg->B, cfg->Hq, cfg->Hkv, cfg->D, cfg->past, cfg->reps);
     char err[512] = "";

@@ -103,9 +103,8 @@ int bench_conv(const conv_bench_config *cfg)
     q35_machine_limits lim;
     int have_limits;
     q35_counters *ctr;
-    if (bench_setup(cfg->machine, cfg->counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
-    if (bench_report_open(&rep, family, cfg->json, cfg->csv, cfg->machine)) return 2;
+    if (bench_open(&rep, family, cfg->json, cfg->csv, cfg->machine, cfg->counters, &lim, &have_limits, &ctr)) return 2;
     const int n_impls = (cfg->grad ? conv_grad_n_impls : conv_n_impls) + 1; /* + ref */
     printf("bench conv%s: C=%d K=%d B=%d, SiLU on, state in%s, %d reps; flops %d*K*C per token%s\n",
            cfg->grad ? " --grad" : "", cfg->C, cfg->K, cfg->B, cfg->grad ? " and d_state_out" : " and out", cfg->reps,

@@ -265,9 +265,8 @@ int bench_deltarule(const dr_bench_config *config)
     q35_machine_limits lim;
     int have_limits;
     q35_counters *ctr;
-    if (bench_setup(cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
-    if (bench_report_open(&rep, "deltarule", cfg.json, cfg.csv, cfg.machine)) return 2;
+    if (bench_open(&rep, "deltarule", cfg.json, cfg.csv, cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     const dr_bench_shape *sh = &cfg.shape;
     printf("bench deltarule: shape %s (Hk=%d Hv=%d Dk=%d Dv=%d), %s state, %d reps, ISA %s\n", sh->name, sh->Hk,
            sh->Hv, sh->Dk, sh->Dv, cfg.cold ? "cold (rotating over layers)" : "warm", cfg.reps,

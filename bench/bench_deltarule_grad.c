@@ -162,12 +162,9 @@ int bench_deltarule_grad(const dr_bench_config *config)
     q35_machine_limits lim;
     int have_limits;
     q35_counters *ctr;
-    if (bench_setup(cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
-    if (bench_report_open(&rep, "deltarule_grad", cfg.json, cfg.csv, cfg.machine)) {
-        q35_counters_close(ctr);
+    if (bench_open(&rep, "deltarule_grad", cfg.json, cfg.csv, cfg.machine, cfg.counters, &lim, &have_limits, &ctr))
         return 2;
-    }
     const dr_bench_shape *sh = &cfg.shape;
     printf("bench deltarule --grad: shape %s (Hk=%d Hv=%d Dk=%d Dv=%d), initial state and d_final_state given, "
            "%d reps, ISA %s; fwd: rows are the forward (6 Dk Dv flops per token and head), bwd: the backward "

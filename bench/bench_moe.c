@@ -61,9 +61,8 @@ int bench_moe(const moe_bench_config *config)
     q35_machine_limits lim;
     int have_limits;
     q35_counters *ctr;
-    if (bench_setup(cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     bench_report rep;
-    if (bench_report_open(&rep, "moe", cfg.json, cfg.csv, cfg.machine)) return 2;
+    if (bench_open(&rep, "moe", cfg.json, cfg.csv, cfg.machine, cfg.counters, &lim, &have_limits, &ctr)) return 2;
     printf("bench moe: shape %s (hidden %d, %d experts, top-%d, I %d, shared %d), skew %.2f, %d reps\n", sh->name,
            sh->hidden, sh->E, sh->top_k, sh->I, sh->Is, cfg.skew, cfg.reps);
     int rc = 0;

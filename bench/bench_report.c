@@ -254,3 +254,15 @@ int bench_time_calls(int (*call)(void *ctx, char *err, size_t errlen), void *ctx
     }
     return 0;
 }
+
+int bench_open(bench_report *r, const char *family, const char *json, const char *csv, const char *machine,
+               const char *counters, q35_machine_limits *lim, int *have_limits, q35_counters **ctr)
+{
+    if (bench_setup(machine, counters, lim, have_limits, ctr)) return 2;
+    if (bench_report_open(r, family, json, csv, machine)) {
+        q35_counters_close(*ctr);
+        *ctr = NULL;
+        return 2;
+    }
+    return 0;
+}
