@@ -149,8 +149,8 @@ static float *normal_buffer(size_t n, unsigned long seed)
 int bench_deltarule_grad(const dr_bench_config *config)
 {
     const dr_bench_config cfg = *config;
-    if (cfg.cold || cfg.nchunks || cfg.checkpoints) {
-        fprintf(stderr, "q35lab: bench deltarule --grad does not take --cold, --chunk or --checkpoints\n");
+    if (cfg.cold || cfg.checkpoints) {
+        fprintf(stderr, "q35lab: bench deltarule --grad does not take --cold or --checkpoints\n");
         return 2;
     }
     if (bench_check_impl_list("backward deltarule", cfg.impl, grad_named)) return 2;
@@ -203,18 +203,27 @@ int bench_deltarule_grad(const dr_bench_config *config)
                 bench_row_begin(&rep, B, T, th);
                 summary_line lines[BENCH_MAX_IMPLS];
                 int nl = 0;
-                for (int i = 0; i < N_FWD + deltarule_grad_n_impls && !rc && nl < BENCH_MAX_IMPLS; i++) {
+                /* with --chunk the chunked backward runs once per chunk size (row "bwd:chunked@C") */
+                const int nchk = cfg.nchunks ? cfg.nchunks : 1;
+                for (int iv = 0; iv < (N_FWD + deltarule_grad_n_impls) * nchk && !rc && nl < BENCH_MAX_IMPLS; iv++) {
+                    const int i = iv / nchk, v = iv % nchk;
                     bench_call bc = {.p = &c.p, .gp = &gp, .o = {.threads = th}};
                     const int is_fwd = i < N_FWD;
                     if (is_fwd) {
-                        if (!(bc.fwd = deltarule_find(fwd_names[i]))) continue;
+                        if (v || !(bc.fwd = deltarule_find(fwd_names[i]))) continue;
                         snprintf(lines[nl].label, sizeof lines[nl].label, "fwd:%s", fwd_names[i]);
                     } else {
                         bc.bwd = &deltarule_grad_impls[i - N_FWD];
                         if (!bench_impl_selected(cfg.impl, bc.bwd->name) || (bc.bwd->available && !bc.bwd->available()))
                             continue;
+                        const int chunked = !strcmp(bc.bwd->name, "chunked");
+                        if (v && !chunked) continue;
                         bc.o.crossover = cfg.auto_crossover;
-                        snprintf(lines[nl].label, sizeof lines[nl].label, "bwd:%s", bc.bwd->name);
+                        if (chunked && cfg.nchunks) {
+                            bc.o.chunk = cfg.chunks[v];
+                            snprintf(lines[nl].label, sizeof lines[nl].label, "bwd:%s@%d", bc.bwd->name, bc.o.chunk);
+                        } else
+                            snprintf(lines[nl].label, sizeof lines[nl].label, "bwd:%s", bc.bwd->name);
                     }
                     double *times = calloc(cfg.reps, sizeof *times);
                     if (ctr) q35_counters_reset(ctr);
@@ -241,7 +250,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                     lines[nl].held = bc.st.bytes_held;
                     lines[nl].is_fwd = is_fwd;
                     if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "recurrent")) rec[it][ith] = r.stats.median;
-                    if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "chunked")) chk[it][ith] = r.stats.median;
+                    if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "chunked") && !cfg.nchunks) chk[it][ith] = r.stats.median;
                     free(times);
                     nl++;
                 }

@@ -47,7 +47,9 @@ static const char usage_deltarule[] =
     "                        state and d_final_state given: medians with spread, GFLOP/s (backward: 18 Dk Dv per\n"
     "                        token and head, 3x the forward's 6), % of peak, time / best forward, memory held;\n"
     "                        the backward's crossover (chunked vs recurrent backward) printed, and with\n"
-    "                        --crossover F written under F's \"grad_points\" (the forward's points stay)\n";
+    "                        --crossover F written under F's \"grad_points\" (the forward's points stay);\n"
+    "                        with --chunk the chunked backward at each chunk size (rows bwd:chunked@C, the\n"
+    "                        forwards at their defaults; no crossover from them)\n";
 
 static const char usage_moe[] =
     "usage: q35lab bench moe [options]\n"
