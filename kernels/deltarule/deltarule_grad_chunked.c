@@ -21,6 +21,7 @@
  */
 #include "kernels/deltarule/deltarule_grad.h"
 #include "kernels/deltarule/grad_gemm.h"
+#include "common/huge_pages.h"
 
 #include <math.h>
 #include <omp.h>
@@ -66,36 +67,42 @@ typedef struct {
     double *gamma, *dgam; /* [C] eq. (4) (block of gamall) and its gradient */
     double *gamall;       /* [T] */
     gg_fns f;             /* products, solves, transposes (grad_gemm.h), for this CPU */
+    void *arena;          /* the one mapping the buffers above point into (gws_alloc) */
+    size_t arena_bytes;
 } gws;
 
 static void gws_free(gws *w)
 {
-    free(w->KQall); free(w->dKQall); free(w->dKQbuf); free(w->Vall); free(w->KSall); free(w->Dall); free(w->dO); free(w->dD);
-    free(w->dKS); free(w->Eall); free(w->Gall); free(w->Aall); free(w->P); free(w->dP); free(w->dA);
-    free(w->Kd); free(w->Dd); free(w->KT); free(w->DT); free(w->S0T); free(w->dST); free(w->dS); free(w->states); free(w->betaall); free(w->egall);
-    free(w->gamall); free(w->dgam); free(w->rk); free(w->rq);
+    q35_free_huge(w->arena, w->arena_bytes);
+    w->arena = NULL;
 }
 
+/* One mapping in 2 MiB pages for all of a thread's buffers (common/huge_pages.h):
+ * the states, KQall, ... are MiBs each, written anew every call, and in 4 KiB
+ * pages cost a page fault every 4 KiB and TLB misses on the state rows. */
 static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
 {
     memset(w, 0, sizeof *w);
     w->f = gg_select();
     w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
     const size_t tv = (size_t)nch * C * Dv, ncc = (size_t)(nch > 0 ? nch : 1) * C * C, cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
-    size_t bytes = 0;
-#define GET(ptr, n) (bytes += sizeof *(ptr) * (n), (ptr) = malloc(sizeof *(ptr) * (n)))
-    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
-    GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
-    GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->Dd, cv); GET(w->KT, ck); GET(w->DT, cv); GET(w->S0T, kv); GET(w->dST, kv); GET(w->dS, kv);
-    GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
-    GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
+    /* two passes: the first sums the sizes (each 64-byte aligned), the second carves the mapping */
+    for (int pass = 0; pass < 2; pass++) {
+        char *base = w->arena;
+        size_t bytes = 0;
+#define GET(ptr, n) ((ptr) = pass ? (void *)(base + bytes) : NULL, bytes += (sizeof *(ptr) * (n) + 63) & ~(size_t)63)
+        GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
+        GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
+        GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->Dd, cv); GET(w->KT, ck); GET(w->DT, cv); GET(w->S0T, kv); GET(w->dST, kv); GET(w->dS, kv);
+        GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
+        GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
 #undef GET
-    if (w->KQall && w->dKQall && w->dKQbuf && w->Vall && w->KSall && w->Dall && w->dO && w->dD && w->dKS && w->Eall && w->Gall && w->Aall && w->P &&
-        w->dP && w->dA && w->Kd && w->Dd && w->KT && w->DT && w->S0T && w->dST && w->dS && w->states && w->betaall && w->egall && w->gamall && w->dgam &&
-        w->rk && w->rq)
-        return bytes;
-    gws_free(w);
-    return 0;
+        if (pass == 0) {
+            w->arena_bytes = bytes;
+            if (!(w->arena = q35_alloc_huge(bytes))) return 0;
+        }
+    }
+    return w->arena_bytes;
 }
 
 /* eq. (1): 1/sqrt(|x|^2 + 1e-6) in double (1 without the l2 norm); once per
