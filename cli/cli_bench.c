@@ -3,6 +3,7 @@
 #include "harness/deltarule_crossover.h"
 #include "bench/bench_comm.h"
 #include "bench/bench_attention.h"
+#include "bench/bench_linear.h"
 #include "bench/bench_conv.h"
 #include "bench/bench_deltarule.h"
 #include "bench/bench_deltarule_grad.h"
@@ -16,7 +17,7 @@
 #include <string.h>
 
 static const char usage_bench[] =
-    "usage: q35lab bench deltarule|moe|conv|attention|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
+    "usage: q35lab bench deltarule|moe|conv|attention|linear|model|comm [options]   (q35lab bench deltarule --help, ...)\n"
     "Every implementation side by side: medians with [min, max], tokens/s, GFLOP/s, GB/s and % of this\n"
     "machine's calibrated limits (results/machine.json, from q35lab calibrate --out).  Results are\n"
     "printed; they are written to files only when named (--json, --csv).\n";
@@ -234,6 +235,38 @@ static int bench_attention_cmd(int argc, char **argv)
     return bench_attention(&c);
 }
 
+static const char usage_linear[] =
+    "usage: q35lab bench linear [options]\n"
+    "The linear family y = x W^T (kernels/linear/linear.h), every implementation side by side per weight type,\n"
+    "M (rows of x) and thread count: median [min, max] of --reps timed calls, GB/s (W in its stored type, x, y)\n"
+    "and GFLOP/s (2 M N K) against the calibrated limits.  Lossy entries are marked.  Default: Qwen3.5-0.8B's\n"
+    "DeltaNet in_proj_qkv (N 6144, K 1024), M 1,8,512, weights bf16,q8,q4, all cores.\n"
+    "Q35_ISA=generic|avx2|avx512 picks the path.\n"
+    "  --N N --K N        the shape of W (K a multiple of 32 for q8, q4)\n"
+    "  --M LIST           rows of x (1: decode; 512: prefill)\n"
+    "  --weights LIST     f32,bf16,q8,q4 (q8 = Q8_0, q4 = Q4_0, docs/quantization.md)\n"
+    "  --threads LIST --reps N (default 10)\n"
+    "  --impl LIST        comma-separated (ref is timed only when named; default: every table entry)\n"
+    "  --counters SPEC    PAPI events or none (default none)\n"
+    "  --json F --csv F   append the rows to these files; --machine F the calibrated limits\n";
+
+static int bench_linear_cmd(int argc, char **argv)
+{
+    linear_bench_config c;
+    linear_bench_defaults(&c);
+    const cli_opt opts[] = {
+        OPT_STR("--impl", &c.impl),   OPT_STR("--counters", &c.counters), OPT_STR("--json", &c.json),
+        OPT_STR("--csv", &c.csv),     OPT_STR("--machine", &c.machine),   OPT_STR("--weights", &c.weights),
+        OPT_INT("--N", &c.N, 1, 1 << 24), OPT_INT("--K", &c.K, 1, 1 << 20),
+        OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INTS("--M", c.Ms, 1, 1 << 16, &c.nM, 16),
+        OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
+        CLI_END};
+    const int pr = cli_parse("bench linear", usage_linear, opts, argc, argv, 2);
+    if (pr) return CLI_EXIT(pr);
+    return bench_linear(&c);
+}
+
 static const char usage_comm[] =
     "usage: mpirun -np N q35lab bench comm [--min-bytes B] [--max-bytes B] [--reps N]\n"
     "The all-reduce of the tensor-parallel model (fp32 sum) between the ranks over sizes B, 4B, 16B, ... (default\n"
@@ -287,15 +320,16 @@ static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
 
 int cmd_bench(int argc, char **argv, const q35_comm *comm)
 {
-    static const char *const names[] = {"deltarule", "moe", "model", "comm", "conv", "attention"};
+    static const char *const names[] = {"deltarule", "moe", "model", "comm", "conv", "attention", "linear"};
     int status;
-    switch (cli_subcommand("bench", usage_bench, names, 6, argc, argv, &status)) {
+    switch (cli_subcommand("bench", usage_bench, names, 7, argc, argv, &status)) {
     case 0: return cli_one_process(comm, "bench deltarule") ? 2 : bench_deltarule_cmd(argc, argv);
     case 1: return cli_one_process(comm, "bench moe") ? 2 : bench_moe_cmd(argc, argv);
     case 2: return bench_model_cmd(argc, argv, comm);
     case 3: return bench_comm_cmd(argc, argv, comm);
     case 4: return cli_one_process(comm, "bench conv") ? 2 : bench_conv_cmd(argc, argv);
     case 5: return cli_one_process(comm, "bench attention") ? 2 : bench_attention_cmd(argc, argv);
+    case 6: return cli_one_process(comm, "bench linear") ? 2 : bench_linear_cmd(argc, argv);
     default: return status;
     }
 }

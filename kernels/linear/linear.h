@@ -50,5 +50,6 @@ int linear_run(const linear_impl *impl, const linear_problem *p, const linear_op
 int linear_tiled(const linear_problem *p, const linear_opts *o);
 int linear_tiled_bf16dot(const linear_problem *p, const linear_opts *o); /* lossy: x rounded to bf16 */
 int linear_tiled_amx(const linear_problem *p, const linear_opts *o);     /* lossy: x rounded to bf16, AMX */
+int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o); /* lossy: x quantized per block (q8/q4 W) */
 
 #endif

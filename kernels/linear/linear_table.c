@@ -19,6 +19,12 @@ const linear_impl linear_impls[] = {
      * has AMX-BF16 and the kernel grants the tile state; the BF16-dot path elsewhere. */
     {"tiled-amx", "x rounded to bf16 once, AMX tdpbf16ps 32x32 blocks on bf16 W (tiled-bf16dot's path without "
      "AMX), column panels over threads; lossy, opt-in", linear_tiled_amx, {0}, 0x1p-8, NULL, 1},
+    /* Lossy, opt-in, quantized W only: x quantized per 32-element block (eq. A8q: up to d/2 =
+     * max|x_block|/254 per element), integer dots (VNNI vpdpbusd / AVX2 vpmaddubsw / C).  The
+     * tolerance TOL_INT8DOT is docs/quantization.md's "Integer-dot path" bound.  fp32, bf16 W:
+     * the exact tiled path. */
+    {"tiled-int8dot", "x quantized to int8 per 32-block, integer dots on q8_0/q4_0 W (avx512-vnni vpdpbusd, avx2 "
+     "vpmaddubsw, C), column panels as tiled; lossy, opt-in", linear_tiled_int8dot, {0}, 0x1p-6, NULL, 1},
 };
 const int linear_n_impls = (int)(sizeof linear_impls / sizeof linear_impls[0]);
 

@@ -9,6 +9,7 @@
 #define Q35_MATMUL_H
 
 #include "kernels/quant/quant.h"
+#include "kernels/quant/quant_act.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -114,6 +115,18 @@ static inline int q35_amx_lda(int K) { return (K + 31) / 32 * 32; }
 static inline int q35_amx_rows(int M) { return (M + 15) / 16 * 16; }
 void q35_bf16_round_padded(int M, int K, const float *A, int lda, int m0, int m1, uint16_t *out);
 const char *q35_matmul_amx_path(void);
+
+/* Integer dot (docs/quantization.md "Integer-dot path"), quantized W only (WT_Q8_0, WT_Q4_0;
+ * K % 32 == 0, ldw a multiple of 32): rows m0 .. m0+M-1 of activations already quantized per
+ * block (kernels/quant/quant_act.h) against W's blocks with integer products:
+ *   C[m, n] = (acc ? C : 0) + sum_b (dw_b d_b) * sum_j w_j q_j          (eq. I8; Q4_0: eq. I4)
+ * the inner sums exact in int32, the outer in fp32.  AVX-512 VNNI (vpdpbusd, two blocks per
+ * zmm) when cpu_has(CPU_FEAT_AVX512_VNNI) and cpu_isa() >= ISA_AVX512; AVX2 vpmaddubsw +
+ * vpmaddwd from ISA_AVX2; plain C otherwise.  Lossy against q35_matmul_xwt by the rounding of
+ * the activations (eq. A8e: up to d/2 per element).  Single-threaded, no heap memory. */
+void q35_matmul_qact_xwt(int M, int N, int K, const q35_qact *A, int m0, const void *W, q35_wtype wt, int ldw,
+                         float *C, int ldc, int accumulate);
+const char *q35_matmul_int8dot_path(void);
 
 /* Which path q35_matmul_xwt_bf16dot runs now / a one-line summary of the matmul paths (list). */
 const char *q35_matmul_bf16dot_path(void);

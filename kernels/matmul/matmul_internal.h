@@ -53,4 +53,13 @@ int mm_avx512_qdot(int M, int N, int K, const float *A, size_t lda, const void *
                    float *C, size_t ldc, int acc);
 void mm_avx512_dequant(q35_wtype wt, const void *W, float *y, size_t nblk);
 
+/* matmul_int8dot*.c: the integer-dot bodies of q35_matmul_qact_xwt (K % 32 == 0, M, N >= 1).
+ * rowb: bytes per row of W. */
+void mm_generic_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
+                     float *C, size_t ldc, int acc);
+void mm_avx2_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
+                  float *C, size_t ldc, int acc);
+void mm_avx512vnni_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
+                        float *C, size_t ldc, int acc);
+
 #endif

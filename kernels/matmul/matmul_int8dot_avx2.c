@@ -1,0 +1,98 @@
+/* AVX2 body of the integer-dot matmul (matmul_int8dot.c has the definition, eqs. I8 / I4 of
+ * docs/quantization.md): one 32-weight block per ymm.
+ *   Q8_0: vpmaddubsw(|w|, sign(q, w)) multiplies unsigned by signed bytes and adds pairs into int16
+ *         (|w| <= 127 and |q| <= 127, so a pair is at most 32258: no saturation), vpmaddwd by ones
+ *         adds pairs again into 8 int32.
+ *   Q4_0: the 16 bytes split into the low nibbles (elements 0-15) and the high ones (16-31), which
+ *         is the activations' natural order, then vpmaddubsw(n, q) (n <= 15) and vpmaddwd; -8 s_b
+ *         added into lane 0 so i_b is the exact eq. I4 sum, as in the plain-C body.
+ * Then i_b to fp32 (exact) times the block's fp32 dw_b d_b into one fp32 accumulator per row of W;
+ * R = 4 rows of W share each loaded activation block.  Called when cpu_isa() >= ISA_AVX2. */
+#include "kernels/matmul/matmul_internal.h"
+
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+#define R 4
+#define WBLOCK_BYTES (256 * 1024) /* rows of W kept in L2 across the rows of A */
+
+INL float f16(const char *p)
+{
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
+
+INL __m256i block_dot(q35_wtype wt, const char *blk, __m256i x, int32_t s)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (wt == WT_Q8_0) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), ones);
+    }
+    const __m128i b = _mm_loadu_si128((const __m128i *)(blk + 2));
+    const __m256i n = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1),
+                                       _mm256_set1_epi8(15));
+    const __m256i i = _mm256_madd_epi16(_mm256_maddubs_epi16(n, x), ones);
+    return _mm256_add_epi32(i, _mm256_setr_epi32(-8 * s, 0, 0, 0, 0, 0, 0, 0));
+}
+
+INL float hsum(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* nr (<= R) rows of W against one row of activations. */
+INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
+              size_t rowb, size_t bb, float *out)
+{
+    __m256 acc[R];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            if (r >= nr) break;
+            const char *blk = W + r * rowb + b * bb;
+            const __m256 sc = _mm256_set1_ps(f16(blk) * d[b]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(wt, blk, x, s[b])), sc, acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) out[r] = hsum(acc[r]);
+}
+
+INL void body(q35_wtype wt, int M, int N, int K, const q35_qact *A, int m0, const char *W, size_t rowb, float *C,
+              size_t ldc, int accumulate)
+{
+    const int nb = K / Q35_QBLOCK;
+    const size_t bb = q35_wtype_bytes(wt, Q35_QBLOCK), nbA = (size_t)A->K / Q35_QBLOCK;
+    int NB = (int)(WBLOCK_BYTES / rowb) / R * R;
+    if (NB < R) NB = R;
+    for (int n0 = 0; n0 < N; n0 += NB) {
+        const int n1 = N - n0 < NB ? N : n0 + NB;
+        for (int m = 0; m < M; m++) {
+            const size_t am = (size_t)(m0 + m);
+            for (int n = n0; n < n1; n += R) {
+                const int nr = n1 - n < R ? n1 - n : R;
+                float v[R];
+                rows(wt, nr, nb, A->q + am * A->K, A->d + am * nbA, A->s + am * nbA, W + (size_t)n * rowb, rowb, bb,
+                     v);
+                float *c = C + (size_t)m * ldc + n;
+                for (int r = 0; r < nr; r++) c[r] = accumulate ? c[r] + v[r] : v[r];
+            }
+        }
+    }
+}
+
+TGT void mm_avx2_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
+                      float *C, size_t ldc, int acc)
+{
+    if (wt == WT_Q8_0)
+        body(WT_Q8_0, M, N, K, A, m0, W, rowb, C, ldc, acc);
+    else
+        body(WT_Q4_0, M, N, K, A, m0, W, rowb, C, ldc, acc);
+}

@@ -1,0 +1,184 @@
+/* AVX-512 VNNI body of the integer-dot matmul (matmul_int8dot.c has the definition, eqs. I8 / I4
+ * of docs/quantization.md): two 32-weight blocks b, b+1 per zmm and one vpdpbusd (unsigned x
+ * signed bytes, groups of four summed into int32) per pair.
+ *   Q8_0: the two blocks' 32 int8 (34-byte blocks: two 32-byte loads) as |w|, and the
+ *         activations negated where w < 0 (a byte mask and a masked subtract), so
+ *         |w| * sign(w) q = w q.  Lanes 0-7 hold block b's groups, 8-15 block b+1's.
+ *   Q4_0: the two blocks' 16 bytes side by side, then their low nibbles (elements 0-15) and
+ *         high nibbles (16-31): 128-bit lanes [b lo, b+1 lo, b hi, b+1 hi]; the activations'
+ *         lanes are reordered to match (one vshufi64x2 per pair, shared by the R rows of W), and
+ *         the accumulator starts at -8 s_b in lane 0 and -8 s_{b+1} in lane 4 (eq. I4).
+ * Each pair's 16 int32 go to fp32 (exact) and meet their scales dw d of the two blocks spread
+ * over the lanes by one vpermps; one fp32 accumulator per row of W, R = 4 rows of W per
+ * loaded activation pair.  An odd last block runs the plain-C definition.
+ * Called only when cpu_isa() >= ISA_AVX512 and cpu_has(AVX512_VNNI) and cpu_has(AVX512BW). */
+#include "kernels/matmul/matmul_internal.h"
+
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline)) TGT
+#define R 4
+#define WBLOCK_BYTES (256 * 1024) /* rows of W kept in L2 across the rows of A */
+
+INL uint32_t ld16(const char *p)
+{
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return h;
+}
+
+/* The two blocks' fp16 scales dw_b, dw_{b+1} as fp32 in lanes 0 and 1. */
+INL __m128 pair_dw(const char *blk, size_t bb)
+{
+    return _mm_cvtph_ps(_mm_cvtsi32_si128((int)(ld16(blk) | ld16(blk + bb) << 16)));
+}
+
+/* d_b, d_{b+1} in lanes 0 and 1. */
+INL __m128 pair_d(const float *d)
+{
+    double dd;
+    __builtin_memcpy(&dd, d, 8);
+    return _mm_castpd_ps(_mm_set_sd(dd));
+}
+
+/* W's two blocks as vpdpbusd's signed operand, and the accumulator's start value that goes with
+ * it.  Q8_0: w as is; the activations come as x + 128 (unsigned), so the start is
+ * -128 sum(w) per group of four (one vpdpbusd against bytes of 128), which makes the sum
+ * exactly sum w x (eq. I8).  Q4_0: the nibbles [b lo, b+1 lo, b hi, b+1 hi] are the unsigned
+ * operand instead and the activations the signed one; the start is the activations' -8 s. */
+INL __m512i q8_w(const char *blk, size_t bb)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
+                              _mm256_loadu_si256((const __m256i *)(blk + bb + 2)), 1);
+}
+INL __m512i q4_n(const char *blk, size_t bb)
+{
+    const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
+                                              _mm_loadu_si128((const __m128i *)(blk + bb + 2)), 1);
+    return _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(b), _mm256_srli_epi16(b, 4), 1),
+                            _mm512_set1_epi8(15));
+}
+
+/* The plain-C definition for one block (the odd last one). */
+INL float tail_block(q35_wtype wt, const char *blk, const int8_t *q, float d, int32_t s)
+{
+    int acc = 0;
+    if (wt == WT_Q8_0) {
+        for (int j = 0; j < 32; j++) acc += ((const int8_t *)(blk + 2))[j] * q[j];
+    } else {
+        const uint8_t *qs = (const uint8_t *)(blk + 2);
+        for (int j = 0; j < 16; j++) acc += (qs[j] & 15) * q[j] + (qs[j] >> 4) * q[j + 16];
+        acc -= 8 * s;
+    }
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)ld16(blk)))) * d * (float)acc;
+}
+
+/* P rows of activations (q[p], d[p], s[p]) x nr (<= R) rows of W: out[p * R + r]. */
+INL void tile(q35_wtype wt, int P, int nr, int nb, const int8_t *const *q, const float *const *d,
+              const int32_t *const *s, const char *W, size_t rowb, size_t bb, float *out)
+{
+    /* Q8_0: lanes 0-7 block b, 8-15 block b+1; Q4_0: 128-bit lanes [b, b+1, b, b+1] */
+    const __m512i idx = wt == WT_Q8_0 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                                      : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+    __m512 acc[4][R];
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < P; p++)
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) acc[p][r] = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i x[4], corr[4];
+        __m512 dx[4];
+        _Pragma("GCC unroll 4")
+        for (int p = 0; p < P; p++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(q[p] + 32 * b));
+            if (wt == WT_Q8_0) {
+                x[p] = _mm512_xor_si512(v, c128); /* x + 128, unsigned */
+            } else {
+                x[p] = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)); /* [b 0-15, b+1 0-15, b 16-31, b+1 16-31] */
+                corr[p] = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -8 * s[p][b]), 0x0010, -8 * s[p][b + 1]);
+            }
+            dx[p] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(pair_d(d[p] + b)));
+        }
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            if (r >= nr) break;
+            const char *blk = W + r * rowb + b * bb;
+            const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(pair_dw(blk, bb)));
+            if (wt == WT_Q8_0) {
+                const __m512i w = q8_w(blk, bb);
+                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, w));
+                _Pragma("GCC unroll 4")
+                for (int p = 0; p < P; p++) {
+                    const __m512i i = _mm512_dpbusd_epi32(start, x[p], w);
+                    acc[p][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, dx[p]), acc[p][r]);
+                }
+            } else {
+                const __m512i n = q4_n(blk, bb);
+                _Pragma("GCC unroll 4")
+                for (int p = 0; p < P; p++) {
+                    const __m512i i = _mm512_dpbusd_epi32(corr[p], n, x[p]);
+                    acc[p][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, dx[p]), acc[p][r]);
+                }
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int p = 0; p < P; p++)
+        for (int r = 0; r < nr; r++) {
+            out[p * R + r] = _mm512_reduce_add_ps(acc[p][r]);
+            if (b < nb) out[p * R + r] += tail_block(wt, W + r * rowb + b * bb, q[p] + 32 * b, d[p][b], s[p][b]);
+        }
+}
+
+INL void rows_of_a(q35_wtype wt, int P, int m, int n0, int n1, int nb, const q35_qact *A, int m0, const char *W,
+                   size_t rowb, size_t bb, float *C, size_t ldc, int accumulate)
+{
+    const size_t nbA = (size_t)A->K / Q35_QBLOCK;
+    const int8_t *q[4];
+    const float *d[4];
+    const int32_t *s[4];
+    for (int p = 0; p < P; p++) {
+        const size_t am = (size_t)(m0 + m + p);
+        q[p] = A->q + am * A->K;
+        d[p] = A->d + am * nbA;
+        s[p] = A->s + am * nbA;
+    }
+    for (int n = n0; n < n1; n += R) {
+        const int nr = n1 - n < R ? n1 - n : R;
+        float v[4 * R];
+        tile(wt, P, nr, nb, q, d, s, W + (size_t)n * rowb, rowb, bb, v);
+        for (int p = 0; p < P; p++) {
+            float *c = C + (size_t)(m + p) * ldc + n;
+            for (int r = 0; r < nr; r++) c[r] = accumulate ? c[r] + v[p * R + r] : v[p * R + r];
+        }
+    }
+}
+
+INL void body(q35_wtype wt, int M, int N, int K, const q35_qact *A, int m0, const char *W, size_t rowb, float *C,
+              size_t ldc, int accumulate)
+{
+    const int nb = K / Q35_QBLOCK;
+    const size_t bb = q35_wtype_bytes(wt, Q35_QBLOCK);
+    int NB = (int)(WBLOCK_BYTES / rowb) / R * R;
+    if (NB < R) NB = R;
+    for (int n0 = 0; n0 < N; n0 += NB) {
+        const int n1 = N - n0 < NB ? N : n0 + NB;
+        int m = 0;
+        for (; m + 4 <= M; m += 4) rows_of_a(wt, 4, m, n0, n1, nb, A, m0, W, rowb, bb, C, ldc, accumulate);
+        if (m + 2 <= M) { rows_of_a(wt, 2, m, n0, n1, nb, A, m0, W, rowb, bb, C, ldc, accumulate); m += 2; }
+        if (m < M) rows_of_a(wt, 1, m, n0, n1, nb, A, m0, W, rowb, bb, C, ldc, accumulate);
+    }
+}
+
+TGT void mm_avx512vnni_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt,
+                            size_t rowb, float *C, size_t ldc, int acc)
+{
+    if (wt == WT_Q8_0)
+        body(WT_Q8_0, M, N, K, A, m0, W, rowb, C, ldc, acc);
+    else
+        body(WT_Q4_0, M, N, K, A, m0, W, rowb, C, ldc, acc);
+}

@@ -1,0 +1,329 @@
+/* test_int8dot.c - cmocka suite for the integer-dot path (docs/quantization.md "Integer-dot path"):
+ * activations quantized per 32-element block (kernels/quant/quant_act.c) and
+ * q35_matmul_qact_xwt at every ISA level the host has, and the linear entry tiled-int8dot.
+ *
+ * Expected values come from the math, never from the code under test:
+ *  - activation blocks: the properties eqs. A8q-A8e define: d = max|x| / 127 in fp32, every
+ *    |x_j - d q_j| <= d / 2 (+ the fp32 rounding of x_j / d), the largest element at +-127,
+ *    s = sum q, zero blocks all zero, a NaN or infinity giving d = NaN;
+ *  - matmul: the test's own decoding of the block bytes (ggml's nibble order) and of fp16, the
+ *    block sums in exact integer arithmetic, then sum_b dw_b d_b i_b in double: the kernel's
+ *    fp32 outer sum must be within gamma_{nb+20} sum_b |dw_b d_b| sum_j |w_j q_j| of it (eqs. I8,
+ *    I4; the SIMD bodies scale each lane's partial integer sum before the lanes are added, so
+ *    the bound takes the sum of |w_j q_j|, and its depth covers a 16-lane tree);
+ *  - the cost of quantizing x, against the unquantized product sum_k w_k x_k in double: at most
+ *    sum_b (d_b / 2) sum_j |w_j| plus that rounding (eq. A8e carried through the dot);
+ *  - tiled-int8dot through linear_run against ref's linear (double) within its table claim.
+ */
+#include "kernels/cpu_features.h"
+#include "kernels/linear/linear.h"
+#include "kernels/matmul/matmul.h"
+#include "kernels/quant/quant.h"
+#include "kernels/quant/quant_act.h"
+#include "ref/linear_ref.h"
+#include "tests/support/isa_levels.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_next(uint64_t *s) /* splitmix64 */
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static float rng_unif(uint64_t *s) { return (float)((double)(rng_next(s) >> 40) * 0x1p-23 - 1.0); } /* [-1, 1) */
+
+/* fp16 by the definition: sign, 5-bit exponent (bias 15), 10-bit fraction. */
+static double f16_spec(uint16_t h)
+{
+    const int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : ldexp(1024 + m, e - 25);
+    return s ? -v : v;
+}
+
+/* Element j of block blk of a quantized row, as the integer the format stores (Q4_0: n - 8). */
+static int w_int(q35_wtype wt, const unsigned char *row, int blk, int j)
+{
+    if (wt == WT_Q8_0) return (signed char)row[blk * 34 + 2 + j];
+    const unsigned char byte = row[blk * 18 + 2 + (j & 15)];
+    return (j < 16 ? byte & 15 : byte >> 4) - 8;
+}
+static double w_scale(q35_wtype wt, const unsigned char *row, int blk)
+{
+    const unsigned char *p = row + blk * (wt == WT_Q8_0 ? 34 : 18);
+    return f16_spec((uint16_t)(p[0] | p[1] << 8));
+}
+
+/* Activations: uniform, with every 5th block scaled by 2^-20 .. 2^20 and every 7th holding one
+ * outlier 100 times the rest (real activations have them), and one all-zero block. */
+static void fill_x(float *x, int M, int K, uint64_t *s)
+{
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < K / 32; b++) {
+            float *xb = x + (size_t)m * K + 32 * b;
+            const float scale = (b % 5 == 4) ? ldexpf(1.0f, (int)(rng_next(s) % 41) - 20) : 1.0f;
+            for (int j = 0; j < 32; j++) xb[j] = scale * rng_unif(s);
+            if (b % 7 == 6) xb[rng_next(s) % 32] = 100.0f * scale;
+            if (m == 0 && b == 1) memset(xb, 0, 32 * sizeof *xb);
+        }
+}
+
+static void test_act_quant(void **state)
+{
+    (void)state;
+    uint64_t s = 11;
+    const int M = 5, K = 32 * 40;
+    float *x = malloc(sizeof(float) * M * K);
+    fill_x(x, M, K, &s);
+    x[3 * K + 32 * 7 + 5] = NAN;      /* row 3 block 7 */
+    x[4 * K + 32 * 9 + 0] = -INFINITY; /* row 4 block 9 */
+    void *mem = malloc(q35_qact_bytes(M, K));
+    q35_qact a;
+    q35_qact_init(&a, M, K, mem);
+    q35_qact_quantize_rows(&a, x, K, 0, 2); /* two calls, as threads split the rows */
+    q35_qact_quantize_rows(&a, x, K, 2, M);
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < K / 32; b++) {
+            const float *xb = x + (size_t)m * K + 32 * b;
+            const int8_t *q = a.q + (size_t)m * K + 32 * b;
+            const float d = a.d[m * (K / 32) + b];
+            int bad = 0, sum = 0, at127 = 0;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) {
+                bad |= !isfinite(xb[j]);
+                if (fabsf(xb[j]) > amax) amax = fabsf(xb[j]);
+            }
+            if (bad) {
+                assert_true(isnan(d));
+                continue;
+            }
+            assert_true(d == amax / 127.0f);
+            for (int j = 0; j < 32; j++) {
+                assert_true(q[j] >= -127 && q[j] <= 127);
+                sum += q[j];
+                at127 |= q[j] == 127 || q[j] == -127;
+                /* eq. A8e: within d/2, plus the rounding of x / d (2^-24 relative of |x| <= 127 d) */
+                assert_true(fabs((double)xb[j] - (double)d * q[j]) <= d * (0.5 + 127 * 0x1p-23));
+            }
+            assert_int_equal(a.s[m * (K / 32) + b], sum);
+            if (amax > 0) assert_true(at127);
+            else for (int j = 0; j < 32; j++) assert_int_equal(q[j], 0);
+        }
+    free(mem);
+    free(x);
+}
+
+typedef struct {
+    int M, N, K;
+    q35_wtype wt;
+    float *x;
+    unsigned char *w;
+    size_t rowb;
+    q35_qact a;
+    void *amem;
+} iprob;
+
+static void iprob_make(iprob *p, int M, int N, int K, q35_wtype wt, uint64_t seed)
+{
+    uint64_t s = seed;
+    p->M = M; p->N = N; p->K = K; p->wt = wt;
+    p->x = malloc(sizeof(float) * M * K);
+    fill_x(p->x, M, K, &s);
+    p->rowb = q35_wtype_bytes(wt, (size_t)K);
+    p->w = malloc(p->rowb * N);
+    float *wf = malloc(sizeof(float) * K);
+    for (int n = 0; n < N; n++) {
+        const float sc = ldexpf(1.0f, (int)(rng_next(&s) % 9) - 4);
+        for (int k = 0; k < K; k++) wf[k] = sc * rng_unif(&s);
+        if (wt == WT_Q8_0)
+            assert_int_equal(q35_quantize_row_q8_0(wf, (q35_block_q8_0 *)(p->w + n * p->rowb), (size_t)K), 0);
+        else
+            assert_int_equal(q35_quantize_row_q4_0(wf, (q35_block_q4_0 *)(p->w + n * p->rowb), (size_t)K), 0);
+    }
+    free(wf);
+    p->amem = malloc(q35_qact_bytes(M, K));
+    q35_qact_init(&p->a, M, K, p->amem);
+    q35_qact_quantize_rows(&p->a, p->x, K, 0, M);
+}
+
+static void iprob_free(iprob *p)
+{
+    free(p->x);
+    free(p->w);
+    free(p->amem);
+}
+
+/* C from q35_matmul_qact_xwt against eq. I8 / I4 in double, and against the unquantized x. */
+static void check_matmul(const iprob *p, int acc, const char *lvl)
+{
+    const int M = p->M, N = p->N, K = p->K, nb = K / 32, ldc = N + 3;
+    float *C = malloc(sizeof(float) * M * ldc);
+    for (int i = 0; i < M * ldc; i++) C[i] = acc ? 0.25f * (float)(i % 13) : NAN;
+    q35_matmul_qact_xwt(M, N, K, &p->a, 0, p->w, p->wt, K, C, ldc, acc);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < ldc; n++) {
+            const float c = C[m * ldc + n], c0 = acc ? 0.25f * (float)((m * ldc + n) % 13) : 0.0f;
+            if (n >= N) { /* past N: untouched */
+                if (acc) assert_true(c == c0);
+                else assert_true(isnan(c));
+                continue;
+            }
+            const unsigned char *row = p->w + (size_t)n * p->rowb;
+            double e = c0, mag = fabs(c0), exact = c0, cost = 0;
+            for (int b = 0; b < nb; b++) {
+                const double db = p->a.d[m * nb + b], dw = w_scale(p->wt, row, b);
+                long long i = 0;
+                double wabs = 0, iabs = 0;
+                for (int j = 0; j < 32; j++) {
+                    const int wi = w_int(p->wt, row, b, j);
+                    i += (long long)wi * p->a.q[(size_t)m * K + 32 * b + j];
+                    iabs += fabs((double)wi * p->a.q[(size_t)m * K + 32 * b + j]);
+                    exact += dw * wi * (double)p->x[(size_t)m * K + 32 * b + j];
+                    wabs += fabs(dw * wi);
+                }
+                e += (double)(float)(dw * db) * (double)i; /* fl(dw d): dw d has 35 bits, rounded once */
+                mag += fabs(dw * db) * iabs;
+                cost += db / 2 * wabs;
+            }
+            const double g = (nb + 20) * 0x1p-24 / (1 - (nb + 20) * 0x1p-24);
+            if (!(fabs(c - e) <= g * mag * 1.0000001 + 1e-30)) {
+                fprintf(stderr, "[%s] %s M=%d N=%d K=%d acc=%d (%d,%d): C=%.9g expected %.9g (bound %.3g)\n", lvl,
+                        q35_wtype_name(p->wt), M, N, K, acc, m, n, c, e, g * mag);
+                fail();
+            }
+            /* the activation rounding's cost: eq. A8e through the dot, plus the fp32 sums */
+            assert_true(fabs(c - exact) <= cost + g * mag * 1.0000001 + 2 * 0x1p-24 * mag + 1e-30);
+        }
+    free(C);
+}
+
+static void grid_level(cpu_isa_level lvl, void *ctx)
+{
+    (void)ctx;
+    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
+    static const int Ns[] = {1, 3, 4, 5, 17};
+    static const int Ks[] = {32, 64, 96, 1024};
+    int cases = 0;
+    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+                for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+                    iprob p;
+                    iprob_make(&p, Ms[mi], Ns[ni], Ks[ki], (q35_wtype)wt, 1000u + 37u * cases);
+                    check_matmul(&p, 0, cpu_isa_name(lvl));
+                    check_matmul(&p, 1, cpu_isa_name(lvl));
+                    iprob_free(&p);
+                    cases++;
+                }
+    /* a W larger than the kernels' 256 KiB row blocks, many rows of A */
+    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++) {
+        iprob p;
+        iprob_make(&p, 6, 300, 1024, (q35_wtype)wt, 77);
+        check_matmul(&p, 0, cpu_isa_name(lvl));
+        iprob_free(&p);
+    }
+    printf("[ INFO     ] %s: %d shapes x 2, integer path %s\n", cpu_isa_name(lvl), cases, q35_matmul_int8dot_path());
+}
+
+static void test_matmul_levels(void **state)
+{
+    (void)state;
+    isa_levels_each("test_int8dot", grid_level, NULL);
+    if (!cpu_has_detected(CPU_FEAT_AVX512_VNNI))
+        printf("[  SKIPPED ] test_int8dot: avx512-vnni vpdpbusd path (this CPU has no AVX512_VNNI)\n");
+}
+
+/* Rows m0 .. m0+M-1 of a larger quantized A, and a NaN row giving NaN in that row only. */
+static void nan_level(cpu_isa_level lvl, void *ctx)
+{
+    (void)lvl;
+    (void)ctx;
+    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++) {
+        iprob p;
+        iprob_make(&p, 4, 9, 128, (q35_wtype)wt, 5);
+        p.x[2 * 128 + 40] = NAN;
+        q35_qact_quantize_rows(&p.a, p.x, 128, 0, 4);
+        float C[3 * 9];
+        q35_matmul_qact_xwt(3, 9, 128, &p.a, 1, p.w, p.wt, 128, C, 9, 0);
+        for (int n = 0; n < 9; n++) {
+            assert_true(isfinite(C[0 * 9 + n])); /* row 1 */
+            assert_true(isnan(C[1 * 9 + n]));    /* row 2 */
+            assert_true(isfinite(C[2 * 9 + n])); /* row 3 */
+        }
+        /* row 1 alone gives the same numbers as inside the batch of three */
+        float C1[9];
+        q35_matmul_qact_xwt(1, 9, 128, &p.a, 1, p.w, p.wt, 128, C1, 9, 0);
+        for (int n = 0; n < 9; n++) assert_true(fabsf(C1[n] - C[n]) <= 1e-5f * (1 + fabsf(C[n])));
+        iprob_free(&p);
+    }
+}
+
+static void test_rows_and_nan(void **state)
+{
+    (void)state;
+    isa_levels_each("test_int8dot", nan_level, NULL);
+}
+
+/* tiled-int8dot through the linear table against ref's linear (double), within its claim. */
+static void linear_level(cpu_isa_level lvl, void *ctx)
+{
+    (void)ctx;
+    const linear_impl *impl = linear_find("tiled-int8dot");
+    assert_non_null(impl);
+    assert_true(impl->lossy);
+    static const int Ms[] = {1, 3, 64, 70};
+    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+            const int M = Ms[mi], N = 200, K = 256;
+            iprob p;
+            iprob_make(&p, M, N, K, (q35_wtype)wt, 900 + mi);
+            float *y = malloc(sizeof(float) * M * N), *yr = malloc(sizeof(float) * M * N);
+            linear_problem lp = {M, N, K, p.x, p.w, p.wt, y, 0};
+            linear_problem lr = lp;
+            lr.y = yr;
+            char err[256];
+            linear_opts o = {2};
+            assert_int_equal(linear_run(impl, &lp, &o, err, sizeof err), 0);
+            assert_int_equal(linear_run(&linear_ref_impl, &lr, &o, err, sizeof err), 0);
+            double num = 0, den = 0;
+            for (int i = 0; i < M * N; i++) {
+                num += ((double)y[i] - yr[i]) * ((double)y[i] - yr[i]);
+                den += (double)yr[i] * yr[i];
+            }
+            const double rel = sqrt(num / den);
+            if (!(rel <= impl->claim_tol)) {
+                fprintf(stderr, "[%s] tiled-int8dot %s M=%d: normwise %.3g > claim %.3g\n", cpu_isa_name(lvl),
+                        q35_wtype_name(p.wt), M, rel, impl->claim_tol);
+                fail();
+            }
+            free(y);
+            free(yr);
+            iprob_free(&p);
+        }
+}
+
+static void test_linear_entry(void **state)
+{
+    (void)state;
+    isa_levels_each("test_int8dot", linear_level, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_act_quant),
+        cmocka_unit_test(test_matmul_levels),
+        cmocka_unit_test(test_rows_and_nan),
+        cmocka_unit_test(test_linear_entry),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
