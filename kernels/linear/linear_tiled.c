@@ -70,20 +70,13 @@ int linear_tiled_amx(const linear_problem *p, const linear_opts *o)
     return 0;
 }
 
-/* From this many rows of x the exact path (W dequantized once per tile, then the fp32 PACKED
- * kernel) is faster than integer dots, whose per-block scaling costs as much as the products:
- * measured 1 thread on the AVX-512 VNNI host, N = 2048, K = 1024 (docs/quantization.md
- * "Integer-dot path"): integer / exact time 0.63 (q8) 0.51 (q4) at M = 8, 0.88 / 1.00 at 64,
- * 1.22 / 1.43 at 512. */
-#define INT8DOT_MAX_M 64
-
 /* Integer dot (docs/quantization.md "Integer-dot path"), quantized W only: x quantized per 32-element
  * block once (eq. A8q; rows split over the threads), then the same column panels as tiled through
- * q35_matmul_qact_xwt.  fp32 / bf16 W, K not whole blocks, or M >= INT8DOT_MAX_M: the exact tiled
+ * q35_matmul_qact_xwt.  fp32 / bf16 W, K not whole blocks, or M >= Q35_INT8DOT_MAX_M (kernels/matmul/matmul.h): the exact tiled
  * path.  Without memory for the quantized x: the exact tiled path too (more accurate, never wrong). */
 int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o)
 {
-    if (!q35_wtype_is_quant(p->wt) || p->K % Q35_QBLOCK || p->M >= INT8DOT_MAX_M) return linear_tiled(p, o);
+    if (!q35_wtype_is_quant(p->wt) || p->K % Q35_QBLOCK || p->M >= Q35_INT8DOT_MAX_M) return linear_tiled(p, o);
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     void *mem = malloc(q35_qact_bytes(p->M, p->K));
     if (!mem) return linear_tiled(p, o);

@@ -127,6 +127,17 @@ const char *q35_matmul_amx_path(void);
 void q35_matmul_qact_xwt(int M, int N, int K, const q35_qact *A, int m0, const void *W, q35_wtype wt, int ldw,
                          float *C, int ldc, int accumulate);
 const char *q35_matmul_int8dot_path(void);
+/* From this many rows of A the exact path (W dequantized once per tile, then the fp32 PACKED
+ * kernel) is faster than integer dots, whose per-block scaling costs as much as the products:
+ * measured 1 thread on an AVX-512 VNNI host, N = 2048, K = 1024 (docs/quantization.md
+ * "Integer-dot path"): integer / exact time 0.63 (q8) 0.51 (q4) at M = 8, 0.88 / 1.00 at 64,
+ * 1.22 / 1.43 at 512. */
+#define Q35_INT8DOT_MAX_M 64
+/* q35_matmul_xwt's contract with the integer dot: quantized W, K % 32 == 0 and M < Q35_INT8DOT_MAX_M
+ * quantize A (malloc'd scratch) and run q35_matmul_qact_xwt; everything else, or no memory, runs
+ * the exact q35_matmul_xwt.  Lossy as q35_matmul_qact_xwt. */
+void q35_matmul_xwt_int8dot(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
+                            float *C, int ldc, int accumulate);
 
 /* Which path q35_matmul_xwt_bf16dot runs now / a one-line summary of the matmul paths (list). */
 const char *q35_matmul_bf16dot_path(void);

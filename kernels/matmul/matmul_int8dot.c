@@ -6,6 +6,8 @@
 #include "kernels/cpu_features.h"
 #include "kernels/matmul/matmul_internal.h"
 
+#include <stdlib.h>
+
 static int dot_block(q35_wtype wt, const char *blk, const int8_t *q, int32_t s)
 {
     int acc = 0;
@@ -54,6 +56,23 @@ void q35_matmul_qact_xwt(int M, int N, int K, const q35_qact *A, int m0, const v
         mm_avx2_qact(M, N, K, A, m0, (const char *)W, wt, rowb, C, (size_t)ldc, accumulate);
     else
         mm_generic_qact(M, N, K, A, m0, (const char *)W, wt, rowb, C, (size_t)ldc, accumulate);
+}
+
+void q35_matmul_xwt_int8dot(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
+                            float *C, int ldc, int accumulate)
+{
+    void *mem = NULL;
+    if (M > 0 && N > 0 && q35_wtype_is_quant(wt) && K > 0 && K % Q35_QBLOCK == 0 && M < Q35_INT8DOT_MAX_M)
+        mem = malloc(q35_qact_bytes(M, K));
+    if (!mem) { /* not a case for integer dots, or no memory: the exact path */
+        q35_matmul_xwt(M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
+        return;
+    }
+    q35_qact a;
+    q35_qact_init(&a, M, K, mem);
+    q35_qact_quantize_rows(&a, A, lda, 0, M);
+    q35_matmul_qact_xwt(M, N, K, &a, 0, W, wt, ldw, C, ldc, accumulate);
+    free(mem);
 }
 
 const char *q35_matmul_int8dot_path(void)

@@ -30,4 +30,19 @@ INL void widen16(__m128i x, __m512 d, __m512 w[1])
 
 INL void widen16_at(const int8_t *q, __m512 d, __m512 w[1]) { widen16(_mm_loadu_si128((const __m128i *)q), d, w); }
 
+/* Q4_0 by table: the 16 levels d (n - 8) formed once per block (exact: an 11-bit scale times a
+ * 4-bit integer), then each weight picked by vpermps, which reads only bits 0-3 of each index:
+ * the zero-extended bytes select the low nibbles (elements 0-15) as they are, shifted right by 4
+ * the high ones (16-31).  About 8 uops per block against 13 for the AND / shift / subtract /
+ * sign-extend / convert / multiply chain, which made q4 decode compute-bound (docs/quantization.md
+ * "Exact path"). */
+INL void q4_widen_table(const uint8_t *qs, __m512 d, __m512 w[2])
+{
+    const __m512 levels = _mm512_mul_ps(d, _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
+    const __m512i n = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    w[0] = _mm512_permutexvar_ps(n, levels);
+    w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(n, 4), levels);
+}
+#define Q4_WIDEN q4_widen_table
+
 #include "kernels/matmul/matmul_quant_simd.inc"
