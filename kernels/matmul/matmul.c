@@ -52,6 +52,7 @@ const char *q35_mm_strategy_name(q35_mm_strategy s)
  * tiles 80 GFLOP/s, M = 8 37 / 17; q4_0 M = 12 25 / 28, M = 8 24 / 25). */
 #define QUANT_TILE_MIN_M 16
 #define QUANT_TILE_BYTES (1024 * 1024)
+#define QUANT_TILE_MIN_ROWS 256
 
 static q35_mm_strategy choose(cpu_isa_level isa, int M, int N, q35_wtype wt);
 
@@ -142,7 +143,9 @@ static int mm_blas(int M, int N, int K, const float *A, size_t lda, const void *
         return 0;
     }
     int tile = (int)(BLAS_TILE_BYTES / ((size_t)K * sizeof(float)));
-    tile = tile < 16 ? 16 : tile / 16 * 16;
+    /* at least QUANT_TILE_MIN_ROWS: PACKED packs all of A again for every tile, which with 64-row
+     * tiles of K = 3584 cost as much as the products (docs/matmul.md "Quantized W") */
+    tile = tile < QUANT_TILE_MIN_ROWS ? QUANT_TILE_MIN_ROWS : tile / 16 * 16;
     if (tile > N) tile = N;
     float *buf = malloc((size_t)tile * K * sizeof(float));
     if (!buf) return -1;
@@ -183,7 +186,9 @@ static int mm_quant_tiles(q35_mm_strategy s, int M, int N, int K, const float *A
 {
     const size_t ldo = ((size_t)K + Q35_QBLOCK - 1) / Q35_QBLOCK * Q35_QBLOCK;
     int tile = (int)(QUANT_TILE_BYTES / (ldo * sizeof(float)));
-    tile = tile < 16 ? 16 : tile / 16 * 16;
+    /* at least QUANT_TILE_MIN_ROWS: PACKED packs all of A again for every tile, which with 64-row
+     * tiles of K = 3584 cost as much as the products (docs/matmul.md "Quantized W") */
+    tile = tile < QUANT_TILE_MIN_ROWS ? QUANT_TILE_MIN_ROWS : tile / 16 * 16;
     if (tile > N) tile = N;
     float *buf = malloc((size_t)tile * ldo * sizeof(float));
     if (!buf) return -1;
@@ -202,8 +207,10 @@ static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A,
 {
     const cpu_isa_level isa = cpu_isa();
     if (s == Q35_MM_AUTO) {
+        /* the strategy for the whole N, not each tile's: a tile of few long rows (K = 3584 gives 64
+         * rows per 1 MiB) would otherwise fall under DOT_MAX_N and run fp32 DOT, 2.5x slower than
+         * PACKED at M = 512 (1 thread, AVX-512: 61 against 154 GFLOP/s for bf16 W) */
         s = choose_quant(isa, M, N, K);
-        if (s != Q35_MM_GENERIC && s != Q35_MM_DOT) s = Q35_MM_AUTO; /* tiles, each through fp32 AUTO */
     }
     const int simd = isa >= ISA_AVX2 && K % Q35_QBLOCK == 0;
     if (s == Q35_MM_GENERIC || (s == Q35_MM_DOT && !simd)) {
