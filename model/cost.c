@@ -55,9 +55,10 @@ size_t q35_model_decode_bytes(const q35_model *m)
             const double kvd = (double)c->num_key_value_heads * c->head_dim;
             b += bytes_of(q35_model_wt(m, Q35_WF_ATTENTION), (2 * qd + 2 * kvd) * H + H * qd);
         }
-        if (c->is_moe)
-            b += bytes_of(q35_model_wt(m, Q35_WF_MOE), ((double)c->num_experts + 3.0 * c->num_experts_per_tok * c->moe_intermediate_size +
-                                                        3.0 * c->shared_expert_intermediate_size + 1) * H);
+        if (c->is_moe) /* the router and the shared-expert gate stay in the checkpoint's dtype (model/quantize.c) */
+            b += bytes_of(q35_model_wt(m, Q35_WF_MOE), (3.0 * c->num_experts_per_tok * c->moe_intermediate_size +
+                                                        3.0 * c->shared_expert_intermediate_size) * H) +
+                 bytes_of(m->wt, ((double)c->num_experts + 1) * H);
         else
             b += bytes_of(q35_model_wt(m, Q35_WF_MLP), 3.0 * c->intermediate_size * H);
     }

@@ -31,7 +31,7 @@ static int sparse(const q35_fwd *f, const q35_layer *L, const float *xn, float *
     if (!y) { snprintf(f->err, f->errlen, "moe: out of memory"); return -1; }
     moe_problem p = {.T = BT, .hidden = H, .E = c->num_experts, .top_k = c->num_experts_per_tok, .inter = I,
                      .inter_shared = c->shared_expert_intermediate_size, .norm_topk_prob = c->norm_topk_prob,
-                     .x = xn, .wt = wt, .router = L->router, .gate_proj = L->experts_gate_up,
+                     .x = xn, .wt = wt, .router_wt = f->m->wt, .router = L->router, .gate_proj = L->experts_gate_up,
                      .up_proj = (const char *)L->experts_gate_up + q35_wtype_bytes(wt, (size_t)I * H),
                      .expert_stride_gu = (size_t)2 * I * H, .down_proj = L->experts_down,
                      .shared_gate = L->shared_gate, .shared_up = L->shared_up, .shared_down = L->shared_down,

@@ -60,7 +60,7 @@ typedef enum {
     Q35_WF_DELTANET = 0, /* in_proj_qkv, in_proj_z, in_proj_b, in_proj_a, out_proj */
     Q35_WF_ATTENTION,    /* q_proj, k_proj, v_proj, o_proj */
     Q35_WF_MLP,          /* dense gate_proj, up_proj, down_proj */
-    Q35_WF_MOE,          /* the whole MoE block: router, experts, shared expert and its gate */
+    Q35_WF_MOE,          /* the experts and the shared expert (never the router nor the shared-expert gate) */
     Q35_WF_LM_HEAD,      /* lm_head (a copy when tied: the embedding stays) */
     Q35_WF_COUNT
 } q35_wfamily;

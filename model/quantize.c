@@ -71,16 +71,18 @@ static int layer_mats(const q35_config *c, q35_layer *L, int full, qmat *o)
         ADD(v_proj, nkv * hd, H, Q35_WF_ATTENTION);
         ADD(o_proj, H, nh * hd, Q35_WF_ATTENTION);
     }
+    /* The MoE router ([E, H]) and the shared-expert gate ([1, H]) are never quantized: routing is a discrete
+     * top-k choice, and an error there changes which experts run, not just how much they weigh (llama.cpp's
+     * llama-quantize keeps ffn_gate_inp and ffn_gate_inp_shexp unquantized for the same reason).  The forward
+     * and ref/ read them in m->wt (moe_problem.router_wt, q35_ref_mlp's router_wt). */
     if (c->is_moe) {
         const int E = c->num_experts, I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
-        ADD(router, E, H, Q35_WF_MOE);
         ADD(experts_gate_up, (size_t)E * 2 * I, H, Q35_WF_MOE);
         ADD(experts_down, (size_t)E * H, I, Q35_WF_MOE);
         if (Is > 0) {
             ADD(shared_gate, Is, H, Q35_WF_MOE);
             ADD(shared_up, Is, H, Q35_WF_MOE);
             ADD(shared_down, H, Is, Q35_WF_MOE);
-            ADD(shared_expert_gate, 1, H, Q35_WF_MOE);
         }
     } else {
         ADD(gate_proj, c->intermediate_size, H, Q35_WF_MLP);

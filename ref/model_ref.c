@@ -180,7 +180,7 @@ int q35_model_ref_step(q35_model_ref *r, int32_t token, float *logits, char *err
         if (c->layer_types[l] == Q35_LAYER_LINEAR) deltanet(r, l, xn, x, w);
         else q35_ref_attention(&m->cfg, &m->layers[l], q35_model_wt(m, Q35_WF_ATTENTION), r->kc[l], r->vc[l], r->capacity, r->pos, xn, x, w);
         q35_ref_rmsnorm_c(x, m->layers[l].post_norm, H, c->rms_norm_eps, xn);
-        q35_ref_mlp(&m->cfg, &m->layers[l], q35_model_wt(m, m->cfg.is_moe ? Q35_WF_MOE : Q35_WF_MLP), xn, x, w);
+        q35_ref_mlp(&m->cfg, &m->layers[l], q35_model_wt(m, m->cfg.is_moe ? Q35_WF_MOE : Q35_WF_MLP), m->wt, xn, x, w);
     }
     q35_ref_rmsnorm_c(x, m->final_norm, H, c->rms_norm_eps, xn);
     for (int v = 0; v < V; v++) {

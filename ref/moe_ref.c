@@ -57,7 +57,7 @@ int moe_ref(const moe_problem *p, const moe_opts *o, moe_stats *st)
         for (int h = 0; h < H; h++) x[h] = p->x[(size_t)t * H + h];
 
         /* eq. (1): router logits */
-        for (int e = 0; e < E; e++) logit[e] = dot_w(p->router, p->wt, e, H, x);
+        for (int e = 0; e < E; e++) logit[e] = dot_w(p->router, moe_router_wt(p), e, H, x);
         /* eq. (2): softmax over all E experts, max subtracted */
         double m = logit[0], z = 0.0;
         for (int e = 1; e < E; e++) if (logit[e] > m) m = logit[e];
@@ -94,7 +94,7 @@ int moe_ref(const moe_problem *p, const moe_opts *o, moe_stats *st)
         }
         /* eq. (6): the shared expert, gated by sigmoid(w_sg . x) */
         if (p->inter_shared > 0) {
-            const double g = sigmoid(dot_w(p->shared_expert_gate, p->wt, 0, H, x));
+            const double g = sigmoid(dot_w(p->shared_expert_gate, moe_router_wt(p), 0, H, x));
             swiglu_acc(p->shared_gate, p->shared_up, p->shared_down, p->wt, H, p->inter_shared, x, g, mid, acc);
         }
         for (int h = 0; h < H; h++) p->out[(size_t)t * H + h] = (float)acc[h];

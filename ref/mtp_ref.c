@@ -87,7 +87,7 @@ int q35_mtp_ref_forward(q35_mtp_ref *r, int T, const int32_t *tokens, const floa
         q35_ref_rmsnorm_c(x, m->mtp.layer.input_norm, H, eps, xn);
         q35_ref_attention(c, &m->mtp.layer, q35_model_wt(m, Q35_WF_ATTENTION), r->kc, r->vc, r->capacity, r->pos, xn, x, w);
         q35_ref_rmsnorm_c(x, m->mtp.layer.post_norm, H, eps, xn);
-        q35_ref_mlp(c, &m->mtp.layer, q35_model_wt(m, c->is_moe ? Q35_WF_MOE : Q35_WF_MLP), xn, x, w);
+        q35_ref_mlp(c, &m->mtp.layer, q35_model_wt(m, c->is_moe ? Q35_WF_MOE : Q35_WF_MLP), m->wt, xn, x, w);
         /* mtp.norm, then the model's lm_head */
         q35_ref_rmsnorm_c(x, m->mtp.norm, H, eps, xn);
         if (hidden_out)

@@ -101,7 +101,8 @@ static void swiglu(const void *Wg, const void *Wu, const void *Wd, q35_wtype wt,
 }
 
 /* §4: dense SwiGLU, or softmax router, top-k (ties to the lower index), experts, shared expert. */
-void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, const double *xn, double *x, double *w)
+void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, q35_wtype router_wt, const double *xn, double *x,
+                 double *w)
 {
     const int H = c->hidden_size;
     if (!c->is_moe) {
@@ -110,7 +111,7 @@ void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, const do
     }
     const int E = c->num_experts, k = c->num_experts_per_tok, I = c->moe_intermediate_size;
     double *prob = w, *taken = prob + E, *mid = taken + E;
-    q35_ref_matvec(L->router, wt, E, H, xn, prob);
+    q35_ref_matvec(L->router, router_wt, E, H, xn, prob);
     double mx = -INFINITY, sum = 0;
     for (int e = 0; e < E; e++) mx = fmax(mx, prob[e]);
     for (int e = 0; e < E; e++) sum += (prob[e] = exp(prob[e] - mx));
@@ -134,7 +135,7 @@ void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, const do
     }
     if (c->shared_expert_intermediate_size > 0) {
         double sg = 0;
-        for (int h = 0; h < H; h++) sg += q35_w_at(L->shared_expert_gate, wt, h) * xn[h];
+        for (int h = 0; h < H; h++) sg += q35_w_at(L->shared_expert_gate, router_wt, h) * xn[h];
         swiglu(L->shared_gate, L->shared_up, L->shared_down, wt, H, c->shared_expert_intermediate_size, (size_t)H,
                xn, q35_ref_sigmoid(sg), mid, x);
     }

@@ -23,7 +23,9 @@ void q35_ref_attention(const q35_config *c, const q35_layer *L, q35_wtype wt, do
                        int pos, const double *xn, double *x, double *w);
 /* §4: x += dense SwiGLU, or the MoE block (softmax router, top-k with ties to
  * the lower index, experts, sigmoid-gated shared expert); w: scratch of
- * E + max(I, Is) (dense: I). */
-void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, const double *xn, double *x, double *w);
+ * E + max(I, Is) (dense: I).  wt: the MLP's / experts' matrices; router_wt: the router's and the
+ * shared-expert gate's (never quantized, docs/quantization.md §5). */
+void q35_ref_mlp(const q35_config *c, const q35_layer *L, q35_wtype wt, q35_wtype router_wt, const double *xn, double *x,
+                 double *w);
 
 #endif

@@ -7,6 +7,8 @@
  * weight), and the kernels (default and multi-threaded implementations) produce the reference
  * path's greedy tokens on the same quantized weights, 100%, teacher-forced as validate does:
  * ref/ reads the same blocks through q35_w_at in double.  Expected tokens come from ref/.
+ * On the MoE checkpoints the router and the shared-expert gate must keep the checkpoint's dtype and
+ * bytes whatever is quantized (test_router_unquantized).
  */
 #include "harness/impl_select.h"
 #include "harness/model_validate.h"
@@ -17,6 +19,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +101,59 @@ static void test_subsets(void **state)
     }
 }
 
+/* The MoE router ([E, H]) and the shared-expert gate ([1, H]) are never quantized (docs/quantization.md §5:
+ * a quantization error there flips which experts run): under every family subset that quantizes the experts
+ * they stay in the checkpoint's dtype, with the checkpoint's very bytes, in every layer and the MTP head's,
+ * while the experts around them are quantized; and the decode bytes count them at that dtype. */
+static void router_stays(const char *dir, q35_wtype q, unsigned fam)
+{
+    q35_model full, m;
+    load(dir, WT_F32, 0, &full);
+    load(dir, q, fam, &m);
+    assert_true(m.cfg.is_moe && m.cfg.shared_expert_intermediate_size > 0);
+    assert_int_equal(q35_model_wt(&m, Q35_WF_MOE), q); /* the experts are quantized... */
+    const q35_config *c = &m.cfg;
+    const int H = c->hidden_size, E = c->num_experts;
+    const size_t esz = full.wt == WT_BF16 ? 2 : 4; /* the checkpoint's element size (F32 or BF16 here) */
+    const int nl = c->num_hidden_layers + (m.mtp.present ? 1 : 0);
+    for (int l = 0; l < nl; l++) {
+        const q35_layer *L = l < c->num_hidden_layers ? &m.layers[l] : &m.mtp.layer;
+        const q35_layer *F = l < c->num_hidden_layers ? &full.layers[l] : &full.mtp.layer;
+        assert_int_equal(q35_model_matrix_wt(&m, L->experts_gate_up), q);
+        assert_int_equal(q35_model_matrix_wt(&m, L->shared_up), q);
+        /* ...the router and the shared-expert gate are not: same dtype, same bytes as the checkpoint's */
+        if (q35_model_matrix_wt(&m, L->router) != full.wt)
+            fail_msg("%s %s families %#x layer %d: the MoE router was quantized (%s)", dir, q35_wtype_name(q), fam, l,
+                     q35_wtype_name(q35_model_matrix_wt(&m, L->router)));
+        if (q35_model_matrix_wt(&m, L->shared_expert_gate) != full.wt)
+            fail_msg("%s %s families %#x layer %d: the shared-expert gate was quantized", dir, q35_wtype_name(q), fam, l);
+        assert_memory_equal(L->router, F->router, (size_t)E * H * esz);
+        assert_memory_equal(L->shared_expert_gate, F->shared_expert_gate, (size_t)H * esz);
+    }
+    if (fam == 1u << Q35_WF_MOE) {
+        /* only the experts and the shared expert change dtype: per layer 3 k I + 3 Is rows of H weights read,
+         * at 34 (Q8_0) or 18 (Q4_0) bytes per 32 instead of esz bytes each */
+        const double w = (3.0 * c->num_experts_per_tok * c->moe_intermediate_size + 3.0 * c->shared_expert_intermediate_size) *
+                         H * c->num_hidden_layers;
+        const double per = (q == WT_Q8_0 ? 34.0 : 18.0) / 32.0;
+        const double want = (double)q35_model_decode_bytes(&full) - w * ((double)esz - per);
+        assert_true(fabs((double)q35_model_decode_bytes(&m) - want) <= 1.0);
+    }
+    q35_model_free(&m);
+    q35_model_free(&full);
+}
+
+static void test_router_unquantized(void **state)
+{
+    (void)state;
+    static const unsigned subsets[] = {0, 1u << Q35_WF_MOE, (1u << Q35_WF_MOE) | (1u << Q35_WF_LM_HEAD)};
+    for (size_t c = 1; c < sizeof ckpts / sizeof *ckpts; c++) /* the MoE checkpoints */
+        for (size_t s = 0; s < sizeof subsets / sizeof *subsets; s++) {
+            router_stays(ckpts[c], WT_Q8_0, subsets[s]);
+            router_stays(ckpts[c], WT_Q4_0, subsets[s]);
+        }
+}
+
 static void test_family_parse(void **state)
 {
     (void)state;
@@ -116,6 +172,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_family_parse),
+        cmocka_unit_test(test_router_unquantized),
         cmocka_unit_test(test_all_families),
         cmocka_unit_test(test_subsets),
     };

@@ -22,7 +22,10 @@ typedef struct {
     int T, hidden, E, top_k, inter, inter_shared;
     int norm_topk_prob;
     const float *x;                 /* [T, hidden] */
-    q35_wtype wt;                   /* dtype of every weight below */
+    q35_wtype wt;                   /* dtype of every weight below, except: */
+    q35_wtype router_wt;            /* with a quantized wt only: the dtype of router and shared_expert_gate,
+                                     * WT_F32 or WT_BF16 (they are never quantized: docs/quantization.md §5);
+                                     * ignored otherwise (moe_router_wt) */
     const void *router;             /* [E, hidden] */
     const void *gate_proj, *up_proj;/* expert e's [I, hidden] at + e * expert_stride_gu elements */
     size_t expert_stride_gu;        /* 0: inter * hidden (separate tensors); 2*inter*hidden for a fused gate_up */
@@ -74,6 +77,9 @@ const moe_impl *moe_find(const char *name);
 int moe_validate(const moe_problem *p, int check_values, char *err, size_t errlen);
 int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, moe_stats *st, char *err,
             size_t errlen);
+
+/* The dtype of the router and the shared-expert gate. */
+static inline q35_wtype moe_router_wt(const moe_problem *p) { return q35_wtype_is_quant(p->wt) ? p->router_wt : p->wt; }
 
 /* Whether expert e's weights are given (expert_lo / expert_hi). */
 static inline int moe_holds(const moe_problem *p, int e)

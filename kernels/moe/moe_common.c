@@ -49,7 +49,7 @@ void moe_ffn_rows_mm(const moe_problem *p, moe_mm_fn mm, const void *wg, const v
 
 void moe_shared_gate(const moe_problem *p, float *gate)
 {
-    q35_matmul_xwt(p->T, 1, p->hidden, p->x, p->hidden, p->shared_expert_gate, p->wt, p->hidden, gate, 1, 0);
+    q35_matmul_xwt(p->T, 1, p->hidden, p->x, p->hidden, p->shared_expert_gate, moe_router_wt(p), p->hidden, gate, 1, 0);
     for (int t = 0; t < p->T; t++) gate[t] = 1.0f / (1.0f + expf(-gate[t]));
 }
 

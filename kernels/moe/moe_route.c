@@ -85,7 +85,7 @@ int moe_route(const moe_problem *p, int32_t *ids, float *weights, float *logits,
         if (!prob || (k > ROUTE_INSERT_MAX_K && !sorted)) failed = 1;
         else if (t1 > t0) {
             /* eq. (1) for tokens [t0, t1) */
-            q35_matmul_xwt(t1 - t0, E, H, p->x + (size_t)t0 * H, H, p->router, p->wt, H, L + (size_t)t0 * E, E, 0);
+            q35_matmul_xwt(t1 - t0, E, H, p->x + (size_t)t0 * H, H, p->router, moe_router_wt(p), H, L + (size_t)t0 * E, E, 0);
             for (int t = t0; t < t1; t++) {
                 int32_t *id = ids + (size_t)t * k;
                 float *w = weights + (size_t)t * k;

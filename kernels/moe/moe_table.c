@@ -69,6 +69,9 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
     if (p->top_k > p->E) FAIL("moe: top_k=%d exceeds E=%d", p->top_k, p->E);
     if (p->wt != WT_F32 && p->wt != WT_BF16 && !q35_wtype_is_quant(p->wt))
         FAIL("moe: weight dtype %d is none of WT_F32, WT_BF16, WT_Q8_0, WT_Q4_0", (int)p->wt);
+    if (q35_wtype_is_quant(p->wt) && p->router_wt != WT_F32 && p->router_wt != WT_BF16)
+        FAIL("moe: with %s weights the router and shared-expert gate dtype (router_wt %d) must be WT_F32 or WT_BF16",
+             q35_wtype_name(p->wt), (int)p->router_wt);
     /* quantized: every matrix row (hidden or inter long) and every expert offset whole 32-weight blocks */
     if (q35_wtype_is_quant(p->wt) && (p->hidden % Q35_QBLOCK || p->inter % Q35_QBLOCK || p->inter_shared % Q35_QBLOCK ||
                                       p->expert_stride_gu % Q35_QBLOCK))
@@ -118,9 +121,10 @@ long long moe_work_flops(const moe_problem *p)
 long long moe_work_weight_bytes(const moe_problem *p, int experts_touched)
 {
     const long long H = p->hidden;
-    long long elems = (long long)p->E * H + (long long)experts_touched * 3 * p->inter * H;
-    if (p->inter_shared > 0) elems += 3LL * p->inter_shared * H + H;
-    return (long long)q35_wtype_bytes(p->wt, (size_t)elems); /* every matrix is whole rows of blocks */
+    long long elems = (long long)experts_touched * 3 * p->inter * H, gates = (long long)p->E * H;
+    if (p->inter_shared > 0) elems += 3LL * p->inter_shared * H, gates += H;
+    /* every matrix is whole rows of blocks; the router and shared-expert gate in their own dtype */
+    return (long long)q35_wtype_bytes(p->wt, (size_t)elems) + (long long)q35_wtype_bytes(moe_router_wt(p), (size_t)gates);
 }
 
 int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, moe_stats *st, char *err,
