@@ -119,5 +119,6 @@ int moe_blockwise(const moe_problem *p, const moe_opts *o, moe_stats *st);
  * intermediate rounded to bf16 for bf16 weights; other weight types: grouped's exact path). */
 int moe_grouped_bf16dot(const moe_problem *p, const moe_opts *o, moe_stats *st);
 int moe_grouped_amx(const moe_problem *p, const moe_opts *o, moe_stats *st);
+int moe_grouped_int8dot(const moe_problem *p, const moe_opts *o, moe_stats *st); /* lossy on q8_0 / q4_0 weights */
 
 #endif

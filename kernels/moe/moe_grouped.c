@@ -57,3 +57,13 @@ int moe_grouped_bf16dot(const moe_problem *p, const moe_opts *o, moe_stats *st)
 /* As grouped-bf16dot on AMX tiles (moe_matmul_amx); an expert with fewer than 16 rows, or a CPU
  * without AMX-BF16, runs the BF16-dot path. */
 int moe_grouped_amx(const moe_problem *p, const moe_opts *o, moe_stats *st) { return grouped(p, o, st, moe_matmul_amx); }
+
+/* The same routing, tasks and combine; the expert and shared-expert GEMMs on Q8_0 / Q4_0 weights
+ * through integer dots (q35_matmul_xwt_int8dot: each task's rows of x, and the SwiGLU
+ * intermediate, quantized per 32-element block; docs/quantization.md §4) where an expert has
+ * fewer than Q35_INT8DOT_MAX_M rows, the exact path from there and for fp32 / bf16 weights.  The
+ * router and the shared-expert gate stay exact, so the routing is grouped's. */
+int moe_grouped_int8dot(const moe_problem *p, const moe_opts *o, moe_stats *st)
+{
+    return grouped(p, o, st, q35_matmul_xwt_int8dot);
+}

@@ -37,6 +37,12 @@ const moe_impl moe_impls[] = {
      "vdpbf16ps (emulated without AVX512_BF16); lossy, opt-in", moe_grouped_bf16dot, {0}, 1e-5, TOL_BF16DOT, NULL, 1},
     {"grouped-amx", "grouped with the expert GEMMs on AMX tdpbf16ps tiles (grouped-bf16dot's path without AMX "
      "or below 16 rows); lossy, opt-in", moe_grouped_amx, {0}, 1e-5, TOL_BF16DOT, NULL, 1},
+    /* Lossy on Q8_0 / Q4_0 weights only (x and the SwiGLU intermediate quantized per 32-element
+     * block, integer dots; docs/quantization.md §4), which tests/test_int8dot.c holds to 2^-5
+     * normwise against ref (measured up to 1.2e-2: two roundings); fp32 and bf16 weights run grouped's exact path, hence 1e-5 for both. */
+    {"grouped-int8dot", "grouped with the expert GEMMs on q8_0 / q4_0 weights as integer dots (x and the SwiGLU "
+     "intermediate quantized per 32-block; VNNI vpdpbusd, AVX2 vpmaddubsw, C) below 64 rows per expert; lossy, "
+     "opt-in", moe_grouped_int8dot, {0}, 1e-5, 1e-5, NULL, 1},
 };
 const int moe_n_impls = (int)(sizeof moe_impls / sizeof moe_impls[0]);
 
