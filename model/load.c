@@ -523,6 +523,39 @@ fail:
     return rc;
 }
 
+/* Under tensor parallelism each rank quantizes its own slices (docs/tp.md, docs/quantization.md §5).
+ * A matrix split along its input dimension (out_proj, o_proj, down_proj, the experts' and the shared
+ * expert's down_proj) then has rows that are pieces of the full rows, and its blocks are the blocks
+ * one process would make only when the piece starts and ends on a 32-weight boundary; otherwise
+ * the ranks would multiply different weights than `--weights` gives one process (and than the
+ * reference path checks), so the load is refused, naming the matrix.  Matrices split by rows
+ * (everything else, lm_head by vocabulary) always quantize as in one process. */
+static int tp_blocks_ok(const q35_model *m, q35_wtype wt, unsigned mask, char *err, size_t errlen)
+{
+    const q35_config *c = &m->local;
+    const q35_shard *sh = &m->sh;
+    if (!mask) mask = (1u << Q35_WF_COUNT) - 1;
+    const struct { int family, applies; const char *what; int off, len; } cut[] = {
+        {Q35_WF_DELTANET, 1, "out_proj (value heads x value head dim)", sh->v0 * c->linear_value_head_dim,
+         c->linear_num_value_heads * c->linear_value_head_dim},
+        {Q35_WF_ATTENTION, 1, "o_proj (heads x head_dim)", sh->h0 * c->head_dim, c->num_attention_heads * c->head_dim},
+        {Q35_WF_MLP, !c->is_moe, "mlp.down_proj (intermediate)", sh->i0, c->intermediate_size},
+        {Q35_WF_MOE, c->is_moe, "the experts' down_proj (moe intermediate)", sh->mi0, c->moe_intermediate_size},
+        {Q35_WF_MOE, c->is_moe && c->shared_expert_intermediate_size > 0, "shared_expert.down_proj (intermediate)",
+         sh->si0, c->shared_expert_intermediate_size},
+    };
+    for (size_t i = 0; i < sizeof cut / sizeof *cut; i++)
+        if (cut[i].applies && (mask >> cut[i].family & 1u) && (cut[i].off % Q35_QBLOCK || cut[i].len % Q35_QBLOCK)) {
+            q35_errmsg(err, errlen, "--weights %s under %d ranks: rank %d holds input columns [%d, %d) of %s, not on "
+                       "%d-weight block boundaries, so its blocks would differ from one process's; use a rank count "
+                       "that splits it on block boundaries, or --quant-only without that family",
+                       q35_wtype_name(wt), sh->ranks, sh->rank, cut[i].off, cut[i].off + cut[i].len,
+                       cut[i].what, Q35_QBLOCK);
+            return -1;
+        }
+    return 0;
+}
+
 int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, char *err, size_t errlen)
 {
     const q35_load_opts none = {0};
@@ -530,11 +563,8 @@ int q35_model_load(const char *dir, const q35_load_opts *opts, q35_model *m, cha
     int rc = load_slice(dir, opts, m, err, errlen);
     const q35_comm *comm = opts->comm;
     if (!rc && q35_wtype_is_quant(opts->quant)) {
-        if (comm && comm->size > 1) {
-            q35_errmsg(err, errlen, "%s: quantized weights (--weights) with tensor parallelism are not supported yet", dir);
-            q35_model_free(m);
-            rc = -1;
-        } else if (q35_model_quantize(m, opts->quant, opts->quant_families, err, errlen)) {
+        if ((comm && comm->size > 1 && tp_blocks_ok(m, opts->quant, opts->quant_families, err, errlen)) ||
+            q35_model_quantize(m, opts->quant, opts->quant_families, err, errlen)) {
             q35_model_free(m);
             rc = -1;
         }

@@ -86,6 +86,38 @@ for m in "${models[@]}"; do
     done
 done
 
+# quantized weights (--weights; docs/quantization.md §5): each rank quantizes its own slices, which
+# are exactly one process's blocks when every input-dimension split falls on a 32-weight boundary;
+# the reference path quantizes the whole model on rank 0, so 100% and the one-process comparison
+# prove the slices' blocks equal
+qcheck() { # model ranks [extra args]
+    local m=$1 n=$2 out=$work/qout.txt
+    shift 2
+    timeout 300 "${mp[@]}" -np "$n" "$q" validate --model "$m" --steps 6 --impl "default;linear=ref" "$@" >"$out" 2>&1
+    local rc=$? line
+    line=$(grep '^validate: ' "$out" | tail -n 1)
+    if [ $rc -ne 0 ] || ! grep -q 'PASS' <<<"$line" || ! grep -q 'q[48]_0' "$out"; then
+        fail "validate $m -np $n $*: exit $rc"; tail -n 8 "$out"
+    else
+        echo "tp: $(basename "$m") -np $n $*: 100% token match; against one process" \
+             "$(grep -o 'in one process: [0-9.e+-]*' <<<"$line" | grep -o '[0-9.e+-]*$')"
+    fi
+}
+qcheck tests/data/model/hf-tiny-dense-bf16 2 --weights q8
+qcheck tests/data/model/hf-tiny-dense-bf16 4 --weights q4
+qcheck tests/data/model/hf-tiny-moe-f32 2 --weights q8 --quant-only deltanet,attention,lm_head --moe-shard tp
+# a split off the block boundaries (the tiny MoE's 32-wide expert intermediate over 2 ranks) is
+# refused by every rank, naming the matrix, and nobody waits
+out=$work/qsplit.txt
+timeout 120 "${mp[@]}" -np 2 "$q" validate --model tests/data/model/hf-tiny-moe-f32 --weights q4 --steps 2 >"$out" 2>&1
+rc=$?
+n=$(grep -c 'not on 32-weight block boundaries' "$out")
+if [ $rc -ne 124 ] && [ $rc -ne 0 ] && [ "$n" -eq 2 ]; then
+    echo "tp: --weights q4 with the expert intermediate split at 16: every rank refuses and exits"
+else
+    fail "--weights q4 split off block boundaries: exit $rc, $n rank messages (want 2)"; cat "$out"
+fi
+
 # generate: the same tokens in 1, 2 and 4 processes (the MoE one expert-parallel too)
 for m in tests/data/model/hf-tiny-moe-f32 "$work/tiny-dense-bf16-fused" "$work/tiny-odd-moe-f32-per-expert"; do
     want=$("$q" generate --model "$m" --prompt-ids "3,1,4,1,5;9,2,6" --max-new 10 2>/dev/null | grep '^tokens')
