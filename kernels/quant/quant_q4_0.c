@@ -1,27 +1,54 @@
 /* Q4_0 rows: quantize (eq. Q4q of docs/quantization.md) and dequantize (eq. Q4). */
 #include "kernels/quant/quant.h"
 
+#include <float.h>
 #include <math.h>
+
+/* Round to nearest, ties away from zero (C's round) of a double |t| < 2^51, without libm (as in
+ * quant_q8_0.c): (t + 1.5*2^52) - 1.5*2^52 rounds to nearest, ties to even; t - r is then exact and
+ * exactly +-1/2 only on a tie, which goes away from zero. */
+static inline double round_half_away(double t)
+{
+    const double magic = 0x1.8p52; /* (never built with -ffast-math, which would fold (t + m) - m to t) */
+    const double r = (t + magic) - magic;
+    const double diff = t - r;
+    const double up = diff == 0.5 && t > 0 ? 1.0 : 0.0, down = diff == -0.5 && t < 0 ? 1.0 : 0.0;
+    return r + up - down;
+}
 
 int q35_quantize_row_q4_0(const float *x, q35_block_q4_0 *y, size_t n)
 {
     for (size_t b = 0; b < n / Q35_QBLOCK; b++) {
         const float *v = x + b * Q35_QBLOCK;
-        float a = 0.0f, m = 0.0f; /* the signed value of largest magnitude, first on ties (ggml's) */
+        float a = 0.0f;
+        int bad = 0;
+#pragma omp simd reduction(max : a) reduction(| : bad)
         for (int j = 0; j < Q35_QBLOCK; j++) {
-            if (!isfinite(v[j])) return -1;
-            if (fabsf(v[j]) > a) { a = fabsf(v[j]); m = v[j]; }
+            const float f = fabsf(v[j]);
+            bad |= !(f <= FLT_MAX); /* inf or NaN */
+            a = f > a ? f : a;
         }
+        if (bad) return -1;
+        /* the signed value of largest magnitude, the first one on ties (ggml's); 0 when a = 0 */
+        float m = 0.0f;
+        for (int j = 0; j < Q35_QBLOCK; j++)
+            if (fabsf(v[j]) == a) { m = v[j]; break; }
+        if (a == 0.0f) m = 0.0f; /* as the strict > search: an all-zero block (even of -0) keeps m = +0 */
         const uint16_t dh = q35_f32_to_f16(m / -8.0f);
         if ((dh & 0x7C00u) == 0x7C00u) return -1;
         y[b].d = dh;
         const double d = q35_f16_to_f32(dh);
+        if (d == 0.0) {
+            memset(y[b].qs, 0x88, sizeof y[b].qs); /* every n_j = 8: value 0 */
+            continue;
+        }
         uint8_t nib[Q35_QBLOCK];
+#pragma omp simd
         for (int j = 0; j < Q35_QBLOCK; j++) {
-            double t = d == 0.0 ? 0.0 : round((double)v[j] / d);
-            if (t > 7.0) t = 7.0;   /* the top level: t in [7.5, 8(1+2^-11)] lands here (eq. Q4e) */
-            if (t < -8.0) t = -8.0;
-            nib[j] = (uint8_t)(t + 8.0);
+            double t = round_half_away((double)v[j] / d);
+            t = t > 7.0 ? 7.0 : t; /* the top level: t in [7.5, 8(1+2^-11)] lands here (eq. Q4e) */
+            t = t < -8.0 ? -8.0 : t;
+            nib[j] = (uint8_t)((int)t + 8);
         }
         for (int j = 0; j < Q35_QBLOCK / 2; j++) y[b].qs[j] = (uint8_t)(nib[j] | (nib[j + 16] << 4));
     }
