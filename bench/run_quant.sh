@@ -4,7 +4,10 @@
 #   bench/run_quant.sh                 the speed figures (0.8B random checkpoint, bf16 vs q8 vs q4, pp512 and
 #                                      tg32 at 2 threads) and the error study on the test checkpoints, the 0.8B
 #                                      and the 35B-A3B-shaped (4 layers) random ones: results/quant_error.txt + .png
-#   bench/run_quant.sh --speed         only the speed figures (they need a quiet machine; the error study does not)
+#   bench/run_quant.sh --speed         only the speed figures (they need a quiet machine; the error study does not):
+#                                      results/quant_bench_0.8b.txt (bench model: bf16, q8, q4, the quantized ones
+#                                      also with the lossy integer-dot entries) and results/quant_linear.txt (bench
+#                                      linear: M 1, 8, 512, exact against integer dots)
 #   bench/run_quant.sh --error [--out PREFIX] DIR...
 #                                      only the error study, on these checkpoints (a real one included: random
 #                                      weights have no outliers, real ones do, so run it on yours): the table to
@@ -107,13 +110,27 @@ ${Q35LAB:-build/q35lab} calibrate --threads 2 --out results/quant_machine.json >
     echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); flags: $(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; limits: results/quant_machine.json (q35lab calibrate --threads 2)"
-    for w in bf16 q8 q4; do
-        args=(); [ "$w" = bf16 ] || args=(--weights "$w")
+    # the exact default, then (quantized weights) the lossy integer-dot entries, side by side
+    for run in bf16 q8 "q8 int8dot" q4 "q4 int8dot"; do
+        set -- $run
+        args=(); [ "$1" = bf16 ] || args=(--weights "$1")
+        [ "${2:-}" = int8dot ] && args+=(--impl "linear=tiled-int8dot,moe=grouped-int8dot")
         ${Q35LAB:-build/q35lab} bench model --model "$M/qwen3.5-0.8b-bf16" "${args[@]}" --prompt-len 512 --gen 32 --reps 3 \
             --threads 2 --machine results/quant_machine.json
         echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
     done
 } 2>&1 | tee results/quant_bench_0.8b.txt
+# the linear family alone: decode (M 1), a verify window (M 8), prefill (M 512) on the 0.8B's in_proj_qkv and
+# MLP down projection, exact widening against integer dots, 1 and 2 threads
+{
+    echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    for nk in "6144 1024" "1024 3584"; do
+        set -- $nk
+        ${Q35LAB:-build/q35lab} bench linear --N "$1" --K "$2" --M 1,8,512 --weights bf16,q8,q4 --threads 1,2 \
+            --impl tiled,tiled-int8dot --reps 10 --machine results/quant_machine.json
+        echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    done
+} 2>&1 | tee results/quant_linear.txt
 [ "$speed_only" = 1 ] && exit 0
 
 # the MoE shape: Qwen3.5-35B-A3B's layers (256 experts, top-8, hidden 2048), 4 of them (bench/run_model.sh's)
