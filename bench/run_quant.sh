@@ -105,7 +105,8 @@ speed_only=0; [ "${1:-}" = "--speed" ] && speed_only=1
     ${Q35LAB:-build/q35lab} model init --preset qwen3.5-0.8b --seed 1 --dtype bf16 --out "$M/qwen3.5-0.8b-bf16" --force
 
 # this host's own limits: % of peak and of bandwidth against them, not another machine's
-${Q35LAB:-build/q35lab} calibrate --threads 2 --out results/quant_machine.json > /dev/null
+# (CALIBRATE=0 keeps results/quant_machine.json: a calibration under load understates the bandwidth)
+[ "${CALIBRATE:-1}" = 0 ] || ${Q35LAB:-build/q35lab} calibrate --threads 2 --out results/quant_machine.json > /dev/null
 {
     echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); flags: $(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
