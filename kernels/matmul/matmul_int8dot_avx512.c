@@ -9,8 +9,8 @@
  *         lanes are reordered to match (one vshufi64x2 per pair, shared by the R rows of W), and
  *         the accumulator starts at -8 s_b in lane 0 and -8 s_{b+1} in lane 4 (eq. I4).
  * Each pair's 16 int32 go to fp32 (exact) and meet their scales dw d of the two blocks spread
- * over the lanes by one vpermps; one fp32 accumulator per row of W, R = 4 rows of W per
- * loaded activation pair.  An odd last block runs the plain-C definition.
+ * over the lanes by one vpermps; one fp32 accumulator per row of W, R = 8 rows of W per loaded activation pair for one row
+ * of x, 4 for 2 or 4.  An odd last block runs the plain-C definition.
  * Called only when cpu_isa() >= ISA_AVX512 and cpu_has(AVX512_VNNI) and cpu_has(AVX512BW). */
 #include "kernels/matmul/matmul_internal.h"
 
@@ -18,7 +18,7 @@
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
-#define R 4
+#define RMAX 8 /* rows of W per tile: 8 for one row of x (streams in flight), 4 for 2 or 4 rows */
 #define WBLOCK_BYTES (256 * 1024) /* rows of W kept in L2 across the rows of A */
 
 INL uint32_t ld16(const char *p)
@@ -74,18 +74,19 @@ INL float tail_block(q35_wtype wt, const char *blk, const int8_t *q, float d, in
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)ld16(blk)))) * d * (float)acc;
 }
 
-/* P rows of activations (q[p], d[p], s[p]) x nr (<= R) rows of W: out[p * R + r]. */
-INL void tile(q35_wtype wt, int P, int nr, int nb, const int8_t *const *q, const float *const *d,
-              const int32_t *const *s, const char *W, size_t rowb, size_t bb, float *out)
+/* P rows of activations (q[p], d[p], s[p]) x nr (<= R) rows of W, row r at W + r * rstride:
+ * out[p * RMAX + r]. */
+INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q, const float *const *d,
+              const int32_t *const *s, const char *W, size_t rstride, size_t bb, float *out)
 {
     /* Q8_0: lanes 0-7 block b, 8-15 block b+1; Q4_0: 128-bit lanes [b, b+1, b, b+1] */
     const __m512i idx = wt == WT_Q8_0 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
                                       : _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
     const __m512i c128 = _mm512_set1_epi8((char)0x80);
-    __m512 acc[4][R];
+    __m512 acc[4][RMAX];
     _Pragma("GCC unroll 4")
     for (int p = 0; p < P; p++)
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < R; r++) acc[p][r] = _mm512_setzero_ps();
     int b = 0;
     for (; b + 2 <= nb; b += 2) {
@@ -102,10 +103,10 @@ INL void tile(q35_wtype wt, int P, int nr, int nb, const int8_t *const *q, const
             }
             dx[p] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(pair_d(d[p] + b)));
         }
-        _Pragma("GCC unroll 4")
+        _Pragma("GCC unroll 8")
         for (int r = 0; r < R; r++) {
             if (r >= nr) break;
-            const char *blk = W + r * rowb + b * bb;
+            const char *blk = W + r * rstride + b * bb;
             const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(pair_dw(blk, bb)));
             if (wt == WT_Q8_0) {
                 const __m512i w = q8_w(blk, bb);
@@ -129,8 +130,8 @@ INL void tile(q35_wtype wt, int P, int nr, int nb, const int8_t *const *q, const
     _Pragma("GCC unroll 4")
     for (int p = 0; p < P; p++)
         for (int r = 0; r < nr; r++) {
-            out[p * R + r] = _mm512_reduce_add_ps(acc[p][r]);
-            if (b < nb) out[p * R + r] += tail_block(wt, W + r * rowb + b * bb, q[p] + 32 * b, d[p][b], s[p][b]);
+            out[p * RMAX + r] = _mm512_reduce_add_ps(acc[p][r]);
+            if (b < nb) out[p * RMAX + r] += tail_block(wt, W + r * rstride + b * bb, q[p] + 32 * b, d[p][b], s[p][b]);
         }
 }
 
@@ -147,13 +148,27 @@ INL void rows_of_a(q35_wtype wt, int P, int m, int n0, int n1, int nb, const q35
         d[p] = A->d + am * nbA;
         s[p] = A->s + am * nbA;
     }
-    for (int n = n0; n < n1; n += R) {
-        const int nr = n1 - n < R ? n1 - n : R;
-        float v[4 * R];
-        tile(wt, P, nr, nb, q, d, s, W + (size_t)n * rowb, rowb, bb, v);
+    /* Segmented rows, as the exact DOT: tile i takes rows i, i + S, i + 2S, i + 3S of the block
+     * (S = its rows / R), so R streams far apart are in flight; four adjacent rows are one stream,
+     * which from DRAM read half the bandwidth (lm_head, 248320 x 1024 Q4_0, 2 threads: 13.7 GB/s
+     * against the exact DOT's 23.4). */
+    const int R = P == 1 ? 8 : 4, S = (n1 - n0) / R;
+    float v[4 * RMAX];
+    for (int i = 0; i < S; i++) {
+        if (P == 1)
+            tile(wt, 1, 8, 8, nb, q, d, s, W + (size_t)(n0 + i) * rowb, (size_t)S * rowb, bb, v);
+        else
+            tile(wt, P, 4, 4, nb, q, d, s, W + (size_t)(n0 + i) * rowb, (size_t)S * rowb, bb, v);
+        for (int p = 0; p < P; p++) {
+            float *c = C + (size_t)(m + p) * ldc + n0 + i;
+            for (int r = 0; r < R; r++) c[r * S] = accumulate ? c[r * S] + v[p * RMAX + r] : v[p * RMAX + r];
+        }
+    }
+    for (int n = n0 + S * R; n < n1; n++) {
+        tile(wt, P, R, 1, nb, q, d, s, W + (size_t)n * rowb, rowb, bb, v);
         for (int p = 0; p < P; p++) {
             float *c = C + (size_t)(m + p) * ldc + n;
-            for (int r = 0; r < nr; r++) c[r] = accumulate ? c[r] + v[p * R + r] : v[p * R + r];
+            *c = accumulate ? *c + v[p * RMAX] : v[p * RMAX];
         }
     }
 }
@@ -163,8 +178,8 @@ INL void body(q35_wtype wt, int M, int N, int K, const q35_qact *A, int m0, cons
 {
     const int nb = K / Q35_QBLOCK;
     const size_t bb = q35_wtype_bytes(wt, Q35_QBLOCK);
-    int NB = (int)(WBLOCK_BYTES / rowb) / R * R;
-    if (NB < R) NB = R;
+    int NB = (int)(WBLOCK_BYTES / rowb) / RMAX * RMAX;
+    if (NB < RMAX) NB = RMAX;
     for (int n0 = 0; n0 < N; n0 += NB) {
         const int n1 = N - n0 < NB ? N : n0 + NB;
         int m = 0;
