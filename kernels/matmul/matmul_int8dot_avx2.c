@@ -46,9 +46,9 @@ INL float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* nr (<= R) rows of W against one row of activations. */
+/* nr (<= R) rows of W, row r at W + r * rstride, against one row of activations. */
 INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
-              size_t rowb, size_t bb, float *out)
+              size_t rstride, size_t bb, float *out)
 {
     __m256 acc[R];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -57,7 +57,7 @@ INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, con
         _Pragma("GCC unroll 4")
         for (int r = 0; r < R; r++) {
             if (r >= nr) break;
-            const char *blk = W + r * rowb + b * bb;
+            const char *blk = W + r * rstride + b * bb;
             const __m256 sc = _mm256_set1_ps(f16(blk) * d[b]);
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(wt, blk, x, s[b])), sc, acc[r]);
         }
@@ -76,13 +76,20 @@ INL void body(q35_wtype wt, int M, int N, int K, const q35_qact *A, int m0, cons
         const int n1 = N - n0 < NB ? N : n0 + NB;
         for (int m = 0; m < M; m++) {
             const size_t am = (size_t)(m0 + m);
-            for (int n = n0; n < n1; n += R) {
-                const int nr = n1 - n < R ? n1 - n : R;
-                float v[R];
-                rows(wt, nr, nb, A->q + am * A->K, A->d + am * nbA, A->s + am * nbA, W + (size_t)n * rowb, rowb, bb,
-                     v);
+            /* segmented rows (tile i takes rows i, i + S, ...; S = the block's rows / R): R streams
+             * far apart in flight from DRAM, as the exact DOT and the AVX-512 body do */
+            const int S = (n1 - n0) / R;
+            float v[R];
+            for (int i = 0; i < S; i++) {
+                rows(wt, R, nb, A->q + am * A->K, A->d + am * nbA, A->s + am * nbA, W + (size_t)(n0 + i) * rowb,
+                     (size_t)S * rowb, bb, v);
+                float *c = C + (size_t)m * ldc + n0 + i;
+                for (int r = 0; r < R; r++) c[r * S] = accumulate ? c[r * S] + v[r] : v[r];
+            }
+            for (int n = n0 + S * R; n < n1; n++) {
+                rows(wt, 1, nb, A->q + am * A->K, A->d + am * nbA, A->s + am * nbA, W + (size_t)n * rowb, rowb, bb, v);
                 float *c = C + (size_t)m * ldc + n;
-                for (int r = 0; r < nr; r++) c[r] = accumulate ? c[r] + v[r] : v[r];
+                *c = accumulate ? *c + v[0] : v[0];
             }
         }
     }
