@@ -125,6 +125,7 @@ speed_only=0; [ "${1:-}" = "--speed" ] && speed_only=1
 # MLP down projection, exact widening against integer dots, 1 and 2 threads
 {
     echo "# $(date -u +%FT%TZ) $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); flags: $(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
     for nk in "6144 1024" "1024 3584"; do
         set -- $nk
         ${Q35LAB:-build/q35lab} bench linear --N "$1" --K "$2" --M 1,8,512 --weights bf16,q8,q4 --threads 1,2 \
