@@ -1,20 +1,9 @@
 /* Q4_0 rows: quantize (eq. Q4q of docs/quantization.md) and dequantize (eq. Q4). */
 #include "kernels/quant/quant.h"
+#include "kernels/quant/quant_round.h"
 
 #include <float.h>
 #include <math.h>
-
-/* Round to nearest, ties away from zero (C's round) of a double |t| < 2^51, without libm (as in
- * quant_q8_0.c): (t + 1.5*2^52) - 1.5*2^52 rounds to nearest, ties to even; t - r is then exact and
- * exactly +-1/2 only on a tie, which goes away from zero. */
-static inline double round_half_away(double t)
-{
-    const double magic = 0x1.8p52; /* (never built with -ffast-math, which would fold (t + m) - m to t) */
-    const double r = (t + magic) - magic;
-    const double diff = t - r;
-    const double up = diff == 0.5 && t > 0 ? 1.0 : 0.0, down = diff == -0.5 && t < 0 ? 1.0 : 0.0;
-    return r + up - down;
-}
 
 int q35_quantize_row_q4_0(const float *x, q35_block_q4_0 *y, size_t n)
 {
@@ -45,7 +34,7 @@ int q35_quantize_row_q4_0(const float *x, q35_block_q4_0 *y, size_t n)
         uint8_t nib[Q35_QBLOCK];
 #pragma omp simd
         for (int j = 0; j < Q35_QBLOCK; j++) {
-            double t = round_half_away((double)v[j] / d);
+            double t = q35_round_half_away((double)v[j] / d);
             t = t > 7.0 ? 7.0 : t; /* the top level: t in [7.5, 8(1+2^-11)] lands here (eq. Q4e) */
             t = t < -8.0 ? -8.0 : t;
             nib[j] = (uint8_t)((int)t + 8);

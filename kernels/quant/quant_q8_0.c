@@ -1,20 +1,9 @@
 /* Q8_0 rows: quantize (eq. Q8q of docs/quantization.md) and dequantize (eq. Q8). */
 #include "kernels/quant/quant.h"
+#include "kernels/quant/quant_round.h"
 
 #include <float.h>
 #include <math.h>
-
-/* Round to nearest, ties away from zero (C's round) of a double |t| < 2^51, without libm, in a form the
- * compiler vectorizes: (t + 1.5*2^52) - 1.5*2^52 rounds to nearest, ties to even (the sum's ulp is 1); the
- * difference t - r is then exact (|t - r| <= 1/2), and exactly +-1/2 only on a tie, which goes away from 0. */
-static inline double round_half_away(double t)
-{
-    const double magic = 0x1.8p52; /* (never built with -ffast-math, which would fold (t + m) - m to t) */
-    const double r = (t + magic) - magic;
-    const double diff = t - r;
-    const double up = diff == 0.5 && t > 0 ? 1.0 : 0.0, down = diff == -0.5 && t < 0 ? 1.0 : 0.0;
-    return r + up - down;
-}
 
 int q35_quantize_row_q8_0(const float *x, q35_block_q8_0 *y, size_t n)
 {
@@ -40,7 +29,7 @@ int q35_quantize_row_q8_0(const float *x, q35_block_q8_0 *y, size_t n)
 #pragma omp simd
         for (int j = 0; j < Q35_QBLOCK; j++) {
             /* the quotient in double is a tie only when it is one exactly (docs §3); |t| < 2^31 */
-            double q = round_half_away((double)v[j] / d);
+            double q = q35_round_half_away((double)v[j] / d);
             q = q > 127.0 ? 127.0 : q;
             q = q < -127.0 ? -127.0 : q;
             y[b].q[j] = (int8_t)(int)q;
