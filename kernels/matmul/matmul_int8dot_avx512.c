@@ -1,16 +1,19 @@
 /* AVX-512 VNNI body of the integer-dot matmul (matmul_int8dot.c has the definition, eqs. I8 / I4
  * of docs/quantization.md): two 32-weight blocks b, b+1 per zmm and one vpdpbusd (unsigned x
- * signed bytes, groups of four summed into int32) per pair.
- *   Q8_0: the two blocks' 32 int8 (34-byte blocks: two 32-byte loads) as |w|, and the
- *         activations negated where w < 0 (a byte mask and a masked subtract), so
- *         |w| * sign(w) q = w q.  Lanes 0-7 hold block b's groups, 8-15 block b+1's.
+ * signed bytes, groups of four summed into int32) per pair and row of x.
+ *   Q8_0: the two blocks' 32 int8 (34-byte blocks: two 32-byte loads) are the signed operand and
+ *         the activations, as x + 128 (one XOR per pair), the unsigned one; the accumulator
+ *         starts at -128 sum(w) per group (one vpdpbusd against bytes of 128 per row of W), so
+ *         the sum is exactly sum w x.  Lanes 0-7 hold block b's groups, 8-15 block b+1's.
  *   Q4_0: the two blocks' 16 bytes side by side, then their low nibbles (elements 0-15) and
- *         high nibbles (16-31): 128-bit lanes [b lo, b+1 lo, b hi, b+1 hi]; the activations'
- *         lanes are reordered to match (one vshufi64x2 per pair, shared by the R rows of W), and
- *         the accumulator starts at -8 s_b in lane 0 and -8 s_{b+1} in lane 4 (eq. I4).
- * Each pair's 16 int32 go to fp32 (exact) and meet their scales dw d of the two blocks spread
- * over the lanes by one vpermps; one fp32 accumulator per row of W, R = 8 rows of W per loaded activation pair for one row
- * of x, 4 for 2 or 4.  An odd last block runs the plain-C definition.
+ *         high nibbles (16-31), the unsigned operand: 128-bit lanes [b lo, b+1 lo, b hi, b+1 hi];
+ *         the activations' lanes are reordered to match (one vshufi64x2 per pair, shared by the
+ *         rows of W), and the accumulator starts at -8 s_b in lane 0 and -8 s_{b+1} in lane 4
+ *         (eq. I4).
+ * Each pair's 16 int32 go to fp32 (exact) and meet dw d of their block (dw of the two blocks by
+ * vcvtph2ps + vpermps, d spread the same way once per pair and row of x); one fp32 accumulator
+ * per (row of x, row of W).  Tiles: 1 row of x x 8 rows of W, or 2 / 4 x 4; the rows of W of a
+ * tile are a segment apart (8 streams from DRAM).  An odd last block runs the plain-C definition.
  * Called only when cpu_isa() >= ISA_AVX512 and cpu_has(AVX512_VNNI) and cpu_has(AVX512BW). */
 #include "kernels/matmul/matmul_internal.h"
 
