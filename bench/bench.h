@@ -12,6 +12,7 @@
 #include "harness/counters.h"
 #include "harness/timing.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 #define BENCH_MAX_IMPLS 16
@@ -77,6 +78,10 @@ int bench_report_close(bench_report *r, int keep);
  * entry but ref, which is the spec, not a contender). */
 int bench_impl_selected(const char *list, const char *name);
 void bench_progress(const char *family, const char *impl, int B, int T, int threads);
+/* Bench inputs: n values uniform in [-1, 1) from the xorshift64 state *s (bench data, not a test's:
+ * the same seed gives the same data in every bench). */
+void bench_fill_uniform(float *a, size_t n, uint64_t *s);
+
 /* The timed loop every bench runs: untimed calls for WARMUP_SECONDS (at
  * least one), then reps timed calls into times[], each after waking the
  * OpenMP team of `threads`, the counters (ctr may be NULL) around the timed

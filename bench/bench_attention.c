@@ -29,14 +29,6 @@ void attention_bench_defaults(attention_bench_config *c)
                                   .counters = "none", .machine = "results/machine.json"};
 }
 
-static void fill(float *a, size_t n, uint64_t *s)
-{
-    for (size_t i = 0; i < n; i++) { /* xorshift64: bench data, not a test's */
-        *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
-        a[i] = (float)((*s >> 40) * (1.0 / (1ull << 23)) - 1.0);
-    }
-}
-
 /* The contenders: the table's entries, then ref (timed only when named: it is the spec). */
 static const attention_impl *entry(int i) { return i < attention_n_impls ? &attention_impls[i] : &attention_ref_impl; }
 static int is_named(const char *name) { return attention_find(name) || !strcmp(name, attention_ref_impl.name); }
@@ -83,7 +75,7 @@ int bench_attention(const attention_bench_config *cfg)
             break;
         }
         uint64_t seed = 0x9e3779b97f4a7c15ull;
-        fill(buf, nq + 2 * nc, &seed);
+        bench_fill_uniform(buf, nq + 2 * nc, &seed);
         attention_problem p = {.B = cfg->B, .T = T, .Hq = cfg->Hq, .Hkv = cfg->Hkv, .D = cfg->D, .L = L,
                                .q = buf, .k_cache = buf + nq, .v_cache = buf + nq + nc, .out = buf + nq + 2 * nc};
         int32_t *past = NULL;

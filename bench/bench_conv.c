@@ -38,14 +38,6 @@ typedef struct {
     float *buf;
 } conv_case;
 
-static void fill(float *a, size_t n, uint64_t *s)
-{
-    for (size_t i = 0; i < n; i++) { /* xorshift64: bench data, not a test's */
-        *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
-        a[i] = (float)((*s >> 40) * (1.0 / (1ull << 23)) - 1.0);
-    }
-}
-
 static int case_make(conv_case *c, int B, int T, int C, int K)
 {
     const size_t nx = (size_t)B * T * C, nw = (size_t)C * K, ns = (size_t)B * C * (K - 1);
@@ -55,7 +47,11 @@ static int case_make(conv_case *c, int B, int T, int C, int K)
     float *x = c->buf, *y = x + nx, *dy = y + nx, *dx = dy + nx, *w = dx + nx, *dw = w + nw, *s0 = dw + nw,
           *s1 = s0 + ns, *dso = s1 + ns, *dsi = dso + ns;
     uint64_t seed = 0x9e3779b97f4a7c15ull;
-    fill(x, nx, &seed); fill(dy, nx, &seed); fill(w, nw, &seed); fill(s0, ns, &seed); fill(dso, ns, &seed);
+    bench_fill_uniform(x, nx, &seed);
+    bench_fill_uniform(dy, nx, &seed);
+    bench_fill_uniform(w, nw, &seed);
+    bench_fill_uniform(s0, ns, &seed);
+    bench_fill_uniform(dso, ns, &seed);
     c->p = (conv_problem)CONV_PROBLEM_INIT;
     c->p.B = B; c->p.T = T; c->p.C = C; c->p.K = K;
     c->p.x = x; c->p.weight = w; c->p.state_in = s0; c->p.state_out = s1; c->p.y = y;

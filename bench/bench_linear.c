@@ -29,14 +29,6 @@ void linear_bench_defaults(linear_bench_config *c)
                                .counters = "none", .machine = "results/machine.json"};
 }
 
-static void fill(float *a, size_t n, float scale, uint64_t *s)
-{
-    for (size_t i = 0; i < n; i++) { /* xorshift64: bench data, not a test's */
-        *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
-        a[i] = scale * (float)((*s >> 40) * (1.0 / (1ull << 23)) - 1.0);
-    }
-}
-
 static const linear_impl *entry(int i) { return i < linear_n_impls ? &linear_impls[i] : &linear_ref_impl; }
 static int is_named(const char *name) { return linear_find(name) || !strcmp(name, linear_ref_impl.name); }
 
@@ -121,8 +113,10 @@ int bench_linear(const linear_bench_config *cfg)
     if (!times || !wf || !x || !y) { fprintf(stderr, "q35lab: bench linear: out of memory\n"); rc = 2; }
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     if (!rc) {
-        fill(wf, (size_t)cfg->N * cfg->K, 1.0f / sqrtf((float)cfg->K), &seed);
-        fill(x, (size_t)maxM * cfg->K, 1.0f, &seed);
+        bench_fill_uniform(wf, (size_t)cfg->N * cfg->K, &seed);
+        const float sc = 1.0f / sqrtf((float)cfg->K); /* W's rows of unit-ish norm */
+        for (size_t i = 0; i < (size_t)cfg->N * cfg->K; i++) wf[i] *= sc;
+        bench_fill_uniform(x, (size_t)maxM * cfg->K, &seed);
     }
     for (int iw = 0; iw < nw && !rc; iw++) {
         void *w = make_w(wts[iw], wf, cfg->N, cfg->K);

@@ -266,3 +266,11 @@ int bench_open(bench_report *r, const char *family, const char *json, const char
     }
     return 0;
 }
+
+void bench_fill_uniform(float *a, size_t n, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++) { /* xorshift64 */
+        *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
+        a[i] = (float)((*s >> 40) * (1.0 / (1ull << 23)) - 1.0);
+    }
+}
