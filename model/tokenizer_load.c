@@ -190,7 +190,9 @@ static int check_model(q35_tokenizer *t, const cJSON *model, const char *name, c
 static int set_decode(q35_tokenizer *t, int32_t id, const char *content, size_t *blob_cap, size_t *blob_len)
 {
     const size_t len = strlen(content);
-    if (*blob_len + len > *blob_cap) {
+    /* also when nothing is allocated yet: an empty first token (len 0) would leave dec_blob NULL
+     * and NULL + 0 below (a fuzz finding) */
+    if (*blob_len + len > *blob_cap || !t->dec_blob) {
         size_t cap = *blob_cap ? *blob_cap * 2 : 1 << 20;
         while (cap < *blob_len + len) cap *= 2;
         if (cap > UINT32_MAX) return -1;
