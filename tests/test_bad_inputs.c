@@ -4,6 +4,7 @@
  * sanitizers before every fuzzing run. */
 #include "common/safetensors.h"
 #include "model/config.h"
+#include "model/tokenizer.h"
 #include "harness/deltarule_crossover.h"
 #include "harness/deltarule_golden.h"
 
@@ -51,6 +52,13 @@ static int read_crossover(const char *path, char *err, size_t errlen)
     return dr_crossover_load(path, &x, err, errlen);
 }
 
+static int read_tokenizer(const char *path, char *err, size_t errlen)
+{
+    q35_tokenizer *t = q35_tokenizer_load(path, err, errlen);
+    q35_tokenizer_free(t);
+    return t ? 0 : -1;
+}
+
 static const struct {
     const char *file;
     int (*read)(const char *path, char *err, size_t errlen);
@@ -67,6 +75,10 @@ static const struct {
          "\"dtype\""},
     {BAD "fuzz_results_json-huge-number.json", read_crossover,
      BAD "fuzz_results_json-huge-number.json: points[0].Hv must be an integer in [1, 65536]"},
+    /* its first added token decodes to nothing: the decode blob was never allocated (NULL + 0) */
+    {BAD "fuzz_tokenizer_json-empty-first-decoded-token.json", read_tokenizer,
+     BAD "fuzz_tokenizer_json-empty-first-decoded-token.json: merges[0]: '\u0120 \u0120' + '\u0120' (a part) is not in "
+         "the vocabulary"},
 };
 
 static void test_each_finding_is_refused_by_name(void **state)
