@@ -144,27 +144,6 @@ out:
     return rc;
 }
 
-/* Bytes a decode step (B = 1) reads besides the weights at `past` positions of context: each
- * DeltaNet layer's recurrent state (Hv x Dk x Dv floats) and conv state ((kernel - 1) x the conv's
- * channels), each attention layer's K and V cache rows (2 x kv heads x head_dim floats per
- * position).  The DeltaNet and conv states are written back as well; that traffic is not counted.
- * At 0.8B and 500 positions this is ~32 MiB, 8% of a Q4_0 step's weights (docs/quantization.md §7). */
-static double decode_state_bytes(const q35_config *c, int past)
-{
-    double e = 0;
-    for (int i = 0; i < c->num_hidden_layers; i++) {
-        if (c->layer_types[i] == Q35_LAYER_LINEAR) {
-            const double kd = (double)c->linear_num_key_heads * c->linear_key_head_dim;
-            const double vd = (double)c->linear_num_value_heads * c->linear_value_head_dim;
-            e += (double)c->linear_num_value_heads * c->linear_key_head_dim * c->linear_value_head_dim +
-                 (c->linear_conv_kernel_dim - 1.0) * (2 * kd + vd);
-        } else {
-            e += 2.0 * c->num_key_value_heads * c->head_dim * past;
-        }
-    }
-    return e * sizeof(float);
-}
-
 int bench_model(const model_bench_config *config)
 {
     const model_bench_config cfg = *config;
@@ -242,7 +221,7 @@ int bench_model(const model_bench_config *config)
             if (comm->size == 1) {
                 snprintf(pre.note, sizeof pre.note, "TTFT; %.88s", spec);
                 /* two bounds: the weights alone, and with the state and cache the step reads too */
-                const double sb = decode_state_bytes(&m.cfg, len + cfg.gen / 2), bw = dec.bw_gbs * 1e9;
+                const double sb = q35_config_decode_state_bytes(&m.cfg, len + cfg.gen / 2), bw = dec.bw_gbs * 1e9;
                 snprintf(dec.note, sizeof dec.note, "TPOT; bound %.1f ms (weights), %.1f ms (+%.1f MiB state, cache) at %.1f GB/s",
                          have_limits && bw > 0 ? 1e3 * bytes / bw : 0.0, have_limits && bw > 0 ? 1e3 * (bytes + sb) / bw : 0.0,
                          sb / 1048576.0, dec.bw_gbs);

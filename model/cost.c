@@ -38,6 +38,27 @@ static double bytes_of(q35_wtype wt, double e)
     return q35_wtype_is_quant(wt) ? e / Q35_QBLOCK * (double)q35_wtype_bytes(wt, Q35_QBLOCK) : e * (double)q35_wtype_bytes(wt, 1);
 }
 
+/* Bytes a decode step (B = 1) reads besides the weights at `past` positions of context: each
+ * DeltaNet layer's recurrent state (Hv x Dk x Dv floats) and conv state ((kernel - 1) x the conv's
+ * channels), each attention layer's K and V cache rows (2 x kv heads x head_dim floats per
+ * position).  The DeltaNet and conv states are written back as well; that traffic is not counted.
+ * At 0.8B and 500 positions this is ~32 MiB, 8% of a Q4_0 step's weights (docs/quantization.md §7). */
+double q35_config_decode_state_bytes(const q35_config *c, int past)
+{
+    double e = 0;
+    for (int i = 0; i < c->num_hidden_layers; i++) {
+        if (c->layer_types[i] == Q35_LAYER_LINEAR) {
+            const double kd = (double)c->linear_num_key_heads * c->linear_key_head_dim;
+            const double vd = (double)c->linear_num_value_heads * c->linear_value_head_dim;
+            e += (double)c->linear_num_value_heads * c->linear_key_head_dim * c->linear_value_head_dim +
+                 (c->linear_conv_kernel_dim - 1.0) * (2 * kd + vd);
+        } else {
+            e += 2.0 * c->num_key_value_heads * c->head_dim * past;
+        }
+    }
+    return e * sizeof(float);
+}
+
 size_t q35_model_decode_bytes(const q35_model *m)
 {
     if (!m->qfamilies) return (size_t)q35_config_decode_bytes(&m->cfg, m->cfg.vocab_size, m->wt);

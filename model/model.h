@@ -143,6 +143,9 @@ size_t q35_model_decode_bytes(const q35_model *m);
  * local config and vocabulary slice of a tensor-parallel rank (model/shard.h)
  * give what one rank reads. */
 double q35_config_decode_bytes(const q35_config *c, int vocab_rows, q35_wtype wt);
+/* Bytes of state and cache a decode step (B = 1) reads besides the weights at `past` positions:
+ * DeltaNet recurrent and conv states, attention K/V rows (docs/quantization.md §7). */
+double q35_config_decode_state_bytes(const q35_config *c, int past);
 /* Useful flops of T new tokens after `past` cached positions, logits for the
  * last one only (docs/model.md §6). */
 double q35_model_flops(const q35_model *m, int past, int T);

@@ -12,16 +12,24 @@
 #include <omp.h>
 #include <stdlib.h>
 
+/* About four column panels of W per thread, each a multiple of `align` columns (the micro-kernel's
+ * width) and at least 64: the split every entry of this file uses.  Returns the panel count. */
+static int panels(int N, int threads, int align, int *panel)
+{
+    int w = (N + 4 * threads - 1) / (4 * threads);
+    w = (w + align - 1) / align * align;
+    *panel = w < 64 ? 64 : w;
+    return (N + *panel - 1) / *panel;
+}
+
 typedef void (*mm_fn)(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw, float *C,
                       int ldc, int accumulate);
 
 static int tiled(const linear_problem *p, const linear_opts *o, mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
-    int panel = (p->N + 4 * threads - 1) / (4 * threads);
-    panel = (panel + 15) / 16 * 16;
-    if (panel < 64) panel = 64;
-    const int n_panels = (p->N + panel - 1) / panel;
+    int panel;
+    const int n_panels = panels(p->N, threads, 16, &panel);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_panels > 1)
     for (int j = 0; j < n_panels; j++) {
         const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
@@ -49,10 +57,8 @@ int linear_tiled_amx(const linear_problem *p, const linear_opts *o)
     const int lda = q35_amx_lda(p->K), rows = q35_amx_rows(p->M);
     uint16_t *xa = malloc((size_t)rows * lda * sizeof *xa);
     if (!xa) return linear_tiled_bf16dot(p, o);
-    int panel = (p->N + 4 * threads - 1) / (4 * threads);
-    panel = (panel + 31) / 32 * 32;
-    if (panel < 64) panel = 64;
-    const int n_panels = (p->N + panel - 1) / panel;
+    int panel;
+    const int n_panels = panels(p->N, threads, 32, &panel);
 #pragma omp parallel num_threads(threads) if (n_panels > 1 || p->M > 64)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -82,10 +88,8 @@ int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o)
     if (!mem) return linear_tiled(p, o);
     q35_qact xa;
     q35_qact_init(&xa, p->M, p->K, mem);
-    int panel = (p->N + 4 * threads - 1) / (4 * threads);
-    panel = (panel + 15) / 16 * 16;
-    if (panel < 64) panel = 64;
-    const int n_panels = (p->N + panel - 1) / panel;
+    int panel;
+    const int n_panels = panels(p->N, threads, 16, &panel);
 #pragma omp parallel num_threads(threads) if (n_panels > 1 || p->M > 64)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();

@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-static int dot_block(q35_wtype wt, const char *blk, const int8_t *q, int32_t s)
+float mm_qact_block(q35_wtype wt, const char *blk, const int8_t *q, float d, int32_t s)
 {
     int acc = 0;
     if (wt == WT_Q8_0) {
@@ -19,7 +19,8 @@ static int dot_block(q35_wtype wt, const char *blk, const int8_t *q, int32_t s)
         for (int j = 0; j < Q35_QBLOCK / 2; j++) acc += (w->qs[j] & 15) * q[j] + (w->qs[j] >> 4) * q[j + 16];
         acc -= 8 * s;
     }
-    return acc;
+    const uint16_t dw = *(const uint16_t *)blk; /* both block types start with their scale */
+    return q35_f16_to_f32(dw) * d * (float)acc;
 }
 
 void mm_generic_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
@@ -34,10 +35,7 @@ void mm_generic_qact(int M, int N, int K, const q35_qact *A, int m0, const char 
         for (int n = 0; n < N; n++) {
             const char *w = W + (size_t)n * rowb;
             float sum = 0.0f;
-            for (int b = 0; b < nb; b++) {
-                const uint16_t dw = *(const uint16_t *)(w + b * bb); /* both blocks start with their scale */
-                sum += q35_f16_to_f32(dw) * d[b] * (float)dot_block(wt, w + b * bb, q + Q35_QBLOCK * b, s[b]);
-            }
+            for (int b = 0; b < nb; b++) sum += mm_qact_block(wt, w + b * bb, q + Q35_QBLOCK * b, d[b], s[b]);
             float *c = C + (size_t)m * ldc + n;
             *c = acc ? *c + sum : sum;
         }

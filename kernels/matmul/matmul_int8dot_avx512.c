@@ -63,20 +63,6 @@ INL __m512i q4_n(const char *blk, size_t bb)
                             _mm512_set1_epi8(15));
 }
 
-/* The plain-C definition for one block (the odd last one). */
-INL float tail_block(q35_wtype wt, const char *blk, const int8_t *q, float d, int32_t s)
-{
-    int acc = 0;
-    if (wt == WT_Q8_0) {
-        for (int j = 0; j < 32; j++) acc += ((const int8_t *)(blk + 2))[j] * q[j];
-    } else {
-        const uint8_t *qs = (const uint8_t *)(blk + 2);
-        for (int j = 0; j < 16; j++) acc += (qs[j] & 15) * q[j] + (qs[j] >> 4) * q[j + 16];
-        acc -= 8 * s;
-    }
-    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((int)ld16(blk)))) * d * (float)acc;
-}
-
 /* P rows of activations (q[p], d[p], s[p]) x nr (<= R) rows of W, row r at W + r * rstride:
  * out[p * RMAX + r]. */
 INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q, const float *const *d,
@@ -134,7 +120,7 @@ INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q
     for (int p = 0; p < P; p++)
         for (int r = 0; r < nr; r++) {
             out[p * RMAX + r] = _mm512_reduce_add_ps(acc[p][r]);
-            if (b < nb) out[p * RMAX + r] += tail_block(wt, W + r * rstride + b * bb, q[p] + 32 * b, d[p][b], s[p][b]);
+            if (b < nb) out[p * RMAX + r] += mm_qact_block(wt, W + r * rstride + b * bb, q[p] + 32 * b, d[p][b], s[p][b]);
         }
 }
 

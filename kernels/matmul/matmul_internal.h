@@ -55,6 +55,9 @@ void mm_avx512_dequant(q35_wtype wt, const void *W, float *y, size_t nblk);
 
 /* matmul_int8dot*.c: the integer-dot bodies of q35_matmul_qact_xwt (K % 32 == 0, M, N >= 1).
  * rowb: bytes per row of W. */
+/* One block's term fl(dw d) * i_b of the definition (eqs. I8 / I4), plain C: the generic body's
+ * step and the SIMD bodies' odd last block. */
+float mm_qact_block(q35_wtype wt, const char *blk, const int8_t *q, float d, int32_t s);
 void mm_generic_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
                      float *C, size_t ldc, int acc);
 void mm_avx2_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
