@@ -513,6 +513,7 @@ static void checkpoints_body(void)
     ckpt_case(2, 1, 6144, 4, NULL, one, 1, 1, 35);    /* T = 1 decode, one checkpoint */
     static const int32_t lens1[] = {1, 0};
     ckpt_case(2, 1, 40, 4, lens1, one, 1, 0, 36);
+    ckpt_case(2, 1, 53, 4, lens1, one, 1, 1, 38);   /* T = 1 in place, padded, 53 = 3 x 16 + 5 channels */
 }
 
 static void checkpoints_invalid_body(void)
