@@ -58,6 +58,7 @@ INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, con
         for (int r = 0; r < R; r++) {
             if (r >= nr) break;
             const char *blk = W + r * rstride + b * bb;
+            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0); /* matmul_internal.h */
             const __m256 sc = _mm256_set1_ps(f16(blk) * d[b]);
             acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(wt, blk, x, s[b])), sc, acc[r]);
         }

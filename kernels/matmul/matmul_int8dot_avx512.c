@@ -96,6 +96,7 @@ INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q
         for (int r = 0; r < R; r++) {
             if (r >= nr) break;
             const char *blk = W + r * rstride + b * bb;
+            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0);
             const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(pair_dw(blk, bb)));
             if (wt == WT_Q8_0) {
                 const __m512i w = q8_w(blk, bb);

@@ -9,6 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* How far ahead of the block being read the quantized decode bodies prefetch each row stream
+ * of W (bytes; software prefetch, _mm_prefetch T0).  The segmented rows keep R streams in flight
+ * but the hardware prefetcher alone did not keep them fed: the lm_head shape (248320 x 1024, 2
+ * threads, 600 MB of distinct matrices cycled so nothing stays in L3) read Q4_0 at 26.8 GB/s
+ * through integer dots and 32.1 GB/s with 768 bytes of lead; 256 bytes was worse than none, 512
+ * to 1536 all gained (docs/quantization.md §7, "Prefetch"). */
+#define MM_QPREFETCH_BYTES 768
+
 /* matmul_generic.c: plain C. */
 void mm_generic(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
                 float *C, size_t ldc, int acc);
