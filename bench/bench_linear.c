@@ -5,6 +5,9 @@
  * in [-1, 1), W uniform in [-1, 1) / sqrt(K) rounded to the weight type (q8, q4: quantized rows,
  * kernels/quant/).  The lossy entries (tiled-bf16dot, tiled-amx, tiled-int8dot) are timed like the
  * others: `q35lab list` and docs/quantization.md say what they round.
+ * One W re-read call after call stays partly in a large L3 (480 MiB on some hosts here), which
+ * is not what a model's decode step sees; --cold MIB times each call on the next of as many
+ * copies of W as fill MIB, so W comes from DRAM as it does in the model.
  */
 #include "bench/bench_linear.h"
 
@@ -33,15 +36,18 @@ static const linear_impl *entry(int i) { return i < linear_n_impls ? &linear_imp
 static int is_named(const char *name) { return linear_find(name) || !strcmp(name, linear_ref_impl.name); }
 
 typedef struct {
-    const linear_problem *p;
+    linear_problem p;  /* W: the first copy */
+    size_t copies, *next, wbytes; /* next: shared by every entry, so no copy is read twice within MIB */
     int i;
     linear_opts o;
 } linear_call;
 
 static int call(void *ctx, char *err, size_t errlen)
 {
-    const linear_call *k = ctx;
-    return linear_run(entry(k->i), k->p, &k->o, err, errlen);
+    linear_call *k = ctx;
+    linear_problem p = k->p;
+    p.w = (const char *)k->p.w + k->wbytes * ((*k->next)++ % k->copies);
+    return linear_run(entry(k->i), &p, &k->o, err, errlen);
 }
 
 /* "q8" -> WT_Q8_0 ...; -1 if unknown. */
@@ -54,12 +60,17 @@ static int wtype_of(const char *s, size_t n)
     return -1;
 }
 
-/* W [N, K] of type wt from the fp32 values; NULL on failure (message printed). */
-static void *make_w(q35_wtype wt, const float *wf, int N, int K)
+/* copies x W [N, K] of type wt from the fp32 values, one after another; NULL on failure (message
+ * printed). */
+static void *make_w(q35_wtype wt, const float *wf, int N, int K, size_t copies)
 {
     const size_t rowb = q35_wtype_bytes(wt, (size_t)K);
-    char *w = malloc(rowb * N);
-    if (!w) { fprintf(stderr, "q35lab: bench linear: out of memory for W\n"); return NULL; }
+    char *w = malloc(rowb * N * copies);
+    if (!w) {
+        fprintf(stderr, "q35lab: bench linear: out of memory for %zu cop%s of W (%.0f MiB)\n", copies,
+                copies > 1 ? "ies" : "y", (double)(rowb * N * copies) / (1 << 20));
+        return NULL;
+    }
     for (int n = 0; n < N; n++) {
         const float *src = wf + (size_t)n * K;
         int bad = 0;
@@ -71,6 +82,7 @@ static void *make_w(q35_wtype wt, const float *wf, int N, int K)
         }
         if (bad) { fprintf(stderr, "q35lab: bench linear: could not quantize W\n"); free(w); return NULL; }
     }
+    for (size_t c = 1; c < copies; c++) memcpy(w + c * rowb * N, w, rowb * N);
     return w;
 }
 
@@ -103,8 +115,10 @@ int bench_linear(const linear_bench_config *cfg)
     q35_counters *ctr;
     bench_report rep;
     if (bench_open(&rep, "linear", cfg->json, cfg->csv, cfg->machine, cfg->counters, &lim, &have_limits, &ctr)) return 2;
-    printf("bench linear: N=%d K=%d, y = x W^T, %d reps; flops 2 M N K, bytes W (stored type) + x + y\n", cfg->N,
+    printf("bench linear: N=%d K=%d, y = x W^T, %d reps; flops 2 M N K, bytes W (stored type) + x + y", cfg->N,
            cfg->K, cfg->reps);
+    if (cfg->cold_mib > 0) printf("; W cold: each call reads the next of the copies filling %d MiB", cfg->cold_mib);
+    printf("\n");
     char err[512] = "";
     int rc = 0;
     double *times = calloc((size_t)cfg->reps, sizeof *times);
@@ -119,9 +133,12 @@ int bench_linear(const linear_bench_config *cfg)
         bench_fill_uniform(x, (size_t)maxM * cfg->K, &seed);
     }
     for (int iw = 0; iw < nw && !rc; iw++) {
-        void *w = make_w(wts[iw], wf, cfg->N, cfg->K);
+        const size_t wsz = q35_wtype_bytes(wts[iw], (size_t)cfg->N * cfg->K);
+        const size_t copies = cfg->cold_mib > 0 ? ((size_t)cfg->cold_mib << 20) / wsz + 1 : 1;
+        void *w = make_w(wts[iw], wf, cfg->N, cfg->K, copies);
         if (!w) { rc = 2; break; }
-        const double wbytes = (double)q35_wtype_bytes(wts[iw], (size_t)cfg->N * cfg->K);
+        const double wbytes = (double)wsz;
+        size_t next_copy = 0;
         for (int im_ = 0; im_ < cfg->nM && !rc; im_++) {
             const int M = cfg->Ms[im_];
             linear_problem p = {.M = M, .N = cfg->N, .K = cfg->K, .x = x, .w = w, .wt = wts[iw], .y = y};
@@ -136,7 +153,7 @@ int bench_linear(const linear_bench_config *cfg)
                     q35_load_mark lm;
                     q35_load_begin(&lm);
                     bench_progress("linear", im->name, 1, M, th);
-                    linear_call k = {.p = &p, .i = i, .o = {.threads = th}};
+                    linear_call k = {.p = p, .copies = copies, .next = &next_copy, .wbytes = wsz, .i = i, .o = {.threads = th}};
                     if (bench_time_calls(call, &k, cfg->reps, th, ctr, times, err, sizeof err)) {
                         fprintf(stderr, "q35lab: bench linear %s: %s\n", im->name, err);
                         rc = 2;

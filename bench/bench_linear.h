@@ -12,6 +12,7 @@ typedef struct {
     const char *counters;     /* PAPI spec or "none" */
     const char *json, *csv;   /* append every result here; NULL: not written */
     const char *machine;      /* the calibrated limits */
+    int cold_mib;             /* > 0: copies of W filling this many MiB, a new one per call (0: one W, re-read) */
 } linear_bench_config;
 
 /* Qwen3.5-0.8B's DeltaNet in_proj_qkv (N 6144, K 1024), M 1,8,512, weights bf16,q8,q4, all cores,

@@ -247,6 +247,8 @@ static const char usage_linear[] =
     "  --weights LIST     f32,bf16,q8,q4 (q8 = Q8_0, q4 = Q4_0, docs/quantization.md)\n"
     "  --threads LIST --reps N (default 10)\n"
     "  --impl LIST        comma-separated (ref is timed only when named; default: every table entry)\n"
+    "  --cold MIB         each call reads the next of the copies of W filling MIB (more than the last-level\n"
+    "                     cache: W from DRAM, as in a model's decode step); default: one W, re-read\n"
     "  --counters SPEC    PAPI events or none (default none)\n"
     "  --json F --csv F   append the rows to these files; --machine F the calibrated limits\n";
 
@@ -258,7 +260,7 @@ static int bench_linear_cmd(int argc, char **argv)
         OPT_STR("--impl", &c.impl),   OPT_STR("--counters", &c.counters), OPT_STR("--json", &c.json),
         OPT_STR("--csv", &c.csv),     OPT_STR("--machine", &c.machine),   OPT_STR("--weights", &c.weights),
         OPT_INT("--N", &c.N, 1, 1 << 24), OPT_INT("--K", &c.K, 1, 1 << 20),
-        OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INT("--reps", &c.reps, 1, 100000), OPT_INT("--cold", &c.cold_mib, 1, 1 << 20),
         OPT_INTS("--M", c.Ms, 1, 1 << 16, &c.nM, 16),
         OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
         CLI_END};

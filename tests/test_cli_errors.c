@@ -842,6 +842,8 @@ static void test_quant_options(void **state)
                    "error: --against takes 'full' and goes with --weights q8|q4, got 'full' without --weights");
     expect_failure(TINY_DIR, ARGS("bench", "model", "--model", TINY_DIR, "--weights", "int8"), 2,
                    "error: --weights must be q8 or q4, got 'int8'");
+    expect_failure(TINY_DIR, ARGS("bench", "linear", "--cold", "0"), 2,
+                   "q35lab bench linear: --cold expects an integer in [1, 1048576], got '0'");
 }
 
 int main(int argc, char **argv)
