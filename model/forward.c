@@ -15,6 +15,11 @@ int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const 
     return linear_run(f->im->linear, &p, &(linear_opts){.threads = f->im->threads}, f->err, f->errlen);
 }
 
+int q35_fwd_linear_shared(const q35_fwd *f, const linear_problem *ps, int n)
+{
+    return linear_run_shared(f->im->linear, ps, n, &(linear_opts){.threads = f->im->threads}, f->err, f->errlen);
+}
+
 int q35_fwd_add_reduced(const q35_fwd *f, float *y, size_t n, float *x)
 {
     if (q35_comm_sum(f->m->comm, y, n)) {

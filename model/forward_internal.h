@@ -29,6 +29,9 @@ int q35_fwd_check_tokens(const char *who, const q35_model *m, const q35_state *s
 /* y[M, N] (+)= x[M, K] W[N, K]^T through the chosen linear implementation. */
 int q35_fwd_linear(const q35_fwd *f, int M, int N, int K, const float *x, const void *w, q35_wtype wt, float *y,
                    int accumulate);
+/* The projections ps[0..n) of one input (same x, M, K), in one call of the linear family
+ * (linear_run_shared: one fork for the group; each y as q35_fwd_linear would write it). */
+int q35_fwd_linear_shared(const q35_fwd *f, const linear_problem *ps, int n);
 /* x[M, N] += sum over the ranks of a[M, K] W[N, K]^T, W this rank's columns
  * of a projection split by its input (out_proj, o_proj, down_proj): one
  * all-reduce under tensor parallelism, a plain accumulation in one process. */

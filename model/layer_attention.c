@@ -22,10 +22,11 @@ int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, fl
     if (!buf) { snprintf(f->err, f->errlen, "attention: out of memory"); goto out; }
     float *qg = buf, *kk = qg + (size_t)BT * 2 * nh * hd, *vv = kk + (size_t)BT * nkv * hd;
     float *q = vv + (size_t)BT * nkv * hd, *gate = q + (size_t)BT * nh * hd, *ao = gate + (size_t)BT * nh * hd;
-    if (q35_fwd_linear(f, BT, 2 * nh * hd, H, xn, L->q_proj, q35_model_wt(f->m, Q35_WF_ATTENTION), qg, 0) ||
-        q35_fwd_linear(f, BT, nkv * hd, H, xn, L->k_proj, q35_model_wt(f->m, Q35_WF_ATTENTION), kk, 0) ||
-        q35_fwd_linear(f, BT, nkv * hd, H, xn, L->v_proj, q35_model_wt(f->m, Q35_WF_ATTENTION), vv, 0))
-        goto out;
+    const q35_wtype wt = q35_model_wt(f->m, Q35_WF_ATTENTION);
+    const linear_problem qkv[3] = {{.M = BT, .N = 2 * nh * hd, .K = H, .x = xn, .w = L->q_proj, .wt = wt, .y = qg},
+                                   {.M = BT, .N = nkv * hd, .K = H, .x = xn, .w = L->k_proj, .wt = wt, .y = kk},
+                                   {.M = BT, .N = nkv * hd, .K = H, .x = xn, .w = L->v_proj, .wt = wt, .y = vv}};
+    if (q35_fwd_linear_shared(f, qkv, 3)) goto out;
 
     float *kc = k_cache, *vc = v_cache;
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
@@ -54,7 +55,7 @@ int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, fl
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (size_t i = 0; i < (size_t)BT * nh * hd; i++) ao[i] *= q35_sigmoid(gate[i]);
 
-    rc = q35_fwd_reduce_into(f, BT, H, nh * hd, ao, L->o_proj, q35_model_wt(f->m, Q35_WF_ATTENTION), x);
+    rc = q35_fwd_reduce_into(f, BT, H, nh * hd, ao, L->o_proj, wt, x);
 out:
     return rc;
 }

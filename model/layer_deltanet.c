@@ -30,11 +30,13 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     float *beta = al + (size_t)BT * Hv, *g = beta + (size_t)BT * Hv;
     (void)H;
     int rc = -1;
-    if (q35_fwd_linear(f, BT, C, H, xn, L->in_proj_qkv, q35_model_wt(f->m, Q35_WF_DELTANET), qkv, 0) ||
-        q35_fwd_linear(f, BT, vd, H, xn, L->in_proj_z, q35_model_wt(f->m, Q35_WF_DELTANET), z, 0) ||
-        q35_fwd_linear(f, BT, Hv, H, xn, L->in_proj_b, q35_model_wt(f->m, Q35_WF_DELTANET), bl, 0) ||
-        q35_fwd_linear(f, BT, Hv, H, xn, L->in_proj_a, q35_model_wt(f->m, Q35_WF_DELTANET), al, 0))
-        goto out;
+    const q35_wtype wt = q35_model_wt(f->m, Q35_WF_DELTANET);
+    const linear_problem in_proj[4] = {
+        {.M = BT, .N = C, .K = H, .x = xn, .w = L->in_proj_qkv, .wt = wt, .y = qkv},
+        {.M = BT, .N = vd, .K = H, .x = xn, .w = L->in_proj_z, .wt = wt, .y = z},
+        {.M = BT, .N = Hv, .K = H, .x = xn, .w = L->in_proj_b, .wt = wt, .y = bl},
+        {.M = BT, .N = Hv, .K = H, .x = xn, .w = L->in_proj_a, .wt = wt, .y = al}};
+    if (q35_fwd_linear_shared(f, in_proj, 4)) goto out;
 
     conv_problem cp = CONV_PROBLEM_INIT;
     cp.B = f->B; cp.T = f->T; cp.C = C; cp.K = K;
@@ -72,7 +74,7 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     for (int r = 0; r < BT * Hv; r++)
         q35_rmsnorm_gated(o + (size_t)r * Dv, L->gnorm, z + (size_t)r * Dv, Dv, c->rms_norm_eps);
 
-    rc = q35_fwd_reduce_into(f, BT, H, vd, o, L->out_proj, q35_model_wt(f->m, Q35_WF_DELTANET), x);
+    rc = q35_fwd_reduce_into(f, BT, H, vd, o, L->out_proj, wt, x);
 out:
     return rc;
 }

@@ -13,8 +13,9 @@ static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x
     if (!g) { snprintf(f->err, f->errlen, "mlp: out of memory"); return -1; }
     float *u = g + (size_t)BT * I;
     int rc = -1;
-    if (q35_fwd_linear(f, BT, I, H, xn, L->gate_proj, wt, g, 0) || q35_fwd_linear(f, BT, I, H, xn, L->up_proj, wt, u, 0))
-        goto out;
+    const linear_problem gate_up[2] = {{.M = BT, .N = I, .K = H, .x = xn, .w = L->gate_proj, .wt = wt, .y = g},
+                                       {.M = BT, .N = I, .K = H, .x = xn, .w = L->up_proj, .wt = wt, .y = u}};
+    if (q35_fwd_linear_shared(f, gate_up, 2)) goto out;
 #pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
     for (size_t i = 0; i < (size_t)BT * I; i++) g[i] = q35_silu(g[i]) * u[i];
     rc = q35_fwd_reduce_into(f, BT, H, I, g, L->down_proj, wt, x);

@@ -25,4 +25,4 @@ int linear_ref(const linear_problem *p, const linear_opts *o)
     return 0;
 }
 
-const linear_impl linear_ref_impl = {"ref", "scalar reference, double accumulation (ref/linear_ref.c)", linear_ref, {0}, 1e-6, NULL, 0};
+const linear_impl linear_ref_impl = {"ref", "scalar reference, double accumulation (ref/linear_ref.c)", linear_ref, {0}, 1e-6, NULL, 0, NULL};

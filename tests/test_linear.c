@@ -10,6 +10,7 @@
  * fp32 sums (AMX tiles where the host has them, at avx512-bf16; vdpbf16ps or its emulation below). */
 #include "kernels/cpu_features.h"
 #include "kernels/linear/linear.h"
+#include "kernels/quant/quant.h"
 #include "ref/linear_ref.h"
 #include "harness/metrics.h"
 #include "tests/support/isa_levels.h"
@@ -185,6 +186,100 @@ static void test_validate(void **state)
     assert_int_equal(linear_validate(&b, err, sizeof err), 0);
 }
 
+/* linear_run_shared: each y is bitwise what linear_run writes for its problem alone, for every
+ * entry (ref and the lossy ones included), weight types mixed in one group (a --quant-only model),
+ * one output accumulating, 1-3 threads, M from decode to past Q35_INT8DOT_MAX_M (where the group
+ * runs one by one), at every ISA level the host has. */
+static void shared_level(cpu_isa_level level, void *ctx)
+{
+    (void)ctx;
+    enum { NP = 4, K = 96 };
+    static const int Ns[NP] = {300, 64, 16, 17};
+    static const q35_wtype wts[NP] = {WT_Q8_0, WT_BF16, WT_Q4_0, WT_F32};
+    static const int Ms[] = {1, 3, 8, 70};
+    float *row = malloc(K * sizeof *row);
+    assert_non_null(row);
+    void *w[NP];
+    for (int i = 0; i < NP; i++) {
+        if (!q35_wtype_is_quant(wts[i])) { w[i] = weights(Ns[i], K, wts[i], 0); continue; }
+        w[i] = malloc(q35_wtype_bytes(wts[i], (size_t)Ns[i] * K));
+        assert_non_null(w[i]);
+        for (int n = 0; n < Ns[i]; n++) {
+            for (int k = 0; k < K; k++) row[k] = urand();
+            void *dst = (char *)w[i] + q35_wtype_bytes(wts[i], (size_t)n * K);
+            assert_int_equal(wts[i] == WT_Q8_0 ? q35_quantize_row_q8_0(row, dst, K) : q35_quantize_row_q4_0(row, dst, K), 0);
+        }
+    }
+    for (int im = 0; im <= linear_n_impls; im++) {
+        const linear_impl *impl = im < linear_n_impls ? &linear_impls[im] : &linear_ref_impl;
+        if (impl->available && !impl->available()) continue;
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+            const int M = Ms[mi];
+            float *x = malloc((size_t)M * K * sizeof *x), *init[NP], *alone[NP], *together[NP];
+            assert_non_null(x);
+            for (size_t i = 0; i < (size_t)M * K; i++) x[i] = urand();
+            linear_problem ps[NP];
+            for (int i = 0; i < NP; i++) {
+                const size_t ny = (size_t)M * Ns[i];
+                init[i] = malloc(ny * sizeof(float));
+                alone[i] = malloc(ny * sizeof(float));
+                together[i] = malloc(ny * sizeof(float));
+                assert_true(init[i] && alone[i] && together[i]);
+                for (size_t j = 0; j < ny; j++) init[i][j] = urand();
+                ps[i] = (linear_problem){.M = M, .N = Ns[i], .K = K, .x = x, .w = w[i], .wt = wts[i], .y = together[i],
+                                         .accumulate = i == 1};
+            }
+            for (int th = 1; th <= 3; th++) {
+                char err[160];
+                const linear_opts o = {.threads = th};
+                for (int i = 0; i < NP; i++) {
+                    memcpy(alone[i], init[i], (size_t)M * Ns[i] * sizeof(float));
+                    memcpy(together[i], init[i], (size_t)M * Ns[i] * sizeof(float));
+                    linear_problem one = ps[i];
+                    one.y = alone[i];
+                    assert_int_equal(linear_run(impl, &one, &o, err, sizeof err), 0);
+                }
+                if (linear_run_shared(impl, ps, NP, &o, err, sizeof err)) fail_msg("%s: %s", impl->name, err);
+                for (int i = 0; i < NP; i++)
+                    if (memcmp(alone[i], together[i], (size_t)M * Ns[i] * sizeof(float)))
+                        fail_msg("%s M=%d problem %d (%s) threads=%d isa=%s: the shared call differs from linear_run",
+                                 impl->name, M, i, q35_wtype_name(wts[i]), th, cpu_isa_name(cpu_isa()));
+                assert_int_equal(cpu_isa(), level);
+            }
+            for (int i = 0; i < NP; i++) { free(init[i]); free(alone[i]); free(together[i]); }
+            free(x);
+        }
+    }
+    for (int i = 0; i < NP; i++) free(w[i]);
+    free(row);
+}
+
+static void test_shared(void **state)
+{
+    (void)state;
+    isa_levels_each("test_linear", shared_level, NULL);
+    /* what linear_run_shared refuses */
+    float x[8], x2[8], y[8], y2[8], w[8];
+    char err[200];
+    const linear_problem a = {.M = 2, .N = 2, .K = 2, .x = x, .w = w, .wt = WT_F32, .y = y};
+    linear_problem ps[2] = {a, a};
+    ps[1].y = y2;
+    assert_int_equal(linear_run_shared(linear_find("tiled"), ps, 2, NULL, err, sizeof err), 0);
+    ps[1].x = x2;
+    assert_int_equal(linear_run_shared(linear_find("tiled"), ps, 2, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "problem 1 reads another x"));
+    ps[1].x = x;
+    ps[1].K = 1;
+    assert_int_equal(linear_run_shared(linear_find("tiled"), ps, 2, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "problem 1 reads another x"));
+    ps[1].K = 2;
+    ps[1].y = y + 2; /* rows 1 of y overlap */
+    assert_int_equal(linear_run_shared(linear_find("tiled"), ps, 2, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "y of problem 1 overlaps y of problem 0"));
+    assert_int_equal(linear_run_shared(linear_find("tiled"), ps, 0, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no problems"));
+}
+
 /* ------------------------------------------------------------------ */
 /* Benchmark mode (not a test):                                        */
 /*   test_linear bench [--threads N] [--machine FILE] [--reps R] [M N K ...] */
@@ -310,6 +405,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_prefill_shapes),
         cmocka_unit_test(test_amx_edges),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,11 @@ typedef struct {
 } linear_opts;
 
 typedef int (*linear_fn)(const linear_problem *p, const linear_opts *o);
+/* n problems that read the same x (same x pointer, M and K), each with its own W and y: the
+ * projections of one input (docs/model.md: q, k, v of a layer; gate and up).  One call instead
+ * of n saves n - 1 forks and tails, and the integer-dot path quantizes x once; each y comes out
+ * as its own linear_run would write it (tests/test_linear.c checks this bitwise). */
+typedef int (*linear_shared_fn)(const linear_problem *ps, int n, const linear_opts *o);
 
 typedef struct {
     const char *name;
@@ -37,6 +42,7 @@ typedef struct {
     double claim_tol;        /* normwise relative error vs ref it promises */
     int (*available)(void);
     int lossy;               /* 1: rounds beyond fp32 (x to bf16); opt-in, `validate --impl all` leaves it out */
+    linear_shared_fn run_shared; /* NULL: linear_run_shared runs the problems one by one */
 } linear_impl;
 
 extern const linear_impl linear_impls[];
@@ -46,10 +52,16 @@ const linear_impl *linear_find(const char *name);
 int linear_validate(const linear_problem *p, char *err, size_t errlen);
 int linear_run(const linear_impl *impl, const linear_problem *p, const linear_opts *opts, char *err,
                size_t errlen);
+/* ps[0..n) read one x: each validated as linear_run does, plus the same x, M and K in all and no
+ * y overlapping another.  Through impl->run_shared when it has one.  0, or -1 with a message. */
+int linear_run_shared(const linear_impl *impl, const linear_problem *ps, int n, const linear_opts *opts, char *err,
+                      size_t errlen);
 
 int linear_tiled(const linear_problem *p, const linear_opts *o);
 int linear_tiled_bf16dot(const linear_problem *p, const linear_opts *o); /* lossy: x rounded to bf16 */
 int linear_tiled_amx(const linear_problem *p, const linear_opts *o);     /* lossy: x rounded to bf16, AMX */
 int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o); /* lossy: x quantized per block (q8/q4 W) */
+int linear_tiled_shared(const linear_problem *ps, int n, const linear_opts *o);
+int linear_tiled_int8dot_shared(const linear_problem *ps, int n, const linear_opts *o);
 
 #endif

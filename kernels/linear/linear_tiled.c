@@ -105,3 +105,91 @@ int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o)
     free(mem);
     return 0;
 }
+
+/* ---- Several projections of one x (linear_run_shared) ----
+ * The panels of every problem, each split exactly as its own call would split it (so each y is
+ * bitwise what linear_run writes), in one list that one parallel region works through: one fork
+ * and one tail for the group instead of one per matrix.  Decode and short verify windows only:
+ * from Q35_INT8DOT_MAX_M rows of x a call is long enough that its fork does not show, and the
+ * problems run one by one. */
+#define SHARED_MAX 16 /* problems per shared call; more run one by one */
+
+typedef struct {
+    int n, total, panel[SHARED_MAX], first[SHARED_MAX + 1];
+} panel_list;
+
+static int list_panels(const linear_problem *ps, int n, int threads, panel_list *l)
+{
+    if (n > SHARED_MAX || ps[0].M >= Q35_INT8DOT_MAX_M) return -1;
+    l->n = n;
+    l->first[0] = 0;
+    for (int i = 0; i < n; i++) l->first[i + 1] = l->first[i] + panels(ps[i].N, threads, 16, &l->panel[i]);
+    l->total = l->first[n];
+    return 0;
+}
+
+/* Panel j of the list: its problem and first column. */
+static const linear_problem *panel_at(const linear_problem *ps, const panel_list *l, int j, int *n0, int *nn)
+{
+    int i = 0;
+    while (j >= l->first[i + 1]) i++;
+    *n0 = (j - l->first[i]) * l->panel[i];
+    *nn = ps[i].N - *n0 < l->panel[i] ? ps[i].N - *n0 : l->panel[i];
+    return &ps[i];
+}
+
+int linear_tiled_shared(const linear_problem *ps, int n, const linear_opts *o)
+{
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    panel_list l;
+    if (list_panels(ps, n, threads, &l)) {
+        for (int i = 0; i < n; i++)
+            if (linear_tiled(&ps[i], o)) return -1;
+        return 0;
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (l.total > 1)
+    for (int j = 0; j < l.total; j++) {
+        int n0, nn;
+        const linear_problem *p = panel_at(ps, &l, j, &n0, &nn);
+        q35_matmul_xwt(p->M, nn, p->K, p->x, p->K, (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K), p->wt,
+                       p->K, p->y + n0, p->N, p->accumulate);
+    }
+    return 0;
+}
+
+/* x quantized once for every quantized W of the group; fp32 / bf16 W of the group (a --quant-only
+ * model) take the exact path inside the same region, as linear_tiled_int8dot would send them. */
+int linear_tiled_int8dot_shared(const linear_problem *ps, int n, const linear_opts *o)
+{
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
+    int quant = 0;
+    for (int i = 0; i < n; i++) quant |= q35_wtype_is_quant(ps[i].wt);
+    panel_list l;
+    void *mem = NULL;
+    if (!quant || ps[0].K % Q35_QBLOCK || list_panels(ps, n, threads, &l) ||
+        !(mem = malloc(q35_qact_bytes(ps[0].M, ps[0].K)))) {
+        for (int i = 0; i < n; i++)
+            if (linear_tiled_int8dot(&ps[i], o)) return -1;
+        return 0;
+    }
+    q35_qact xa;
+    q35_qact_init(&xa, ps[0].M, ps[0].K, mem);
+#pragma omp parallel num_threads(threads) if (l.total > 1)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num(), M = ps[0].M;
+        q35_qact_quantize_rows(&xa, ps[0].x, ps[0].K, (int)((long long)M * t / nt), (int)((long long)M * (t + 1) / nt));
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+        for (int j = 0; j < l.total; j++) {
+            int n0, nn;
+            const linear_problem *p = panel_at(ps, &l, j, &n0, &nn);
+            const char *w = (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K);
+            if (q35_wtype_is_quant(p->wt))
+                q35_matmul_qact_xwt(p->M, nn, p->K, &xa, 0, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
+            else
+                q35_matmul_xwt(p->M, nn, p->K, p->x, p->K, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
+        }
+    }
+    free(mem);
+    return 0;
+}
