@@ -111,6 +111,8 @@ test: $(TEST_BINS) $(BUILD)/q35lab layers $(BUILD)/comm-without-mpi.o
 	@tests/tp_test.sh $(BUILD)
 	@echo "== speculative decoding and saved prefixes through the CLI (tests/speculative_cli_test.sh)"
 	@tests/speculative_cli_test.sh $(BUILD)
+	@echo "== the benchmark commands through the CLI (tests/bench_cli_test.sh)"
+	@tests/bench_cli_test.sh $(BUILD)
 	@echo "== text in and out through the CLI (tests/text_cli_test.sh)"
 	@tests/text_cli_test.sh $(BUILD)
 	@echo "== q35lab tokenize against HF's ids (tests/tokenize_cli_test.sh)"

@@ -16,7 +16,7 @@
 #include <stdio.h>
 
 #define BENCH_MAX_IMPLS 16
-#define BENCH_MAX_COUNTERS 16
+#define BENCH_MAX_COUNTERS 32
 /* Untimed calls before a measurement: at least one, and for at least this long. */
 #define WARMUP_SECONDS 0.02
 

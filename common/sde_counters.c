@@ -22,6 +22,11 @@ static const struct {
     [Q35_SDE_COMM_BYTES] = {"COMM_BYTES", "Bytes this rank put into collectives"},
     [Q35_SDE_COMM_NS] = {"COMM_NS", "Nanoseconds this rank spent in collectives, waiting included"},
     [Q35_SDE_EXPERT_ROWS] = {"EXPERT_ROWS", "MoE token-expert pairs computed"},
+    [Q35_SDE_LINEAR_NS] = {"LINEAR_NS", "Nanoseconds inside the linear family's implementations (wall clock)"},
+    [Q35_SDE_CONV_NS] = {"CONV_NS", "Nanoseconds inside the conv family's implementations (wall clock)"},
+    [Q35_SDE_DELTARULE_NS] = {"DELTARULE_NS", "Nanoseconds inside the deltarule family's implementations (wall clock)"},
+    [Q35_SDE_ATTENTION_NS] = {"ATTENTION_NS", "Nanoseconds inside the attention family's implementations (wall clock)"},
+    [Q35_SDE_MOE_NS] = {"MOE_NS", "Nanoseconds inside the moe family's implementations (wall clock)"},
 };
 
 static int sde_id_ok(q35_sde_id id) { return (int)id >= 0 && id < Q35_SDE_COUNT; }

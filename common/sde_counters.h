@@ -23,6 +23,13 @@ typedef enum {
     Q35_SDE_COMM_BYTES,          /* bytes this rank put into them */
     Q35_SDE_COMM_NS,             /* nanoseconds this rank spent in them, waiting included */
     Q35_SDE_EXPERT_ROWS,         /* MoE token-expert pairs computed (an expert-parallel rank: its experts' only) */
+    /* Nanoseconds inside each family's implementation (the *_run dispatch's wall clock around
+     * impl->run, this calling thread): what `bench model` splits a decode step into. */
+    Q35_SDE_LINEAR_NS,
+    Q35_SDE_CONV_NS,
+    Q35_SDE_DELTARULE_NS,
+    Q35_SDE_ATTENTION_NS,
+    Q35_SDE_MOE_NS,
     Q35_SDE_COUNT
 } q35_sde_id;
 

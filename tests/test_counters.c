@@ -64,7 +64,8 @@ static void test_sde_names(void **state)
     (void)state;
     static const char *const names[Q35_SDE_COUNT] = {
         "FLOPS", "STATE_BYTES_READ", "STATE_BYTES_WRITTEN", "WEIGHT_BYTES_READ",
-        "TOKENS", "CHUNKS", "SOLVER_CALLS", "COLLECTIVES", "COMM_BYTES", "COMM_NS", "EXPERT_ROWS"};
+        "TOKENS", "CHUNKS", "SOLVER_CALLS", "COLLECTIVES", "COMM_BYTES", "COMM_NS", "EXPERT_ROWS",
+        "LINEAR_NS", "CONV_NS", "DELTARULE_NS", "ATTENTION_NS", "MOE_NS"};
     for (int i = 0; i < Q35_SDE_COUNT; i++) {
         assert_string_equal(q35_sde_name((q35_sde_id)i), names[i]);
         assert_non_null(q35_sde_description((q35_sde_id)i));
@@ -104,7 +105,7 @@ static void test_sde_add_threads(void **state)
 #define ALL_SDE                                                                                \
     SDE("FLOPS"), SDE("STATE_BYTES_READ"), SDE("STATE_BYTES_WRITTEN"), SDE("WEIGHT_BYTES_READ"), \
         SDE("TOKENS"), SDE("CHUNKS"), SDE("SOLVER_CALLS"), SDE("COLLECTIVES"), SDE("COMM_BYTES"), SDE("COMM_NS"), \
-        SDE("EXPERT_ROWS")
+        SDE("EXPERT_ROWS"), SDE("LINEAR_NS"), SDE("CONV_NS"), SDE("DELTARULE_NS"), SDE("ATTENTION_NS"), SDE("MOE_NS")
 
 static void test_groups(void **state)
 {
@@ -136,7 +137,8 @@ static void test_groups(void **state)
                                       SDE("STATE_BYTES_WRITTEN"), SDE("WEIGHT_BYTES_READ"),
                                       SDE("TOKENS"),  SDE("CHUNKS"), SDE("SOLVER_CALLS"),
                                       SDE("COLLECTIVES"), SDE("COMM_BYTES"), SDE("COMM_NS"),
-                                      SDE("EXPERT_ROWS"), NULL};
+                                      SDE("EXPERT_ROWS"), SDE("LINEAR_NS"), SDE("CONV_NS"), SDE("DELTARULE_NS"),
+                                      SDE("ATTENTION_NS"), SDE("MOE_NS"), NULL};
     expect_names(" PAPI_TOT_CYC , " SDE("FLOPS") ",PAPI_TOT_CYC,default,default,none", dup);
     static const char *const sde_only[] = {ALL_SDE, NULL};
     expect_names("sde", sde_only);

@@ -3,6 +3,7 @@
  *
  * A new implementation is one new file plus one line in attention_impls[].
  */
+#include "common/clock.h"
 #include "common/sde_counters.h"
 #include "common/float_checks.h"
 #include "kernels/attention/attention.h"
@@ -135,7 +136,9 @@ int attention_run(const attention_impl *impl, const attention_problem *p, const 
     attention_opts o = impl->defaults;
     if (opts && opts->threads) o.threads = opts->threads;
     if (o.threads < 0) FAIL("attention: thread count %d is negative", o.threads);
+    const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("attention: implementation '%s' failed (out of memory?)", impl->name);
+    q35_sde_add(Q35_SDE_ATTENTION_NS, (long long)((q35_now() - t0) * 1e9));
     count_work(p);
     return 0;
 }

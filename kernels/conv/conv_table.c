@@ -3,6 +3,7 @@
  *
  * A new implementation is one new file plus one line in conv_impls[].
  */
+#include "common/clock.h"
 #include "common/sde_counters.h"
 #include "common/float_checks.h"
 #include "kernels/conv/conv.h"
@@ -118,7 +119,9 @@ int conv_run(const conv_impl *impl, const conv_problem *p, const conv_opts *opts
     conv_opts o = impl->defaults;
     if (opts && opts->threads) o.threads = opts->threads;
     if (o.threads < 0) FAIL("conv: thread count %d is negative", o.threads);
+    const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("conv: implementation '%s' failed (out of memory?)", impl->name);
+    q35_sde_add(Q35_SDE_CONV_NS, (long long)((q35_now() - t0) * 1e9));
     count_work(p);
     return 0;
 }

@@ -5,6 +5,7 @@
  * claims a regime only where `q35lab check deltarule` shows it holds
  * claim_tol there.
  */
+#include "common/clock.h"
 #include "common/sde_counters.h"
 #include "common/float_checks.h"
 #include "kernels/deltarule/deltarule.h"
@@ -158,7 +159,9 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
         FAIL("deltarule: checkpoint mode %d (0 default, 1 split, 2 from-delta)", o.checkpoint_mode);
     if (o.solver && !(o.solver < 32 && (impl->solvers & DR_SOLVER_BIT(o.solver))))
         FAIL("deltarule: implementation '%s' has no solver '%s' (%d)", impl->name, deltarule_solver_name(o.solver), o.solver);
+    const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("deltarule: implementation '%s' failed (out of memory?)", impl->name);
+    q35_sde_add(Q35_SDE_DELTARULE_NS, (long long)((q35_now() - t0) * 1e9));
     count_work(p);
     return 0;
 }

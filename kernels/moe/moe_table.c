@@ -7,6 +7,7 @@
  * bf16 weights do not widen the tolerance (except for the lossy entries at the end, which
  * round activations to bf16 on bf16 weights).
  */
+#include "common/clock.h"
 #include "common/sde_counters.h"
 #include "kernels/moe/moe.h"
 
@@ -150,7 +151,9 @@ int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, mo
     moe_stats local;
     if (!st) st = &local;
     memset(st, 0, sizeof *st);
+    const double t0 = q35_now();
     if (impl->run(p, &o, st)) FAIL("moe: implementation '%s' failed (out of memory?)", impl->name);
+    q35_sde_add(Q35_SDE_MOE_NS, (long long)((q35_now() - t0) * 1e9));
     q35_sde_add(Q35_SDE_FLOPS, moe_work_flops(p));
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, moe_work_weight_bytes(p, st->experts_touched));
     q35_sde_add(Q35_SDE_TOKENS, p->T);

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The benchmark commands through the command line, run by make test (benchmarks
+# measure speed; nothing here asserts a time, only what the output must hold):
+#  - bench model on a tiny checkpoint: the prefill and decode rows, and the
+#    per-step split into kernel families (common/sde_counters.h *_NS) whose
+#    parts and "the rest" add up to the mean step, with q8 weights and the
+#    shared projections of the integer-dot entry;
+#  - bench linear --cold: the header says W is cold, every entry has a row.
+# Usage: tests/bench_cli_test.sh BUILD_DIR   (from the project root, after make)
+set -uo pipefail
+build=${1:-build}
+q=$build/q35lab
+out=$build/bench-test
+rm -rf "$out" && mkdir -p "$out"
+fails=0
+ok() { echo "  ok   $*"; }
+bad() { echo "  FAIL $*"; fails=$((fails + 1)); }
+
+"$q" model init --preset tiny-dense --seed 3 --dtype bf16 --out "$out/tiny-dense" --force > /dev/null 2>&1
+for args in "" "--weights q8 --impl linear=tiled-int8dot"; do
+    if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 4 --reps 2 --threads 2 $args \
+        --json "$out/m.jsonl" > "$out/m.txt" 2>&1; then
+        # "decode per step (mean M ms): linear A ms (p%), ..., the rest R ms (r%)": the parts sum to M
+        # (each printed to 0.01 ms: up to 6 roundings of 0.005)
+        line=$(grep "decode per step (mean" "$out/m.txt")
+        sum=$(echo "$line" | grep -oE "[a-z]+ -?[0-9.]+ ms \(" | awk '{s += $2} END {printf "%.2f", s}')
+        mean=$(echo "$line" | sed -E 's/.*\(mean ([0-9.]+) ms\).*/\1/')
+        if [ -n "$line" ] && echo "$line" | grep -q " linear " && echo "$line" | grep -q " deltarule " &&
+            awk -v a="$sum" -v b="$mean" 'BEGIN {d = a - b; exit !(d < 0.035 && d > -0.035)}'; then
+            ok "bench model ${args:-bf16}: $line"
+        else bad "bench model ${args:-bf16}: the split does not add up (parts $sum, mean $mean)"; cat "$out/m.txt"; fi
+        grep -q "prefill per call (mean" "$out/m.txt" && grep -q "^  decode " "$out/m.txt" ||
+            { bad "bench model ${args:-bf16}: rows missing"; cat "$out/m.txt"; }
+    else bad "bench model ${args:-bf16} exited non-zero"; cat "$out/m.txt"; fi
+done
+[ "$(wc -l < "$out/m.jsonl")" -ge 4 ] && ok "bench model --json: $(wc -l < "$out/m.jsonl") rows" ||
+    bad "bench model --json: fewer than 4 rows"
+
+if "$q" bench linear --N 96 --K 64 --M 1 --weights q8 --threads 1 --reps 3 --cold 1 > "$out/l.txt" 2>&1 &&
+    grep -q "W cold: each call reads the next of the copies filling 1 MiB" "$out/l.txt" &&
+    grep -qE "^  tiled +[0-9]" "$out/l.txt" && grep -qE "^  tiled-int8dot +[0-9]" "$out/l.txt"; then
+    ok "bench linear --cold"
+else bad "bench linear --cold"; cat "$out/l.txt"; fi
+
+[ $fails -eq 0 ] && echo "bench: all passed" || { echo "bench: $fails failed"; exit 1; }
