@@ -53,11 +53,11 @@ int q35_layer_mlp(const q35_fwd *f, const q35_layer *L, const float *xn, float *
  * rows held). */
 void q35_embed_row(const q35_model *m, int32_t id, float *out);
 
-/* Elementwise pieces (model/ops.c), double accumulation, docs/model.md eqs. */
+/* Elementwise pieces (model/ops.c), double accumulation, docs/model.md eqs.; the SiLU and
+ * sigmoid gates of whole rows are kernels/activation.h's. */
 void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y); /* eq. 2 */
 void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double eps);   /* eq. 3 */
 void q35_rope(float *x, int rotary_dim, int pos, double theta);                          /* eq. 8 */
 static inline float q35_sigmoid(float x) { return (float)(1.0 / (1.0 + __builtin_exp(-(double)x))); }
-static inline float q35_silu(float x) { return (float)((double)x / (1.0 + __builtin_exp(-(double)x))); }
 
 #endif

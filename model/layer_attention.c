@@ -3,6 +3,7 @@
  * q and k per head; partial rotate-half RoPE at each token's position; new
  * keys and values into the KV cache; causal GQA softmax attention (the
  * attention family); output times sigmoid(gate); x += o_proj(.). */
+#include "kernels/activation.h"
 #include "model/forward_internal.h"
 
 #include <stdlib.h>
@@ -52,8 +53,9 @@ int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, fl
                             .k_cache = kc, .v_cache = vc, .past = past, .seq_len = f->seq_len, .out = ao};
     if (attention_run(f->im->attention, &ap, &(attention_opts){.threads = threads}, f->err, f->errlen)) goto out;
 
-#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
-    for (size_t i = 0; i < (size_t)BT * nh * hd; i++) ao[i] *= q35_sigmoid(gate[i]);
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static) if (BT > 1)
+    for (int r = 0; r < BT; r++)
+        q35_act_sigmoid_mul(ao + (size_t)r * nh * hd, gate + (size_t)r * nh * hd, (size_t)nh * hd);
 
     rc = q35_fwd_reduce_into(f, BT, H, nh * hd, ao, L->o_proj, wt, x);
 out:

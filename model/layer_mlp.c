@@ -1,5 +1,6 @@
 /* layer_mlp.c - the MLP sublayer (docs/model.md §4): dense SwiGLU
  * x += down(silu(gate xn) * up xn), or the MoE family's block. */
+#include "kernels/activation.h"
 #include "model/forward_internal.h"
 
 #include <stdlib.h>
@@ -16,8 +17,8 @@ static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x
     const linear_problem gate_up[2] = {{.M = BT, .N = I, .K = H, .x = xn, .w = L->gate_proj, .wt = wt, .y = g},
                                        {.M = BT, .N = I, .K = H, .x = xn, .w = L->up_proj, .wt = wt, .y = u}};
     if (q35_fwd_linear_shared(f, gate_up, 2)) goto out;
-#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
-    for (size_t i = 0; i < (size_t)BT * I; i++) g[i] = q35_silu(g[i]) * u[i];
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static) if (BT > 1)
+    for (int r = 0; r < BT; r++) q35_act_silu_mul(g + (size_t)r * I, u + (size_t)r * I, (size_t)I);
     rc = q35_fwd_reduce_into(f, BT, H, I, g, L->down_proj, wt, x);
 out:
     return rc;

@@ -1,0 +1,21 @@
+/* activation.h - the model's elementwise gates on float rows, vectorized (docs/model.md,
+ * "Elementwise pieces"): SiLU and the sigmoid through Cephes' expf (kernels/exp_avx2.h, about
+ * 1 ulp) and a reciprocal with one Newton step, 8 lanes with AVX2 + FMA where cpu_isa() allows,
+ * plain C with expf otherwise; NaN propagates.  Below ~2 ulp of the double-precision definitions
+ * they replace (tests/test_activation.c), and two to three orders of magnitude under any
+ * kernel's tolerance; they were a measured share of a step (`bench model`'s "the rest": 14% of
+ * the 0.8B's pp512) while computed one double exp at a time.
+ */
+#ifndef Q35_ACTIVATION_H
+#define Q35_ACTIVATION_H
+
+#include <stddef.h>
+
+/* g[i] = silu(g[i]) * u[i]: SwiGLU's gate (docs/model.md §4). */
+void q35_act_silu_mul(float *g, const float *u, size_t n);
+/* a[i] *= sigmoid(gate[i]): gated attention's output gate (§3). */
+void q35_act_sigmoid_mul(float *a, const float *gate, size_t n);
+/* out[i] = silu(z[i]): the DeltaNet output norm's gate (§2, eq. 3); out may be z. */
+void q35_act_silu(const float *z, float *out, size_t n);
+
+#endif
