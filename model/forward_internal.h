@@ -57,7 +57,10 @@ void q35_embed_row(const q35_model *m, int32_t id, float *out);
  * sigmoid gates of whole rows are kernels/activation.h's. */
 void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y); /* eq. 2 */
 void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double eps);   /* eq. 3 */
-void q35_rope(float *x, int rotary_dim, int pos, double theta);                          /* eq. 8 */
+/* eq. 8: cs[2i], cs[2i+1] = cos, sin of pair i's angle at pos (rotary_dim doubles), then x
+ * turned by them. */
+void q35_rope_angles(int rotary_dim, int pos, double theta, double *cs);
+void q35_rope(float *x, int rotary_dim, const double *cs);
 static inline float q35_sigmoid(float x) { return (float)(1.0 / (1.0 + __builtin_exp(-(double)x))); }
 
 #endif

@@ -16,12 +16,15 @@ int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, fl
     const int BT = f->BT, T = f->T, cap = f->s->capacity;
     const int threads = f->im->threads;
 
-    float *buf = q35_state_scratch(f->s, 1, (size_t)BT * (2 * nh * hd + 2 * nkv * hd + 3 * nh * hd));
+    const int rd = c->rotary_dim;
+    /* each row's RoPE cos and sin (rd doubles, first: the scratch is page-aligned), then q|gate, k, v, q, gate, out */
+    float *buf = q35_state_scratch(f->s, 1, (size_t)BT * (2 * rd + 2 * nh * hd + 2 * nkv * hd + 3 * nh * hd));
     /* positions before this call: q35_forward advances s->pos only after the last layer */
     const int32_t *past = f->s->pos;
     int rc = -1;
     if (!buf) { snprintf(f->err, f->errlen, "attention: out of memory"); goto out; }
-    float *qg = buf, *kk = qg + (size_t)BT * 2 * nh * hd, *vv = kk + (size_t)BT * nkv * hd;
+    double *rope_cs = (double *)buf;
+    float *qg = buf + (size_t)BT * 2 * rd, *kk = qg + (size_t)BT * 2 * nh * hd, *vv = kk + (size_t)BT * nkv * hd;
     float *q = vv + (size_t)BT * nkv * hd, *gate = q + (size_t)BT * nh * hd, *ao = gate + (size_t)BT * nh * hd;
     const q35_wtype wt = q35_model_wt(f->m, Q35_WF_ATTENTION);
     const linear_problem qkv[3] = {{.M = BT, .N = 2 * nh * hd, .K = H, .x = xn, .w = L->q_proj, .wt = wt, .y = qg},
@@ -35,16 +38,18 @@ int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, fl
         const int b = r / T, t = r % T;
         if (t >= f->seq_len[b]) continue;
         const int pos = past[b] + t;
+        double *cs = rope_cs + (size_t)r * rd;
+        q35_rope_angles(rd, pos, c->rope_theta, cs);
         for (int h = 0; h < nh; h++) {
             float *qh = q + ((size_t)r * nh + h) * hd;
             q35_rmsnorm_centred(qg + ((size_t)r * nh + h) * 2 * hd, L->q_norm, hd, c->rms_norm_eps, qh);
-            q35_rope(qh, c->rotary_dim, pos, c->rope_theta);
+            q35_rope(qh, rd, cs);
             memcpy(gate + ((size_t)r * nh + h) * hd, qg + ((size_t)r * nh + h) * 2 * hd + hd, (size_t)hd * sizeof(float));
         }
         for (int j = 0; j < nkv; j++) {
             const size_t at = (((size_t)b * nkv + j) * cap + pos) * hd;
             q35_rmsnorm_centred(kk + ((size_t)r * nkv + j) * hd, L->k_norm, hd, c->rms_norm_eps, kc + at);
-            q35_rope(kc + at, c->rotary_dim, pos, c->rope_theta);
+            q35_rope(kc + at, rd, cs);
             memcpy(vc + at, vv + ((size_t)r * nkv + j) * hd, (size_t)hd * sizeof(float));
         }
     }

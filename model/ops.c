@@ -30,13 +30,23 @@ void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double e
 }
 
 /* eq. 8: rotate-half RoPE on the first rotary_dim dims; pair (i, i + rotary_dim/2)
- * turns by pos * theta^(-2i/rotary_dim).  The rest of the head passes through. */
-void q35_rope(float *x, int rotary_dim, int pos, double theta)
+ * turns by pos * theta^(-2i/rotary_dim).  The rest of the head passes through.  The angles
+ * depend on the position only, so a token's cos and sin are computed once for all its heads. */
+void q35_rope_angles(int rotary_dim, int pos, double theta, double *cs)
 {
     const int h = rotary_dim / 2;
     for (int i = 0; i < h; i++) {
         const double ang = pos * pow(theta, -2.0 * i / rotary_dim);
-        const double c = cos(ang), s = sin(ang), a = x[i], b = x[i + h];
+        cs[2 * i] = cos(ang);
+        cs[2 * i + 1] = sin(ang);
+    }
+}
+
+void q35_rope(float *x, int rotary_dim, const double *cs)
+{
+    const int h = rotary_dim / 2;
+    for (int i = 0; i < h; i++) {
+        const double c = cs[2 * i], s = cs[2 * i + 1], a = x[i], b = x[i + h];
         x[i] = (float)(a * c - b * s);
         x[i + h] = (float)(b * c + a * s);
     }
