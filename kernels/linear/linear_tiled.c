@@ -12,11 +12,16 @@
 #include <omp.h>
 #include <stdlib.h>
 
-/* About four column panels of W per thread, each a multiple of `align` columns (the micro-kernel's
- * width) and at least 64: the split every entry of this file uses.  Returns the panel count. */
-static int panels(int N, int threads, int align, int *panel)
+/* Column panels of W per thread, each a multiple of `align` columns (the micro-kernel's width)
+ * and at least 64: the split every entry of this file uses.  Returns the panel count.  Four per
+ * thread for prefill (a slow thread on a noisy host does not hold the rest); two from M rows of x
+ * below Q35_INT8DOT_MAX_M (decode, verify windows), where each panel's start is a burst of first
+ * misses on its row streams: the 0.8B's q4 decode spent 16.45 ms a step in linear calls with
+ * four, 15.95 with two (`bench model` per-step split, 2 alternated runs each; docs/matmul.md). */
+static int panels(int N, int M, int threads, int align, int *panel)
 {
-    int w = (N + 4 * threads - 1) / (4 * threads);
+    const int per = M < Q35_INT8DOT_MAX_M ? 2 : 4;
+    int w = (N + per * threads - 1) / (per * threads);
     w = (w + align - 1) / align * align;
     *panel = w < 64 ? 64 : w;
     return (N + *panel - 1) / *panel;
@@ -29,7 +34,7 @@ static int tiled(const linear_problem *p, const linear_opts *o, mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     int panel;
-    const int n_panels = panels(p->N, threads, 16, &panel);
+    const int n_panels = panels(p->N, p->M, threads, 16, &panel);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_panels > 1)
     for (int j = 0; j < n_panels; j++) {
         const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
@@ -58,7 +63,7 @@ int linear_tiled_amx(const linear_problem *p, const linear_opts *o)
     uint16_t *xa = malloc((size_t)rows * lda * sizeof *xa);
     if (!xa) return linear_tiled_bf16dot(p, o);
     int panel;
-    const int n_panels = panels(p->N, threads, 32, &panel);
+    const int n_panels = panels(p->N, p->M, threads, 32, &panel);
 #pragma omp parallel num_threads(threads) if (n_panels > 1 || p->M > 64)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -89,7 +94,7 @@ int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o)
     q35_qact xa;
     q35_qact_init(&xa, p->M, p->K, mem);
     int panel;
-    const int n_panels = panels(p->N, threads, 16, &panel);
+    const int n_panels = panels(p->N, p->M, threads, 16, &panel);
 #pragma omp parallel num_threads(threads) if (n_panels > 1 || p->M > 64)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -123,7 +128,7 @@ static int list_panels(const linear_problem *ps, int n, int threads, panel_list 
     if (n > SHARED_MAX || ps[0].M >= Q35_INT8DOT_MAX_M) return -1;
     l->n = n;
     l->first[0] = 0;
-    for (int i = 0; i < n; i++) l->first[i + 1] = l->first[i] + panels(ps[i].N, threads, 16, &l->panel[i]);
+    for (int i = 0; i < n; i++) l->first[i + 1] = l->first[i] + panels(ps[i].N, ps[i].M, threads, 16, &l->panel[i]);
     l->total = l->first[n];
     return 0;
 }
