@@ -14,13 +14,15 @@
 
 /* Column panels of W per thread, each a multiple of `align` columns (the micro-kernel's width)
  * and at least 64: the split every entry of this file uses.  Returns the panel count.  Four per
- * thread for prefill (a slow thread on a noisy host does not hold the rest); two from M rows of x
- * below Q35_INT8DOT_MAX_M (decode, verify windows), where each panel's start is a burst of first
- * misses on its row streams: the 0.8B's q4 decode spent 16.45 ms a step in linear calls with
- * four, 15.95 with two (`bench model` per-step split, 2 alternated runs each; docs/matmul.md). */
+ * thread (a slow thread on a noisy host does not hold the rest), two for one row of x (decode of
+ * one sequence), where each panel's start is a burst of first misses on its row streams: the
+ * 0.8B's q4 decode spent 16.45 ms a step in linear calls with four, 15.95 with two (`bench model`
+ * per-step split, 2 alternated runs each; docs/matmul.md).  One row only: a row of x alone comes
+ * out the same in any split, so decode's numbers do not move, while at M > 1 the panel width
+ * can change the tile a row gets (and tests/test_model.c's batch-against-alone margin with it). */
 static int panels(int N, int M, int threads, int align, int *panel)
 {
-    const int per = M < Q35_INT8DOT_MAX_M ? 2 : 4;
+    const int per = M == 1 ? 2 : 4;
     int w = (N + per * threads - 1) / (per * threads);
     w = (w + align - 1) / align * align;
     *panel = w < 64 ? 64 : w;
