@@ -32,19 +32,56 @@ static int panels(int N, int M, int threads, int align, int *panel)
 typedef void (*mm_fn)(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw, float *C,
                       int ldc, int accumulate);
 
-static int tiled(const linear_problem *p, const linear_opts *o, mm_fn mm)
+/* The column panels of n problems (linear_run_shared: projections of one x; one problem for the
+ * single entries), each split by panels() exactly as it would be alone, in one list: so each y is
+ * bitwise the same whether its problem runs alone or with the others. */
+#define SHARED_MAX 16 /* problems per shared call; more run one by one */
+
+typedef struct {
+    int total, panel[SHARED_MAX], first[SHARED_MAX + 1];
+} panel_list;
+
+static void list_panels(const linear_problem *ps, int n, int threads, panel_list *l)
+{
+    l->first[0] = 0;
+    for (int i = 0; i < n; i++) l->first[i + 1] = l->first[i] + panels(ps[i].N, ps[i].M, threads, 16, &l->panel[i]);
+    l->total = l->first[n];
+}
+
+/* Panel j of the list: its problem, first column and width. */
+static const linear_problem *panel_at(const linear_problem *ps, const panel_list *l, int j, int *n0, int *nn)
+{
+    int i = 0;
+    while (j >= l->first[i + 1]) i++;
+    *n0 = (j - l->first[i]) * l->panel[i];
+    *nn = ps[i].N - *n0 < l->panel[i] ? ps[i].N - *n0 : l->panel[i];
+    return &ps[i];
+}
+
+/* Panel j through mm, or (xa non-NULL) through the integer dots for a quantized W. */
+static void run_panel(const linear_problem *ps, const panel_list *l, int j, mm_fn mm, const q35_qact *xa)
+{
+    int n0, nn;
+    const linear_problem *p = panel_at(ps, l, j, &n0, &nn);
+    const char *w = (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K);
+    if (xa && q35_wtype_is_quant(p->wt))
+        q35_matmul_qact_xwt(p->M, nn, p->K, xa, 0, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
+    else
+        mm(p->M, nn, p->K, p->x, p->K, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
+}
+
+/* ps[0..n) (n <= SHARED_MAX) in one parallel region, panels dynamically scheduled. */
+static int tiled_group(const linear_problem *ps, int n, const linear_opts *o, mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
-    int panel;
-    const int n_panels = panels(p->N, p->M, threads, 16, &panel);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (n_panels > 1)
-    for (int j = 0; j < n_panels; j++) {
-        const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
-        mm(p->M, nn, p->K, p->x, p->K, (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K), p->wt,
-                       p->K, p->y + n0, p->N, p->accumulate);
-    }
+    panel_list l;
+    list_panels(ps, n, threads, &l);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (l.total > 1)
+    for (int j = 0; j < l.total; j++) run_panel(ps, &l, j, mm, NULL);
     return 0;
 }
+
+static int tiled(const linear_problem *p, const linear_opts *o, mm_fn mm) { return tiled_group(p, 1, o, mm); }
 
 int linear_tiled(const linear_problem *p, const linear_opts *o) { return tiled(p, o, q35_matmul_xwt); }
 
@@ -85,118 +122,56 @@ int linear_tiled_amx(const linear_problem *p, const linear_opts *o)
 
 /* Integer dot (docs/quantization.md "Integer-dot path"), quantized W only: x quantized per 32-element
  * block once (eq. A8q; rows split over the threads), then the same column panels as tiled through
- * q35_matmul_qact_xwt.  fp32 / bf16 W, K not whole blocks, or M >= Q35_INT8DOT_MAX_M (kernels/matmul/matmul.h): the exact tiled
- * path.  Without memory for the quantized x: the exact tiled path too (more accurate, never wrong). */
-int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o)
+ * q35_matmul_qact_xwt; in a group, the fp32 / bf16 W (a --quant-only model) take the exact path
+ * in the same region.  No quantized W, K not whole blocks, or M >= Q35_INT8DOT_MAX_M
+ * (kernels/matmul/matmul.h): the exact tiled path.  Without memory for the quantized x: the
+ * exact tiled path too (more accurate, never wrong). */
+static int int8dot_group(const linear_problem *ps, int n, const linear_opts *o)
 {
-    if (!q35_wtype_is_quant(p->wt) || p->K % Q35_QBLOCK || p->M >= Q35_INT8DOT_MAX_M) return linear_tiled(p, o);
-    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
-    void *mem = malloc(q35_qact_bytes(p->M, p->K));
-    if (!mem) return linear_tiled(p, o);
-    q35_qact xa;
-    q35_qact_init(&xa, p->M, p->K, mem);
-    int panel;
-    const int n_panels = panels(p->N, p->M, threads, 16, &panel);
-#pragma omp parallel num_threads(threads) if (n_panels > 1 || p->M > 64)
-    {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        q35_qact_quantize_rows(&xa, p->x, p->K, (int)((long long)p->M * t / nt), (int)((long long)p->M * (t + 1) / nt));
-#pragma omp barrier
-#pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < n_panels; j++) {
-            const int n0 = j * panel, nn = p->N - n0 < panel ? p->N - n0 : panel;
-            q35_matmul_qact_xwt(p->M, nn, p->K, &xa, 0, (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K),
-                                p->wt, p->K, p->y + n0, p->N, p->accumulate);
-        }
-    }
-    free(mem);
-    return 0;
-}
-
-/* ---- Several projections of one x (linear_run_shared) ----
- * The panels of every problem, each split exactly as its own call would split it (so each y is
- * bitwise what linear_run writes), in one list that one parallel region works through: one fork
- * and one tail for the group instead of one per matrix.  Decode and short verify windows only:
- * from Q35_INT8DOT_MAX_M rows of x a call is long enough that its fork does not show, and the
- * problems run one by one. */
-#define SHARED_MAX 16 /* problems per shared call; more run one by one */
-
-typedef struct {
-    int n, total, panel[SHARED_MAX], first[SHARED_MAX + 1];
-} panel_list;
-
-static int list_panels(const linear_problem *ps, int n, int threads, panel_list *l)
-{
-    if (n > SHARED_MAX || ps[0].M >= Q35_INT8DOT_MAX_M) return -1;
-    l->n = n;
-    l->first[0] = 0;
-    for (int i = 0; i < n; i++) l->first[i + 1] = l->first[i] + panels(ps[i].N, ps[i].M, threads, 16, &l->panel[i]);
-    l->total = l->first[n];
-    return 0;
-}
-
-/* Panel j of the list: its problem and first column. */
-static const linear_problem *panel_at(const linear_problem *ps, const panel_list *l, int j, int *n0, int *nn)
-{
-    int i = 0;
-    while (j >= l->first[i + 1]) i++;
-    *n0 = (j - l->first[i]) * l->panel[i];
-    *nn = ps[i].N - *n0 < l->panel[i] ? ps[i].N - *n0 : l->panel[i];
-    return &ps[i];
-}
-
-int linear_tiled_shared(const linear_problem *ps, int n, const linear_opts *o)
-{
-    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
-    panel_list l;
-    if (list_panels(ps, n, threads, &l)) {
-        for (int i = 0; i < n; i++)
-            if (linear_tiled(&ps[i], o)) return -1;
-        return 0;
-    }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (l.total > 1)
-    for (int j = 0; j < l.total; j++) {
-        int n0, nn;
-        const linear_problem *p = panel_at(ps, &l, j, &n0, &nn);
-        q35_matmul_xwt(p->M, nn, p->K, p->x, p->K, (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K), p->wt,
-                       p->K, p->y + n0, p->N, p->accumulate);
-    }
-    return 0;
-}
-
-/* x quantized once for every quantized W of the group; fp32 / bf16 W of the group (a --quant-only
- * model) take the exact path inside the same region, as linear_tiled_int8dot would send them. */
-int linear_tiled_int8dot_shared(const linear_problem *ps, int n, const linear_opts *o)
-{
-    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     int quant = 0;
     for (int i = 0; i < n; i++) quant |= q35_wtype_is_quant(ps[i].wt);
-    panel_list l;
     void *mem = NULL;
-    if (!quant || ps[0].K % Q35_QBLOCK || list_panels(ps, n, threads, &l) ||
-        !(mem = malloc(q35_qact_bytes(ps[0].M, ps[0].K)))) {
-        for (int i = 0; i < n; i++)
-            if (linear_tiled_int8dot(&ps[i], o)) return -1;
-        return 0;
-    }
+    if (!quant || ps[0].K % Q35_QBLOCK || ps[0].M >= Q35_INT8DOT_MAX_M || !(mem = malloc(q35_qact_bytes(ps[0].M, ps[0].K))))
+        return tiled_group(ps, n, o, q35_matmul_xwt);
+    const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     q35_qact xa;
     q35_qact_init(&xa, ps[0].M, ps[0].K, mem);
+    panel_list l;
+    list_panels(ps, n, threads, &l);
 #pragma omp parallel num_threads(threads) if (l.total > 1)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num(), M = ps[0].M;
         q35_qact_quantize_rows(&xa, ps[0].x, ps[0].K, (int)((long long)M * t / nt), (int)((long long)M * (t + 1) / nt));
 #pragma omp barrier
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < l.total; j++) {
-            int n0, nn;
-            const linear_problem *p = panel_at(ps, &l, j, &n0, &nn);
-            const char *w = (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K);
-            if (q35_wtype_is_quant(p->wt))
-                q35_matmul_qact_xwt(p->M, nn, p->K, &xa, 0, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
-            else
-                q35_matmul_xwt(p->M, nn, p->K, p->x, p->K, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
-        }
+        for (int j = 0; j < l.total; j++) run_panel(ps, &l, j, q35_matmul_xwt, &xa);
     }
     free(mem);
     return 0;
+}
+
+int linear_tiled_int8dot(const linear_problem *p, const linear_opts *o) { return int8dot_group(p, 1, o); }
+
+/* ---- Several projections of one x (linear_run_shared) ----
+ * One list of their panels, one parallel region: one fork and one tail for the group instead of
+ * one per matrix.  Decode and short verify windows only: from Q35_INT8DOT_MAX_M rows of x a call
+ * is long enough that its fork does not show, and the problems run one by one, as do more than
+ * SHARED_MAX of them. */
+static int one_by_one(const linear_problem *ps, int n, const linear_opts *o, int (*run)(const linear_problem *, const linear_opts *))
+{
+    for (int i = 0; i < n; i++)
+        if (run(&ps[i], o)) return -1;
+    return 0;
+}
+
+int linear_tiled_shared(const linear_problem *ps, int n, const linear_opts *o)
+{
+    if (n > SHARED_MAX || ps[0].M >= Q35_INT8DOT_MAX_M) return one_by_one(ps, n, o, linear_tiled);
+    return tiled_group(ps, n, o, q35_matmul_xwt);
+}
+
+int linear_tiled_int8dot_shared(const linear_problem *ps, int n, const linear_opts *o)
+{
+    if (n > SHARED_MAX || ps[0].M >= Q35_INT8DOT_MAX_M) return one_by_one(ps, n, o, linear_tiled_int8dot);
+    return int8dot_group(ps, n, o);
 }
