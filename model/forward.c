@@ -125,15 +125,16 @@ int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T
                 else q35_rmsnorm_centred(x + r * H, m->final_norm, H, c->rms_norm_eps, xn + (size_t)rows++ * H);
             }
         }
-    if (rows == (all_logits ? BT : B)) { /* no padding: the rows are the logits' rows, in order (decode) */
-        if (q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), logits, 0)) goto out;
-    } else { /* padded rows get zero logits */
-        float *lg = malloc((size_t)(rows ? rows : 1) * V * sizeof(float));
-        if (!lg) { q35_errmsg(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
-        if (rows && q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), lg, 0)) {
-            free(lg);
-            goto out;
-        }
+    /* no padding: the rows are the logits' rows, in order (decode), and the lm_head writes them;
+     * otherwise through a buffer, padded rows getting zero logits */
+    const int direct = rows == (all_logits ? BT : B);
+    float *lg = direct ? logits : malloc((size_t)(rows ? rows : 1) * V * sizeof(float));
+    if (!lg) { q35_errmsg(err, errlen, "forward: out of memory for %d x %d logits", rows, V); goto out; }
+    if (rows && q35_fwd_linear(&f, rows, V, H, xn, m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), lg, 0)) {
+        if (!direct) free(lg);
+        goto out;
+    }
+    if (!direct) {
         memset(logits, 0, (size_t)(all_logits ? BT : B) * V * sizeof(float));
         rows = 0;
         for (int b = 0; b < B; b++)
