@@ -9,15 +9,6 @@
 
 #define TGT __attribute__((target("avx2,fma")))
 
-/* 1 / (1 + e^{-a}): the reciprocal estimate and one Newton step (the denominator is >= 1 and
- * finite by q35_exp256's clamp), as the conv's SiLU (kernels/conv/conv_direct.c). */
-TGT static inline __m256 sigmoid256(__m256 a)
-{
-    const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), q35_exp256(_mm256_sub_ps(_mm256_setzero_ps(), a)));
-    const __m256 r = _mm256_rcp_ps(d);
-    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
-}
-
 static float sigmoid1(float a) { return 1.0f / (1.0f + expf(-a)); }
 
 /* The masked tail: lanes past n neither load nor store. */
@@ -31,12 +22,12 @@ TGT static void silu_mul_avx2(float *g, const float *u, size_t n)
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 a = _mm256_loadu_ps(g + i);
-        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(a, sigmoid256(a)), _mm256_loadu_ps(u + i)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(a, q35_sigmoid256(a)), _mm256_loadu_ps(u + i)));
     }
     if (i < n) {
         const __m256i m = tail_mask(n - i);
         const __m256 a = _mm256_maskload_ps(g + i, m);
-        _mm256_maskstore_ps(g + i, m, _mm256_mul_ps(_mm256_mul_ps(a, sigmoid256(a)), _mm256_maskload_ps(u + i, m)));
+        _mm256_maskstore_ps(g + i, m, _mm256_mul_ps(_mm256_mul_ps(a, q35_sigmoid256(a)), _mm256_maskload_ps(u + i, m)));
     }
 }
 
@@ -44,10 +35,10 @@ TGT static void sigmoid_mul_avx2(float *a, const float *gate, size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), sigmoid256(_mm256_loadu_ps(gate + i))));
+        _mm256_storeu_ps(a + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), q35_sigmoid256(_mm256_loadu_ps(gate + i))));
     if (i < n) {
         const __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(a + i, m, _mm256_mul_ps(_mm256_maskload_ps(a + i, m), sigmoid256(_mm256_maskload_ps(gate + i, m))));
+        _mm256_maskstore_ps(a + i, m, _mm256_mul_ps(_mm256_maskload_ps(a + i, m), q35_sigmoid256(_mm256_maskload_ps(gate + i, m))));
     }
 }
 
@@ -56,12 +47,12 @@ TGT static void silu_avx2(const float *z, float *out, size_t n)
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 a = _mm256_loadu_ps(z + i);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(a, sigmoid256(a)));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(a, q35_sigmoid256(a)));
     }
     if (i < n) {
         const __m256i m = tail_mask(n - i);
         const __m256 a = _mm256_maskload_ps(z + i, m);
-        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(a, sigmoid256(a)));
+        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(a, q35_sigmoid256(a)));
     }
 }
 

@@ -54,15 +54,7 @@ static void row_generic(float *restrict out, const float *const *rows, const flo
 #define TGT __attribute__((target("avx2,fma")))
 
 
-TGT static inline __m256 silu256(__m256 a)
-{
-    /* a / d by a reciprocal estimate and one Newton step (d >= 1, finite by
-     * the clamp in q35_exp256): ~1 ulp, and far cheaper than vdivps. */
-    const __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), q35_exp256(_mm256_sub_ps(_mm256_setzero_ps(), a)));
-    __m256 r = _mm256_rcp_ps(d);
-    r = _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
-    return _mm256_mul_ps(a, r);
-}
+TGT static inline __m256 silu256(__m256 a) { return _mm256_mul_ps(a, q35_sigmoid256(a)); }
 
 /* One vector of 8 channels; K is a constant where the caller makes it one. */
 __attribute__((always_inline)) TGT static inline __m256 conv8(const float *const *rows, const float *w,
@@ -211,6 +203,13 @@ TGT512 static int token4_avx512(const float *x, const float *w, const float *si,
     return c;
 }
 
+/* eq. (2) for one token: channel c's new state is its old one shifted by one, x[c] last. */
+static inline void shift_state(float *oc, const float *sc, float xc, int S)
+{
+    for (int i = 0; i + 1 < S; i++) oc[i] = sc ? sc[i + 1] : 0.0f;
+    if (S) oc[S - 1] = xc;
+}
+
 TGT static void token_avx2(const float *x, const float *w, const float *si, float *so, float *y, int C, int K,
                            int silu)
 {
@@ -221,11 +220,7 @@ TGT static void token_avx2(const float *x, const float *w, const float *si, floa
         float acc = wc[0] * (S ? (sc ? sc[0] : 0.0f) : x[c]);
         for (int j = 1; j < K; j++) acc = fmaf(wc[j], j < S ? (sc ? sc[j] : 0.0f) : x[c], acc);
         y[c] = acc;
-        if (so) {
-            float *oc = so + (size_t)c * S;
-            for (int i = 0; i + 1 < S; i++) oc[i] = sc ? sc[i + 1] : 0.0f;
-            if (S) oc[S - 1] = x[c];
-        }
+        if (so) shift_state(so + (size_t)c * S, sc, x[c], S);
     }
     if (silu) {
         int i = 0;
@@ -246,11 +241,7 @@ static void token_generic(const float *x, const float *w, const float *si, float
         float acc = wc[0] * (S ? (sc ? sc[0] : 0.0f) : x[c]); /* row_generic's order */
         for (int j = 1; j < K; j++) acc += wc[j] * (j < S ? (sc ? sc[j] : 0.0f) : x[c]);
         y[c] = silu ? acc / (1.0f + expf(-acc)) : acc;
-        if (so) {
-            float *oc = so + (size_t)c * S;
-            for (int i = 0; i + 1 < S; i++) oc[i] = sc ? sc[i + 1] : 0.0f;
-            if (S) oc[S - 1] = x[c];
-        }
+        if (so) shift_state(so + (size_t)c * S, sc, x[c], S);
     }
 }
 
