@@ -32,7 +32,7 @@ static void count(double t0, size_t bytes)
 {
     q35_sde_add(Q35_SDE_COLLECTIVES, 1);
     q35_sde_add(Q35_SDE_COMM_BYTES, (long long)bytes);
-    q35_sde_add(Q35_SDE_COMM_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_COMM_NS, t0);
 }
 #endif
 

@@ -1,5 +1,6 @@
 /* The q35lab software-defined counters (sde_counters.h), registered with PAPI's libsde. */
 #include "common/sde_counters.h"
+#include "common/clock.h"
 
 #include <sde_lib.h>
 #include <pthread.h>
@@ -36,6 +37,8 @@ void q35_sde_add(q35_sde_id id, long long n)
     if (sde_id_ok(id))
         __atomic_fetch_add(&q35_sde_ctr[id], n, __ATOMIC_RELAXED);
 }
+
+void q35_sde_add_since(q35_sde_id id, double t0) { q35_sde_add(id, (long long)((q35_now() - t0) * 1e9)); }
 
 long long q35_sde_value(q35_sde_id id)
 {

@@ -36,6 +36,8 @@ typedef enum {
 /* Atomic relaxed add: thread-safe and cheap.  Kernels call it once per call with analytic
  * counts, never in inner loops.  An out-of-range id is ignored. */
 void q35_sde_add(q35_sde_id id, long long n);
+/* The nanoseconds from t0 (a q35_now() reading, common/clock.h) to now, added to a *_NS counter. */
+void q35_sde_add_since(q35_sde_id id, double t0);
 /* Current value (process-wide, since program start). 0 for an out-of-range id. */
 long long q35_sde_value(q35_sde_id id);
 /* "FLOPS", "STATE_BYTES_READ", ...: the PAPI event is "sde:::q35lab::" + this name.

@@ -138,7 +138,7 @@ int attention_run(const attention_impl *impl, const attention_problem *p, const 
     if (o.threads < 0) FAIL("attention: thread count %d is negative", o.threads);
     const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("attention: implementation '%s' failed (out of memory?)", impl->name);
-    q35_sde_add(Q35_SDE_ATTENTION_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_ATTENTION_NS, t0);
     count_work(p);
     return 0;
 }

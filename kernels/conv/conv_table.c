@@ -121,7 +121,7 @@ int conv_run(const conv_impl *impl, const conv_problem *p, const conv_opts *opts
     if (o.threads < 0) FAIL("conv: thread count %d is negative", o.threads);
     const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("conv: implementation '%s' failed (out of memory?)", impl->name);
-    q35_sde_add(Q35_SDE_CONV_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_CONV_NS, t0);
     count_work(p);
     return 0;
 }

@@ -161,7 +161,7 @@ int deltarule_run(const deltarule_impl *impl, const deltarule_problem *p,
         FAIL("deltarule: implementation '%s' has no solver '%s' (%d)", impl->name, deltarule_solver_name(o.solver), o.solver);
     const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("deltarule: implementation '%s' failed (out of memory?)", impl->name);
-    q35_sde_add(Q35_SDE_DELTARULE_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_DELTARULE_NS, t0);
     count_work(p);
     return 0;
 }

@@ -69,7 +69,7 @@ int linear_run(const linear_impl *impl, const linear_problem *p, const linear_op
     if (opts && opts->threads) o.threads = opts->threads;
     const double t0 = q35_now();
     if (impl->run(p, &o)) FAIL("linear: implementation '%s' failed", impl->name);
-    q35_sde_add(Q35_SDE_LINEAR_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_LINEAR_NS, t0);
     q35_sde_add(Q35_SDE_FLOPS, 2LL * p->M * p->N * p->K);
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, (long long)q35_wtype_bytes(p->wt, (size_t)p->N * p->K));
     return 0;
@@ -99,7 +99,7 @@ int linear_run_shared(const linear_impl *impl, const linear_problem *ps, int n, 
         for (int i = 0; i < n; i++)
             if (impl->run(&ps[i], &o)) FAIL("linear: implementation '%s' failed", impl->name);
     }
-    q35_sde_add(Q35_SDE_LINEAR_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_LINEAR_NS, t0);
     for (int i = 0; i < n; i++) {
         q35_sde_add(Q35_SDE_FLOPS, 2LL * ps[i].M * ps[i].N * ps[i].K);
         q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, (long long)q35_wtype_bytes(ps[i].wt, (size_t)ps[i].N * ps[i].K));

@@ -153,7 +153,7 @@ int moe_run(const moe_impl *impl, const moe_problem *p, const moe_opts *opts, mo
     memset(st, 0, sizeof *st);
     const double t0 = q35_now();
     if (impl->run(p, &o, st)) FAIL("moe: implementation '%s' failed (out of memory?)", impl->name);
-    q35_sde_add(Q35_SDE_MOE_NS, (long long)((q35_now() - t0) * 1e9));
+    q35_sde_add_since(Q35_SDE_MOE_NS, t0);
     q35_sde_add(Q35_SDE_FLOPS, moe_work_flops(p));
     q35_sde_add(Q35_SDE_WEIGHT_BYTES_READ, moe_work_weight_bytes(p, st->experts_touched));
     q35_sde_add(Q35_SDE_TOKENS, p->T);
