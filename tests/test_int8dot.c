@@ -81,16 +81,22 @@ static void fill_x(float *x, int M, int K, uint64_t *s)
         }
 }
 
-static void test_act_quant(void **state)
+/* The quantized rows of one ISA level, kept to compare the levels bit for bit: every level's
+ * integer kernels must see the same q, d and s (kernels/quant/quant_act.c). */
+typedef struct {
+    int M, K, levels;
+    const float *x;
+    unsigned char *first; /* the first level's q35_qact bytes */
+} act_levels;
+
+static void act_quant_level(cpu_isa_level lv, void *ctx)
 {
-    (void)state;
-    uint64_t s = 11;
-    const int M = 5, K = 32 * 40;
-    float *x = malloc(sizeof(float) * M * K);
-    fill_x(x, M, K, &s);
-    x[3 * K + 32 * 7 + 5] = NAN;      /* row 3 block 7 */
-    x[4 * K + 32 * 9 + 0] = -INFINITY; /* row 4 block 9 */
-    void *mem = malloc(q35_qact_bytes(M, K));
+    act_levels *c = ctx;
+    const int M = c->M, K = c->K;
+    const float *x = c->x;
+    const size_t bytes = q35_qact_bytes(M, K);
+    unsigned char *mem = malloc(bytes);
+    memset(mem, 0xA5, bytes); /* an unwritten byte shows as a mismatch between levels */
     q35_qact a;
     q35_qact_init(&a, M, K, mem);
     q35_qact_quantize_rows(&a, x, K, 0, 2); /* two calls, as threads split the rows */
@@ -115,14 +121,44 @@ static void test_act_quant(void **state)
                 assert_true(q[j] >= -127 && q[j] <= 127);
                 sum += q[j];
                 at127 |= q[j] == 127 || q[j] == -127;
-                /* eq. A8e: within d/2, plus the rounding of x / d (2^-24 relative of |x| <= 127 d) */
-                assert_true(fabs((double)xb[j] - (double)d * q[j]) <= d * (0.5 + 127 * 0x1p-23));
+                /* eq. A8e: within d/2, plus the rounding of x / d (2^-24 relative of |x| <= 127 d);
+                 * d itself may be rounded to a subnormal, so the bound is on amax / 127 */
+                assert_true(fabs((double)xb[j] - (double)amax / 127.0 * q[j]) <= amax / 127.0 * (0.5 + 127 * 0x1p-23));
+                /* the sign is x's (a scale overflowing to infinity once gave +inf -> -127) */
+                assert_true(q[j] == 0 || (q[j] > 0) == (xb[j] > 0));
             }
             assert_int_equal(a.s[m * (K / 32) + b], sum);
             if (amax > 0) assert_true(at127);
             else for (int j = 0; j < 32; j++) assert_int_equal(q[j], 0);
         }
-    free(mem);
+    if (!c->first) c->first = mem;
+    else {
+        if (memcmp(mem, c->first, bytes))
+            fail_msg("activation quantization at %s differs from the first level's bits", cpu_isa_name(lv));
+        free(mem);
+    }
+    c->levels++;
+}
+
+static void test_act_quant(void **state)
+{
+    (void)state;
+    uint64_t s = 11;
+    const int M = 5, K = 32 * 40;
+    float *x = malloc(sizeof(float) * M * K);
+    fill_x(x, M, K, &s);
+    x[3 * K + 32 * 7 + 5] = NAN;      /* row 3 block 7 */
+    x[4 * K + 32 * 9 + 0] = -INFINITY; /* row 4 block 9 */
+    x[2 * K + 32 * 3 + 31] = INFINITY; /* row 2 block 3, the last lane */
+    for (int j = 0; j < 32; j++) {     /* scales whose 127 / max|x| overflows fp32: subnormal and just normal */
+        x[1 * K + 32 * 4 + j] = (j % 3 - 1) * 0x1p-140f * (1 + j);
+        x[1 * K + 32 * 6 + j] = (j % 2 ? -1.0f : 1.0f) * 0x1p-126f * (1 + j / 4.0f);
+        x[2 * K + 32 * 8 + j] = j == 17 ? -0.0f : 0.0f; /* negative zero only: d = 0 */
+    }
+    act_levels c = {.M = M, .K = K, .x = x};
+    isa_levels_each("test_int8dot act_quant", act_quant_level, &c);
+    assert_true(c.levels >= 1);
+    free(c.first);
     free(x);
 }
 
