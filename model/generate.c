@@ -3,19 +3,14 @@
 
 #include "common/clock.h"
 #include "common/errmsg.h"
+#include "kernels/argmax.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-int q35_argmax(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best] || (isnan(x[best]) && !isnan(x[i]))) best = i;
-    return best;
-}
+int q35_argmax(const float *x, int n) { return q35_argmax_f32(x, n); }
 
 float q35_top2_margin(const float *x, int n)
 {
