@@ -5,6 +5,7 @@
 #include "kernels/exp_avx2.h"
 
 #include <immintrin.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
