@@ -76,3 +76,49 @@ void q35_act_silu(const float *z, float *out, size_t n)
     else
         for (size_t i = 0; i < n; i++) out[i] = z[i] * sigmoid1(z[i]);
 }
+
+/* Four sums of four lanes: the add latency, not its throughput. */
+TGT static double sumsq_avx2(const float *x, size_t n)
+{
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        const __m256d c = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), d = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
+        s0 = _mm256_fmadd_pd(a, a, s0);
+        s1 = _mm256_fmadd_pd(b, b, s1);
+        s2 = _mm256_fmadd_pd(c, c, s2);
+        s3 = _mm256_fmadd_pd(d, d, s3);
+    }
+    const __m256d s = _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3));
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    double ss = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
+    return ss;
+}
+
+double q35_act_sumsq(const float *x, size_t n)
+{
+    if (cpu_isa() >= ISA_AVX2) return sumsq_avx2(x, n);
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return ss;
+}
+
+TGT static void scale_centred_avx2(const float *x, const float *w, double r, float *y, size_t n)
+{
+    const __m256d rv = _mm256_set1_pd(r), one = _mm256_set1_pd(1.0);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) { /* (x r)(1 + w), two roundings in double, one to float: the plain expression's */
+        const __m256d xd = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), wd = _mm256_cvtps_pd(_mm_loadu_ps(w + i));
+        _mm_storeu_ps(y + i, _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_mul_pd(xd, rv), _mm256_add_pd(one, wd))));
+    }
+    for (; i < n; i++) y[i] = (float)(x[i] * r * (1.0 + w[i]));
+}
+
+void q35_act_scale_centred(const float *x, const float *w, double r, float *y, size_t n)
+{
+    if (cpu_isa() >= ISA_AVX2) scale_centred_avx2(x, w, r, y, n);
+    else
+        for (size_t i = 0; i < n; i++) y[i] = (float)(x[i] * r * (1.0 + w[i]));
+}

@@ -33,7 +33,7 @@ int q35_layer_attention(const q35_fwd *f, const q35_layer *L, float *k_cache, fl
     if (q35_fwd_linear_shared(f, qkv, 3)) goto out;
 
     float *kc = k_cache, *vc = v_cache;
-#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static) if (BT > 1) /* one row: no fork */
     for (int r = 0; r < BT; r++) {
         const int b = r / T, t = r % T;
         if (t >= f->seq_len[b]) continue;

@@ -49,7 +49,7 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     }
     if (conv_run(f->im->conv, &cp, &(conv_opts){.threads = threads}, f->err, f->errlen)) goto out;
 
-#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static)
+#pragma omp parallel for num_threads(threads > 0 ? threads : omp_get_max_threads()) schedule(static) if (BT > 1) /* one row: no fork */
     for (int r = 0; r < BT; r++) {
         memcpy(q + (size_t)r * kd, cq + (size_t)r * C, (size_t)kd * sizeof(float));
         memcpy(k + (size_t)r * kd, cq + (size_t)r * C + kd, (size_t)kd * sizeof(float));

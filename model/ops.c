@@ -9,17 +9,14 @@
 /* eq. 2: Qwen3.5's zero-centred RMSNorm, y = x / sqrt(mean(x^2) + eps) * (1 + w). */
 void q35_rmsnorm_centred(const float *x, const float *w, int n, double eps, float *y)
 {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    const double r = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) y[i] = (float)(x[i] * r * (1.0 + w[i]));
+    const double r = 1.0 / sqrt(q35_act_sumsq(x, (size_t)n) / n + eps);
+    q35_act_scale_centred(x, w, r, y, (size_t)n);
 }
 
 /* eq. 3: the DeltaNet output norm (not zero-centred), x <- x / rms(x) * w * silu(z). */
 void q35_rmsnorm_gated(float *x, const float *w, const float *z, int n, double eps)
 {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const double ss = q35_act_sumsq(x, (size_t)n);
     const double r = 1.0 / sqrt(ss / n + eps);
     float silu[256];
     for (int i0 = 0; i0 < n; i0 += 256) {

@@ -1,4 +1,5 @@
-/* test_activation.c - kernels/activation.h against the double-precision definitions
+/* test_activation.c - kernels/activation.h against the double-precision definitions (the RMSNorm
+ * passes: see norm_level)
  * silu(x) = x / (1 + e^-x) and sigmoid(x) = 1 / (1 + e^-x), at every ISA level the host has:
  * inputs across [-90, 90] and the edges (0, -0, tiny, huge, NaN), every tail length of the
  * 8-lane loop, in place and not.  Tolerance: 2^-20 relative where the exact value is a normal
@@ -75,6 +76,48 @@ static void level(cpu_isa_level lv, void *ctx)
     assert_int_equal(cpu_isa(), lv);
 }
 
+/* The RMSNorm passes: the sum of squares against a long-double sum (within n 2^-52 of the
+ * sum: each of the double partial sums rounds at most n times), and the centred scaling
+ * against the expression eq. 2 writes, (float)((x r)(1 + w)) in double, bit for bit, in place
+ * and not, nothing past n written. */
+static void norm_level(cpu_isa_level lv, void *ctx)
+{
+    (void)ctx;
+    enum { N = 1100 };
+    float x[N], w[N], y[N], yi[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = urand(-3.0f, 3.0f) * (i % 97 == 5 ? 1e3f : 1.0f); /* a few outliers, as activations have */
+        w[i] = urand(-0.5f, 0.5f);
+    }
+    const double r = 0.8137264120923;
+    for (size_t n = 0; n <= N; n += n < 40 ? 1 : 153) {
+        long double want = 0;
+        for (size_t i = 0; i < n; i++) want += (long double)x[i] * x[i];
+        const double got = q35_act_sumsq(x, n);
+        if (!(fabsl((long double)got - want) <= (long double)n * 0x1p-52 * want))
+            fail_msg("sumsq n=%zu isa=%s: %.17g, expected %.17Lg", n, cpu_isa_name(cpu_isa()), got, want);
+        for (int i = 0; i < N; i++) y[i] = -7.0f;
+        memcpy(yi, x, sizeof yi);
+        q35_act_scale_centred(x, w, r, y, n);
+        q35_act_scale_centred(yi, w, r, yi, n);
+        for (size_t i = 0; i < n; i++) {
+            const float want_i = (float)((double)x[i] * r * (1.0 + (double)w[i]));
+            if (memcmp(&y[i], &want_i, sizeof want_i) || memcmp(&yi[i], &want_i, sizeof want_i))
+                fail_msg("scale_centred n=%zu i=%zu isa=%s: %.9g (in place %.9g), expected %.9g", n, i,
+                         cpu_isa_name(cpu_isa()), y[i], yi[i], want_i);
+        }
+        for (size_t i = n; i < N; i++)
+            if (y[i] != -7.0f) fail_msg("scale_centred wrote past n=%zu (i=%zu)", n, i);
+    }
+    assert_int_equal(cpu_isa(), lv);
+}
+
+static void norms_every_level(void **st)
+{
+    (void)st;
+    isa_levels_each("test_activation norms", norm_level, NULL);
+}
+
 static void every_level(void **st)
 {
     (void)st;
@@ -83,6 +126,6 @@ static void every_level(void **st)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(every_level)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(every_level), cmocka_unit_test(norms_every_level)};
     return cmocka_run_group_tests_name("activation", tests, NULL, NULL);
 }
