@@ -22,7 +22,9 @@ int q35_layer_deltanet(const q35_fwd *f, int l, const float *xn, float *x)
     const int kd = Hk * Dk, vd = Hv * Dv, C = 2 * kd + vd, BT = f->BT;
     const int threads = f->im->threads;
 
-    float *buf = q35_state_scratch(f->s, 1, (size_t)BT * (2 * C + 2 * kd + 3 * vd + 4 * Hv));
+    /* not zeroed: every array below is written whole before it is read (the projections, the conv
+     * and the delta rule write their padding rows too, as zeros; the copies and gates run every row) */
+    float *buf = q35_state_scratch_unzeroed(f->s, 1, (size_t)BT * (2 * C + 2 * kd + 3 * vd + 4 * Hv));
     if (!buf) { snprintf(f->err, f->errlen, "layer %d: out of memory", l); return -1; }
     float *qkv = buf, *cq = qkv + (size_t)BT * C, *z = cq + (size_t)BT * C;
     float *q = z + (size_t)BT * vd, *k = q + (size_t)BT * kd, *v = k + (size_t)BT * kd;

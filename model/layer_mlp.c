@@ -10,7 +10,7 @@ static int dense(const q35_fwd *f, const q35_layer *L, const float *xn, float *x
     const int H = f->m->local.hidden_size, I = f->m->local.intermediate_size, BT = f->BT; /* this rank's rows */
     const int threads = f->im->threads;
     const q35_wtype wt = q35_model_wt(f->m, Q35_WF_MLP);
-    float *g = q35_state_scratch(f->s, 1, (size_t)BT * I * 2);
+    float *g = q35_state_scratch_unzeroed(f->s, 1, (size_t)BT * I * 2); /* both halves written whole by gate_up */
     if (!g) { snprintf(f->err, f->errlen, "mlp: out of memory"); return -1; }
     float *u = g + (size_t)BT * I;
     int rc = -1;

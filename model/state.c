@@ -145,7 +145,7 @@ int q35_state_rollback(q35_state *s, const int32_t *keep, char *err, size_t errl
     return 0;
 }
 
-float *q35_state_scratch(q35_state *s, int which, size_t n)
+float *q35_state_scratch_unzeroed(q35_state *s, int which, size_t n)
 {
     const size_t bytes = (n ? n : 1) * sizeof(float);
     if (bytes > s->scratch_bytes[which]) {
@@ -154,6 +154,12 @@ float *q35_state_scratch(q35_state *s, int which, size_t n)
         s->scratch_bytes[which] = s->scratch[which] ? bytes : 0;
         if (!s->scratch[which]) return NULL;
     }
-    memset(s->scratch[which], 0, bytes);
     return s->scratch[which];
+}
+
+float *q35_state_scratch(q35_state *s, int which, size_t n)
+{
+    float *p = q35_state_scratch_unzeroed(s, which, n);
+    if (p) memset(p, 0, (n ? n : 1) * sizeof(float));
+    return p;
 }

@@ -933,6 +933,19 @@ static void pb_alone(const q35_impls *im, const int32_t *prompts, float *out)
     }
 }
 
+/* NaN in every scratch buffer before a forward call: a layer that takes its scratch unzeroed
+ * (q35_state_scratch_unzeroed) and reads an element it did not write makes the batch's logits
+ * NaN, and the comparison with the prompts alone fails. */
+static void poison_scratch(q35_state *s)
+{
+    for (int which = 0; which < 3; which++) {
+        const size_t n = (size_t)1 << 18;
+        float *p = q35_state_scratch_unzeroed(s, which, n);
+        assert_non_null(p);
+        for (size_t i = 0; i < n; i++) p[i] = NAN;
+    }
+}
+
 /* The batch: one padded prefill, then PB_STEPS batch decode calls (T = 1). */
 static void pb_batch(const q35_impls *im, const int32_t *prompts, float *out, float *all)
 {
@@ -940,6 +953,7 @@ static void pb_batch(const q35_impls *im, const int32_t *prompts, float *out, fl
     state_ok(&s, g_cur, PB_B, PB_T + PB_STEPS);
     const int32_t seq[PB_B] = {pb_len[0], pb_len[1], pb_len[2]};
     float *lg = xmalloc((size_t)PB_B * g_V * sizeof(float));
+    poison_scratch(&s);
     fwd_ok(g_cur, &s, im, PB_T, prompts, seq, lg, 0);
     for (int b = 0; b < PB_B; b++) {
         assert_int_equal(s.pos[b], pb_len[b]);
@@ -948,6 +962,7 @@ static void pb_batch(const q35_impls *im, const int32_t *prompts, float *out, fl
     for (int i = 0; i < PB_STEPS; i++) {
         int32_t next[PB_B];
         for (int b = 0; b < PB_B; b++) next[b] = q35_argmax(out + ((size_t)b * (1 + PB_STEPS) + i) * g_V, g_V);
+        poison_scratch(&s);
         fwd_ok(g_cur, &s, im, 1, next, NULL, lg, 0);
         for (int b = 0; b < PB_B; b++)
             memcpy(out + ((size_t)b * (1 + PB_STEPS) + i + 1) * g_V, lg + (size_t)b * g_V, (size_t)g_V * sizeof(float));
