@@ -245,7 +245,11 @@ static void token_generic(const float *x, const float *w, const float *si, float
     }
 }
 
-static void one_token(const conv_problem *p)
+/* One token's channels go to the threads from this many: cold in a model step (the step's weights
+ * evict the conv's), the 0.8B's C = 6144 took 0.40-0.44 ms a step on one thread and 0.26-0.28 on two
+ * (`bench model --weights q4`, 3 alternated pairs; docs/conv.md §3); below, the fork costs more. */
+#define ONE_TOKEN_SPLIT_C 2048
+static void one_token(const conv_problem *p, int threads)
 {
     const int C = p->C, K = p->K, S = K - 1;
     for (int b = 0; b < p->B; b++) {
@@ -259,8 +263,23 @@ static void one_token(const conv_problem *p)
             }
             continue;
         }
-        if (cpu_isa() >= ISA_AVX2) token_avx2(p->x + (size_t)b * C, p->weight, si, so, y, C, K, p->apply_silu);
-        else token_generic(p->x + (size_t)b * C, p->weight, si, so, y, C, K, p->apply_silu);
+        const float *x = p->x + (size_t)b * C;
+        const int avx2 = cpu_isa() >= ISA_AVX2;
+        /* Channels are independent (in place too): halves of C over the threads, whole cache lines
+         * each, the same arithmetic per channel whatever the split. */
+#pragma omp parallel num_threads(threads) if (threads > 1)
+        {
+            const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            int c0 = (int)((long long)C * t / nt), c1 = (int)((long long)C * (t + 1) / nt);
+            c0 = t == 0 ? 0 : c0 / 16 * 16;
+            c1 = t == nt - 1 ? C : c1 / 16 * 16;
+            if (c1 > c0) {
+                const float *sic = si ? si + (size_t)c0 * S : NULL;
+                float *soc = so ? so + (size_t)c0 * S : NULL;
+                if (avx2) token_avx2(x + c0, p->weight + (size_t)c0 * K, sic, soc, y + c0, c1 - c0, K, p->apply_silu);
+                else token_generic(x + c0, p->weight + (size_t)c0 * K, sic, soc, y + c0, c1 - c0, K, p->apply_silu);
+            }
+        }
     }
 }
 
@@ -268,7 +287,7 @@ int conv_direct(const conv_problem *p, const conv_opts *o)
 {
     const int B = p->B, T = p->T, C = p->C, K = p->K, S = K - 1;
     if (T == 1 && p->n_checkpoints == 0) {
-        one_token(p);
+        one_token(p, C >= ONE_TOKEN_SPLIT_C ? (o->threads > 0 ? o->threads : omp_get_max_threads()) : 1);
         return 0;
     }
     float *wt = malloc(sizeof(float) * (size_t)C * K);
