@@ -155,6 +155,28 @@ static void test_act_quant(void **state)
         x[1 * K + 32 * 6 + j] = (j % 2 ? -1.0f : 1.0f) * 0x1p-126f * (1 + j / 4.0f);
         x[2 * K + 32 * 8 + j] = j == 17 ? -0.0f : 0.0f; /* negative zero only: d = 0 */
     }
+    /* An element whose product with the block's 127 / max rounds to a tie in fp32 (10.5, to even:
+     * 10) while the exact product lies above it: a path that fuses x * id + (the rounding constant)
+     * into one FMA gives 11 there, so the levels' bytes differ (the compiler contracts a mul and an
+     * add of vector intrinsics when FMA is enabled and -ffp-contract=fast). */
+    {
+        float *xb = x + 0 * K + 32 * 2;
+        for (int j = 0; j < 32; j++) xb[j] = 0.25f * rng_unif(&s);
+        /* a block maximum m and an element t with fl(t * fl(127 / m)) == 10.5 < t * fl(127 / m) exactly */
+        float m = 100.0f, t = 0.0f;
+        int found = 0;
+        for (; m < 126.0f && !found; m += 1.0f) {
+            const float id = 127.0f / m;
+            t = 10.5f / id;
+            for (int k = 0; k < 64; k++) t = nextafterf(t, 0.0f);
+            for (int k = 0; k < 128; k++, t = nextafterf(t, 100.0f))
+                if (t * id == 10.5f && (double)t * (double)id > 10.5) { found = 1; break; }
+            if (found) break;
+        }
+        assert_true(found);
+        xb[0] = m;
+        xb[5] = t;
+    }
     act_levels c = {.M = M, .K = K, .x = x};
     isa_levels_each("test_int8dot act_quant", act_quant_level, &c);
     assert_true(c.levels >= 1);
