@@ -44,13 +44,35 @@ int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char 
     s->conv_ckpt = calloc((size_t)s->n_layers, sizeof(float *));
     s->delta_ckpt = calloc((size_t)s->n_layers, sizeof(float *));
     int ok = s->pos && s->conv && s->delta && s->k_cache && s->v_cache && s->last_len && s->conv_ckpt && s->delta_ckpt;
-    for (int l = 0; ok && l < s->n_layers; l++) {
-        state_part p[2];
-        for (int i = 0, n = parts(s, c, l, p); ok && i < n; i++) {
-            *p[i].arr = calloc(p[i].elems ? p[i].elems : 1, sizeof(float));
-            ok = *p[i].arr != NULL;
-            s->bytes += p[i].elems * sizeof(float);
-            if (c->layer_types[l] == Q35_LAYER_LINEAR) *(i ? &s->delta_elems : &s->conv_elems) = p[i].elems;
+    /* One mapping in 2 MiB pages for every layer's state and cache (common/huge_pages.h): a decode
+     * step reads and writes all of them, cold (the step's weights evict them), and in 4 KiB pages
+     * each 4 KiB cost a TLB miss, a page walk whose entries are cold too: 18 MiB of DeltaNet state
+     * and the KV caches of the 0.8B (docs/model.md, "State in memory").  Under AddressSanitizer each part is
+     * its own calloc instead, so an overrun of one is caught rather than landing in the next. */
+#if defined(__SANITIZE_ADDRESS__)
+    const int one_mapping = 0;
+#else
+    const int one_mapping = 1;
+#endif
+    size_t total = 0; /* pass 0 sums the parts (64-byte aligned), pass 1 carves the mapping */
+    for (int pass = one_mapping ? 0 : 1; ok && pass < 2; pass++) {
+        if (pass == 1 && one_mapping) {
+            s->arena = q35_alloc_huge(total ? total : 64); /* zero-filled, as calloc */
+            s->arena_bytes = total ? total : 64;
+            if (!(ok = s->arena != NULL)) break;
+        }
+        size_t at = 0;
+        for (int l = 0; ok && l < s->n_layers; l++) {
+            state_part p[2];
+            for (int i = 0, n = parts(s, c, l, p); ok && i < n; i++) {
+                const size_t bytes = (p[i].elems ? p[i].elems : 1) * sizeof(float);
+                if (pass == 0) { total += (bytes + 63) & ~(size_t)63; continue; }
+                if (one_mapping) *p[i].arr = (float *)(void *)((char *)s->arena + at);
+                else ok = (*p[i].arr = calloc(p[i].elems ? p[i].elems : 1, sizeof(float))) != NULL;
+                at += (bytes + 63) & ~(size_t)63;
+                s->bytes += p[i].elems * sizeof(float);
+                if (c->layer_types[l] == Q35_LAYER_LINEAR) *(i ? &s->delta_elems : &s->conv_elems) = p[i].elems;
+            }
         }
     }
     if (!ok) {
@@ -77,15 +99,18 @@ void q35_state_free(q35_state *s)
 {
     if (!s) return;
     for (int l = 0; l < s->n_layers; l++) {
-        if (s->conv) free(s->conv[l]);
-        if (s->delta) free(s->delta[l]);
-        if (s->k_cache) free(s->k_cache[l]);
-        if (s->v_cache) free(s->v_cache[l]);
+        if (!s->arena) { /* one calloc each (under ASan); else they are in the arena */
+            if (s->conv) free(s->conv[l]);
+            if (s->delta) free(s->delta[l]);
+            if (s->k_cache) free(s->k_cache[l]);
+            if (s->v_cache) free(s->v_cache[l]);
+        }
         if (s->conv_ckpt) free(s->conv_ckpt[l]);
         if (s->delta_ckpt) free(s->delta_ckpt[l]);
     }
     for (int i = 0; i < 3; i++)
         if (s->scratch[i]) q35_free_huge(s->scratch[i], s->scratch_bytes[i]);
+    if (s->arena) q35_free_huge(s->arena, s->arena_bytes);
     free(s->pos); free(s->conv); free(s->delta); free(s->k_cache); free(s->v_cache);
     free(s->last_len); free(s->conv_ckpt); free(s->delta_ckpt); free(s->ckpt_t);
     memset(s, 0, sizeof *s);

@@ -32,6 +32,8 @@ typedef struct {
     float *scratch[3];
     size_t scratch_bytes[3];
     size_t bytes;        /* everything above but the checkpoints */
+    void *arena;         /* the states and caches, one mapping in 2 MiB pages (NULL under ASan: one calloc each) */
+    size_t arena_bytes;
     size_t ckpt_bytes;   /* the checkpoints' room */
 } q35_state;
 
