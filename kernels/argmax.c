@@ -2,6 +2,7 @@
  * otherwise (docs/design.md, "Run-time ISA choice"). */
 #include "kernels/argmax.h"
 #include "kernels/cpu_features.h"
+#include "kernels/hmax_avx2.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -28,11 +29,7 @@ __attribute__((target("avx2"))) static int argmax_avx2(const float *x, int n)
         a2 = _mm256_max_ps(_mm256_loadu_ps(x + i + 16), a2);
         a3 = _mm256_max_ps(_mm256_loadu_ps(x + i + 24), a3);
     }
-    const __m256 a = _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-    float m = _mm_cvtss_f32(h);
+    float m = q35_hmax256(_mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3)));
     for (int j = i; j < n; j++)
         if (x[j] > m) m = x[j];
     if (m == -INFINITY) return argmax_plain(x, n);

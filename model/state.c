@@ -25,6 +25,9 @@ static int parts(const q35_state *s, const q35_config *c, int layer, state_part 
     return 2;
 }
 
+/* A part's room in the arena: its floats (at least one), rounded up to a cache line. */
+static size_t part_bytes(size_t elems) { return ((elems ? elems : 1) * sizeof(float) + 63) & ~(size_t)63; }
+
 int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -54,25 +57,24 @@ int q35_state_init(q35_state *s, const q35_config *c, int B, int capacity, char 
 #else
     const int one_mapping = 1;
 #endif
-    size_t total = 0; /* pass 0 sums the parts (64-byte aligned), pass 1 carves the mapping */
-    for (int pass = one_mapping ? 0 : 1; ok && pass < 2; pass++) {
-        if (pass == 1 && one_mapping) {
-            s->arena = q35_alloc_huge(total ? total : 64); /* zero-filled, as calloc */
-            s->arena_bytes = total ? total : 64;
-            if (!(ok = s->arena != NULL)) break;
-        }
-        size_t at = 0;
-        for (int l = 0; ok && l < s->n_layers; l++) {
-            state_part p[2];
-            for (int i = 0, n = parts(s, c, l, p); ok && i < n; i++) {
-                const size_t bytes = (p[i].elems ? p[i].elems : 1) * sizeof(float);
-                if (pass == 0) { total += (bytes + 63) & ~(size_t)63; continue; }
-                if (one_mapping) *p[i].arr = (float *)(void *)((char *)s->arena + at);
-                else ok = (*p[i].arr = calloc(p[i].elems ? p[i].elems : 1, sizeof(float))) != NULL;
-                at += (bytes + 63) & ~(size_t)63;
-                s->bytes += p[i].elems * sizeof(float);
-                if (c->layer_types[l] == Q35_LAYER_LINEAR) *(i ? &s->delta_elems : &s->conv_elems) = p[i].elems;
-            }
+    size_t total = 0; /* every part's bytes, each rounded up to 64 */
+    for (int l = 0; ok && l < s->n_layers; l++) {
+        state_part p[2];
+        for (int i = 0, n = parts(s, c, l, p); i < n; i++) total += part_bytes(p[i].elems);
+    }
+    if (ok && one_mapping) {
+        s->arena_bytes = total ? total : 64;
+        ok = (s->arena = q35_alloc_huge(s->arena_bytes)) != NULL; /* zero-filled, as calloc */
+    }
+    size_t at = 0;
+    for (int l = 0; ok && l < s->n_layers; l++) {
+        state_part p[2];
+        for (int i = 0, n = parts(s, c, l, p); ok && i < n; i++) {
+            if (one_mapping) *p[i].arr = (float *)(void *)((char *)s->arena + at);
+            else ok = (*p[i].arr = calloc(p[i].elems ? p[i].elems : 1, sizeof(float))) != NULL;
+            at += part_bytes(p[i].elems);
+            s->bytes += p[i].elems * sizeof(float);
+            if (c->layer_types[l] == Q35_LAYER_LINEAR) *(i ? &s->delta_elems : &s->conv_elems) = p[i].elems;
         }
     }
     if (!ok) {

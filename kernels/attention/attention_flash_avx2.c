@@ -1,6 +1,7 @@
 /* AVX2 + FMA instance of the flash attention block kernel (8 lanes). */
 #include "kernels/attention/attention_flash_internal.h"
 #include "kernels/exp_avx2.h"
+#include "kernels/hmax_avx2.h"
 
 #include <immintrin.h>
 #include <limits.h>
@@ -17,13 +18,6 @@ typedef __m256 vec;
 __attribute__((target(TARGET), always_inline)) static inline __m256i lanes(int n)
 {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-__attribute__((target(TARGET), always_inline)) static inline float hmax(__m256 v)
-{
-    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-    x = _mm_max_ss(x, _mm_movehdup_ps(x));
-    return _mm_cvtss_f32(x);
 }
 __attribute__((target(TARGET), always_inline)) static inline float hsum(__m256 v)
 {
@@ -46,7 +40,7 @@ __attribute__((target(TARGET), always_inline)) static inline float hsum(__m256 v
 #define V_SUB(a, b) _mm256_sub_ps((a), (b))
 #define V_MAX(a, b) _mm256_max_ps((a), (b))
 #define V_EXP(x) q35_exp256(x)
-#define V_HMAX(x) hmax(x)
+#define V_HMAX(x) q35_hmax256(x)
 #define V_HSUM(x) hsum(x)
 #define V_TO8(x) (x) /* the 8-lane partial sums of a dot product */
 

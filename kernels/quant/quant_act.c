@@ -5,6 +5,7 @@
  * C this was 1.2% of a q4 decode step's samples, about 0.45 ms of 20 (docs/quantization.md §7). */
 #include "kernels/quant/quant_act.h"
 #include "kernels/cpu_features.h"
+#include "kernels/hmax_avx2.h"
 
 #include <float.h>
 #include <immintrin.h>
@@ -78,18 +79,13 @@ TGT_AVX2 static int block_avx2(const float *xb, int8_t *q, float *d)
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
     const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
-    const __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(x0, absmask), _mm256_and_ps(x1, absmask)),
-                                   _mm256_max_ps(_mm256_and_ps(x2, absmask), _mm256_and_ps(x3, absmask)));
+    const __m256 a0 = _mm256_and_ps(x0, absmask), a1 = _mm256_and_ps(x1, absmask);
+    const __m256 a2 = _mm256_and_ps(x2, absmask), a3 = _mm256_and_ps(x3, absmask);
     /* a NaN lane is lost by max_ps, so finiteness is checked on the lanes themselves */
     const __m256 big = _mm256_set1_ps(FLT_MAX);
-    const __m256 fin = _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(_mm256_and_ps(x0, absmask), big, _CMP_LE_OQ),
-                                                   _mm256_cmp_ps(_mm256_and_ps(x1, absmask), big, _CMP_LE_OQ)),
-                                     _mm256_and_ps(_mm256_cmp_ps(_mm256_and_ps(x2, absmask), big, _CMP_LE_OQ),
-                                                   _mm256_cmp_ps(_mm256_and_ps(x3, absmask), big, _CMP_LE_OQ)));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-    const float amax = _mm_cvtss_f32(h);
+    const __m256 fin = _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(a0, big, _CMP_LE_OQ), _mm256_cmp_ps(a1, big, _CMP_LE_OQ)),
+                                     _mm256_and_ps(_mm256_cmp_ps(a2, big, _CMP_LE_OQ), _mm256_cmp_ps(a3, big, _CMP_LE_OQ)));
+    const float amax = q35_hmax256(_mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3)));
     const float id = 127.0f / amax;
     if (_mm256_movemask_ps(fin) != 0xff || amax == 0.0f || !isfinite(id)) return block_scalar(xb, q, d);
     *d = amax / 127.0f;
