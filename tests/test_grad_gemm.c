@@ -143,10 +143,58 @@ static void test_solves_every_isa(void **state)
     cpu_isa_force(ISA_AUTO);
 }
 
+/* decay_row: e_j = exp((float)(gamma_i - gamma_j)) for j <= i against exp in
+ * double, every ISA level: within 4 ulp where the value is a normal float,
+ * at most ~1.7e-38 (never negative, never subnormal garbage) below e^-87,
+ * NaN propagated, and nothing written past column i. */
+static void test_decay_row_every_isa(void **state)
+{
+    (void)state;
+    enum { N = 70 };
+    double gamma[N];
+    for (int i = 0; i < N; i++) /* decreasing, with jumps that put some differences below -87 */
+        gamma[i] = -0.37 * i - (i > 40 ? 60.0 : 0.0) - (i > 55 ? 45.0 : 0.0);
+    for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
+        if (isa > (int)cpu_isa_best()) {
+            printf("[  SKIPPED ] decay_row at ISA %s: this CPU has only %s\n", cpu_isa_name((cpu_isa_level)isa),
+                   cpu_isa_name(cpu_isa_best()));
+            continue;
+        }
+        cpu_isa_force((cpu_isa_level)isa);
+        const gg_fns f = gg_select();
+        float e[N + 8];
+        for (int i = 0; i < N; i++) {
+            for (int j = 0; j < N + 8; j++) e[j] = -1.0f;
+            f.decay_row(e, gamma, i);
+            for (int j = 0; j <= i; j++) {
+                const double want = exp((double)(float)(gamma[i] - gamma[j]));
+                if (want >= 1.2e-38) {
+                    if (!(fabs(e[j] - want) <= 4.0 * 5.97e-8 * want))
+                        fail_msg("ISA %s row %d col %d: %.9g, want %.9g", cpu_isa_name((cpu_isa_level)isa), i, j,
+                                 e[j], want);
+                } else if (!(e[j] >= 0.0f && e[j] <= 1.7e-38f)) {
+                    fail_msg("ISA %s row %d col %d: %.9g for exp(%g)", cpu_isa_name((cpu_isa_level)isa), i, j, e[j],
+                             gamma[i] - gamma[j]);
+                }
+            }
+            for (int j = i + 1; j < N + 8; j++)
+                if (e[j] != -1.0f) fail_msg("ISA %s row %d: column %d written", cpu_isa_name((cpu_isa_level)isa), i, j);
+        }
+        double g2[20];
+        for (int j = 0; j < 20; j++) g2[j] = -0.1 * j;
+        g2[5] = NAN;
+        f.decay_row(e, g2, 19);
+        for (int j = 0; j < 20; j++)
+            if (isnan(e[j]) != (j == 5)) fail_msg("ISA %s: NaN in gamma_5, column %d = %g", cpu_isa_name((cpu_isa_level)isa), j, e[j]);
+        printf("decay_row ISA %s: checked\n", cpu_isa_name((cpu_isa_level)isa));
+    }
+    cpu_isa_force(ISA_AUTO);
+}
+
 static void test_transpose(void **state)
 {
     (void)state;
-    static const int dims[][2] = {{1, 1}, {3, 17}, {64, 128}, {128, 64}, {33, 50}, {8, 8}, {9, 16}};
+    static const int dims[][2] = {{1, 1}, {3, 17}, {64, 128}, {128, 64}, {33, 50}, {8, 8}, {9, 16}, {16, 16}, {17, 33}, {128, 128}, {48, 31}};
     for (size_t d = 0; d < sizeof dims / sizeof *dims; d++) {
         const int r = dims[d][0], c = dims[d][1], lds = c + 2, ldd = r + 3;
         float *s = malloc(sizeof(float) * (size_t)r * lds), *t = malloc(sizeof(float) * (size_t)c * ldd);
@@ -163,6 +211,16 @@ static void test_transpose(void **state)
         } else {
             printf("[  SKIPPED ] gg_transpose_avx2: this CPU has only %s\n", cpu_isa_name(cpu_isa_best()));
         }
+        if (cpu_isa_best() >= ISA_AVX512) {
+            memset(t, 0, sizeof(float) * (size_t)c * ldd);
+            gg_transpose_avx512(r, c, s, lds, t, ldd);
+            for (int i = 0; i < r; i++)
+                for (int j = 0; j < c; j++)
+                    if (t[j * ldd + i] != s[i * lds + j])
+                        fail_msg("gg_transpose_avx512 %d x %d: dst[%d][%d] = %g, want %g", r, c, j, i, t[j * ldd + i], s[i * lds + j]);
+        } else {
+            printf("[  SKIPPED ] gg_transpose_avx512: this CPU has only %s\n", cpu_isa_name(cpu_isa_best()));
+        }
         free(s); free(t);
     }
 }
@@ -173,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_every_isa_shape),
         cmocka_unit_test(test_solves_every_isa),
         cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_decay_row_every_isa),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

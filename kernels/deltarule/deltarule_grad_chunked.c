@@ -34,9 +34,10 @@ typedef struct {
     int C, L, Dk, Dv, nch;
     float *KQ;     /* [2C x Dk] rows [0,L) normalized keys, [L,2L) scaled queries: the chunk's block of KQall */
     float *KQall;  /* [T x 2 x Dk] every chunk's [K; Q] block of the key head, chunk c at c 2C Dk (eq. 1) */
-    float *dKQall; /* [T x 2 x Dk] their gradients summed over the key head's value heads (CB14) */
-    float *dKQ;    /* [2C x Dk] their gradients (the first value head of a key head: dKQall's block) */
-    float *dKQbuf; /* [2C x Dk] dKQ of the other value heads */
+    float *dKQall; /* [T x 2 x Dk] their gradients summed over the key head's value heads (CB14); only
+                      with more than one value head a key head */
+    float *dKQ;    /* [2C x Dk] their gradients (the first of several value heads: dKQall's block) */
+    float *dKQbuf; /* [2C x Dk] dKQ of the other value heads, or of the only one */
     float *V;      /* [C x Dv]: the chunk's block of Vall */
     float *Vall;   /* [T x Dv] the value head's V rows, gathered once in CB1 */
     float *KS;     /* [C x Dv] K S0: the chunk's block of KSall */
@@ -80,7 +81,7 @@ static void gws_free(gws *w)
 /* One mapping in 2 MiB pages for all of a thread's buffers (common/huge_pages.h):
  * the states, KQall, ... are MiBs each, written anew every call, and in 4 KiB
  * pages cost a page fault every 4 KiB and TLB misses on the state rows. */
-static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
+static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T, int r)
 {
     memset(w, 0, sizeof *w);
     w->f = gg_select();
@@ -91,7 +92,7 @@ static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T)
         char *base = w->arena;
         size_t bytes = 0;
 #define GET(ptr, n) ((ptr) = pass ? (void *)(base + bytes) : NULL, bytes += (sizeof *(ptr) * (n) + 63) & ~(size_t)63)
-        GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, 2 * (size_t)T * Dk); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
+        GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, r > 1 ? 2 * (size_t)T * Dk : 0); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
         GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
         GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->Dd, cv); GET(w->KT, ck); GET(w->DT, cv); GET(w->S0T, kv); GET(w->dST, kv); GET(w->dS, kv);
         GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
@@ -160,8 +161,7 @@ static void prepare(gws *w, const deltarule_problem *p, int b, int h, int t0)
         w->gamma[i] = gam;
         w->eg[i] = expf((float)gam);
     }
-    for (int i = 0; i < L; i++)
-        for (int j = 0; j <= i; j++) w->E[(size_t)i * C + j] = expf((float)(w->gamma[i] - w->gamma[j]));
+    for (int i = 0; i < L; i++) w->f.decay_row(w->E + (size_t)i * C, w->gamma, i);
     w->f.transpose(L, Dk, w->KQ, Dk, w->KT, C);
     w->f.gemm(L, L, Dk, 1.0f, w->KQ, Dk, 1, w->KT, C, 0.0f, w->G, C, GG_C_LOWER); /* K K^T, lower */
     for (int i = 0; i < L; i++) {
@@ -181,14 +181,13 @@ static void solve_delta(gws *w, const float *S0)
     w->f.solve(L, Dv, w->A, w->C, w->D, Dv);
 }
 
-/* Kd_j = exp(gamma_L - gamma_j) k_j (eq. 9); returns exp(gamma_L). */
+/* Kd_j = exp(gamma_L - gamma_j) k_j (eq. 9), the factors from E's last row; returns exp(gamma_L). */
 static float decayed_keys(gws *w)
 {
     const int L = w->L, Dk = w->Dk;
-    const double gL = w->gamma[L - 1];
-    for (int i = 0; i < L; i++)
-        w->f.scale(w->KQ + (size_t)i * Dk, w->Kd + (size_t)i * Dk, Dk, expf((float)(gL - w->gamma[i])));
-    return expf((float)gL);
+    const float *eL = w->E + (size_t)(L - 1) * w->C;
+    for (int i = 0; i < L; i++) w->f.scale(w->KQ + (size_t)i * Dk, w->Kd + (size_t)i * Dk, Dk, eL[i]);
+    return expf((float)w->gamma[L - 1]);
 }
 
 /* The backward of one chunk (eqs. CB3-CB12), after prepare() and solve_delta()
@@ -203,7 +202,6 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     const float *K = w->KQ, *Q = w->KQ + (size_t)L * Dk;
     float *dK = w->dKQ, *dQ = w->dKQ + (size_t)L * Dk;
     double *dgam = w->dgam;
-    const gg_gemm_fn gemm = w->f.gemm;
     for (int i = 0; i < L; i++) dgam[i] = 0.0;
     w->f.transpose(L, Dk, K, Dk, w->KT, C);
     w->f.transpose(L, Dv, w->D, Dv, w->DT, C);
@@ -211,7 +209,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     w->f.transpose(Dk, Dv, w->dS, Dv, w->dST, Dk);
 
     /* CB2: P = M o Q K^T (eq. 8), by select (eq. 10) */
-    gemm(L, L, Dk, 1.0f, Q, Dk, 1, w->KT, C, 0.0f, w->P, C, GG_C_LOWER);
+    w->f.gemm(L, L, Dk, 1.0f, Q, Dk, 1, w->KT, C, 0.0f, w->P, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) w->f.mask_row(w->P + (size_t)i * C, w->E + (size_t)i * C, i + 1, L);
     for (int i = 0; i < L; i++) { /* dO rows of the chunk */
         const size_t tok = (size_t)b * p->T + t0 + i;
@@ -220,28 +218,28 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     }
     /* CB3, its second term first: dDelta = Kd dS_L ... */
     const float egL = decayed_keys(w);
-    gemm(L, Dv, Dk, 1.0f, w->Kd, Dk, 1, w->dS, Dv, 0.0f, w->dD, Dv, GG_FULL);
+    w->f.gemm(L, Dv, Dk, 1.0f, w->Kd, Dk, 1, w->dS, Dv, 0.0f, w->dD, Dv, GG_FULL);
     /* CB9: h_j = dKd_j . Kd_j = Delta_j . (Kd dS_L)_j, so dKd = Delta dS_L^T is
      * never formed: its dK term exp(gamma_L - gamma_j) dKd_j joins CB8's GEMM
      * as Dd dS_L^T, Dd_j = exp(gamma_L - gamma_j) Delta_j */
     {
-        const double gL = w->gamma[L - 1];
+        const float *eL = w->E + (size_t)(L - 1) * C; /* exp(gamma_L - gamma_j) */
         double hs = 0.0;
         for (int j = 0; j < L; j++) {
             const float *dj = w->D + (size_t)j * Dv;
             const double hj = w->f.dot(dj, w->dD + (size_t)j * Dv, Dv);
             hs += hj;
             dgam[j] -= hj;
-            w->f.scale(dj, w->Dd + (size_t)j * Dv, Dv, expf((float)(gL - w->gamma[j])));
+            w->f.scale(dj, w->Dd + (size_t)j * Dv, Dv, eL[j]);
         }
         double ss = 0.0; /* <dS_L, S0>: rows in float, their sum in double */
         for (int r = 0; r < Dk; r++) ss += w->f.dot(w->dS + (size_t)r * Dv, S0 + (size_t)r * Dv, Dv);
         dgam[L - 1] += hs + (double)egL * ss;
     }
     /* ... CB3: dDelta += P^T dO (P^T upper triangular) */
-    gemm(L, Dv, L, 1.0f, w->P, 1, C, w->dO, Dv, 1.0f, w->dD, Dv, GG_A_UPPER);
+    w->f.gemm(L, Dv, L, 1.0f, w->P, 1, C, w->dO, Dv, 1.0f, w->dD, Dv, GG_A_UPPER);
     /* CB4: dP = dO Delta^T on j <= i; dgamma from M; dP <- M o dP */
-    gemm(L, L, Dv, 1.0f, w->dO, Dv, 1, w->DT, C, 0.0f, w->dP, C, GG_C_LOWER);
+    w->f.gemm(L, L, Dv, 1.0f, w->dO, Dv, 1, w->DT, C, 0.0f, w->dP, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
         const size_t o = (size_t)i * C;
         dgam[i] += w->f.cb4_row(w->dP + o, w->P + o, w->E + o, dgam, i, L);
@@ -250,7 +248,7 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     w->f.solve_t(L, Dv, w->A, C, w->dD, Dv);
     /* CB6: dA = -dR Delta^T on j < i: dbeta, dgamma, and in w->dA's lower
      * triangle the gradient of K K^T (zero on and above the diagonal) */
-    gemm(L, L, Dv, -1.0f, w->dD, Dv, 1, w->DT, C, 0.0f, w->dA, C, GG_C_LOWER);
+    w->f.gemm(L, L, Dv, -1.0f, w->dD, Dv, 1, w->DT, C, 0.0f, w->dA, C, GG_C_LOWER);
     for (int i = 0; i < L; i++) {
         const size_t o = (size_t)i * C;
         double db;
@@ -270,69 +268,21 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
     }
     /* CB8: [dK; dQ] = [dKS0; exp(gamma) dO] S0^T (the S0 terms), dgamma of exp(gamma) Q S0;
      * with CB9's dK term: dK += Dd dS_L^T */
-    gemm(2 * L, Dk, Dv, 1.0f, w->dKS, Dv, 1, w->S0T, Dk, 0.0f, w->dKQ, Dk, GG_FULL);
+    w->f.gemm(2 * L, Dk, Dv, 1.0f, w->dKS, Dv, 1, w->S0T, Dk, 0.0f, w->dKQ, Dk, GG_FULL);
     for (int i = 0; i < L; i++) dgam[i] += w->f.dot(Q + (size_t)i * Dk, dQ + (size_t)i * Dk, Dk);
-    gemm(L, Dk, Dv, 1.0f, w->Dd, Dv, 1, w->dST, Dk, 1.0f, dK, Dk, GG_FULL);
+    w->f.gemm(L, Dk, Dv, 1.0f, w->Dd, Dv, 1, w->dST, Dk, 1.0f, dK, Dk, GG_FULL);
     /* CB10: dS0 = exp(gamma_L) dS_L + [K; Q]^T [dKS0; exp(gamma) dO] */
-    gemm(Dk, Dv, 2 * L, 1.0f, w->KQ, 1, Dk, w->dKS, Dv, egL, w->dS, Dv, GG_FULL);
+    w->f.gemm(Dk, Dv, 2 * L, 1.0f, w->KQ, 1, Dk, w->dKS, Dv, egL, w->dS, Dv, GG_FULL);
     /* CB11: dQ += (M o dP) K;  dK += (M o dP)^T Q + (dKK + dKK^T) K */
-    gemm(L, Dk, L, 1.0f, w->dP, C, 1, K, Dk, 1.0f, dQ, Dk, GG_A_LOWER);
-    gemm(L, Dk, L, 1.0f, w->dP, 1, C, Q, Dk, 1.0f, dK, Dk, GG_A_UPPER);
-    gemm(L, Dk, L, 1.0f, w->dA, C, 1, K, Dk, 1.0f, dK, Dk, GG_A_LOWER);
-    gemm(L, Dk, L, 1.0f, w->dA, 1, C, K, Dk, 1.0f, dK, Dk, GG_A_UPPER);
+    w->f.gemm(L, Dk, L, 1.0f, w->dP, C, 1, K, Dk, 1.0f, dQ, Dk, GG_A_LOWER);
+    w->f.gemm(L, Dk, L, 1.0f, w->dP, 1, C, Q, Dk, 1.0f, dK, Dk, GG_A_UPPER);
+    w->f.gemm(L, Dk, L, 1.0f, w->dA, C, 1, K, Dk, 1.0f, dK, Dk, GG_A_LOWER);
+    w->f.gemm(L, Dk, L, 1.0f, w->dA, 1, C, K, Dk, 1.0f, dK, Dk, GG_A_UPPER);
     /* CB12: dg = reverse cumulative sum of dgamma within the chunk */
     double acc = 0.0;
     for (int i = L - 1; i >= 0; i--) {
         acc += dgam[i];
         gp->dg[((size_t)b * p->T + t0 + i) * Hv + h] = (float)acc;
-    }
-}
-
-/* Value head h of sequence b: CB1 then the chunks backward; adds the
- * gradients of the normalized K, Q rows into dk, dq (eq. CB14). */
-static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int len, int first)
-{
-    const deltarule_problem *p = gp->fwd;
-    const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
-    const size_t kv = (size_t)Dk * Dv, soff = ((size_t)b * Hv + h) * kv;
-    const int nch = (len + C - 1) / C;
-    /* CB1: the state entering each chunk and every chunk's K S0, Delta, E, G,
-     * A, kept for the backward; the last chunk's end state is not needed */
-    if (p->initial_state) memcpy(w->states, p->initial_state + soff, sizeof(float) * kv);
-    else memset(w->states, 0, sizeof(float) * kv);
-    for (int c = 0; c < nch; c++) {
-        w->L = len - c * C < C ? len - c * C : C;
-        prepare(w, p, b, h, c * C);
-        const float *S0 = w->states + (size_t)c * kv;
-        solve_delta(w, S0);
-        if (c + 1 == nch) break;
-        float *S1 = w->states + (size_t)(c + 1) * kv;
-        const float egL = decayed_keys(w); /* eq. (9) */
-        w->f.gemm_c0(Dk, Dv, C, 1.0f, w->Kd, 1, Dk, w->D, Dv, egL, S0, Dv, S1, Dv, GG_FULL); /* egL S0 + Kd^T Delta */
-    }
-    /* CB13: the last chunk's end-state gradient, then each chunk's dS0 for the one before */
-    if (gp->d_final_state) memcpy(w->dS, gp->d_final_state + soff, sizeof(float) * kv);
-    else memset(w->dS, 0, sizeof(float) * kv);
-    for (int c = nch - 1; c >= 0; c--) {
-        const int t0 = c * C;
-        w->L = len - t0 < C ? len - t0 : C;
-        const float *S0 = w->states + (size_t)c * kv;
-        select_chunk(w, t0); /* CB2: the chunk as CB1 left it */
-        float *acc = w->dKQall + 2 * (size_t)t0 * Dk; /* CB14 */
-        w->dKQ = first ? acc : w->dKQbuf; /* the first value head writes the sum's first term in place */
-        chunk_backward(w, gp, b, h, t0, S0);
-        if (first) continue;
-        const float *d = w->dKQ;
-        const size_t n2 = 2 * (size_t)w->L * Dk;
-#pragma omp simd
-        for (size_t i = 0; i < n2; i++) acc[i] += d[i];
-    }
-    if (p->initial_state) memcpy(gp->d_initial_state + soff, w->dS, sizeof(float) * kv);
-    for (int t = len; t < p->T; t++) { /* padding: zero gradients */
-        const size_t tok = (size_t)b * p->T + t;
-        memset(gp->dv + (tok * Hv + h) * Dv, 0, sizeof(float) * Dv);
-        gp->dg[tok * Hv + h] = 0.0f;
-        gp->dbeta[tok * Hv + h] = 0.0f;
     }
 }
 
@@ -350,12 +300,100 @@ static void l2norm_backward(const gg_fns *f, const float *y, const float *dy, fl
     f->l2back(y, dy, out, n, s, inv);
 }
 
-/* Where token t's K row (Q row: + L Dk) sits in KQall / dKQall: chunk c = t / C
- * holds [K; Q] of its L = min(C, len - c C) tokens. */
-static size_t kq_row(int t, int C, int Dk)
+/* eq. (1) for the chunk [t0, t0 + L) of key head m: 1/|k|, 1/|q| per token
+ * (rk, rq), and the normalized keys and scaled queries into the chunk's block
+ * of KQall: [K; Q] rows. */
+static void normalize_chunk(gws *w, const deltarule_problem *p, int b, int m, int t0, double scale)
 {
-    const int c = t / C;
-    return 2 * (size_t)c * C * Dk + (size_t)(t - c * C) * Dk;
+    const int L = w->L, Dk = p->Dk, Hk = p->Hk;
+    float *K = w->KQall + 2 * (size_t)t0 * Dk, *Q = K + (size_t)L * Dk;
+    for (int i = 0; i < L; i++) {
+        const int t = t0 + i;
+        const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
+        if (i + PF_AHEAD < L) { /* the first chunk's rows were not fetched before */
+            prefetch_row(p->k + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
+            prefetch_row(p->q + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
+        }
+        w->rk[t] = inv_norm(&w->f, p->k + row, Dk, p->use_qk_l2norm);
+        w->rq[t] = inv_norm(&w->f, p->q + row, Dk, p->use_qk_l2norm);
+        w->f.scale(p->k + row, K + (size_t)i * Dk, Dk, (float)w->rk[t]);
+        w->f.scale(p->q + row, Q + (size_t)i * Dk, Dk, (float)(scale * w->rq[t]));
+    }
+}
+
+/* CB15 for the chunk [t0, t0 + L) of key head m, once dK (its [dK; dQ] rows)
+ * holds the sum over the key head's value heads: dq, dk of the raw inputs. */
+static void l2back_chunk(gws *w, const deltarule_grad_problem *gp, int b, int m, int t0, const float *dK, double scale)
+{
+    const deltarule_problem *p = gp->fwd;
+    const int L = w->L, Dk = p->Dk, Hk = p->Hk;
+    const float *K = w->KQall + 2 * (size_t)t0 * Dk;
+    for (int i = 0; i < L; i++) {
+        const int t = t0 + i;
+        const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk, ki = (size_t)i * Dk, qi = (size_t)(L + i) * Dk;
+        l2norm_backward(&w->f, K + qi, dK + qi, gp->dq + row, Dk, p->use_qk_l2norm, scale, w->rq[t]);
+        l2norm_backward(&w->f, K + ki, dK + ki, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w->rk[t]);
+    }
+}
+
+/* Value head h (of key head m) of sequence b: CB1 then the chunks backward;
+ * adds the gradients of the normalized K, Q rows into dKQall (eq. CB14).
+ * The key head's first value head normalizes each chunk's k, q rows as CB1
+ * reaches it (eq. 1), its last turns each chunk's summed gradients into dq,
+ * dk as the backward leaves it (CB15): the rows are read and written while
+ * the chunk is in cache, and their strided lines fetched during the chunk
+ * before. */
+static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int m, int len, int first, int last,
+                          double scale)
+{
+    const deltarule_problem *p = gp->fwd;
+    const int C = w->C, Dk = p->Dk, Dv = p->Dv, Hv = p->Hv;
+    const size_t kv = (size_t)Dk * Dv, soff = ((size_t)b * Hv + h) * kv;
+    const int nch = (len + C - 1) / C;
+    /* CB1: the state entering each chunk and every chunk's K S0, Delta, E, G,
+     * A, kept for the backward; the last chunk's end state is not needed */
+    if (p->initial_state) memcpy(w->states, p->initial_state + soff, sizeof(float) * kv);
+    else memset(w->states, 0, sizeof(float) * kv);
+    for (int c = 0; c < nch; c++) {
+        w->L = len - c * C < C ? len - c * C : C;
+        if (first) normalize_chunk(w, p, b, m, c * C, scale);
+        prepare(w, p, b, h, c * C);
+        const float *S0 = w->states + (size_t)c * kv;
+        solve_delta(w, S0);
+        if (c + 1 == nch) break;
+        float *S1 = w->states + (size_t)(c + 1) * kv;
+        const float egL = decayed_keys(w); /* eq. (9) */
+        w->f.gemm_c0(Dk, Dv, C, 1.0f, w->Kd, 1, Dk, w->D, Dv, egL, S0, Dv, S1, Dv, GG_FULL); /* egL S0 + Kd^T Delta */
+    }
+    /* CB13: the last chunk's end-state gradient, then each chunk's dS0 for the one before */
+    if (gp->d_final_state) memcpy(w->dS, gp->d_final_state + soff, sizeof(float) * kv);
+    else memset(w->dS, 0, sizeof(float) * kv);
+    for (int c = nch - 1; c >= 0; c--) {
+        const int t0 = c * C;
+        w->L = len - t0 < C ? len - t0 : C;
+        const float *S0 = w->states + (size_t)c * kv;
+        select_chunk(w, t0); /* CB2: the chunk as CB1 left it */
+        float *acc = w->dKQall + 2 * (size_t)t0 * Dk; /* CB14 */
+        /* the first value head writes the sum's first term in place, but a key
+         * head with one value head has no sum: its rows stay in the chunk's
+         * own (cache-warm) buffer until CB15 reads them */
+        w->dKQ = first && !last ? acc : w->dKQbuf;
+        chunk_backward(w, gp, b, h, t0, S0);
+        if (!first) {
+            const float *d = w->dKQ;
+            const size_t n2 = 2 * (size_t)w->L * Dk;
+#pragma omp simd
+            for (size_t i = 0; i < n2; i++) acc[i] += d[i];
+        }
+        if (last) l2back_chunk(w, gp, b, m, t0, first ? w->dKQbuf : acc, scale);
+    }
+    if (p->initial_state) memcpy(gp->d_initial_state + soff, w->dS, sizeof(float) * kv);
+    for (int t = len; t < p->T; t++) { /* padding: zero gradients */
+        const size_t tok = (size_t)b * p->T + t;
+        memset(gp->dv + (tok * Hv + h) * Dv, 0, sizeof(float) * Dv);
+        gp->dg[tok * Hv + h] = 0.0f;
+        gp->dbeta[tok * Hv + h] = 0.0f;
+    }
 }
 
 int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opts *o, deltarule_grad_stats *st)
@@ -370,7 +408,7 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
 #pragma omp parallel num_threads(o && o->threads > 0 ? o->threads : omp_get_max_threads()) reduction(+ : held)
     {
         gws w;
-        const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch, p->T);
+        const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch, p->T, r);
         if (!bytes) {
 #pragma omp atomic write
             failed = 1;
@@ -381,36 +419,14 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
             for (int m = 0; m < Hk; m++) {
                 if (!bytes) continue;
                 const int len = deltarule_valid_len(p, b);
-                for (int t = 0; t < len; t++) { /* eq. (1) once per token and key head */
+                for (int h = m * r; h < (m + 1) * r; h++)
+                    head_backward(&w, gp, b, h, m, len, h == m * r, h == (m + 1) * r - 1, scale);
+                for (int t = len; t < p->T; t++) { /* padding rows: zero gradients */
                     const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
-                    const int c = t / C, L = len - c * C < C ? len - c * C : C;
-                    const size_t kr = kq_row(t, C, Dk);
-                    if (t + PF_AHEAD < len) {
-                        prefetch_row(p->k + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
-                        prefetch_row(p->q + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
-                    }
-                    w.rk[t] = inv_norm(&w.f, p->k + row, Dk, p->use_qk_l2norm);
-                    w.rq[t] = inv_norm(&w.f, p->q + row, Dk, p->use_qk_l2norm);
-                    w.f.scale(p->k + row, w.KQall + kr, Dk, (float)w.rk[t]);
-                    w.f.scale(p->q + row, w.KQall + kr + (size_t)L * Dk, Dk, (float)(scale * w.rq[t]));
+                    memset(gp->dq + row, 0, sizeof(float) * Dk);
+                    memset(gp->dk + row, 0, sizeof(float) * Dk);
                 }
-                for (int h = m * r; h < (m + 1) * r; h++) head_backward(&w, gp, b, h, len, h == m * r);
-                for (int t = 0; t < p->T; t++) { /* CB15; padding rows 0 */
-                    const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
-                    if (t >= len) {
-                        memset(gp->dq + row, 0, sizeof(float) * Dk);
-                        memset(gp->dk + row, 0, sizeof(float) * Dk);
-                        continue;
-                    }
-                    const int c = t / C, L = len - c * C < C ? len - c * C : C;
-                    const size_t kr = kq_row(t, C, Dk), qr = kr + (size_t)L * Dk;
-                    if (t + PF_AHEAD < len) {
-                        prefetch_row_w(gp->dq + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
-                        prefetch_row_w(gp->dk + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
-                    }
-                    l2norm_backward(&w.f, w.KQall + qr, w.dKQall + qr, gp->dq + row, Dk, p->use_qk_l2norm, scale, w.rq[t]);
-                    l2norm_backward(&w.f, w.KQall + kr, w.dKQall + kr, gp->dk + row, Dk, p->use_qk_l2norm, 1.0, w.rk[t]);
-                }
+                gg_stream_fence(); /* dv, dq, dk rows went out by non-temporal stores */
             }
         if (bytes) gws_free(&w);
     }

@@ -13,7 +13,15 @@
 #define FNSOLVET gg_solve_t_generic
 #define ATTR
 #define BCAST(p) ((vf){0} + *(p))
+#define GG_STREAM(p, x) gg_st((p), (x))
 #include "kernels/deltarule/grad_gemm_simd.inc"
+
+void gg_stream_fence(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_sfence();
+#endif
+}
 
 gg_gemm_fn gg_gemm_select(void)
 {
@@ -27,13 +35,13 @@ gg_gemm_fn gg_gemm_select(void)
     (gg_fns)                                                                                                       \
     {                                                                                                              \
         gg_gemm_##S, gg_gemm_c0_##S, gg_solve_##S, gg_solve_t_##S, T, gg_dot_##S, gg_sumsq_##S, gg_scale_##S, gg_l2back_##S,      \
-            gg_rhs_##S, gg_cb4_row_##S, gg_cb6_row_##S, gg_cb7_row_##S, gg_mask_row_##S                          \
+            gg_rhs_##S, gg_cb4_row_##S, gg_cb6_row_##S, gg_cb7_row_##S, gg_mask_row_##S, gg_decay_row_##S                          \
     }
 
 gg_fns gg_select(void)
 {
     const cpu_isa_level isa = cpu_isa();
-    if (isa >= ISA_AVX512) return GG_FNS(avx512, gg_transpose_avx2);
+    if (isa >= ISA_AVX512) return GG_FNS(avx512, gg_transpose_avx512);
     if (isa >= ISA_AVX2) return GG_FNS(avx2, gg_transpose_avx2);
     return GG_FNS(generic, gg_transpose);
 }

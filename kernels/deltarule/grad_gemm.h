@@ -63,7 +63,8 @@ void gg_solve_t_avx512(int L, int n, const float *A, ptrdiff_t lda, float *X, pt
                           float beta, double *db);                                                                \
     void gg_cb7_row_##S(const float *dr, const float *v, const float *ks, const float *dor, float *dv, float *dks, \
                         float *doe, int n, float beta, float e, float *dbr, float *dgr);                          \
-    void gg_mask_row_##S(float *x, const float *m, int jmax, int n);
+    void gg_mask_row_##S(float *x, const float *m, int jmax, int n);                                              \
+    void gg_decay_row_##S(float *e, const double *gamma, int i);
 GG_ROW_OPS(generic)
 GG_ROW_OPS(avx2)
 GG_ROW_OPS(avx512)
@@ -87,14 +88,20 @@ typedef struct {
     void (*cb7_row)(const float *dr, const float *v, const float *ks, const float *dor, float *dv, float *dks,
                     float *doe, int n, float beta, float e, float *dbr, float *dgr);
     void (*mask_row)(float *x, const float *m, int jmax, int n);
+    void (*decay_row)(float *e, const double *gamma, int i);
 } gg_fns;
 
 /* The instances for cpu_isa() now (ask once per call of a kernel, not per product). */
 gg_gemm_fn gg_gemm_select(void);
 gg_fns gg_select(void);
 
+/* Orders the non-temporal stores of gg_cb7_row's dv and gg_l2back's out
+ * before what follows (x86 sfence): call it before the outputs are handed on. */
+void gg_stream_fence(void);
+
 /* dst[c x r] = src[r x c]^T (dst row j = column j of src). */
 void gg_transpose(int r, int c, const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd);
 void gg_transpose_avx2(int r, int c, const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd); /* 8 x 8 blocks in registers */
+void gg_transpose_avx512(int r, int c, const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd); /* 16 x 16 blocks */
 
 #endif

@@ -10,6 +10,7 @@
 #define FNSOLVET gg_solve_t_avx2
 #define ATTR __attribute__((target("avx2,fma")))
 #define BCAST(p) ((vf)_mm256_broadcast_ss(p))
+#define GG_STREAM(p, x) _mm256_stream_ps((p), (__m256)(x))
 #include "kernels/deltarule/grad_gemm_simd.inc"
 
 /* dst = src^T by 8 x 8 blocks transposed in registers; the edges in scalar code. */
