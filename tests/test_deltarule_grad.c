@@ -29,6 +29,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 #include <glob.h>
 #include <math.h>
 #include <stdio.h>
@@ -458,6 +461,47 @@ static void test_threads_same_bits(void **state)
  * writes): with chunked from T = 1000 it gives the recurrent backward's bits
  * at T = 70, with chunked from T = 2 the chunked one's; with no point for the
  * shape, its built-in default. */
+/* The chunked forms flush subnormals (kernels/fp_flush.h) only while their
+ * threads run: the calling thread's MXCSR control bits (FTZ, DAZ, rounding,
+ * exception masks; not the sticky flags) are the same after a call as
+ * before, with FTZ/DAZ off and on; and at C = 128 under strong decay, where
+ * the decays reach the subnormal range, the gradients still meet the claim
+ * against ref. */
+static void test_flush_scoped(void **state)
+{
+    (void)state;
+#if defined(__x86_64__) || defined(__i386__)
+    const deltarule_grad_impl *bwd = deltarule_grad_find("chunked");
+    const deltarule_impl *fwd = deltarule_find("chunked");
+    assert_non_null(bwd);
+    assert_non_null(fwd);
+    gcase g;
+    gcase_make(&g, (dr_shape){1, 300, 1, 2, 16, 16, 1, 0}, DR_REGIME_STRONG_DECAY, 11, 1, 1);
+    grads ref = grads_alloc(&g.c.p);
+    run_grad(&deltarule_grad_ref_impl, &g, NULL, &ref, NULL);
+    const unsigned saved = _mm_getcsr(), control = 0xFFC0u;
+    for (int mode = 0; mode < 2; mode++) {
+        const unsigned before = mode ? (saved | 0x8040u) : (saved & ~0x8040u);
+        const deltarule_opts o = {.chunk = 128, .threads = 2};
+        _mm_setcsr(before);
+        grads_vs_ref(bwd, &g, &ref, DR_REGIME_STRONG_DECAY, &o);
+        const unsigned after_bwd = _mm_getcsr();
+        _mm_setcsr(before);
+        char err[256];
+        if (deltarule_run(fwd, &g.c.p, &o, err, sizeof err)) fail_msg("chunked forward: %s", err);
+        const unsigned after_fwd = _mm_getcsr();
+        _mm_setcsr(saved);
+        if ((after_bwd & control) != (before & control) || (after_fwd & control) != (before & control))
+            fail_msg("FTZ/DAZ %s before: MXCSR control 0x%x, after the backward 0x%x, after the forward 0x%x",
+                     mode ? "on" : "off", before & control, after_bwd & control, after_fwd & control);
+    }
+    grads_free(&ref);
+    gcase_free(&g);
+#else
+    print_message("[  SKIPPED ] MXCSR scope: not an x86 CPU\n");
+#endif
+}
+
 static void test_auto_follows_crossover(void **state)
 {
     (void)state;
@@ -732,6 +776,7 @@ int main(void)
         cmocka_unit_test(test_impls_vs_ref_every_isa),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_auto_follows_crossover),
+        cmocka_unit_test(test_flush_scoped),
         cmocka_unit_test(test_recurrent_memory),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_golden_shared),

@@ -15,6 +15,7 @@
  * (eq. 10).  GEMMs go to OpenBLAS, single-threaded: parallelism is over heads.
  */
 #include "kernels/deltarule/chunk_engine.h"
+#include "kernels/fp_flush.h"
 
 #include "common/sde_counters.h"
 
@@ -252,6 +253,7 @@ int dr_chunk_run(const deltarule_problem *p, const deltarule_opts *o, dr_chunk_s
     openblas_set_num_threads(1);
 #pragma omp parallel num_threads(o->threads > 0 ? o->threads : omp_get_max_threads())
     {
+        const unsigned csr = q35_flush_begin(); /* subnormal decays: kernels/fp_flush.h */
         dr_chunk_ws w;
         int ok = ws_alloc(&w, C, p->Dk, p->Dv) == 0;
         if (!ok) {
@@ -263,6 +265,7 @@ int dr_chunk_run(const deltarule_problem *p, const deltarule_opts *o, dr_chunk_s
             for (int h = 0; h < p->Hv; h++)
                 if (ok) chunks += run_head(&w, p, o, solve, b, h);
         if (ok) ws_free(&w);
+        q35_flush_end(csr);
     }
     q35_sde_add(Q35_SDE_CHUNKS, chunks);
     q35_sde_add(Q35_SDE_SOLVER_CALLS, chunks);

@@ -22,6 +22,7 @@
 #include "kernels/deltarule/deltarule_grad.h"
 #include "kernels/deltarule/grad_gemm.h"
 #include "common/huge_pages.h"
+#include "kernels/fp_flush.h"
 
 #include <math.h>
 #include <omp.h>
@@ -407,6 +408,7 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
     size_t held = 0;
 #pragma omp parallel num_threads(o && o->threads > 0 ? o->threads : omp_get_max_threads()) reduction(+ : held)
     {
+        const unsigned csr = q35_flush_begin(); /* subnormal decays: kernels/fp_flush.h */
         gws w;
         const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch, p->T, r);
         if (!bytes) {
@@ -429,6 +431,7 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
                 gg_stream_fence(); /* dv, dq, dk rows went out by non-temporal stores */
             }
         if (bytes) gws_free(&w);
+        q35_flush_end(csr);
     }
     if (st) st->bytes_held = held;
     return failed ? -1 : 0;
