@@ -342,8 +342,7 @@ static void l2back_chunk(gws *w, const deltarule_grad_problem *gp, int b, int m,
  * The key head's first value head normalizes each chunk's k, q rows as CB1
  * reaches it (eq. 1), its last turns each chunk's summed gradients into dq,
  * dk as the backward leaves it (CB15): the rows are read and written while
- * the chunk is in cache, and their strided lines fetched during the chunk
- * before. */
+ * the chunk is in cache. */
 static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h, int m, int len, int first, int last,
                           double scale)
 {
@@ -374,10 +373,10 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
         w->L = len - t0 < C ? len - t0 : C;
         const float *S0 = w->states + (size_t)c * kv;
         select_chunk(w, t0); /* CB2: the chunk as CB1 left it */
-        float *acc = w->dKQall + 2 * (size_t)t0 * Dk; /* CB14 */
-        /* the first value head writes the sum's first term in place, but a key
-         * head with one value head has no sum: its rows stay in the chunk's
-         * own (cache-warm) buffer until CB15 reads them */
+        /* CB14: the first value head writes the sum's first term in place, but a
+         * key head with one value head has no sum (and no dKQall): its rows stay
+         * in the chunk's own (cache-warm) buffer until CB15 reads them */
+        float *acc = first && last ? NULL : w->dKQall + 2 * (size_t)t0 * Dk;
         w->dKQ = first && !last ? acc : w->dKQbuf;
         chunk_backward(w, gp, b, h, t0, S0);
         if (!first) {
@@ -386,7 +385,7 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
 #pragma omp simd
             for (size_t i = 0; i < n2; i++) acc[i] += d[i];
         }
-        if (last) l2back_chunk(w, gp, b, m, t0, first ? w->dKQbuf : acc, scale);
+        if (last) l2back_chunk(w, gp, b, m, t0, acc ? acc : w->dKQbuf, scale);
     }
     if (p->initial_state) memcpy(gp->d_initial_state + soff, w->dS, sizeof(float) * kv);
     for (int t = len; t < p->T; t++) { /* padding: zero gradients */
