@@ -191,6 +191,77 @@ static void test_decay_row_every_isa(void **state)
     cpu_isa_force(ISA_AUTO);
 }
 
+/* The two row ops that write an output row by non-temporal stores (gg_cb7_row's
+ * dv, gg_l2back's out; grad_gemm_simd.inc's gg_peel) against the formulas in
+ * double, at every ISA level, with the output row starting at every float
+ * offset within a line and lengths around the vector width: the peeled
+ * head, the streamed vectors and the tail must all be written, and nothing
+ * past the row. */
+static void test_streamed_rows_every_isa(void **state)
+{
+    (void)state;
+    enum { NMAX = 100, PAD = 40 };
+    static const int ns[] = {1, 5, 16, 17, 33, 64, 100};
+    for (int isa = ISA_GENERIC; isa <= ISA_AVX512; isa++) {
+        if (isa > (int)cpu_isa_best()) {
+            printf("[  SKIPPED ] streamed rows at ISA %s: this CPU has only %s\n", cpu_isa_name((cpu_isa_level)isa),
+                   cpu_isa_name(cpu_isa_best()));
+            continue;
+        }
+        cpu_isa_force((cpu_isa_level)isa);
+        const gg_fns f = gg_select();
+        uint64_t seed = 4242u + (uint64_t)isa;
+        float *in[5], *out = aligned_alloc(64, sizeof(float) * (NMAX + PAD)), dks[NMAX], doe[NMAX];
+        assert_non_null(out);
+        for (int a = 0; a < 5; a++) {
+            in[a] = malloc(sizeof(float) * NMAX);
+            assert_non_null(in[a]);
+            for (int i = 0; i < NMAX; i++) in[a][i] = frand(&seed);
+        }
+        for (size_t k = 0; k < sizeof ns / sizeof *ns; k++)
+            for (int off = 0; off < 16; off++) {
+                const int n = ns[k];
+                float *o = out + off;
+                /* gg_cb7_row: dv = beta dr */
+                for (int i = 0; i < NMAX + PAD; i++) out[i] = NAN;
+                float dbr, dgr;
+                const float beta = 0.75f, e = 0.5f;
+                f.cb7_row(in[0], in[1], in[2], in[3], o, dks, doe, n, beta, e, &dbr, &dgr);
+                for (int i = 0; i < n; i++)
+                    if (!(fabs(o[i] - (double)beta * in[0][i]) <= 1e-6 * fabs((double)beta * in[0][i])))
+                        fail_msg("ISA %s cb7_row n=%d offset %d: dv[%d] = %g, want %g", cpu_isa_name((cpu_isa_level)isa),
+                                 n, off, i, o[i], (double)beta * in[0][i]);
+                for (int i = off + n; i < NMAX + PAD; i++)
+                    if (!isnan(out[i])) fail_msg("ISA %s cb7_row n=%d offset %d: wrote past the row", cpu_isa_name((cpu_isa_level)isa), n, off);
+                double sb = 0.0;
+                for (int i = 0; i < n; i++) sb += (double)in[0][i] * (in[1][i] - (double)e * in[2][i]);
+                double sba = 0.0;
+                for (int i = 0; i < n; i++) sba += fabs((double)in[0][i] * (in[1][i] - (double)e * in[2][i]));
+                if (!(fabs(dbr - sb) <= 1e-6 * (sba + 1.0)))
+                    fail_msg("ISA %s cb7_row n=%d offset %d: dbr %g, want %g", cpu_isa_name((cpu_isa_level)isa), n, off, dbr, sb);
+                /* gg_l2back: out = s inv (dy - c y), c = (y . dy) / s^2 */
+                for (int i = 0; i < NMAX + PAD; i++) out[i] = NAN;
+                const double sc = 0.3, inv = 1.7;
+                f.l2back(in[3], in[4], o, n, sc, inv);
+                double yd = 0.0;
+                for (int i = 0; i < n; i++) yd += (double)in[3][i] * in[4][i];
+                for (int i = 0; i < n; i++) {
+                    const double want = sc * inv * (in[4][i] - yd / (sc * sc) * in[3][i]);
+                    if (!(fabs(o[i] - want) <= 1e-6 * (fabs(want) + 1e-3)))
+                        fail_msg("ISA %s l2back n=%d offset %d: out[%d] = %g, want %g", cpu_isa_name((cpu_isa_level)isa), n,
+                                 off, i, o[i], want);
+                }
+                for (int i = off + n; i < NMAX + PAD; i++)
+                    if (!isnan(out[i])) fail_msg("ISA %s l2back n=%d offset %d: wrote past the row", cpu_isa_name((cpu_isa_level)isa), n, off);
+            }
+        gg_stream_fence();
+        for (int a = 0; a < 5; a++) free(in[a]);
+        free(out);
+        printf("streamed rows ISA %s: checked\n", cpu_isa_name((cpu_isa_level)isa));
+    }
+    cpu_isa_force(ISA_AUTO);
+}
+
 static void test_transpose(void **state)
 {
     (void)state;
@@ -232,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_solves_every_isa),
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_decay_row_every_isa),
+        cmocka_unit_test(test_streamed_rows_every_isa),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
