@@ -211,7 +211,7 @@ static void test_streamed_rows_every_isa(void **state)
         cpu_isa_force((cpu_isa_level)isa);
         const gg_fns f = gg_select();
         uint64_t seed = 4242u + (uint64_t)isa;
-        float *in[5], *out = aligned_alloc(64, sizeof(float) * (NMAX + PAD)), dks[NMAX], doe[NMAX];
+        float *in[5], *out = aligned_alloc(64, (sizeof(float) * (NMAX + PAD) + 63) / 64 * 64), dks[NMAX], doe[NMAX]; /* C11: a multiple of the alignment */
         assert_non_null(out);
         for (int a = 0; a < 5; a++) {
             in[a] = malloc(sizeof(float) * NMAX);
