@@ -5,7 +5,7 @@
  * that, at long chunks and fast decay, fall below FLT_MIN (1.2e-38), and the
  * products of such entries stay there.  Every instruction that reads or
  * makes a subnormal then takes a microcode assist: at C = 128 on the 0.8B
- * shape the backward ran 13x and the forward 6x slower than at C = 64
+ * shape the backward ran 19x and the forward 6x slower than at C = 64
  * (docs/deltarule.md, "Subnormals").  Flushed, a value below 1.2e-38 becomes
  * 0: an absolute change of at most 1.2e-38 in an entry, against tolerances
  * of 1e-5 relative to gradients and outputs of order 1.
