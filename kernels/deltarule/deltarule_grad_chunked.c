@@ -123,11 +123,6 @@ static void prefetch_row(const float *x, int n)
     for (int i = 0; i < n; i += 16) __builtin_prefetch(x + i, 0, 3);
 }
 
-static void prefetch_row_w(float *x, int n)
-{
-    for (int i = 0; i < n; i += 16) __builtin_prefetch(x + i, 1, 3);
-}
-
 /* Points the chunk buffers at chunk c = t0 / C's blocks (CB1 fills them, the
  * backward reads them). */
 static void select_chunk(gws *w, int t0)
@@ -259,7 +254,6 @@ static void chunk_backward(gws *w, const deltarule_grad_problem *gp, int b, int 
         const float bi = w->beta[i], eg = w->eg[i];
         const float *dr = w->dD + (size_t)i * Dv, *v = w->V + (size_t)i * Dv, *ks = w->KS + (size_t)i * Dv,
                     *dor = w->dO + (size_t)i * Dv;
-        if (i + PF_AHEAD < L) prefetch_row_w(gp->dv + ((tok + PF_AHEAD) * Hv + h) * Dv, Dv);
         float *dv = gp->dv + (tok * Hv + h) * Dv, *dks = w->dKS + (size_t)i * Dv,
               *doe = w->dKS + (size_t)(L + i) * Dv;
         float dbr, dgr;
@@ -311,7 +305,7 @@ static void normalize_chunk(gws *w, const deltarule_problem *p, int b, int m, in
     for (int i = 0; i < L; i++) {
         const int t = t0 + i;
         const size_t row = (((size_t)b * p->T + t) * Hk + m) * Dk;
-        if (i + PF_AHEAD < L) { /* the first chunk's rows were not fetched before */
+        if (i + PF_AHEAD < L) {
             prefetch_row(p->k + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
             prefetch_row(p->q + row + (size_t)PF_AHEAD * Hk * Dk, Dk);
         }
