@@ -135,9 +135,10 @@ static int crossover(const dr_bench_config *c, double rec[16][8], double chk[16]
     return 0;
 }
 
-static float *normal_buffer(size_t n, unsigned long seed)
+/* N(0, 1) floats; from 2 MiB up in huge pages like the forward's q, k, v (*huge: dr_big_alloc) */
+static float *normal_buffer(size_t n, unsigned long seed, size_t *huge)
 {
-    float *x = malloc(sizeof(float) * n);
+    float *x = dr_big_alloc(sizeof(float) * n, huge);
     if (!x) return NULL;
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(r, seed);
@@ -182,12 +183,14 @@ int bench_deltarule_grad(const dr_bench_config *config)
                     rc = 2;
                     break;
                 }
-                float *d_out = normal_buffer(dr_v_elems(&c.p), 11), *dfs = normal_buffer(dr_state_elems(&c.p), 12);
+                size_t d_out_huge, dfs_huge;
+                float *d_out = normal_buffer(dr_v_elems(&c.p), 11, &d_out_huge),
+                      *dfs = normal_buffer(dr_state_elems(&c.p), 12, &dfs_huge);
                 dr_grads gr;
                 const int grads_ok = dr_grads_alloc(&gr, &c.p) == 0;
                 if (!d_out || !dfs || !grads_ok) {
                     fprintf(stderr, "q35lab: bench: out of memory\n");
-                    free(d_out); free(dfs);
+                    dr_big_free(d_out, d_out_huge); dr_big_free(dfs, dfs_huge);
                     if (grads_ok) dr_grads_free(&gr);
                     dr_case_free(&c);
                     rc = 2;
@@ -256,8 +259,8 @@ int bench_deltarule_grad(const dr_bench_config *config)
                 }
                 bench_row_end(&rep);
                 if (!rc) print_summary(lines, nl, B, T, th, have_limits ? q35_limit_fma_peak(&lim, th) : 0.0);
-                free(d_out);
-                free(dfs);
+                dr_big_free(d_out, d_out_huge);
+                dr_big_free(dfs, dfs_huge);
                 dr_grads_free(&gr);
                 dr_case_free(&c);
             }

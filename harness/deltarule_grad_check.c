@@ -30,7 +30,7 @@ int dr_grads_alloc(dr_grads *g, const deltarule_problem *p)
     memset(g, 0, sizeof *g);
     for (int i = 0; i < DR_GRAD_COUNT; i++) {
         const size_t n = dr_grad_elems(p, i);
-        if (n && !(g->t[i] = malloc(sizeof(float) * n))) {
+        if (n && !(g->t[i] = dr_big_alloc(sizeof(float) * n, &g->huge[i]))) {
             dr_grads_free(g);
             return -1;
         }
@@ -40,7 +40,7 @@ int dr_grads_alloc(dr_grads *g, const deltarule_problem *p)
 
 void dr_grads_free(dr_grads *g)
 {
-    for (int i = 0; i < DR_GRAD_COUNT; i++) free(g->t[i]);
+    for (int i = 0; i < DR_GRAD_COUNT; i++) dr_big_free(g->t[i], g->huge[i]);
     memset(g, 0, sizeof *g);
 }
 

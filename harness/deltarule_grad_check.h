@@ -21,9 +21,11 @@ const char *dr_grad_name(int i);
 /* Elements of gradient i for problem p (d_initial_state: 0 without an initial state). */
 size_t dr_grad_elems(const deltarule_problem *p, int i);
 
-/* Owned output buffers; t[DR_GRAD_DH0] is NULL when p has no initial state. */
+/* Owned output buffers; t[DR_GRAD_DH0] is NULL when p has no initial state.  From 2 MiB up in
+ * huge pages, like the forward's tensors (dr_big_alloc); huge[i] the size to free, 0: malloc. */
 typedef struct {
     float *t[DR_GRAD_COUNT];
+    size_t huge[DR_GRAD_COUNT];
 } dr_grads;
 int dr_grads_alloc(dr_grads *g, const deltarule_problem *p); /* 0, or -1 (out of memory) */
 void dr_grads_free(dr_grads *g);

@@ -101,14 +101,13 @@ static void fill_gates(gsl_rng *r, dr_case *c, int regime)
 
 #define BIG_BYTES ((size_t)2 << 20)
 
-/* *huge = bytes when the buffer went to huge pages, else 0 (malloc). */
-static float *big_alloc(size_t bytes, size_t *huge)
+float *dr_big_alloc(size_t bytes, size_t *huge)
 {
     *huge = bytes >= BIG_BYTES ? bytes : 0;
     return *huge ? q35_alloc_huge(bytes) : malloc(bytes);
 }
 
-static void big_free(float *p, size_t huge)
+void dr_big_free(float *p, size_t huge)
 {
     if (huge) q35_free_huge(p, huge);
     else free(p);
@@ -116,8 +115,8 @@ static void big_free(float *p, size_t huge)
 
 void dr_case_free(dr_case *c)
 {
-    big_free(c->q, c->qk_huge_bytes); big_free(c->k, c->qk_huge_bytes); big_free(c->v, c->v_huge_bytes);
-    big_free(c->out, c->out_huge_bytes); free(c->g); free(c->beta);
+    dr_big_free(c->q, c->qk_huge_bytes); dr_big_free(c->k, c->qk_huge_bytes); dr_big_free(c->v, c->v_huge_bytes);
+    dr_big_free(c->out, c->out_huge_bytes); free(c->g); free(c->beta);
     free(c->initial_state); free(c->final_state); free(c->seq_len);
     memset(c, 0, sizeof *c);
 }
@@ -147,10 +146,10 @@ int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, 
         q35_errmsg(err, errlen, "bad shape B=%d T=%d Hk=%d Hv=%d Dk=%d Dv=%d", p->B, p->T, p->Hk, p->Hv, p->Dk, p->Dv);
         return -1;
     }
-    c->q = big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
-    c->k = big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
-    c->v = big_alloc(sizeof(float) * dr_v_elems(p), &c->v_huge_bytes);
-    c->out = big_alloc(sizeof(float) * dr_v_elems(p), &c->out_huge_bytes);
+    c->q = dr_big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
+    c->k = dr_big_alloc(sizeof(float) * dr_qk_elems(p), &c->qk_huge_bytes);
+    c->v = dr_big_alloc(sizeof(float) * dr_v_elems(p), &c->v_huge_bytes);
+    c->out = dr_big_alloc(sizeof(float) * dr_v_elems(p), &c->out_huge_bytes);
     c->g = malloc(sizeof(float) * dr_gate_elems(p));
     c->beta = malloc(sizeof(float) * dr_gate_elems(p));
     c->final_state = calloc(dr_state_elems(p), sizeof(float));

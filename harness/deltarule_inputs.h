@@ -25,6 +25,13 @@ typedef struct {
     size_t qk_huge_bytes, v_huge_bytes, out_huge_bytes;
 } dr_case;
 
+/* A buffer of bytes, in transparent huge pages from 2 MiB up (*huge = bytes, zero-filled),
+ * else from malloc (*huge = 0, not filled): what dr_case_make gives q, k, v and out, for every
+ * other token-row tensor of the same problem (d_out, the gradients), so the benches time no
+ * TLB miss on one tensor that another does not have.  Free with dr_big_free(p, *huge). */
+float *dr_big_alloc(size_t bytes, size_t *huge);
+void dr_big_free(float *p, size_t huge);
+
 /* Fills c for shape s (the `long` regime raises T to 2048) and regime r.
  * Returns 0, or -1 with a message (bad shape, out of memory). */
 int dr_case_make(dr_case *c, const dr_shape *s, int regime, unsigned long seed, char *err, size_t errlen);

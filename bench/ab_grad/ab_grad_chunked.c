@@ -10,9 +10,10 @@
  *
  * Inputs: the 0.8B DeltaNet shape (Hk = Hv = 16, Dk = Dv = 128), B = 1, l2 norm on, initial
  * state and d_final_state given, 2 threads, random values from a fixed seed; g in [-0.15, -0.05],
- * beta in [0.1, 0.9].  --alloc bench: q, k, v in 2 MiB pages and d_out and the gradients from
- * malloc, as `q35lab bench deltarule --grad` allocates them; --alloc aligned: every buffer
- * 64-byte aligned in 4 KiB pages, as a framework's tensors are.
+ * beta in [0.1, 0.9].  --alloc bench: q, k, v, d_out and the gradients dq, dk, dv in 2 MiB pages,
+ * as `q35lab bench deltarule --grad` allocates them (since 2026-12-07; before, d_out and the
+ * gradients came from malloc: --alloc mixed); --alloc aligned: every buffer 64-byte aligned in
+ * 4 KiB pages.
  */
 #include "kernels/deltarule/deltarule_grad.h"
 
@@ -72,7 +73,7 @@ static int cmp(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ab_grad_chunked OLD.so NEW.so [--T N] [--pairs N] [--alloc bench|aligned]\n"
+    fprintf(f, "usage: ab_grad_chunked OLD.so NEW.so [--T N] [--pairs N] [--alloc bench|mixed|aligned]\n"
                "  alternates deltarule_grad_chunked from the two shared objects on the 0.8B shape, 2 threads;\n"
                "  prints each one's min and median (ms), the median new/old ratio per pair with its quartiles,\n"
                "  and the largest |difference| of dq, dk, dv (defaults: --T 2048 --pairs 20 --alloc bench)\n");
@@ -80,7 +81,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    int T = 2048, pairs = 20, bench_alloc = 1;
+    int T = 2048, pairs = 20, in_how = ALLOC_HUGE, out_how = ALLOC_HUGE;
     const char *so[2] = {NULL, NULL};
     for (int i = 1, n = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
@@ -88,8 +89,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--alloc") && i + 1 < argc) {
             const char *a = argv[++i];
-            if (strcmp(a, "bench") && strcmp(a, "aligned")) { usage(stderr); return 2; }
-            bench_alloc = !strcmp(a, "bench");
+            if (!strcmp(a, "bench")) in_how = out_how = ALLOC_HUGE;
+            else if (!strcmp(a, "mixed")) in_how = ALLOC_HUGE, out_how = ALLOC_MALLOC;
+            else if (!strcmp(a, "aligned")) in_how = out_how = ALLOC_ALIGNED;
+            else { usage(stderr); return 2; }
         } else if (argv[i][0] != '-' && n < 2) so[n++] = argv[i];
         else { usage(stderr); return 2; }
     }
@@ -104,7 +107,6 @@ int main(int argc, char **argv)
     }
     const int H = 16, D = 128;
     const size_t nk = (size_t)T * H * D, ns = (size_t)H * D * D, nh = (size_t)T * H;
-    const int in_how = bench_alloc ? ALLOC_HUGE : ALLOC_ALIGNED, out_how = bench_alloc ? ALLOC_MALLOC : ALLOC_ALIGNED;
     deltarule_problem p;
     memset(&p, 0, sizeof p);
     p.B = 1; p.T = T; p.Hk = H; p.Hv = H; p.Dk = D; p.Dv = D; p.use_qk_l2norm = 1;
