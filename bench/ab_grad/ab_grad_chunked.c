@@ -82,13 +82,14 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     int T = 2048, pairs = 20, in_how = ALLOC_HUGE, out_how = ALLOC_HUGE;
+    const char *alloc = "bench";
     const char *so[2] = {NULL, NULL};
     for (int i = 1, n = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--T") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--alloc") && i + 1 < argc) {
-            const char *a = argv[++i];
+            const char *a = alloc = argv[++i];
             if (!strcmp(a, "bench")) in_how = out_how = ALLOC_HUGE;
             else if (!strcmp(a, "mixed")) in_how = ALLOC_HUGE, out_how = ALLOC_MALLOC;
             else if (!strcmp(a, "aligned")) in_how = out_how = ALLOC_ALIGNED;
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
     qsort(ratio, pairs, sizeof(double), cmp);
     printf("T=%d alloc=%s pairs=%d | old min %.2f med %.2f ms | new min %.2f med %.2f ms | new/old per pair: median %.3f "
            "[q1 %.3f, q3 %.3f] | max |d(dq, dk, dv)| %.2g\n",
-           T, bench_alloc ? "bench" : "aligned", pairs, t[0][0] * 1e3, t[0][pairs / 2] * 1e3, t[1][0] * 1e3,
+           T, alloc, pairs, t[0][0] * 1e3, t[0][pairs / 2] * 1e3, t[1][0] * 1e3,
            t[1][pairs / 2] * 1e3, ratio[pairs / 2], ratio[pairs / 4], ratio[3 * pairs / 4], md);
     return 0;
 }
