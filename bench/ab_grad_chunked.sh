@@ -5,7 +5,7 @@
 # header).  Prints the median new/old ratio per pair with its quartiles, and whether the gradients
 # are the same bits.
 #
-#   bash bench/ab_grad_chunked.sh OLD NEW [--T 2048] [--pairs 20] [--alloc bench|mixed|aligned]
+#   bash bench/ab_grad_chunked.sh OLD NEW [--T 2048] [--pairs 20] [--alloc bench|mixed|aligned] [--no-workspace]
 #
 # OLD, NEW: anything git rev-parse takes (NEW may be "worktree" for the uncommitted tree).
 set -euo pipefail

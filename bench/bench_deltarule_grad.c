@@ -17,6 +17,7 @@
 #include "bench/bench_deltarule_grad.h"
 
 #include "common/clock.h"
+#include "common/huge_pages.h"
 #include "kernels/cpu_features.h"
 #include "kernels/deltarule/deltarule.h"
 #include "kernels/deltarule/deltarule_grad.h"
@@ -228,6 +229,19 @@ int bench_deltarule_grad(const dr_bench_config *config)
                         } else
                             snprintf(lines[nl].label, sizeof lines[nl].label, "bwd:%s", bc.bwd->name);
                     }
+                    /* a backward's workspace once per row, as a training loop keeps it from step to step
+                     * (deltarule_grad_workspace_bytes); the warm-up call faults its pages in */
+                    deltarule_grad_problem gpw = gp;
+                    const size_t wsb = is_fwd ? 0 : deltarule_grad_workspace_bytes(bc.bwd, &gp, &bc.o);
+                    if (wsb) {
+                        if (!(gpw.workspace = q35_alloc_huge(wsb))) {
+                            fprintf(stderr, "q35lab: bench %s: out of memory\n", lines[nl].label);
+                            rc = 2;
+                            break;
+                        }
+                        gpw.workspace_bytes = wsb;
+                        bc.gp = &gpw;
+                    }
                     double *times = calloc(cfg.reps, sizeof *times);
                     if (ctr) q35_counters_reset(ctr);
                     q35_load_mark lm;
@@ -236,6 +250,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                     if (!times || bench_time_calls(call, &bc, cfg.reps, th, ctr, times, err, sizeof err)) {
                         fprintf(stderr, "q35lab: bench %s: %s\n", lines[nl].label, times ? err : "out of memory");
                         free(times);
+                        if (wsb) q35_free_huge(gpw.workspace, wsb);
                         rc = 2;
                         break;
                     }
@@ -255,6 +270,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                     if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "recurrent")) rec[it][ith] = r.stats.median;
                     if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "chunked") && !cfg.nchunks) chk[it][ith] = r.stats.median;
                     free(times);
+                    if (wsb) q35_free_huge(gpw.workspace, wsb);
                     nl++;
                 }
                 bench_row_end(&rep);

@@ -230,4 +230,4 @@ int deltarule_grad_ref(const deltarule_grad_problem *p, const deltarule_opts *o,
 
 const deltarule_grad_impl deltarule_grad_ref_impl = {
     "ref", "scalar reference backward, double, every state stored (ref/deltarule_grad_ref.c)",
-    deltarule_grad_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL};
+    deltarule_grad_ref, {0}, DR_CLAIM_ALL, 1e-6, NULL, NULL};

@@ -151,7 +151,7 @@ static void grads_free(grads *r)
 static deltarule_grad_problem grad_problem(const gcase *g, const grads *r)
 {
     return (deltarule_grad_problem){&g->c.p, g->d_out, g->d_final_state, r->x[G_Q], r->x[G_K], r->x[G_V],
-                                    r->x[G_G], r->x[G_BETA], r->x[G_S0]};
+                                    r->x[G_G], r->x[G_BETA], r->x[G_S0], NULL, 0};
 }
 
 /* Runs im with every output first filled with NaN, so an entry left unwritten fails. */
@@ -454,6 +454,66 @@ static void test_threads_same_bits(void **state)
         grads_free(&a);
         grads_free(&b);
     }
+    gcase_free(&g);
+}
+
+/* A caller's workspace (deltarule_grad_problem.workspace): its contents on entry do not matter
+ * (filled with NaN, the gradients are the same bits as with the kernel's own zero-filled pages,
+ * for every entry that uses one, GQA, padding, 1 and 3 threads, a chunk size that does not
+ * divide T); one byte short of deltarule_grad_workspace_bytes, or misaligned, is refused with a
+ * message; the recurrent backward asks for none. */
+static void test_workspace(void **state)
+{
+    (void)state;
+    gcase g;
+    gcase_make(&g, (dr_shape){2, 70, 2, 4, 16, 8, 1, 1}, DR_REGIME_RANDOM, 5, 1, 1);
+    const deltarule_grad_impl *rec = deltarule_grad_find("recurrent");
+    assert_non_null(rec);
+    assert_int_equal(deltarule_grad_workspace_bytes(rec, &(deltarule_grad_problem){.fwd = &g.c.p}, NULL), 0);
+    const char *names[] = {"chunked", "auto"};
+    const int threads[] = {1, 3}, chunks[] = {0, 24};
+    int used = 0;
+    for (int n = 0; n < 2; n++)
+        for (int t = 0; t < 2; t++)
+            for (int c = 0; c < 2; c++) {
+                const deltarule_grad_impl *im = deltarule_grad_find(names[n]);
+                assert_non_null(im);
+                const deltarule_opts o = {.threads = threads[t], .chunk = chunks[c]};
+                grads a = grads_alloc(&g.c.p), b = grads_alloc(&g.c.p);
+                run_grad(im, &g, &o, &a, NULL);
+                deltarule_grad_problem gp = grad_problem(&g, &b);
+                const size_t need = deltarule_grad_workspace_bytes(im, &gp, &o);
+                assert_true(need > 0);
+                float *ws = aligned_alloc(64, (need + 64) / 64 * 64);
+                assert_non_null(ws);
+                for (size_t i = 0; i < need / sizeof(float); i++) ws[i] = NAN;
+                for (int i = 0; i < G_N; i++)
+                    for (size_t j = 0; j < b.n[i]; j++) b.x[i][j] = NAN;
+                char err[256];
+                gp.workspace = ws;
+                gp.workspace_bytes = need - 1;
+                if (!deltarule_grad_run(im, &gp, &o, NULL, err, sizeof err))
+                    fail_msg("%s: a workspace one byte short was accepted", im->name);
+                assert_non_null(strstr(err, "workspace"));
+                gp.workspace = (char *)ws + 4;
+                gp.workspace_bytes = need;
+                if (!deltarule_grad_run(im, &gp, &o, NULL, err, sizeof err))
+                    fail_msg("%s: a misaligned workspace was accepted", im->name);
+                gp.workspace = ws;
+                if (deltarule_grad_run(im, &gp, &o, NULL, err, sizeof err)) fail_msg("%s: %s", im->name, err);
+                size_t written = 0; /* the kernel worked in the workspace, not in memory of its own */
+                for (size_t i = 0; i < need / sizeof(float); i++) written += !isnan(ws[i]);
+                if (!written) fail_msg("%s: the workspace was not used", im->name);
+                for (int j = 0; j < G_N; j++)
+                    if (a.n[j] && memcmp(a.x[j], b.x[j], sizeof(float) * a.n[j]))
+                        fail_msg("%s threads %d chunk %d: %s differs with a NaN-filled workspace", im->name,
+                                 threads[t], chunks[c], g_names[j]);
+                used++;
+                free(ws);
+                grads_free(&a);
+                grads_free(&b);
+            }
+    assert_int_equal(used, 8);
     gcase_free(&g);
 }
 
@@ -775,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_impls_vs_ref),
         cmocka_unit_test(test_impls_vs_ref_every_isa),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_workspace),
         cmocka_unit_test(test_auto_follows_crossover),
         cmocka_unit_test(test_flush_scoped),
         cmocka_unit_test(test_recurrent_memory),

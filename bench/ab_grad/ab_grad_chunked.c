@@ -13,7 +13,9 @@
  * beta in [0.1, 0.9].  --alloc bench: q, k, v, d_out and the gradients dq, dk, dv in 2 MiB pages,
  * as `q35lab bench deltarule --grad` allocates them (since 2026-12-07; before, d_out and the
  * gradients came from malloc: --alloc mixed); --alloc aligned: every buffer 64-byte aligned in
- * 4 KiB pages.
+ * 4 KiB pages.  A build that exports deltarule_grad_chunked_workspace (since 2026-12-07) gets its
+ * workspace allocated once, in 2 MiB pages, as the bench does; --no-workspace: none for either
+ * (each call then maps and the OS zero-fills its memory anew).
  */
 #include "kernels/deltarule/deltarule_grad.h"
 
@@ -25,6 +27,7 @@
 #include <time.h>
 
 typedef int (*grad_fn)(const deltarule_grad_problem *, const deltarule_opts *, deltarule_grad_stats *);
+typedef size_t (*ws_fn)(const deltarule_grad_problem *, const deltarule_opts *);
 
 static double now(void)
 {
@@ -74,6 +77,7 @@ static int cmp(const void *a, const void *b)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ab_grad_chunked OLD.so NEW.so [--T N] [--pairs N] [--alloc bench|mixed|aligned]\n"
+               "                       [--no-workspace]\n"
                "  alternates deltarule_grad_chunked from the two shared objects on the 0.8B shape, 2 threads;\n"
                "  prints each one's min and median (ms), the median new/old ratio per pair with its quartiles,\n"
                "  and the largest |difference| of dq, dk, dv (defaults: --T 2048 --pairs 20 --alloc bench)\n");
@@ -83,11 +87,13 @@ int main(int argc, char **argv)
 {
     int T = 2048, pairs = 20, in_how = ALLOC_HUGE, out_how = ALLOC_HUGE;
     const char *alloc = "bench";
+    int use_ws = 1;
     const char *so[2] = {NULL, NULL};
     for (int i = 1, n = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--T") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) pairs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-workspace")) use_ws = 0;
         else if (!strcmp(argv[i], "--alloc") && i + 1 < argc) {
             const char *a = alloc = argv[++i];
             if (!strcmp(a, "bench")) in_how = out_how = ALLOC_HUGE;
@@ -99,12 +105,14 @@ int main(int argc, char **argv)
     }
     if (!so[1] || T < 1 || pairs < 2) { usage(stderr); return 2; }
     grad_fn f[2];
+    ws_fn wsf[2];
     for (int i = 0; i < 2; i++) {
         void *h = dlopen(so[i], RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
         if (!h || !(f[i] = (grad_fn)(void (*)(void))dlsym(h, "deltarule_grad_chunked"))) {
             fprintf(stderr, "ab_grad_chunked: %s: %s\n", so[i], dlerror());
             return 1;
         }
+        wsf[i] = use_ws ? (ws_fn)(void (*)(void))dlsym(h, "deltarule_grad_chunked_workspace") : NULL;
     }
     const int H = 16, D = 128;
     const size_t nk = (size_t)T * H * D, ns = (size_t)H * D * D, nh = (size_t)T * H;
@@ -123,10 +131,16 @@ int main(int argc, char **argv)
     for (int i = 0; i < 2; i++)
         gp[i] = (deltarule_grad_problem){&p, d_out, d_fs, buffer(nk, 0, 0, out_how), buffer(nk, 0, 0, out_how),
                                          buffer(nk, 0, 0, out_how), buffer(nh, 0, 0, ALLOC_MALLOC),
-                                         buffer(nh, 0, 0, ALLOC_MALLOC), buffer(ns, 0, 0, ALLOC_MALLOC)};
+                                         buffer(nh, 0, 0, ALLOC_MALLOC), buffer(ns, 0, 0, ALLOC_MALLOC), NULL, 0};
     deltarule_opts o;
     memset(&o, 0, sizeof o);
     o.threads = 2;
+    for (int i = 0; i < 2; i++)
+        if (wsf[i]) {
+            const size_t bytes = wsf[i](&gp[i], &o);
+            gp[i].workspace = buffer((bytes + 3) / 4, 0, 0, ALLOC_HUGE);
+            gp[i].workspace_bytes = bytes;
+        }
     double *t[2] = {malloc(sizeof(double) * pairs), malloc(sizeof(double) * pairs)}, *ratio = malloc(sizeof(double) * pairs);
     if (!t[0] || !t[1] || !ratio) return 1;
     for (int i = 0; i < 2; i++) /* warm-up */
@@ -150,9 +164,9 @@ int main(int argc, char **argv)
     qsort(t[0], pairs, sizeof(double), cmp);
     qsort(t[1], pairs, sizeof(double), cmp);
     qsort(ratio, pairs, sizeof(double), cmp);
-    printf("T=%d alloc=%s pairs=%d | old min %.2f med %.2f ms | new min %.2f med %.2f ms | new/old per pair: median %.3f "
+    printf("T=%d alloc=%s workspace old %s new %s pairs=%d | old min %.2f med %.2f ms | new min %.2f med %.2f ms | new/old per pair: median %.3f "
            "[q1 %.3f, q3 %.3f] | max |d(dq, dk, dv)| %.2g\n",
-           T, alloc, pairs, t[0][0] * 1e3, t[0][pairs / 2] * 1e3, t[1][0] * 1e3,
+           T, alloc, wsf[0] ? "yes" : "no", wsf[1] ? "yes" : "no", pairs, t[0][0] * 1e3, t[0][pairs / 2] * 1e3, t[1][0] * 1e3,
            t[1][pairs / 2] * 1e3, ratio[pairs / 2], ratio[pairs / 4], ratio[3 * pairs / 4], md);
     return 0;
 }

@@ -22,6 +22,12 @@ typedef struct {
     float *dv;                    /* [B, T, Hv, Dv], required */
     float *dg, *dbeta;            /* [B, T, Hv], required */
     float *d_initial_state;       /* [B, Hv, Dk, Dv]; required when fwd->initial_state is given, else ignored */
+    void *workspace;              /* optional, 64-byte aligned: workspace_bytes the implementation may use for what
+                                     it holds (at least deltarule_grad_workspace_bytes; its contents on entry do not
+                                     matter).  NULL: it allocates and frees its memory in every call, and the OS
+                                     zero-fills those pages anew each time (the chunked backward at T = 2048, 0.8B
+                                     shape: 18 MiB per call) */
+    size_t workspace_bytes;
 } deltarule_grad_problem;
 
 /* What an implementation held beyond its inputs and outputs (reported by
@@ -40,6 +46,8 @@ typedef struct {
     unsigned claims;          /* DR_CLAIM bits: regimes it holds claim_tol on */
     double claim_tol;         /* normwise relative error against ref it promises */
     int (*available)(void);   /* NULL: runs on every CPU */
+    /* bytes of workspace it can use for this problem and these (merged) options; NULL: it uses none */
+    size_t (*workspace)(const deltarule_grad_problem *p, const deltarule_opts *o);
 } deltarule_grad_impl;
 
 extern const deltarule_grad_impl deltarule_grad_impls[];
@@ -52,7 +60,13 @@ const deltarule_grad_impl *deltarule_grad_find(const char *name);
  * with a message. */
 int deltarule_grad_validate(const deltarule_grad_problem *p, int check_values, char *err, size_t errlen);
 
-/* Validates, merges opts over impl->defaults, runs; st may be NULL.  0 on success. */
+/* The workspace impl can use for p with opts (merged over impl->defaults, as deltarule_grad_run
+ * does); 0 when it uses none.  A caller that runs the backward repeatedly allocates it once. */
+size_t deltarule_grad_workspace_bytes(const deltarule_grad_impl *impl, const deltarule_grad_problem *p,
+                                      const deltarule_opts *opts);
+
+/* Validates (a workspace given must be at least deltarule_grad_workspace_bytes and 64-byte
+ * aligned), merges opts over impl->defaults, runs; st may be NULL.  0 on success. */
 int deltarule_grad_run(const deltarule_grad_impl *impl, const deltarule_grad_problem *p, const deltarule_opts *opts,
                        deltarule_grad_stats *st, char *err, size_t errlen);
 
@@ -60,5 +74,7 @@ int deltarule_grad_run(const deltarule_grad_impl *impl, const deltarule_grad_pro
 int deltarule_grad_recurrent(const deltarule_grad_problem *p, const deltarule_opts *o, deltarule_grad_stats *st);
 int deltarule_grad_chunked(const deltarule_grad_problem *p, const deltarule_opts *o, deltarule_grad_stats *st);
 int deltarule_grad_auto(const deltarule_grad_problem *p, const deltarule_opts *o, deltarule_grad_stats *st);
+size_t deltarule_grad_chunked_workspace(const deltarule_grad_problem *p, const deltarule_opts *o);
+size_t deltarule_grad_auto_workspace(const deltarule_grad_problem *p, const deltarule_opts *o);
 
 #endif

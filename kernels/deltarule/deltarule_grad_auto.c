@@ -28,6 +28,17 @@
 
 #define DRG_AUTO_CHUNKED_FROM_T 2
 
+/* What auto may run for p: the chunked backward's workspace (the recurrent one uses none, and
+ * ignores one given). */
+size_t deltarule_grad_auto_workspace(const deltarule_grad_problem *p, const deltarule_opts *o)
+{
+    const deltarule_grad_impl *im = deltarule_grad_find("chunked");
+    deltarule_opts merged = im ? im->defaults : (deltarule_opts){.chunk = 64};
+    merged.threads = o ? o->threads : 0;
+    if (o && o->chunk) merged.chunk = o->chunk;
+    return deltarule_grad_chunked_workspace(p, &merged);
+}
+
 int deltarule_grad_auto(const deltarule_grad_problem *p, const deltarule_opts *o, deltarule_grad_stats *st)
 {
     const int measured = deltarule_crossover_chunked_from(o ? o->crossover : NULL, p->fwd, o ? o->threads : 0);

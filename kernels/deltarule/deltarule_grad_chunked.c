@@ -75,36 +75,62 @@ typedef struct {
 
 static void gws_free(gws *w)
 {
-    q35_free_huge(w->arena, w->arena_bytes);
+    if (w->arena) q35_free_huge(w->arena, w->arena_bytes);
     w->arena = NULL;
 }
 
-/* One mapping in 2 MiB pages for all of a thread's buffers (common/huge_pages.h):
- * the states, KQall, ... are MiBs each, written anew every call, and in 4 KiB
- * pages cost a page fault every 4 KiB and TLB misses on the state rows. */
-static size_t gws_alloc(gws *w, int C, int Dk, int Dv, int nch, int T, int r)
+/* Carves a thread's buffers out of base (NULL: only sums their sizes, each rounded up to 64
+ * bytes); returns the bytes they take. */
+static size_t gws_carve(gws *w, char *base, int C, int Dk, int Dv, int nch, int T, int r)
+{
+    const size_t tv = (size_t)nch * C * Dv, ncc = (size_t)(nch > 0 ? nch : 1) * C * C, cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
+    const int pass = base != NULL;
+    size_t bytes = 0;
+#define GET(ptr, n) ((ptr) = pass ? (void *)(base + bytes) : NULL, bytes += (sizeof *(ptr) * (n) + 63) & ~(size_t)63)
+    GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, r > 1 ? 2 * (size_t)T * Dk : 0); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
+    GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
+    GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->Dd, cv); GET(w->KT, ck); GET(w->DT, cv); GET(w->S0T, kv); GET(w->dST, kv); GET(w->dS, kv);
+    GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
+    GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
+#undef GET
+    return bytes;
+}
+
+/* A thread's buffers: its slice of the caller's workspace (mine, when given), else one mapping
+ * in 2 MiB pages (common/huge_pages.h): the states, KQall, ... are MiBs each, written anew every
+ * call, and in 4 KiB pages cost a page fault every 4 KiB and TLB misses on the state rows.
+ * Returns the bytes, 0 if out of memory.  Nothing read is assumed zero. */
+static size_t gws_alloc(gws *w, char *mine, int C, int Dk, int Dv, int nch, int T, int r)
 {
     memset(w, 0, sizeof *w);
     w->f = gg_select();
     w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
-    const size_t tv = (size_t)nch * C * Dv, ncc = (size_t)(nch > 0 ? nch : 1) * C * C, cc = (size_t)C * C, ck = (size_t)C * Dk, cv = (size_t)C * Dv, kv = (size_t)Dk * Dv;
-    /* two passes: the first sums the sizes (each 64-byte aligned), the second carves the mapping */
-    for (int pass = 0; pass < 2; pass++) {
-        char *base = w->arena;
-        size_t bytes = 0;
-#define GET(ptr, n) ((ptr) = pass ? (void *)(base + bytes) : NULL, bytes += (sizeof *(ptr) * (n) + 63) & ~(size_t)63)
-        GET(w->KQall, 2 * (size_t)T * Dk); GET(w->dKQall, r > 1 ? 2 * (size_t)T * Dk : 0); GET(w->dKQbuf, 2 * ck); GET(w->Vall, tv); GET(w->KSall, tv); GET(w->Dall, tv); GET(w->dO, cv);
-        GET(w->dD, cv); GET(w->dKS, 2 * cv); GET(w->Eall, ncc); GET(w->Gall, ncc); GET(w->Aall, ncc); GET(w->P, cc);
-        GET(w->dP, cc); GET(w->dA, cc); GET(w->Kd, ck); GET(w->Dd, cv); GET(w->KT, ck); GET(w->DT, cv); GET(w->S0T, kv); GET(w->dST, kv); GET(w->dS, kv);
-        GET(w->states, (size_t)(nch > 0 ? nch : 1) * kv); GET(w->betaall, (size_t)nch * C + 1); GET(w->egall, (size_t)nch * C + 1);
-        GET(w->gamall, (size_t)nch * C + 1); GET(w->dgam, (size_t)C); GET(w->rk, (size_t)T); GET(w->rq, (size_t)T);
-#undef GET
-        if (pass == 0) {
-            w->arena_bytes = bytes;
-            if (!(w->arena = q35_alloc_huge(bytes))) return 0;
-        }
+    const size_t bytes = gws_carve(w, NULL, C, Dk, Dv, nch, T, r);
+    if (!mine) {
+        if (!(w->arena = q35_alloc_huge(bytes))) return 0;
+        w->arena_bytes = bytes;
+        mine = w->arena;
     }
-    return w->arena_bytes;
+    gws_carve(w, mine, C, Dk, Dv, nch, T, r);
+    return bytes;
+}
+
+/* One thread's share of the workspace, a multiple of 64 bytes (gws_carve rounds each buffer) */
+static size_t thread_bytes(const deltarule_problem *p, int C)
+{
+    gws w;
+    return gws_carve(&w, NULL, C, p->Dk, p->Dv, (p->T + C - 1) / C, p->T, p->Hv / p->Hk);
+}
+
+static int thread_count(const deltarule_opts *o)
+{
+    return o && o->threads > 0 ? o->threads : omp_get_max_threads();
+}
+
+size_t deltarule_grad_chunked_workspace(const deltarule_grad_problem *gp, const deltarule_opts *o)
+{
+    const int C = o && o->chunk > 0 ? o->chunk : 64;
+    return thread_bytes(gp->fwd, C) * (size_t)thread_count(o);
 }
 
 /* eq. (1): 1/sqrt(|x|^2 + 1e-6) in double (1 without the l2 norm); once per
@@ -399,11 +425,15 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
     const double scale = deltarule_scale(p);
     int failed = 0;
     size_t held = 0;
-#pragma omp parallel num_threads(o && o->threads > 0 ? o->threads : omp_get_max_threads()) reduction(+ : held)
+    const int threads = thread_count(o);
+    const size_t per = thread_bytes(p, C);
+    /* the caller's workspace when it holds every thread's share (deltarule_grad_run checks the size) */
+    char *ws = gp->workspace && gp->workspace_bytes >= per * (size_t)threads ? gp->workspace : NULL;
+#pragma omp parallel num_threads(threads) reduction(+ : held)
     {
         const unsigned csr = q35_flush_begin(); /* subnormal decays: kernels/fp_flush.h */
         gws w;
-        const size_t bytes = gws_alloc(&w, C, Dk, p->Dv, nch, p->T, r);
+        const size_t bytes = gws_alloc(&w, ws ? ws + per * (size_t)omp_get_thread_num() : NULL, C, Dk, p->Dv, nch, p->T, r);
         if (!bytes) {
 #pragma omp atomic write
             failed = 1;

@@ -9,6 +9,7 @@
 #include "kernels/deltarule/deltarule_grad.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,11 +18,11 @@ const deltarule_grad_impl deltarule_grad_impls[] = {
      * tests/test_deltarule_grad.c over every regime and its shape grid
      * (docs/deltarule.md "Backward"), with margin. */
     {"recurrent", "reverse sweep token by token, states recomputed from a checkpoint every `chunk` tokens",
-     deltarule_grad_recurrent, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_grad_recurrent, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL, NULL},
     {"chunked", "chunkwise WY form: chunk-boundary states kept, chunks recomputed and backpropagated with BLAS",
-     deltarule_grad_chunked, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_grad_chunked, {.chunk = 64}, DR_CLAIM_ALL, 1e-5, NULL, deltarule_grad_chunked_workspace},
     {"auto", "the faster of recurrent / chunked for this T (measured crossover; without one, chunked from T = 2)",
-     deltarule_grad_auto, {0}, DR_CLAIM_ALL, 1e-5, NULL},
+     deltarule_grad_auto, {0}, DR_CLAIM_ALL, 1e-5, NULL, deltarule_grad_auto_workspace},
 };
 const int deltarule_grad_n_impls = (int)(sizeof deltarule_grad_impls / sizeof deltarule_grad_impls[0]);
 
@@ -85,6 +86,14 @@ static void count_work(const deltarule_grad_problem *p)
                 2 * 4LL * tokens * (2LL * f->Hk * f->Dk + 2LL * f->Hv * f->Dv + 2LL * f->Hv));
 }
 
+size_t deltarule_grad_workspace_bytes(const deltarule_grad_impl *impl, const deltarule_grad_problem *p,
+                                      const deltarule_opts *opts)
+{
+    if (!impl || !impl->workspace || !p || !p->fwd) return 0;
+    const deltarule_opts o = deltarule_opts_merge(&impl->defaults, opts);
+    return impl->workspace(p, &o);
+}
+
 int deltarule_grad_run(const deltarule_grad_impl *impl, const deltarule_grad_problem *p, const deltarule_opts *opts,
                        deltarule_grad_stats *st, char *err, size_t errlen)
 {
@@ -96,6 +105,14 @@ int deltarule_grad_run(const deltarule_grad_impl *impl, const deltarule_grad_pro
     if (o.chunk < 0 || o.chunk > 1024) FAIL("deltarule_grad: chunk size %d outside [1, 1024]", o.chunk);
     if (o.neumann_order < 0) FAIL("deltarule_grad: Neumann order %d is negative", o.neumann_order);
     if (o.threads < 0) FAIL("deltarule_grad: thread count %d is negative", o.threads);
+    if (p->workspace) {
+        const size_t need = impl->workspace ? impl->workspace(p, &o) : 0;
+        if ((uintptr_t)p->workspace % 64)
+            FAIL("deltarule_grad: the workspace is not 64-byte aligned");
+        if (p->workspace_bytes < need)
+            FAIL("deltarule_grad: a workspace of %zu bytes is given, '%s' needs %zu for this problem "
+                 "(deltarule_grad_workspace_bytes)", p->workspace_bytes, impl->name, need);
+    }
     deltarule_grad_stats local = {0};
     if (impl->run(p, &o, st ? st : &local))
         FAIL("deltarule_grad: implementation '%s' failed (out of memory?)", impl->name);
