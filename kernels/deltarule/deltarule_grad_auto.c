@@ -28,14 +28,20 @@
 
 #define DRG_AUTO_CHUNKED_FROM_T 2
 
+/* The options auto hands the entry it runs: that entry's defaults, the caller's threads and chunk. */
+static deltarule_opts merged_for(const deltarule_grad_impl *im, const deltarule_opts *o)
+{
+    deltarule_opts merged = im ? im->defaults : (deltarule_opts){.chunk = 64};
+    merged.threads = o ? o->threads : 0;
+    if (o && o->chunk) merged.chunk = o->chunk;
+    return merged;
+}
+
 /* What auto may run for p: the chunked backward's workspace (the recurrent one uses none, and
  * ignores one given). */
 size_t deltarule_grad_auto_workspace(const deltarule_grad_problem *p, const deltarule_opts *o)
 {
-    const deltarule_grad_impl *im = deltarule_grad_find("chunked");
-    deltarule_opts merged = im ? im->defaults : (deltarule_opts){.chunk = 64};
-    merged.threads = o ? o->threads : 0;
-    if (o && o->chunk) merged.chunk = o->chunk;
+    const deltarule_opts merged = merged_for(deltarule_grad_find("chunked"), o);
     return deltarule_grad_chunked_workspace(p, &merged);
 }
 
@@ -45,9 +51,7 @@ int deltarule_grad_auto(const deltarule_grad_problem *p, const deltarule_opts *o
     const int from = measured < 0 ? DRG_AUTO_CHUNKED_FROM_T : measured; /* 0: chunked never measured faster */
     const int chunked = from > 0 && p->fwd->T >= from;
     const deltarule_grad_impl *im = deltarule_grad_find(chunked ? "chunked" : "recurrent");
-    deltarule_opts merged = im ? im->defaults : (deltarule_opts){.chunk = 64};
-    merged.threads = o ? o->threads : 0;
-    if (o && o->chunk) merged.chunk = o->chunk;
+    const deltarule_opts merged = merged_for(im, o);
     if (im) return im->run(p, &merged, st);
     return chunked ? deltarule_grad_chunked(p, &merged, st) : deltarule_grad_recurrent(p, &merged, st);
 }

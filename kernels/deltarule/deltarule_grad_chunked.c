@@ -96,16 +96,15 @@ static size_t gws_carve(gws *w, char *base, int C, int Dk, int Dv, int nch, int 
     return bytes;
 }
 
-/* A thread's buffers: its slice of the caller's workspace (mine, when given), else one mapping
- * in 2 MiB pages (common/huge_pages.h): the states, KQall, ... are MiBs each, written anew every
- * call, and in 4 KiB pages cost a page fault every 4 KiB and TLB misses on the state rows.
- * Returns the bytes, 0 if out of memory.  Nothing read is assumed zero. */
-static size_t gws_alloc(gws *w, char *mine, int C, int Dk, int Dv, int nch, int T, int r)
+/* A thread's buffers, bytes = gws_carve's sum: its slice of the caller's workspace (mine, when
+ * given), else one mapping in 2 MiB pages (common/huge_pages.h): the states, KQall, ... are MiBs
+ * each, written anew every call, and in 4 KiB pages cost a page fault every 4 KiB and TLB misses
+ * on the state rows.  Returns bytes, 0 if out of memory.  Nothing read is assumed zero. */
+static size_t gws_alloc(gws *w, char *mine, size_t bytes, int C, int Dk, int Dv, int nch, int T, int r)
 {
     memset(w, 0, sizeof *w);
     w->f = gg_select();
     w->C = C; w->Dk = Dk; w->Dv = Dv; w->nch = nch;
-    const size_t bytes = gws_carve(w, NULL, C, Dk, Dv, nch, T, r);
     if (!mine) {
         if (!(w->arena = q35_alloc_huge(bytes))) return 0;
         w->arena_bytes = bytes;
@@ -122,6 +121,9 @@ static size_t thread_bytes(const deltarule_problem *p, int C)
     return gws_carve(&w, NULL, C, p->Dk, p->Dv, (p->T + C - 1) / C, p->T, p->Hv / p->Hk);
 }
 
+/* The chunk length C: the option, 64 by default (the table entry's default too). */
+static int chunk_of(const deltarule_opts *o) { return o && o->chunk > 0 ? o->chunk : 64; }
+
 static int thread_count(const deltarule_opts *o)
 {
     return o && o->threads > 0 ? o->threads : omp_get_max_threads();
@@ -129,8 +131,7 @@ static int thread_count(const deltarule_opts *o)
 
 size_t deltarule_grad_chunked_workspace(const deltarule_grad_problem *gp, const deltarule_opts *o)
 {
-    const int C = o && o->chunk > 0 ? o->chunk : 64;
-    return thread_bytes(gp->fwd, C) * (size_t)thread_count(o);
+    return thread_bytes(gp->fwd, chunk_of(o)) * (size_t)thread_count(o);
 }
 
 /* eq. (1): 1/sqrt(|x|^2 + 1e-6) in double (1 without the l2 norm); once per
@@ -419,7 +420,7 @@ static void head_backward(gws *w, const deltarule_grad_problem *gp, int b, int h
 int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opts *o, deltarule_grad_stats *st)
 {
     const deltarule_problem *p = gp->fwd;
-    const int C = o && o->chunk > 0 ? o->chunk : 64;
+    const int C = chunk_of(o);
     const int Hk = p->Hk, Hv = p->Hv, Dk = p->Dk, r = Hv / Hk;
     const int nch = (p->T + C - 1) / C;
     const double scale = deltarule_scale(p);
@@ -433,7 +434,7 @@ int deltarule_grad_chunked(const deltarule_grad_problem *gp, const deltarule_opt
     {
         const unsigned csr = q35_flush_begin(); /* subnormal decays: kernels/fp_flush.h */
         gws w;
-        const size_t bytes = gws_alloc(&w, ws ? ws + per * (size_t)omp_get_thread_num() : NULL, C, Dk, p->Dv, nch, p->T, r);
+        const size_t bytes = gws_alloc(&w, ws ? ws + per * (size_t)omp_get_thread_num() : NULL, per, C, Dk, p->Dv, nch, p->T, r);
         if (!bytes) {
 #pragma omp atomic write
             failed = 1;
