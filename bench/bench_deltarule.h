@@ -27,6 +27,9 @@ typedef struct {
      * without and with checkpoints side by side (chunked forms in both
      * modes). */
     int checkpoints;
+    /* --grad only: after each row's blocks of repetitions, this many rounds of an FMA peak probe,
+     * the best forward and every backward, one call each, interleaved (0: none) */
+    int pairs;
 } dr_bench_config;
 #define DR_BENCH_CKPT_EVERY (-1)
 

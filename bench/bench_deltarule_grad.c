@@ -91,6 +91,110 @@ static void print_summary(const summary_line *l, int n, int B, int T, int th, do
     }
 }
 
+/* --pairs: the FMA peak probe's run (harness/calibrate.h) between the calls, in seconds */
+#define PROBE_SECONDS 0.02
+
+/* --pairs N: N rounds, each an FMA peak probe, one call of the best forward (the lowest median of
+ * the blocks) and one of every backward, the order reversed every other round; per backward, the
+ * per-round time / the forward's and % of that round's probe, median [q1, q3].  Why: the host's
+ * speed drifts by 5-25% over minutes, and the blocks above time the forward, then each backward,
+ * against a peak calibrated earlier: their ratios compare moments as much as kernels.  calls[i] is
+ * line i's; a backward's workspace is allocated here once, as in its block. */
+static int interleaved(const summary_line *lines, const bench_call *calls, int nl, int th, double work, int pairs)
+{
+    int bf = -1, nb = 0;
+    for (int i = 0; i < nl; i++) {
+        if (lines[i].is_fwd && (bf < 0 || lines[i].st.median < lines[bf].st.median)) bf = i;
+        nb += !lines[i].is_fwd;
+    }
+    if (bf < 0 || !nb) {
+        printf("interleaved: no forward and backward rows to pair\n");
+        return 0;
+    }
+    q35_fma_probe probe;
+    const int have_probe = q35_fma_probe_init(&probe, th, PROBE_SECONDS) == 0;
+    bench_call c[BENCH_MAX_IMPLS];
+    deltarule_grad_problem gpw[BENCH_MAX_IMPLS];
+    size_t wsb[BENCH_MAX_IMPLS] = {0};
+    double *t = calloc((size_t)pairs * (nl + 1), sizeof *t); /* round r: t[r (nl + 1) + i], the probe at i = nl */
+    int rc = t ? 0 : 2;
+    for (int i = 0; i < nl && !rc; i++) {
+        c[i] = calls[i];
+        if (lines[i].is_fwd) continue;
+        gpw[i] = *calls[i].gp;
+        wsb[i] = deltarule_grad_workspace_bytes(c[i].bwd, calls[i].gp, &c[i].o);
+        if (wsb[i] && !(gpw[i].workspace = q35_alloc_huge(wsb[i]))) {
+            wsb[i] = 0;
+            rc = 2;
+        }
+        gpw[i].workspace_bytes = wsb[i];
+        c[i].gp = &gpw[i];
+    }
+    char err[256] = "";
+    q35_load_mark lm;
+    q35_load_begin(&lm);
+    for (int r = -1; r < pairs && !rc; r++) { /* r = -1: one untimed round */
+        for (int s = 0; s <= nl && !rc; s++) {
+            const int k = r % 2 ? nl - s : s; /* k = 0: the probe; k = i + 1: line i */
+            if (k == 0) {
+                const double g = have_probe ? q35_fma_probe_run(&probe) : 0.0;
+                if (r >= 0) t[(size_t)r * (nl + 1) + nl] = g;
+                continue;
+            }
+            const int i = k - 1;
+            if (lines[i].is_fwd && i != bf) continue;
+            q35_wake_team(th);
+            const double t0 = q35_now();
+            if (call(&c[i], err, sizeof err)) {
+                fprintf(stderr, "q35lab: bench %s: %s\n", lines[i].label, err);
+                rc = 2;
+            }
+            if (r >= 0) t[(size_t)r * (nl + 1) + i] = q35_now() - t0;
+        }
+    }
+    const double other = q35_load_end_other_fraction(&lm);
+    if (!rc) {
+        double *a = malloc(sizeof *a * pairs), *b = malloc(sizeof *b * pairs), *pk = malloc(sizeof *pk * pairs);
+        if (a && b && pk) {
+            for (int r = 0; r < pairs; r++) pk[r] = t[(size_t)r * (nl + 1) + nl];
+            const q35_stats ps = q35_stats_of(pk, pairs);
+            for (int r = 0; r < pairs; r++) a[r] = t[(size_t)r * (nl + 1) + bf] * 1e3;
+            const q35_stats f = q35_stats_of(a, pairs);
+            printf("interleaved, %d rounds (an FMA peak probe, %s, every backward: one call each, the order "
+                   "reversed every other round), per round, median [q1, q3]%s\n", pairs, lines[bf].label,
+                   other > Q35_BUSY_THRESHOLD ? "  BUSY: other processes used the CPUs" : "");
+            printf("  %-20s %.3f ms [%.3f, %.3f]\n", lines[bf].label, f.median, f.q1, f.q3);
+            if (have_probe)
+                printf("  %-20s %.1f GFLOP/s [%.1f, %.1f] (calibrate's FMA loop, %d thread%s, %.0f ms a run)\n",
+                       "FMA peak probe", ps.median, ps.q1, ps.q3, th, th > 1 ? "s" : "", PROBE_SECONDS * 1e3);
+            for (int i = 0; i < nl; i++) {
+                if (lines[i].is_fwd) continue;
+                int n = 0;
+                for (int r = 0; r < pairs; r++) {
+                    const double tb = t[(size_t)r * (nl + 1) + i], tf = t[(size_t)r * (nl + 1) + bf];
+                    a[r] = tb / tf;
+                    if (pk[r] > 0) b[n++] = 18.0 * work / tb * 1e-9 / pk[r] * 100.0;
+                }
+                const q35_stats q = q35_stats_of(a, pairs), e = q35_stats_of(b, n);
+                printf("  %-20s %.2fx the forward [%.2f, %.2f]", lines[i].label, q.median, q.q1, q.q3);
+                if (n) printf(", %.1f%% of the round's peak [%.1f, %.1f]\n", e.median, e.q1, e.q3);
+                else printf(", %% of peak: no FMA probe on this CPU\n");
+            }
+        } else {
+            fprintf(stderr, "q35lab: bench: out of memory\n");
+            rc = 2;
+        }
+        free(a);
+        free(b);
+        free(pk);
+    }
+    for (int i = 0; i < nl; i++)
+        if (wsb[i]) q35_free_huge(gpw[i].workspace, wsb[i]);
+    free(t);
+    if (rc && !err[0]) fprintf(stderr, "q35lab: bench: out of memory\n");
+    return rc;
+}
+
 /* The backward's crossover per thread count, from recurrent and chunked
  * medians at ascending T; printed, and written under "grad_points" with
  * --crossover.  Returns -1 only when writing was asked for and failed. */
@@ -206,6 +310,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                                                 4.0 * dr_gate_elems(&c.p)) + 3 * st_bytes;
                 bench_row_begin(&rep, B, T, th);
                 summary_line lines[BENCH_MAX_IMPLS];
+                bench_call calls[BENCH_MAX_IMPLS]; /* line i's call, without its workspace (--pairs) */
                 int nl = 0;
                 /* with --chunk the chunked backward runs once per chunk size (row "bwd:chunked@C") */
                 const int nchk = cfg.nchunks ? cfg.nchunks : 1;
@@ -267,6 +372,8 @@ int bench_deltarule_grad(const dr_bench_config *config)
                     lines[nl].gflops = r.flops / r.stats.median * 1e-9;
                     lines[nl].held = bc.st.bytes_held;
                     lines[nl].is_fwd = is_fwd;
+                    calls[nl] = bc;
+                    calls[nl].gp = &gp;
                     if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "recurrent")) rec[it][ith] = r.stats.median;
                     if (ib == 0 && !is_fwd && !strcmp(bc.bwd->name, "chunked") && !cfg.nchunks) chk[it][ith] = r.stats.median;
                     free(times);
@@ -275,6 +382,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                 }
                 bench_row_end(&rep);
                 if (!rc) print_summary(lines, nl, B, T, th, have_limits ? q35_limit_fma_peak(&lim, th) : 0.0);
+                if (!rc && cfg.pairs) rc = interleaved(lines, calls, nl, th, work, cfg.pairs);
                 dr_big_free(d_out, d_out_huge);
                 dr_big_free(dfs, dfs_huge);
                 dr_grads_free(&gr);

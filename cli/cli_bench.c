@@ -52,7 +52,11 @@ static const char usage_deltarule[] =
     "                        the backward's crossover (chunked vs recurrent backward) printed, and with\n"
     "                        --crossover F written under F's \"grad_points\" (the forward's points stay);\n"
     "                        with --chunk the chunked backward at each chunk size (rows bwd:chunked@C, the\n"
-    "                        forwards at their defaults; no crossover from them)\n";
+    "                        forwards at their defaults; no crossover from them)\n"
+    "  --pairs N             with --grad: after each row's blocks, N rounds of an FMA peak probe, one call of\n"
+    "                        the best forward and one of every backward, interleaved (the order reversed every\n"
+    "                        other round): per backward, time / forward and % of that round's peak, median\n"
+    "                        [q1, q3] -- both taken at the same moments, so the host's drift cancels\n";
 
 static const char usage_moe[] =
     "usage: q35lab bench moe [options]\n"
@@ -93,7 +97,7 @@ static int bench_deltarule_cmd(int argc, char **argv)
         OPT_STR("--json", &c.json),        OPT_STR("--csv", &c.csv),           OPT_STR("--machine", &c.machine),
         OPT_STR("--crossover", &c.crossover), OPT_STR("--shape", &shape),
         OPT_INTS("--chunk", c.chunks, 1, 1024, &c.nchunks, 8),
-        OPT_INT("--reps", &c.reps, 1, 100000),
+        OPT_INT("--reps", &c.reps, 1, 100000),     OPT_INT("--pairs", &c.pairs, 1, 10000),
         OPT_INTS("--T", c.Ts, 1, 1 << 20, &c.nT, 16),
         OPT_INTS("--B", c.Bs, 1, 4096, &c.nB, 8),
         OPT_INTS("--threads", c.threads, 1, 1024, &c.nthreads, 8),
@@ -120,6 +124,10 @@ static int bench_deltarule_cmd(int argc, char **argv)
             fprintf(stderr, "q35lab: --checkpoints expects 'every' or a count >= 1, got '%s'\n", ckpt);
             return 2;
         }
+    }
+    if (c.pairs && !grad) {
+        fprintf(stderr, "q35lab: bench deltarule: --pairs goes with --grad\n");
+        return 2;
     }
     deltarule_crossover x;
     if (grad) {

@@ -476,6 +476,34 @@ static int run_fma(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
     return run_bf16dot(rc, cfg, r, pg);
 }
 
+int q35_fma_probe_init(q35_fma_probe *p, int threads, double seconds)
+{
+    p->isa = have_avx512() ? Q35_FMA_AVX512 : have_avx2() ? Q35_FMA_AVX2 : -1;
+    p->threads = threads;
+    p->inner = 0;
+    if (p->isa < 0 || threads < 1 || threads > Q35_MAX_THREADS || !(seconds > 0)) return -1;
+    fma_ctx *c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    c->isa = p->isa;
+    p->inner = size_inner(fma_work, c, seconds);
+    free(c);
+    return 0;
+}
+
+double q35_fma_probe_run(const q35_fma_probe *p)
+{
+    if (p->inner < 1) return 0;
+    fma_ctx *c = calloc(1, sizeof *c);
+    if (!c) return 0;
+    c->isa = p->isa;
+    int got;
+    const double dt = par_time(p->threads, fma_work, c, p->inner, &got);
+    for (int k = 0; k < Q35_MAX_THREADS; k++) g_sink += c->sink[k * 8];
+    free(c);
+    if (got != p->threads || !(dt > 0)) return 0;
+    return (double)p->threads * (double)p->inner * FMA_NACC * fma_lanes[p->isa] * 2.0 / dt / 1e9;
+}
+
 /* ------------------------------------------------------------------------------------- */
 /* 2. Memory bandwidth (STREAM-like)                                                       */
 /* ------------------------------------------------------------------------------------- */

@@ -172,6 +172,18 @@ int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t
 int q35_limits_note_other_host(const q35_machine_limits *lim, const char *path, FILE *out);
 
 /* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
+/* The fp32 FMA peak now: calibrate's FMA loop (the widest of AVX-512 and AVX2 the CPU has) on
+ * `threads` threads, one timed run of about `seconds` per q35_fma_probe_run, in GFLOP/s.  For a
+ * benchmark that interleaves it with the calls it measures, so that a percentage of peak is taken
+ * at the same moments rather than minutes apart (the host's speed drifts).  init sizes the loop
+ * (a few short runs) and returns -1 if the CPU has neither ISA or the arguments are out of range;
+ * run returns 0 if OpenMP gave another thread count. */
+typedef struct {
+    int isa, threads;
+    long inner; /* loop iterations per thread and run */
+} q35_fma_probe;
+int q35_fma_probe_init(q35_fma_probe *p, int threads, double seconds);
+double q35_fma_probe_run(const q35_fma_probe *p);
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads);
 /* The BF16 dot (vdpbf16ps) peak, GFLOP/s (0 if not measured: older file or no AVX512_BF16). */
 double q35_limit_bf16dot_peak(const q35_machine_limits *lim, int threads);

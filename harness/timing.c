@@ -14,7 +14,7 @@
 
 q35_stats q35_stats_of(const double *x, int n)
 {
-    q35_stats s = {0, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    q35_stats s = {0, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     if (!x || n <= 0) return s;
     double *c = malloc((size_t)n * sizeof *c);
     if (!c) return s;
@@ -24,6 +24,8 @@ q35_stats q35_stats_of(const double *x, int n)
     s.min = c[0];
     s.max = c[n - 1];
     s.median = gsl_stats_median_from_sorted_data(c, 1, (size_t)n);
+    s.q1 = gsl_stats_quantile_from_sorted_data(c, 1, (size_t)n, 0.25);
+    s.q3 = gsl_stats_quantile_from_sorted_data(c, 1, (size_t)n, 0.75);
     s.mean = gsl_stats_mean(c, 1, (size_t)n);
     if (n == 1) {
         s.stddev = 0.0;

@@ -25,6 +25,7 @@ void q35_wake_team(int threads);
 typedef struct {
     int n;
     double median, min, max, mean, stddev, ci95_lo, ci95_hi;
+    double q1, q3; /* the quartiles (GSL's quantile of the sorted values, interpolated) */
 } q35_stats;
 
 q35_stats q35_stats_of(const double *x, int n);  /* works on a copy; x is not reordered */

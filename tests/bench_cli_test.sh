@@ -5,7 +5,8 @@
 #    per-step split into kernel families (common/sde_counters.h *_NS) whose
 #    parts and "the rest" add up to the mean step, with q8 weights and the
 #    shared projections of the integer-dot entry;
-#  - bench linear --cold: the header says W is cold, every entry has a row.
+#  - bench linear --cold: the header says W is cold, every entry has a row;
+#  - bench deltarule --grad --pairs: the interleaved ratios, one per backward.
 # Usage: tests/bench_cli_test.sh BUILD_DIR   (from the project root, after make)
 set -uo pipefail
 build=${1:-build}
@@ -41,5 +42,17 @@ if "$q" bench linear --N 96 --K 64 --M 1 --weights q8 --threads 1 --reps 3 --col
     grep -qE "^  tiled +[0-9]" "$out/l.txt" && grep -qE "^  tiled-int8dot +[0-9]" "$out/l.txt"; then
     ok "bench linear --cold"
 else bad "bench linear --cold"; cat "$out/l.txt"; fi
+
+# bench deltarule --grad --pairs: the interleaved rounds give every backward a ratio and a % of peak
+# (or say why not), and --pairs without --grad is refused
+if "$q" bench deltarule --grad --shape custom:2,2,32,32 --T 64 --threads 1 --reps 2 --pairs 3 --counters none \
+    > "$out/g.txt" 2>&1 && grep -q "^interleaved, 3 rounds" "$out/g.txt" &&
+    [ "$(grep -cE "^  bwd:[a-z-]+ +[0-9.]+x the forward \[[0-9.]+, [0-9.]+\], ([0-9.]+% of the round's peak|% of peak: no FMA)" \
+        "$out/g.txt")" -eq 3 ]; then
+    ok "bench deltarule --grad --pairs"
+else bad "bench deltarule --grad --pairs"; cat "$out/g.txt"; fi
+if "$q" bench deltarule --pairs 3 > "$out/g2.txt" 2>&1 || ! grep -q -- "--pairs goes with --grad" "$out/g2.txt"; then
+    bad "bench deltarule --pairs without --grad was not refused"; cat "$out/g2.txt"
+else ok "bench deltarule --pairs without --grad refused"; fi
 
 [ $fails -eq 0 ] && echo "bench: all passed" || { echo "bench: $fails failed"; exit 1; }

@@ -273,6 +273,27 @@ static void test_measurements(void **state)
     }
 }
 
+/* The FMA probe: refuses bad arguments; on a CPU with AVX2+FMA or AVX-512 it runs and gives a
+ * positive finite rate (its size is a benchmark's business, not a test's); without them, nothing. */
+static void test_fma_probe(void **state)
+{
+    (void)state;
+    q35_fma_probe p;
+    assert_int_equal(q35_fma_probe_init(&p, 0, 0.001), -1);
+    assert_int_equal(q35_fma_probe_init(&p, 1, 0.0), -1);
+    assert_true(q35_fma_probe_run(&p) == 0.0); /* a refused probe does not run */
+    const int fma = __builtin_cpu_supports("avx512f") || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    if (!fma) {
+        assert_int_equal(q35_fma_probe_init(&p, 1, 0.001), -1);
+        print_message("fma probe: skipped, this CPU has neither AVX2+FMA nor AVX-512\n");
+        return;
+    }
+    assert_int_equal(q35_fma_probe_init(&p, 1, 0.001), 0);
+    assert_true(p.inner >= 1);
+    const double g = q35_fma_probe_run(&p);
+    assert_true(g > 0.0 && isfinite(g));
+}
+
 /* Medians read back equal the JSON's; unmeasured thread counts and unknown names give 0. */
 static void test_limits_load(void **state)
 {
@@ -418,7 +439,7 @@ int main(void)
         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_noisy_rule),
         cmocka_unit_test(test_measurements),
         cmocka_unit_test(test_limits_load),       cmocka_unit_test(test_limits_load_errors),
-        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_table_and_config),
+        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_fma_probe),      cmocka_unit_test(test_table_and_config),
     };
     return cmocka_run_group_tests_name("calibrate", tests, group_setup, group_teardown);
 }

@@ -54,6 +54,24 @@ static void test_stats_ci_t_table(void **state)
     assert_close(s.ci95_hi, 5.0 + half, 1e-4);
 }
 
+/* The quartiles interpolate between the sorted values at (n - 1) q: {1..9} has q1 = x[2] = 3 and
+ * q3 = x[6] = 7; {2, 4, 4, 4, 5, 5, 7, 9} q1 at 1.75 between 4 and 4, q3 at 5.25: 5 + 0.25 (7 - 5). */
+static void test_stats_quartiles(void **state)
+{
+    (void)state;
+    const double nine[] = {9, 1, 8, 2, 7, 3, 6, 4, 5}, eight[] = {9, 4, 2, 5, 4, 7, 4, 5};
+    q35_stats s = q35_stats_of(nine, 9);
+    assert_close(s.q1, 3.0, 1e-12);
+    assert_close(s.q3, 7.0, 1e-12);
+    s = q35_stats_of(eight, 8);
+    assert_close(s.q1, 4.0, 1e-12);
+    assert_close(s.q3, 5.5, 1e-12);
+    s = q35_stats_of(nine, 1);
+    assert_true(s.q1 == 9.0 && s.q3 == 9.0);
+    s = q35_stats_of(nine, 0);
+    assert_true(isnan(s.q1) && isnan(s.q3));
+}
+
 static void test_stats_single_and_empty(void **state)
 {
     (void)state;
@@ -128,7 +146,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stats_outlier),      cmocka_unit_test(test_stats_ci_t_table),
-        cmocka_unit_test(test_stats_single_and_empty), cmocka_unit_test(test_now_monotonic),
+        cmocka_unit_test(test_stats_single_and_empty), cmocka_unit_test(test_stats_quartiles), cmocka_unit_test(test_now_monotonic),
         cmocka_unit_test(test_alloc_huge),         cmocka_unit_test(test_thp_mode),
         cmocka_unit_test(test_load_fraction),
     };
