@@ -137,9 +137,13 @@ static int print_rank_weights(const q35_comm *comm, const q35_model *m)
     return print_per_rank(comm, "weights held per rank (MiB):", (float)(m->weight_bytes / 1048576.0), 0);
 }
 
-/* One prompt length at one thread count: reps x (prefill, gen - 1 decode steps). */
+/* --bw-probe: calibrate's read of 1 GiB, as `calibrate` measures the bandwidth the bound divides by */
+#define BW_PROBE_BYTES ((size_t)1 << 30)
+
+/* One prompt length at one thread count: reps x (prefill, gen - 1 decode steps).  With a probe,
+ * bw[2 r], bw[2 r + 1]: the read bandwidth just before and just after repetition r's steps. */
 static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, int reps, double *ttft, double *step,
-                   phase_comm *pre, phase_comm *dec, char *err, size_t errlen)
+                   phase_comm *pre, phase_comm *dec, q35_bw_probe *probe, double *bw, char *err, size_t errlen)
 {
     q35_state s;
     if (q35_state_init(&s, &m->local, 1, len + gen, err, errlen)) return -1;
@@ -156,6 +160,7 @@ static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, in
         if (q35_forward(m, &s, im, len, ids, NULL, lg, 0, err, errlen)) goto out;
         if (r >= 0) ttft[r] = q35_now() - t0;
         if (r >= 0) comm_add(pre, mark, ttft[r]);
+        if (r >= 0 && probe) bw[2 * r] = q35_bw_probe_run(probe);
         for (int g = 0; g < gen - 1; g++) {
             comm_mark(mark);
             t0 = q35_now();
@@ -165,6 +170,7 @@ static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, in
             if (r >= 0) step[(size_t)r * (gen - 1) + g] = q35_now() - t0;
             if (r >= 0) comm_add(dec, mark, step[(size_t)r * (gen - 1) + g]);
         }
+        if (r >= 0 && probe) bw[2 * r + 1] = q35_bw_probe_run(probe);
     }
     rc = 0;
 out:
@@ -172,6 +178,33 @@ out:
     free(ids);
     free(lg);
     return rc;
+}
+
+/* --bw-probe's report: per repetition, its median step against the bound with state at the mean of
+ * the two probes around its steps; then the median of those ratios.  Why: the host's bandwidth
+ * drifts by 5-25% over minutes, and the bound from results/machine.json was measured earlier. */
+static void print_probed(const double *step, int reps, int gen, const double *bw, double bytes, double sb)
+{
+    printf("      decode against a read-bandwidth probe (calibrate's read of %zu MiB) just before and after each "
+           "repetition's steps:\n", BW_PROBE_BYTES >> 20);
+    double ratio[256];
+    int n = 0;
+    for (int r = 0; r < reps; r++) {
+        const q35_stats st = q35_stats_of(step + (size_t)r * (gen - 1), gen - 1);
+        const double b = 0.5 * (bw[2 * r] + bw[2 * r + 1]) * 1e9;
+        if (!(bw[2 * r] > 0 && bw[2 * r + 1] > 0)) {
+            printf("        rep %d: the probe failed\n", r + 1);
+            continue;
+        }
+        const double bound = (bytes + sb) / b;
+        if (n < 256) ratio[n++] = st.median / bound;
+        printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s; bound (weights + state) %.2f ms; "
+               "%.3fx\n", r + 1, st.median * 1e3, bw[2 * r], bw[2 * r + 1], bound * 1e3, st.median / bound);
+    }
+    if (n) {
+        const q35_stats q = q35_stats_of(ratio, n);
+        printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f]\n", q.median, q.min, q.max);
+    }
 }
 
 int bench_model(const model_bench_config *config)
@@ -216,19 +249,36 @@ int bench_model(const model_bench_config *config)
         if (print_rank_weights(comm, &m)) q35_comm_abort(comm, 2);
     }
     int rc = 0;
+    q35_bw_probe probe = {0};
+    double *bw = NULL;
+    if (cfg.bw_probe && comm->size > 1) {
+        fprintf(stderr, "q35lab: bench model: --bw-probe is for one process (the ranks would probe at once)\n");
+        rc = 2;
+    }
     double *ttft = calloc((size_t)cfg.reps, sizeof *ttft);
     double *step = calloc((size_t)cfg.reps * (cfg.gen - 1), sizeof *step);
     for (int il = 0; il < cfg.nlens && !rc && ttft && step; il++)
         for (int it = 0; it < cfg.nthreads && !rc; it++) {
             const int len = cfg.lens[il], th = cfg.threads[it];
             im.threads = th;
+            if (cfg.bw_probe) { /* the probe's array, touched by this row's threads */
+                q35_bw_probe_free(&probe);
+                free(bw);
+                if (q35_bw_probe_init(&probe, th, BW_PROBE_BYTES) || !(bw = calloc(2 * (size_t)cfg.reps, sizeof *bw))) {
+                    fprintf(stderr, "q35lab: bench model: no memory for the bandwidth probe (%zu MiB)\n",
+                            BW_PROBE_BYTES >> 20);
+                    rc = 2;
+                    break;
+                }
+            }
             bench_row_begin(&rep, 1, len, th);
             snprintf(rep.variant, sizeof rep.variant, "%s", variant);
             bench_progress("model", "prefill+decode", 1, len, th);
             q35_load_mark lm;
             q35_load_begin(&lm);
             phase_comm pc_pre = {0}, pc_dec = {0};
-            if (run_one(&m, &im, len, cfg.gen, cfg.reps, ttft, step, &pc_pre, &pc_dec, err, sizeof err)) {
+            if (run_one(&m, &im, len, cfg.gen, cfg.reps, ttft, step, &pc_pre, &pc_dec, cfg.bw_probe ? &probe : NULL, bw,
+                        err, sizeof err)) {
                 fprintf(stderr, "q35lab: bench model: %s\n", err);
                 if (comm->size > 1) q35_comm_abort(comm, 2); /* the other ranks wait in a collective */
                 rc = 2;
@@ -265,6 +315,8 @@ int bench_model(const model_bench_config *config)
             if (comm->rank == 0) { /* this rank's own split (under mpirun the others' are alike) */
                 print_breakdown("prefill per call", &pc_pre);
                 print_breakdown("decode per step", &pc_dec);
+                if (cfg.bw_probe)
+                    print_probed(step, cfg.reps, cfg.gen, bw, bytes, q35_config_decode_state_bytes(&m.cfg, len + cfg.gen / 2));
             }
             if (comm->size > 1 && m.cfg.is_moe &&
                 (print_expert_rows(comm, "prefill", &pc_pre) || print_expert_rows(comm, "decode", &pc_dec)))
@@ -273,6 +325,8 @@ int bench_model(const model_bench_config *config)
     if (!ttft || !step) { fprintf(stderr, "q35lab: bench model: out of memory\n"); rc = 2; }
     free(ttft);
     free(step);
+    free(bw);
+    q35_bw_probe_free(&probe);
     if (bench_report_close(&rep, rc == 0) && !rc) rc = 2;
     q35_model_free(&m);
     return rc;

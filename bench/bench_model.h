@@ -18,6 +18,8 @@ typedef struct {
     q35_moe_shard moe_shard;
     int quant;                /* --weights: q35_wtype WT_Q8_0 / WT_Q4_0 (0: as loaded; docs/quantization.md) */
     unsigned quant_families;  /* --quant-only: bit 1 << q35_wfamily (0: all) */
+    int bw_probe;             /* --bw-probe: a read-bandwidth probe before and after each repetition's decode
+                                 steps, and the steps against the bound at that bandwidth (one process only) */
 } model_bench_config;
 
 /* Prompt lengths 128,512, all cores, 32 generated tokens, 3 reps, impl default. */

@@ -116,8 +116,10 @@ speed_only=0; [ "${1:-}" = "--speed" ] && speed_only=1
         set -- $run
         args=(); [ "$1" = bf16 ] || args=(--weights "$1")
         [ "${2:-}" = int8dot ] && args+=(--impl "linear=tiled-int8dot,moe=grouped-int8dot")
+        # --bw-probe: each repetition's steps also against the bandwidth probed just around them (the
+        # calibration above is minutes older, and the host drifts)
         ${Q35LAB:-build/q35lab} bench model --model "$M/qwen3.5-0.8b-bf16" "${args[@]}" --prompt-len 512 --gen 32 --reps 3 \
-            --threads 2 --machine results/quant_machine.json
+            --threads 2 --machine results/quant_machine.json --bw-probe
         echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
     done
 } 2>&1 | tee results/quant_bench_0.8b.txt

@@ -81,6 +81,9 @@ static const char usage_model[] =
     "  --moe-shard tp|ep     under mpirun: how the experts are split (docs/tp.md; default tp)\n"
     "  --weights q8|q4       quantize the matrices at load (docs/quantization.md)\n"
     "  --quant-only LIST     with --weights: deltanet,attention,mlp,moe,lm_head (default all)\n"
+    "  --bw-probe            a read-bandwidth probe (calibrate's read of 1 GiB) just before and after each\n"
+    "                        repetition's decode steps: each repetition's median step against the bound with\n"
+    "                        state at that moment's bandwidth, and their median (one process only)\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n";
 
@@ -308,6 +311,7 @@ static int bench_model_cmd(int argc, char **argv, const q35_comm *comm)
     const cli_opt opts[] = {
         OPT_STR("--moe-shard", &moe_shard), OPT_STR("--weights", &weights), OPT_STR("--quant-only", &quant_only),
         OPT_FLAG("--f32", &c.f32),    OPT_FLAG("--mmap", &c.mmap),      OPT_STR("--model", &c.dir),
+        OPT_FLAG("--bw-probe", &c.bw_probe),
         OPT_STR("--impl", &c.impl),   OPT_STR("--json", &c.json),       OPT_STR("--csv", &c.csv),
         OPT_STR("--machine", &c.machine),
         OPT_INT("--gen", &c.gen, 2, 1 << 16),

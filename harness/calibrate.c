@@ -594,6 +594,51 @@ out:
     return rv;
 }
 
+int q35_bw_probe_init(q35_bw_probe *p, int threads, size_t bytes)
+{
+    memset(p, 0, sizeof *p);
+    bytes &= ~(size_t)63;
+    if (threads < 1 || threads > Q35_MAX_THREADS || bytes < 64) return -1;
+    mem_ctx *c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    c->k = bw_pick();
+    c->kind = Q35_BW_READ;
+    c->n = bytes / sizeof(float);
+    /* run_mem's first touch writes all three arrays: here a alone, b and c pointing at it */
+    if (!(c->a = q35_alloc_huge(bytes))) {
+        free(c);
+        return -1;
+    }
+    c->b = c->c = c->a;
+    int got;
+    par_time(threads, mem_first_touch, c, 1, &got); /* pages land where the threads run */
+    p->ctx = c;
+    p->threads = threads;
+    p->bytes = bytes;
+    return 0;
+}
+
+double q35_bw_probe_run(q35_bw_probe *p)
+{
+    mem_ctx *c = p->ctx;
+    if (!c) return 0;
+    int got;
+    const double dt = par_time(p->threads, mem_work, c, 1, &got);
+    for (int k = 0; k < Q35_MAX_THREADS; k++) g_sink += c->sink[k * 8];
+    if (got != p->threads || !(dt > 0)) return 0;
+    return (double)p->bytes / dt / 1e9;
+}
+
+void q35_bw_probe_free(q35_bw_probe *p)
+{
+    mem_ctx *c = p->ctx;
+    if (c) {
+        q35_free_huge(c->a, p->bytes);
+        free(c);
+    }
+    p->ctx = NULL;
+}
+
 /* ------------------------------------------------------------------------------------- */
 /* 3. Cache-resident bandwidth                                                             */
 /* ------------------------------------------------------------------------------------- */

@@ -184,6 +184,20 @@ typedef struct {
 } q35_fma_probe;
 int q35_fma_probe_init(q35_fma_probe *p, int threads, double seconds);
 double q35_fma_probe_run(const q35_fma_probe *p);
+/* The read bandwidth now: calibrate's "read" (one pass over an array of `bytes`, split over
+ * `threads`, the widest vector loads the CPU has) per q35_bw_probe_run, in GB/s, for a benchmark
+ * that interleaves it with what it measures.  init allocates the array (2 MiB pages) and touches
+ * it on the threads; -1 if out of memory or the arguments are out of range.  run returns 0 if
+ * OpenMP gave another thread count. */
+typedef struct {
+    void *ctx; /* the array and the kernel */
+    int threads;
+    size_t bytes;
+} q35_bw_probe;
+int q35_bw_probe_init(q35_bw_probe *p, int threads, size_t bytes);
+double q35_bw_probe_run(q35_bw_probe *p);
+void q35_bw_probe_free(q35_bw_probe *p);
+
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads);
 /* The BF16 dot (vdpbf16ps) peak, GFLOP/s (0 if not measured: older file or no AVX512_BF16). */
 double q35_limit_bf16dot_peak(const q35_machine_limits *lim, int threads);

@@ -6,6 +6,7 @@
 #    parts and "the rest" add up to the mean step, with q8 weights and the
 #    shared projections of the integer-dot entry;
 #  - bench linear --cold: the header says W is cold, every entry has a row;
+#  - bench model --bw-probe: a ratio per repetition and their median;
 #  - bench deltarule --grad --pairs: the interleaved ratios, one per backward.
 # Usage: tests/bench_cli_test.sh BUILD_DIR   (from the project root, after make)
 set -uo pipefail
@@ -34,6 +35,12 @@ for args in "" "--weights q8 --impl linear=tiled-int8dot"; do
             { bad "bench model ${args:-bf16}: rows missing"; cat "$out/m.txt"; }
     else bad "bench model ${args:-bf16} exited non-zero"; cat "$out/m.txt"; fi
 done
+# --bw-probe: each repetition against the bound at the bandwidth probed around its steps, and their median
+if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 4 --reps 2 --threads 2 --bw-probe > "$out/p.txt" 2>&1 &&
+    [ "$(grep -cE "^        rep [12]: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s; bound \(weights \+ state\) [0-9.]+ ms; [0-9.]+x$" "$out/p.txt")" -eq 2 ] &&
+    grep -qE "^        step / bound over the repetitions: median [0-9.]+x" "$out/p.txt"; then
+    ok "bench model --bw-probe"
+else bad "bench model --bw-probe"; cat "$out/p.txt"; fi
 [ "$(wc -l < "$out/m.jsonl")" -ge 4 ] && ok "bench model --json: $(wc -l < "$out/m.jsonl") rows" ||
     bad "bench model --json: fewer than 4 rows"
 

@@ -294,6 +294,23 @@ static void test_fma_probe(void **state)
     assert_true(g > 0.0 && isfinite(g));
 }
 
+/* The bandwidth probe: refuses bad arguments, reads its array and gives a positive finite rate,
+ * and can be freed twice. */
+static void test_bw_probe(void **state)
+{
+    (void)state;
+    q35_bw_probe p;
+    assert_int_equal(q35_bw_probe_init(&p, 0, 1 << 20), -1);
+    assert_int_equal(q35_bw_probe_init(&p, 1, 32), -1);
+    assert_true(q35_bw_probe_run(&p) == 0.0); /* refused: nothing to read */
+    assert_int_equal(q35_bw_probe_init(&p, 2, (size_t)16 << 20), 0);
+    assert_true(p.bytes == (size_t)16 << 20);
+    const double g = q35_bw_probe_run(&p);
+    assert_true(g > 0.0 && isfinite(g));
+    q35_bw_probe_free(&p);
+    q35_bw_probe_free(&p);
+}
+
 /* Medians read back equal the JSON's; unmeasured thread counts and unknown names give 0. */
 static void test_limits_load(void **state)
 {
@@ -439,7 +456,7 @@ int main(void)
         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_noisy_rule),
         cmocka_unit_test(test_measurements),
         cmocka_unit_test(test_limits_load),       cmocka_unit_test(test_limits_load_errors),
-        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_fma_probe),      cmocka_unit_test(test_table_and_config),
+        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_fma_probe), cmocka_unit_test(test_bw_probe),      cmocka_unit_test(test_table_and_config),
     };
     return cmocka_run_group_tests_name("calibrate", tests, group_setup, group_teardown);
 }
