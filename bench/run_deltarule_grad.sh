@@ -5,7 +5,9 @@
 # every backward implementation next to the best forward, and the backward's
 # crossover (chunked vs recurrent backward), merged into
 # results/deltarule_crossover.json under "grad_points" (the forward's points
-# stay).  Then the backward's correctness sweep (check deltarule --grad).
+# stay); each row also interleaved (--pairs 20: the ratio to the forward and the % of peak
+# per round, against an FMA peak probed in the same round).  Then the backward's correctness
+# sweep (check deltarule --grad).
 # A few minutes on 2 cores; run it on a quiet machine (BUSY marks repetitions
 # during which other processes used more than 10% of the CPUs).
 # BUILD=dir selects the build directory (default build), CROSSOVER=file where
@@ -25,8 +27,10 @@ out=results/deltarule_grad.txt
   echo "# host flags: $(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ')"
   echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
+  # --pairs 20: each row also as 20 interleaved rounds (FMA peak probe, forward, backwards), the
+  # ratios taken at the same moments (the calibration above is minutes older, and the host drifts)
   "$BUILD"/q35lab bench deltarule --grad --shape qwen3.5-0.8b --T 1,4,16,64,512,2048,8192 --threads 2 --reps 5 \
-      --counters sde --crossover "$CROSSOVER" --machine results/deltarule_grad_machine.json
+      --counters sde --crossover "$CROSSOVER" --machine results/deltarule_grad_machine.json --pairs 20
   echo
   "$BUILD"/q35lab check deltarule --grad --quick
 } 2>&1 | tee "$out"
