@@ -91,6 +91,21 @@ static void print_summary(const summary_line *l, int n, int B, int T, int th, do
     }
 }
 
+/* A backward's workspace (deltarule_grad_workspace_bytes), allocated once for all its timed calls, as a
+ * training loop keeps it from step to step: *gpw becomes bc's problem with it.  Returns its bytes (0:
+ * none needed, or a forward), or (size_t)-1 if out of memory.  Free with q35_free_huge(gpw->workspace,
+ * bytes). */
+static size_t give_workspace(bench_call *bc, deltarule_grad_problem *gpw)
+{
+    const size_t bytes = bc->bwd ? deltarule_grad_workspace_bytes(bc->bwd, bc->gp, &bc->o) : 0;
+    if (!bytes) return 0;
+    *gpw = *bc->gp;
+    if (!(gpw->workspace = q35_alloc_huge(bytes))) return (size_t)-1;
+    gpw->workspace_bytes = bytes;
+    bc->gp = gpw;
+    return bytes;
+}
+
 /* --pairs: the FMA peak probe's run (harness/calibrate.h) between the calls, in seconds */
 #define PROBE_SECONDS 0.02
 
@@ -102,6 +117,7 @@ static void print_summary(const summary_line *l, int n, int B, int T, int th, do
  * line i's; a backward's workspace is allocated here once, as in its block. */
 static int interleaved(const summary_line *lines, const bench_call *calls, int nl, int th, double work, int pairs)
 {
+    if (pairs < 1) return 0;
     int bf = -1, nb = 0;
     for (int i = 0; i < nl; i++) {
         if (lines[i].is_fwd && (bf < 0 || lines[i].st.median < lines[bf].st.median)) bf = i;
@@ -120,15 +136,10 @@ static int interleaved(const summary_line *lines, const bench_call *calls, int n
     int rc = t ? 0 : 2;
     for (int i = 0; i < nl && !rc; i++) {
         c[i] = calls[i];
-        if (lines[i].is_fwd) continue;
-        gpw[i] = *calls[i].gp;
-        wsb[i] = deltarule_grad_workspace_bytes(c[i].bwd, calls[i].gp, &c[i].o);
-        if (wsb[i] && !(gpw[i].workspace = q35_alloc_huge(wsb[i]))) {
+        if ((wsb[i] = give_workspace(&c[i], &gpw[i])) == (size_t)-1) {
             wsb[i] = 0;
             rc = 2;
         }
-        gpw[i].workspace_bytes = wsb[i];
-        c[i].gp = &gpw[i];
     }
     char err[256] = "";
     q35_load_mark lm;
@@ -334,18 +345,13 @@ int bench_deltarule_grad(const dr_bench_config *config)
                         } else
                             snprintf(lines[nl].label, sizeof lines[nl].label, "bwd:%s", bc.bwd->name);
                     }
-                    /* a backward's workspace once per row, as a training loop keeps it from step to step
-                     * (deltarule_grad_workspace_bytes); the warm-up call faults its pages in */
-                    deltarule_grad_problem gpw = gp;
-                    const size_t wsb = is_fwd ? 0 : deltarule_grad_workspace_bytes(bc.bwd, &gp, &bc.o);
-                    if (wsb) {
-                        if (!(gpw.workspace = q35_alloc_huge(wsb))) {
-                            fprintf(stderr, "q35lab: bench %s: out of memory\n", lines[nl].label);
-                            rc = 2;
-                            break;
-                        }
-                        gpw.workspace_bytes = wsb;
-                        bc.gp = &gpw;
+                    /* a backward's workspace once per row; the warm-up call faults its pages in */
+                    deltarule_grad_problem gpw;
+                    const size_t wsb = give_workspace(&bc, &gpw);
+                    if (wsb == (size_t)-1) {
+                        fprintf(stderr, "q35lab: bench %s: out of memory\n", lines[nl].label);
+                        rc = 2;
+                        break;
                     }
                     double *times = calloc(cfg.reps, sizeof *times);
                     if (ctr) q35_counters_reset(ctr);

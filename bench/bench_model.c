@@ -187,7 +187,8 @@ static void print_probed(const double *step, int reps, int gen, const double *bw
 {
     printf("      decode against a read-bandwidth probe (calibrate's read of %zu MiB) just before and after each "
            "repetition's steps:\n", BW_PROBE_BYTES >> 20);
-    double ratio[256];
+    double *ratio = malloc(sizeof *ratio * (size_t)reps);
+    if (!ratio) return;
     int n = 0;
     for (int r = 0; r < reps; r++) {
         const q35_stats st = q35_stats_of(step + (size_t)r * (gen - 1), gen - 1);
@@ -197,7 +198,7 @@ static void print_probed(const double *step, int reps, int gen, const double *bw
             continue;
         }
         const double bound = (bytes + sb) / b;
-        if (n < 256) ratio[n++] = st.median / bound;
+        ratio[n++] = st.median / bound;
         printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s; bound (weights + state) %.2f ms; "
                "%.3fx\n", r + 1, st.median * 1e3, bw[2 * r], bw[2 * r + 1], bound * 1e3, st.median / bound);
     }
@@ -205,6 +206,7 @@ static void print_probed(const double *step, int reps, int gen, const double *bw
         const q35_stats q = q35_stats_of(ratio, n);
         printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f]\n", q.median, q.min, q.max);
     }
+    free(ratio);
 }
 
 int bench_model(const model_bench_config *config)
