@@ -1,19 +1,25 @@
 /* AVX-512 VNNI body of the integer-dot matmul (matmul_int8dot.c has the definition, eqs. I8 / I4
- * of docs/quantization.md): two 32-weight blocks b, b+1 per zmm and one vpdpbusd (unsigned x
- * signed bytes, groups of four summed into int32) per pair and row of x.
- *   Q8_0: the two blocks' 32 int8 (34-byte blocks: two 32-byte loads) are the signed operand and
- *         the activations, as x + 128 (one XOR per pair), the unsigned one; the accumulator
- *         starts at -128 sum(w) per group (one vpdpbusd against bytes of 128 per row of W), so
- *         the sum is exactly sum w x.  Lanes 0-7 hold block b's groups, 8-15 block b+1's.
+ * of docs/quantization.md): vpdpbusd (unsigned x signed bytes, groups of four summed into int32).
+ * The weights are the unsigned operand and the activations the signed one, so every correction
+ * is a sum of activations (the s of kernels/quant/quant_act.h), shared by all rows of W.
+ * Several rows of x (2 or 4 x 4 rows of W, `tile`): two 32-weight blocks b, b+1 per zmm, one
+ * vpdpbusd per pair and row of x.
+ *   Q8_0: the two blocks' 32 int8 (34-byte blocks: two 32-byte loads) as w + 128 (one XOR per
+ *         pair and row of W), so the sum is sum w x + 128 s and the accumulator starts at
+ *         -128 s_b in lane 0 and -128 s_{b+1} in lane 8.  Lanes 0-7 hold block b's groups, 8-15
+ *         block b+1's.  (Until 2026-12-07 x + 128 was the unsigned operand and the start
+ *         -128 sum(w), one more vpdpbusd and a subtraction per pair and row of W.)
  *   Q4_0: the two blocks' 16 bytes side by side, then their low nibbles (elements 0-15) and
  *         high nibbles (16-31), the unsigned operand: 128-bit lanes [b lo, b+1 lo, b hi, b+1 hi];
  *         the activations' lanes are reordered to match (one vshufi64x2 per pair, shared by the
  *         rows of W), and the accumulator starts at -8 s_b in lane 0 and -8 s_{b+1} in lane 4
  *         (eq. I4).
- * Each pair's 16 int32 go to fp32 (exact) and meet dw d of their block (dw of the two blocks by
- * vcvtph2ps + vpermps, d spread the same way once per pair and row of x); one fp32 accumulator
- * per (row of x, row of W).  Tiles: 1 row of x x 8 rows of W, or 2 / 4 x 4; the rows of W of a
- * tile are a segment apart (8 streams from DRAM).  An odd last block runs the plain-C definition.
+ *   Each pair's 16 int32 go to fp32 (exact) and meet dw d of their block (dw of the two blocks
+ *   by vcvtph2ps + vpermps, d spread the same way once per pair and row of x); one fp32
+ *   accumulator per (row of x, row of W).
+ * One row of x (decode, `row1`): 256-bit operations only, 8 rows of W (see row1_q4).
+ * The rows of W of a tile are a segment apart (8 streams from DRAM).  An odd last block runs the
+ * plain-C definition.
  * Called only when cpu_isa() >= ISA_AVX512 and cpu_has(AVX512_VNNI) and cpu_has(AVX512BW). */
 #include "kernels/matmul/matmul_internal.h"
 
@@ -45,11 +51,11 @@ INL __m128 pair_d(const float *d)
     return _mm_castpd_ps(_mm_set_sd(dd));
 }
 
-/* W's two blocks as vpdpbusd's signed operand, and the accumulator's start value that goes with
- * it.  Q8_0: w as is; the activations come as x + 128 (unsigned), so the start is
- * -128 sum(w) per group of four (one vpdpbusd against bytes of 128), which makes the sum
- * exactly sum w x (eq. I8).  Q4_0: the nibbles [b lo, b+1 lo, b hi, b+1 hi] are the unsigned
- * operand instead and the activations the signed one; the start is the activations' -8 s. */
+/* dw_b d_b and dw_{b+1} d_{b+1} in lanes 0 and 1 (dpair: pair_d). */
+INL __m128 pair_scale(const char *blk, size_t bb, __m128 dpair) { return _mm_mul_ps(pair_dw(blk, bb), dpair); }
+
+/* W's two blocks in one zmm: Q8_0's int8 as stored (the caller adds 128), Q4_0's nibbles
+ * [b lo, b+1 lo, b hi, b+1 hi]. */
 INL __m512i q8_w(const char *blk, size_t bb)
 {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(blk + 2))),
@@ -85,7 +91,9 @@ INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q
         for (int p = 0; p < P; p++) {
             const __m512i v = _mm512_loadu_si512((const void *)(q[p] + 32 * b));
             if (wt == WT_Q8_0) {
-                x[p] = _mm512_xor_si512(v, c128); /* x + 128, unsigned */
+                x[p] = v;
+                corr[p] = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -128 * s[p][b]), 0x0100,
+                                                 -128 * s[p][b + 1]);
             } else {
                 x[p] = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)); /* [b 0-15, b+1 0-15, b 16-31, b+1 16-31] */
                 corr[p] = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(0x0001, -8 * s[p][b]), 0x0010, -8 * s[p][b + 1]);
@@ -99,12 +107,10 @@ INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q
             _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0);
             const __m512 dw = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(pair_dw(blk, bb)));
             if (wt == WT_Q8_0) {
-                const __m512i w = q8_w(blk, bb);
-                const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, w));
+                const __m512i w = _mm512_xor_si512(q8_w(blk, bb), c128);
                 _Pragma("GCC unroll 4")
                 for (int p = 0; p < P; p++) {
-                    const __m512i i = _mm512_dpbusd_epi32(start, x[p], w);
+                    const __m512i i = _mm512_dpbusd_epi32(corr[p], w, x[p]);
                     acc[p][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(dw, dx[p]), acc[p][r]);
                 }
             } else {
@@ -123,6 +129,100 @@ INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q
             out[p * RMAX + r] = _mm512_reduce_add_ps(acc[p][r]);
             if (b < nb) out[p * RMAX + r] += mm_qact_block(wt, W + r * rstride + b * bb, q[p] + 32 * b, d[p][b], s[p][b]);
         }
+}
+
+/* One row of x (decode) against nr <= RMAX rows of W, in 256-bit vectors: out[r].  With one row of
+ * x nothing is shared between the rows of W but the activations, so the zmm tile's per-row
+ * 512-bit inserts and lane spreads are pure cost; on a core that executes zmm as two halves
+ * (Zen 4) they were its bottleneck.  These do the same products with 256-bit operations only:
+ * bench linear --N 6144 --K 1024 --M 1 --threads 1 (W in cache) on Zen 4, 2026-12-07: Q4_0
+ * 172-175 -> 128-129 us, Q8_0 159-160 -> 147-149 us (docs/quantization.md section 7).
+ *   Q4_0: the two blocks' 16 bytes in one ymm [b | b+1] (one vinserti128), low nibbles and high
+ *         nibbles as two vpdpbusd against the activations' elements 0-15 and 16-31 of the same
+ *         blocks, chained into one accumulator: lanes 0-3 block b, 4-7 block b+1; start -8 s
+ *         in lanes 0 and 4 (eq. I4).
+ *   Q8_0: each block's 32 bytes + 128 (XOR) in a ymm against its 32 activations, start -128 s_b
+ *         in lane 0 (eq. I8); two fp32 FMAs per pair, each with its block's scale broadcast.
+ * The scales: dw_b d_b and dw_{b+1} d_{b+1} in an xmm (pair_scale), spread by one permute. */
+INL void row1_q4(int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
+                 size_t rstride, size_t bb, float *out)
+{
+    const __m256i idx8 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const __m256i c15 = _mm256_set1_epi8(15);
+    __m256 acc[RMAX];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < RMAX; r++) acc[r] = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i xa = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+        const __m256i xb = _mm256_loadu_si256((const __m256i *)(q + 32 * b + 32));
+        const __m256i xlo = _mm256_permute2x128_si256(xa, xb, 0x20), xhi = _mm256_permute2x128_si256(xa, xb, 0x31);
+        const __m256i corr = _mm256_setr_epi32(-8 * s[b], 0, 0, 0, -8 * s[b + 1], 0, 0, 0);
+        const __m128 dp = pair_d(d + b);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < RMAX; r++) {
+            if (r >= nr) break;
+            const char *blk = W + r * rstride + b * bb;
+            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0);
+            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
+                                                      _mm_loadu_si128((const __m128i *)(blk + bb + 2)), 1);
+            const __m256i lo = _mm256_and_si256(y, c15), hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), c15);
+            const __m256i i = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(corr, lo, xlo), hi, xhi);
+            const __m128 sc = pair_scale(blk, bb, dp);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(sc), idx8), acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        out[r] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+        if (b < nb) out[r] += mm_qact_block(WT_Q4_0, W + r * rstride + b * bb, q + 32 * b, d[b], s[b]);
+    }
+}
+
+INL void row1_q8(int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
+                 size_t rstride, size_t bb, float *out)
+{
+    const __m256i c128 = _mm256_set1_epi8((char)0x80);
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256 acc[RMAX];
+    _Pragma("GCC unroll 8")
+    for (int r = 0; r < RMAX; r++) acc[r] = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
+        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(q + 32 * b + 32));
+        const __m256i c0 = _mm256_setr_epi32(-128 * s[b], 0, 0, 0, 0, 0, 0, 0);
+        const __m256i c1 = _mm256_setr_epi32(-128 * s[b + 1], 0, 0, 0, 0, 0, 0, 0);
+        const __m128 dp = pair_d(d + b);
+        _Pragma("GCC unroll 8")
+        for (int r = 0; r < RMAX; r++) {
+            if (r >= nr) break;
+            const char *blk = W + r * rstride + b * bb;
+            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0);
+            const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), c128);
+            const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + bb + 2)), c128);
+            const __m256i i0 = _mm256_dpbusd_epi32(c0, w0, x0), i1 = _mm256_dpbusd_epi32(c1, w1, x1);
+            const __m128 sc = pair_scale(blk, bb, dp);
+            const __m256 s0 = _mm256_broadcastss_ps(sc), s1 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(sc), one);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), s1, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), s0, acc[r]));
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        out[r] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+        if (b < nb) out[r] += mm_qact_block(WT_Q8_0, W + r * rstride + b * bb, q + 32 * b, d[b], s[b]);
+    }
+}
+
+INL void row1(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
+              size_t rstride, size_t bb, float *out)
+{
+    if (wt == WT_Q8_0)
+        row1_q8(nr, nb, q, d, s, W, rstride, bb, out);
+    else
+        row1_q4(nr, nb, q, d, s, W, rstride, bb, out);
 }
 
 INL void rows_of_a(q35_wtype wt, int P, int m, int n0, int n1, int nb, const q35_qact *A, int m0, const char *W,
@@ -146,7 +246,7 @@ INL void rows_of_a(q35_wtype wt, int P, int m, int n0, int n1, int nb, const q35
     float v[4 * RMAX];
     for (int i = 0; i < S; i++) {
         if (P == 1)
-            tile(wt, 1, 8, 8, nb, q, d, s, W + (size_t)(n0 + i) * rowb, (size_t)S * rowb, bb, v);
+            row1(wt, 8, nb, q[0], d[0], s[0], W + (size_t)(n0 + i) * rowb, (size_t)S * rowb, bb, v);
         else
             tile(wt, P, 4, 4, nb, q, d, s, W + (size_t)(n0 + i) * rowb, (size_t)S * rowb, bb, v);
         for (int p = 0; p < P; p++) {
@@ -155,7 +255,10 @@ INL void rows_of_a(q35_wtype wt, int P, int m, int n0, int n1, int nb, const q35
         }
     }
     for (int n = n0 + S * R; n < n1; n++) {
-        tile(wt, P, R, 1, nb, q, d, s, W + (size_t)n * rowb, rowb, bb, v);
+        if (P == 1)
+            row1(wt, 1, nb, q[0], d[0], s[0], W + (size_t)n * rowb, rowb, bb, v);
+        else
+            tile(wt, P, R, 1, nb, q, d, s, W + (size_t)n * rowb, rowb, bb, v);
         for (int p = 0; p < P; p++) {
             float *c = C + (size_t)(m + p) * ldc + n;
             *c = accumulate ? *c + v[p * RMAX] : v[p * RMAX];
