@@ -29,6 +29,14 @@
 #define INL static inline __attribute__((always_inline)) TGT
 #define RMAX 8 /* rows of W per tile: 8 for one row of x (streams in flight), 4 for 2 or 4 rows */
 #define WBLOCK_BYTES (256 * 1024) /* rows of W kept in L2 across the rows of A */
+/* The one-row path's software prefetch: each row stream of W 48 blocks ahead (1632 bytes of Q8_0,
+ * 864 of Q4_0: the same lead in time, the work per block being the same), into L2 (T1).  On
+ * Zen 4 (2026-12-07, W from DRAM) MM_QPREFETCH_BYTES' 768 bytes into L1 left Q8_0 at 20 GB/s a
+ * thread: the L1 fill buffers the prefetches hold are the ones the loads need; into L2 a
+ * decode step with Q8_0 weights went 28-32 -> 24-27 ms at a probed 33-36 GB/s and 24-25 -> 18 ms
+ * at 55-60 GB/s, Q4_0 within noise (docs/quantization.md section 7, "Zen 4").  Not measured on
+ * an Intel host. */
+#define ROW1_PREFETCH_BLOCKS 48
 
 INL uint32_t ld16(const char *p)
 {
@@ -163,7 +171,7 @@ INL void row1_q4(int nr, int nb, const int8_t *q, const float *d, const int32_t 
         for (int r = 0; r < RMAX; r++) {
             if (r >= nr) break;
             const char *blk = W + r * rstride + b * bb;
-            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch(blk + ROW1_PREFETCH_BLOCKS * bb, _MM_HINT_T1);
             const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
                                                       _mm_loadu_si128((const __m128i *)(blk + bb + 2)), 1);
             const __m256i lo = _mm256_and_si256(y, c15), hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), c15);
@@ -199,7 +207,7 @@ INL void row1_q8(int nr, int nb, const int8_t *q, const float *d, const int32_t 
         for (int r = 0; r < RMAX; r++) {
             if (r >= nr) break;
             const char *blk = W + r * rstride + b * bb;
-            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0);
+            _mm_prefetch(blk + ROW1_PREFETCH_BLOCKS * bb, _MM_HINT_T1);
             const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), c128);
             const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + bb + 2)), c128);
             const __m256i i0 = _mm256_dpbusd_epi32(c0, w0, x0), i1 = _mm256_dpbusd_epi32(c1, w1, x1);
