@@ -6,12 +6,18 @@
 #
 #   bash bench/ab.sh OLD NEW ROUNDS -- bench deltarule --impl recurrent --T 1 --threads 2 --reps 3000
 #
+# The benches run in a temporary directory: give files (--model, --machine) as absolute paths.
+# `bench model --bw-probe` also prints each run's median step / probed bound ("bound x.xxx").
+#
 # OLD, NEW: anything git rev-parse takes (NEW may be "worktree" for the uncommitted tree).
 # Output files of the bench go to a temporary directory, not results/.
 set -euo pipefail
 [ $# -ge 5 ] && [ "$4" = "--" ] || { echo "usage: $0 OLD NEW ROUNDS -- q35lab-args..." >&2; exit 2; }
 old=$1 new=$2 rounds=$3
 shift 4
+for a in "$@"; do # a relative path to an existing file or folder would not resolve from the temporary directory
+    case "$a" in /*|-*) ;; *) if [ -e "$a" ] && [[ "$a" == */* ]]; then echo "ab.sh: $a: give it as an absolute path (the benches run in a temporary directory)" >&2; exit 2; fi ;; esac
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'git -C "$root" worktree remove --force "$tmp/old" >/dev/null 2>&1 || true;
@@ -29,6 +35,7 @@ for ((i = 1; i <= rounds; i++)); do
     for side in old new; do
         bin=bin_$side
         printf '%-4s %s\n' "$side" "$("${!bin}" "$@" --csv "$tmp/x.csv" --json "$tmp/x.json" 2>&1 |
-            awk '/^  [a-z]/ && $3 == "us" {printf "%s %s us | ", $1, $2}')"
+            awk '/^  [a-z]/ && $3 == "us" {printf "%s %s us | ", $1, $2}
+                 /step \/ bound over the repetitions/ {printf "bound %s | ", $8}')"
     done
 done
