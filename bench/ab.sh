@@ -36,6 +36,6 @@ for ((i = 1; i <= rounds; i++)); do
         bin=bin_$side
         printf '%-4s %s\n' "$side" "$("${!bin}" "$@" --csv "$tmp/x.csv" --json "$tmp/x.json" 2>&1 |
             awk '/^  [a-z]/ && $3 == "us" {printf "%s %s us | ", $1, $2}
-                 /step \/ bound over the repetitions/ {printf "bound %s | ", $8}')"
+                 /step \/ bound over the repetitions: median/ {printf "bound %s | ", $8}')"
     done
 done

@@ -22,6 +22,7 @@
 #include "bench/bench.h"
 
 #include <omp.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,29 +183,45 @@ out:
 
 /* --bw-probe's report: per repetition, its median step against the bound with state at the mean of
  * the two probes around its steps; then the median of those ratios.  Why: the host's bandwidth
- * drifts by 5-25% over minutes, and the bound from results/machine.json was measured earlier. */
+ * drifts by 5-25% over minutes, and the bound from results/machine.json was measured earlier.
+ * A repetition whose two probes differ by more than BW_PROBE_STEADY is left out of the median:
+ * the bandwidth moved while its steps ran, and the mean of the probes is then a bandwidth the
+ * steps may never have had (a Zen 4 guest switches between 33-36 and 55-61 GB/s on 2 threads;
+ * the probe's own spread is a few percent, docs/calibrate.md "Probes"). */
+#define BW_PROBE_STEADY 0.10
 static void print_probed(const double *step, int reps, int gen, const double *bw, double bytes, double sb)
 {
     printf("      decode against a read-bandwidth probe (calibrate's read of %zu MiB) just before and after each "
            "repetition's steps:\n", BW_PROBE_BYTES >> 20);
     double *ratio = malloc(sizeof *ratio * (size_t)reps);
     if (!ratio) return;
-    int n = 0;
+    int n = 0, moved = 0;
     for (int r = 0; r < reps; r++) {
         const q35_stats st = q35_stats_of(step + (size_t)r * (gen - 1), gen - 1);
-        const double b = 0.5 * (bw[2 * r] + bw[2 * r + 1]) * 1e9;
-        if (!(bw[2 * r] > 0 && bw[2 * r + 1] > 0)) {
+        const double b0 = bw[2 * r], b1 = bw[2 * r + 1];
+        if (!(b0 > 0 && b1 > 0)) {
             printf("        rep %d: the probe failed\n", r + 1);
             continue;
         }
-        const double bound = (bytes + sb) / b;
-        ratio[n++] = st.median / bound;
-        printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s; bound (weights + state) %.2f ms; "
-               "%.3fx\n", r + 1, st.median * 1e3, bw[2 * r], bw[2 * r + 1], bound * 1e3, st.median / bound);
+        const double bound = (bytes + sb) / (0.5 * (b0 + b1) * 1e9);
+        const double diff = fabs(b0 - b1) / fmax(b0, b1);
+        printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s; bound (weights + state) %.2f ms; %.3fx",
+               r + 1, st.median * 1e3, b0, b1, bound * 1e3, st.median / bound);
+        if (diff > BW_PROBE_STEADY) {
+            moved++;
+            printf("  MOVED: the probes differ by %.0f%%, left out of the median\n", 100 * diff);
+        } else {
+            ratio[n++] = st.median / bound;
+            printf("\n");
+        }
     }
     if (n) {
         const q35_stats q = q35_stats_of(ratio, n);
-        printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f]\n", q.median, q.min, q.max);
+        printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f] (%d of %d repetitions; "
+               "%d MOVED)\n", q.median, q.min, q.max, n, n + moved, moved);
+    } else if (moved) {
+        printf("        step / bound over the repetitions: none: the bandwidth moved during every repetition's "
+               "steps (%d MOVED); run again\n", moved);
     }
     free(ratio);
 }

@@ -83,7 +83,9 @@ static const char usage_model[] =
     "  --quant-only LIST     with --weights: deltanet,attention,mlp,moe,lm_head (default all)\n"
     "  --bw-probe            a read-bandwidth probe (calibrate's read of 1 GiB) just before and after each\n"
     "                        repetition's decode steps: each repetition's median step against the bound with\n"
-    "                        state at that moment's bandwidth, and their median (one process only)\n"
+    "                        state at that moment's bandwidth, and their median (one process only); a\n"
+    "                        repetition whose two probes differ by more than 10% is marked MOVED and left\n"
+    "                        out of the median\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n";
 
