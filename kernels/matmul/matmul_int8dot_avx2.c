@@ -4,9 +4,11 @@
  *         bytes and adds pairs into int16 (|w| <= 127 and |q| <= 127, so a pair is at most 32258:
  *         no saturation, and no room to add a second block's), vpmaddwd by ones adds pairs again
  *         into 8 int32; then i_b to fp32 (exact) times the block's fp32 dw_b d_b (`rows`).
- *   Q4_0: two blocks per ymm (`rows_q4_pairs`): low and high nibbles, vpmaddubsw (n <= 15), the
- *         two int16 sums added, vpmaddwd; -8 s in the first lane of each block so i_b is the
- *         exact eq. I4 sum, as in the plain-C body.  (Until 2026-12-07 one block per ymm as Q8_0.)
+ *   Q4_0: two blocks per ymm (matmul_int8dot_pairs.inc): low and high nibbles, vpmaddubsw
+ *         (n <= 15), the two int16 sums added, vpmaddwd; -8 s in the first lane of each block so
+ *         i_b is the exact eq. I4 sum, as in the plain-C body.  (Until 2026-12-07 one block per
+ *         ymm as Q8_0: the pairs halve the instructions a block, W in cache 234 -> 160 us at
+ *         N 6144 K 1024 M 1, measured through Q35_ISA=avx2 on a Zen 4 core.)
  * One fp32 accumulator per row of W; R = 4 rows of W share each loaded activation block.
  * Called when cpu_isa() >= ISA_AVX2. */
 #include "kernels/matmul/matmul_internal.h"
@@ -67,12 +69,7 @@ INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, con
     for (int r = 0; r < nr; r++) out[r] = hsum(acc[r]);
 }
 
-/* Q4_0, two blocks a step: the pair's 32 bytes in one ymm [b | b+1] (one vinserti128), the low
- * nibbles against the activations' elements 0-15 of both blocks and the high ones against 16-31,
- * the two vpmaddubsw's int16 pair sums added (each at most 2 * 15 * 127 = 3810, so the sum fits),
- * one vpmaddwd: lanes 0-3 block b, 4-7 block b+1, -8 s in lanes 0 and 4 (eq. I4); the two blocks'
- * dw d multiplied in an xmm and spread by one vpermps.  Half the instructions of `rows` a block
- * (measured on a Zen 4 core through Q35_ISA=avx2, docs/quantization.md section 7). */
+/* dw_b d_b and dw_{b+1} d_{b+1} in lanes 0 and 1 (d: the activations' scales of the pair). */
 INL __m128 pair_scale(const char *blk, size_t bb, const float *d)
 {
     uint16_t h0, h1;
@@ -82,45 +79,21 @@ INL __m128 pair_scale(const char *blk, size_t bb, const float *d)
     __builtin_memcpy(&dd, d, 8);
     return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)(h0 | (uint32_t)h1 << 16))), _mm_castpd_ps(_mm_set_sd(dd)));
 }
-
-INL void rows_q4_pairs(int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
-                       size_t rstride, size_t bb, float *out)
-{
-    const __m256i ones = _mm256_set1_epi16(1), c15 = _mm256_set1_epi8(15);
-    const __m256i idx = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    __m256 acc[R];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m256i xa = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
-        const __m256i xb = _mm256_loadu_si256((const __m256i *)(q + 32 * b + 32));
-        const __m256i xlo = _mm256_permute2x128_si256(xa, xb, 0x20), xhi = _mm256_permute2x128_si256(xa, xb, 0x31);
-        const __m256i corr = _mm256_setr_epi32(-8 * s[b], 0, 0, 0, -8 * s[b + 1], 0, 0, 0);
-        _Pragma("GCC unroll 4")
-        for (int r = 0; r < R; r++) {
-            if (r >= nr) break;
-            const char *blk = W + r * rstride + b * bb;
-            _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0); /* matmul_internal.h */
-            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
-                                                      _mm_loadu_si128((const __m128i *)(blk + bb + 2)), 1);
-            const __m256i lo = _mm256_and_si256(y, c15), hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), c15);
-            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
-            const __m256i i = _mm256_add_epi32(_mm256_madd_epi16(p16, ones), corr);
-            const __m256 sc = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(pair_scale(blk, bb, d + b)), idx);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), sc, acc[r]);
-        }
-    }
-    for (int r = 0; r < nr; r++) {
-        out[r] = hsum(acc[r]);
-        if (b < nb) out[r] += mm_qact_block(WT_Q4_0, W + r * rstride + b * bb, q + 32 * b, d[b], s[b]);
-    }
-}
+#define hsum8 hsum
+#define PAIRS_ROWS R
+#define PAIRS_PREFETCH(blk, bb) _mm_prefetch((blk) + MM_QPREFETCH_BYTES, _MM_HINT_T0) /* matmul_internal.h */
+/* the two vpmaddubsw's int16 pair sums added (each at most 2 * 15 * 127 = 3810, so the sum fits),
+ * then one vpmaddwd */
+#define Q4_PAIR_DOT(corr, lo, hi, xlo, xhi) \
+    _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi)), \
+                                       _mm256_set1_epi16(1)), corr)
+#include "kernels/matmul/matmul_int8dot_pairs.inc"
 
 INL void rows_of_w(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
                    size_t rstride, size_t bb, float *out)
 {
     if (wt == WT_Q4_0)
-        rows_q4_pairs(nr, nb, q, d, s, W, rstride, bb, out);
+        q4_pairs(nr, nb, q, d, s, W, rstride, bb, out);
     else
         rows(WT_Q8_0, nr, nb, q, d, s, W, rstride, bb, out);
 }

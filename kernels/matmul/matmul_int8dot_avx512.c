@@ -17,7 +17,7 @@
  *   Each pair's 16 int32 go to fp32 (exact) and meet dw d of their block (dw of the two blocks
  *   by vcvtph2ps + vpermps, d spread the same way once per pair and row of x); one fp32
  *   accumulator per (row of x, row of W).
- * One row of x (decode, `row1`): 256-bit operations only, 8 rows of W (see row1_q4).
+ * One row of x (decode, `row1`): 256-bit operations only, 8 rows of W (matmul_int8dot_pairs.inc).
  * The rows of W of a tile are a segment apart (8 streams from DRAM).  An odd last block runs the
  * plain-C definition.
  * Called only when cpu_isa() >= ISA_AVX512 and cpu_has(AVX512_VNNI) and cpu_has(AVX512BW). */
@@ -59,8 +59,8 @@ INL __m128 pair_d(const float *d)
     return _mm_castpd_ps(_mm_set_sd(dd));
 }
 
-/* dw_b d_b and dw_{b+1} d_{b+1} in lanes 0 and 1 (dpair: pair_d). */
-INL __m128 pair_scale(const char *blk, size_t bb, __m128 dpair) { return _mm_mul_ps(pair_dw(blk, bb), dpair); }
+/* dw_b d_b and dw_{b+1} d_{b+1} in lanes 0 and 1 (d: the activations' scales of the pair). */
+INL __m128 pair_scale(const char *blk, size_t bb, const float *d) { return _mm_mul_ps(pair_dw(blk, bb), pair_d(d)); }
 
 /* W's two blocks in one zmm: Q8_0's int8 as stored (the caller adds 128), Q4_0's nibbles
  * [b lo, b+1 lo, b hi, b+1 hi]. */
@@ -139,98 +139,31 @@ INL void tile(q35_wtype wt, int P, int R, int nr, int nb, const int8_t *const *q
         }
 }
 
-/* One row of x (decode) against nr <= RMAX rows of W, in 256-bit vectors: out[r].  With one row of
- * x nothing is shared between the rows of W but the activations, so the zmm tile's per-row
- * 512-bit inserts and lane spreads are pure cost; on a core that executes zmm as two halves
- * (Zen 4) they were its bottleneck.  These do the same products with 256-bit operations only:
- * bench linear --N 6144 --K 1024 --M 1 --threads 1 (W in cache) on Zen 4, 2026-12-07: Q4_0
- * 172-175 -> 128-129 us, Q8_0 159-160 -> 147-149 us (docs/quantization.md section 7).
- *   Q4_0: the two blocks' 16 bytes in one ymm [b | b+1] (one vinserti128), low nibbles and high
- *         nibbles as two vpdpbusd against the activations' elements 0-15 and 16-31 of the same
- *         blocks, chained into one accumulator: lanes 0-3 block b, 4-7 block b+1; start -8 s
- *         in lanes 0 and 4 (eq. I4).
- *   Q8_0: each block's 32 bytes + 128 (XOR) in a ymm against its 32 activations, start -128 s_b
- *         in lane 0 (eq. I8); two fp32 FMAs per pair, each with its block's scale broadcast.
- * The scales: dw_b d_b and dw_{b+1} d_{b+1} in an xmm (pair_scale), spread by one permute. */
-INL void row1_q4(int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
-                 size_t rstride, size_t bb, float *out)
+/* One row of x (decode): matmul_int8dot_pairs.inc in 256-bit operations, 8 rows of W.  With one row
+ * of x nothing is shared between the rows of W but the activations, so the zmm tile's per-row
+ * 512-bit inserts and lane spreads are pure cost; on Zen 4 (zmm as two halves) they were its
+ * bottleneck: bench linear --N 6144 --K 1024 --M 1 --threads 1, W in cache, 2026-12-07: Q4_0
+ * 167-168 -> 126-127 us, Q8_0 163-166 -> 144-145 us (docs/quantization.md section 7). */
+INL float hsum8(__m256 v)
 {
-    const __m256i idx8 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-    const __m256i c15 = _mm256_set1_epi8(15);
-    __m256 acc[RMAX];
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < RMAX; r++) acc[r] = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m256i xa = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
-        const __m256i xb = _mm256_loadu_si256((const __m256i *)(q + 32 * b + 32));
-        const __m256i xlo = _mm256_permute2x128_si256(xa, xb, 0x20), xhi = _mm256_permute2x128_si256(xa, xb, 0x31);
-        const __m256i corr = _mm256_setr_epi32(-8 * s[b], 0, 0, 0, -8 * s[b + 1], 0, 0, 0);
-        const __m128 dp = pair_d(d + b);
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < RMAX; r++) {
-            if (r >= nr) break;
-            const char *blk = W + r * rstride + b * bb;
-            _mm_prefetch(blk + ROW1_PREFETCH_BLOCKS * bb, _MM_HINT_T1);
-            const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 2))),
-                                                      _mm_loadu_si128((const __m128i *)(blk + bb + 2)), 1);
-            const __m256i lo = _mm256_and_si256(y, c15), hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), c15);
-            const __m256i i = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(corr, lo, xlo), hi, xhi);
-            const __m128 sc = pair_scale(blk, bb, dp);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_permutevar8x32_ps(_mm256_castps128_ps256(sc), idx8), acc[r]);
-        }
-    }
-    for (int r = 0; r < nr; r++) {
-        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        out[r] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
-        if (b < nb) out[r] += mm_qact_block(WT_Q4_0, W + r * rstride + b * bb, q + 32 * b, d[b], s[b]);
-    }
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
 }
-
-INL void row1_q8(int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
-                 size_t rstride, size_t bb, float *out)
-{
-    const __m256i c128 = _mm256_set1_epi8((char)0x80);
-    const __m256i one = _mm256_set1_epi32(1);
-    __m256 acc[RMAX];
-    _Pragma("GCC unroll 8")
-    for (int r = 0; r < RMAX; r++) acc[r] = _mm256_setzero_ps();
-    int b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const __m256i x0 = _mm256_loadu_si256((const __m256i *)(q + 32 * b));
-        const __m256i x1 = _mm256_loadu_si256((const __m256i *)(q + 32 * b + 32));
-        const __m256i c0 = _mm256_setr_epi32(-128 * s[b], 0, 0, 0, 0, 0, 0, 0);
-        const __m256i c1 = _mm256_setr_epi32(-128 * s[b + 1], 0, 0, 0, 0, 0, 0, 0);
-        const __m128 dp = pair_d(d + b);
-        _Pragma("GCC unroll 8")
-        for (int r = 0; r < RMAX; r++) {
-            if (r >= nr) break;
-            const char *blk = W + r * rstride + b * bb;
-            _mm_prefetch(blk + ROW1_PREFETCH_BLOCKS * bb, _MM_HINT_T1);
-            const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + 2)), c128);
-            const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(blk + bb + 2)), c128);
-            const __m256i i0 = _mm256_dpbusd_epi32(c0, w0, x0), i1 = _mm256_dpbusd_epi32(c1, w1, x1);
-            const __m128 sc = pair_scale(blk, bb, dp);
-            const __m256 s0 = _mm256_broadcastss_ps(sc), s1 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(sc), one);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), s1, _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), s0, acc[r]));
-        }
-    }
-    for (int r = 0; r < nr; r++) {
-        const __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
-        const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        out[r] = _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
-        if (b < nb) out[r] += mm_qact_block(WT_Q8_0, W + r * rstride + b * bb, q + 32 * b, d[b], s[b]);
-    }
-}
+#define PAIRS_ROWS RMAX
+#define PAIRS_PREFETCH(blk, bb) _mm_prefetch((blk) + ROW1_PREFETCH_BLOCKS * (bb), _MM_HINT_T1)
+#define Q4_PAIR_DOT(corr, lo, hi, xlo, xhi) _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(corr, lo, xlo), hi, xhi)
+/* w + 128 (XOR) as the unsigned operand, the accumulator starting at -128 s_b (eq. I8) */
+#define Q8_BLOCK_DOT(corr, w, x) _mm256_dpbusd_epi32(corr, _mm256_xor_si256(w, _mm256_set1_epi8((char)0x80)), x)
+#include "kernels/matmul/matmul_int8dot_pairs.inc"
 
 INL void row1(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
               size_t rstride, size_t bb, float *out)
 {
     if (wt == WT_Q8_0)
-        row1_q8(nr, nb, q, d, s, W, rstride, bb, out);
+        q8_pairs(nr, nb, q, d, s, W, rstride, bb, out);
     else
-        row1_q4(nr, nb, q, d, s, W, rstride, bb, out);
+        q4_pairs(nr, nb, q, d, s, W, rstride, bb, out);
 }
 
 INL void rows_of_a(q35_wtype wt, int P, int m, int n0, int n1, int nb, const q35_qact *A, int m0, const char *W,
