@@ -32,10 +32,10 @@
 /* The one-row path's software prefetch: each row stream of W 48 blocks ahead (1632 bytes of Q8_0,
  * 864 of Q4_0: the same lead in time, the work per block being the same), into L2 (T1).  On
  * Zen 4 (2026-12-07, W from DRAM) MM_QPREFETCH_BYTES' 768 bytes into L1 left Q8_0 at 20 GB/s a
- * thread: the L1 fill buffers the prefetches hold are the ones the loads need; into L2 a
- * decode step with Q8_0 weights went 28-32 -> 24-27 ms at a probed 33-36 GB/s and 24-25 -> 18 ms
- * at 55-60 GB/s, Q4_0 within noise (docs/quantization.md section 7, "Zen 4").  Not measured on
- * an Intel host. */
+ * thread: the L1 fill buffers the prefetches hold are the ones the loads need.  Into L2, bench
+ * linear --N 6144 --K 1024 --M 1 --cold 1024, Q8_0: 1 thread 333-483 -> 244-251 us, 2 threads
+ * 210-308 -> 200-219 us; Q4_0 unchanged (docs/quantization.md section 7, "Zen 4").  Not measured
+ * on an Intel host. */
 #define ROW1_PREFETCH_BLOCKS 48
 
 INL uint32_t ld16(const char *p)
