@@ -115,7 +115,7 @@ static size_t give_workspace(bench_call *bc, deltarule_grad_problem *gpw)
  * speed drifts by 5-25% over minutes, and the blocks above time the forward, then each backward,
  * against a peak calibrated earlier: their ratios compare moments as much as kernels.  calls[i] is
  * line i's; a backward's workspace is allocated here once, as in its block. */
-static int interleaved(const summary_line *lines, const bench_call *calls, int nl, int th, double work, int pairs)
+static int interleaved(const summary_line *lines, const bench_call *calls, int nl, int th, double bwd_flops, int pairs)
 {
     if (pairs < 1) return 0;
     int bf = -1, nb = 0;
@@ -184,7 +184,7 @@ static int interleaved(const summary_line *lines, const bench_call *calls, int n
                 for (int r = 0; r < pairs; r++) {
                     const double tb = t[(size_t)r * (nl + 1) + i], tf = t[(size_t)r * (nl + 1) + bf];
                     a[r] = tb / tf;
-                    if (pk[r] > 0) b[n++] = 18.0 * work / tb * 1e-9 / pk[r] * 100.0;
+                    if (pk[r] > 0) b[n++] = bwd_flops / tb * 1e-9 / pk[r] * 100.0;
                 }
                 const q35_stats q = q35_stats_of(a, pairs), e = q35_stats_of(b, n);
                 printf("  %-20s %.2fx the forward [%.2f, %.2f]", lines[i].label, q.median, q.q1, q.q3);
@@ -314,6 +314,8 @@ int bench_deltarule_grad(const dr_bench_config *config)
                 }
                 const deltarule_grad_problem gp = dr_grads_problem(&c.p, d_out, dfs, &gr);
                 const double work = (double)B * T * sh->Hv * sh->Dk * sh->Dv;
+                /* the tables' useful-work counters: 6 Dk Dv a token and value head forward, 18 backward */
+                const double fwd_flops = 6.0 * work, bwd_flops = 18.0 * work;
                 const double st_bytes = 4.0 * dr_state_elems(&c.p);
                 const double fwd_bytes = 4.0 * (2.0 * dr_qk_elems(&c.p) + 2.0 * dr_v_elems(&c.p) +
                                                 2.0 * dr_gate_elems(&c.p)) + 2 * st_bytes;
@@ -366,7 +368,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                         break;
                     }
                     bench_result r = {.impl = lines[nl].label, .stats = q35_stats_of(times, cfg.reps),
-                                      .flops = (is_fwd ? 6.0 : 18.0) * work, .bytes = is_fwd ? fwd_bytes : bwd_bytes,
+                                      .flops = is_fwd ? fwd_flops : bwd_flops, .bytes = is_fwd ? fwd_bytes : bwd_bytes,
                                       .tokens = (double)B * T, .other_load = q35_load_end_other_fraction(&lm)};
                     if (!is_fwd) snprintf(r.note, sizeof r.note, "held %.2f MiB", bc.st.bytes_held / 1048576.0);
                     if (have_limits) {
@@ -388,7 +390,7 @@ int bench_deltarule_grad(const dr_bench_config *config)
                 }
                 bench_row_end(&rep);
                 if (!rc) print_summary(lines, nl, B, T, th, have_limits ? q35_limit_fma_peak(&lim, th) : 0.0);
-                if (!rc && cfg.pairs) rc = interleaved(lines, calls, nl, th, work, cfg.pairs);
+                if (!rc && cfg.pairs) rc = interleaved(lines, calls, nl, th, bwd_flops, cfg.pairs);
                 dr_big_free(d_out, d_out_huge);
                 dr_big_free(dfs, dfs_huge);
                 dr_grads_free(&gr);

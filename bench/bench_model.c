@@ -280,10 +280,10 @@ int bench_model(const model_bench_config *config)
         for (int it = 0; it < cfg.nthreads && !rc; it++) {
             const int len = cfg.lens[il], th = cfg.threads[it];
             im.threads = th;
-            if (cfg.bw_probe) { /* the probe's array, touched by this row's threads */
+            if (cfg.bw_probe && probe.threads != th) { /* the probe's array, touched by this row's threads */
                 q35_bw_probe_free(&probe);
-                free(bw);
-                if (q35_bw_probe_init(&probe, th, BW_PROBE_BYTES) || !(bw = calloc(2 * (size_t)cfg.reps, sizeof *bw))) {
+                if (!bw) bw = calloc(2 * (size_t)cfg.reps, sizeof *bw);
+                if (!bw || q35_bw_probe_init(&probe, th, BW_PROBE_BYTES)) {
                     fprintf(stderr, "q35lab: bench model: no memory for the bandwidth probe (%zu MiB)\n",
                             BW_PROBE_BYTES >> 20);
                     rc = 2;

@@ -171,7 +171,6 @@ int q35_limits_load(const char *path, q35_machine_limits *lim, char *err, size_t
  * more than 100%). */
 int q35_limits_note_other_host(const q35_machine_limits *lim, const char *path, FILE *out);
 
-/* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
 /* The fp32 FMA peak now: calibrate's FMA loop (the widest of AVX-512 and AVX2 the CPU has) on
  * `threads` threads, one timed run of about `seconds` per q35_fma_probe_run, in GFLOP/s.  For a
  * benchmark that interleaves it with the calls it measures, so that a percentage of peak is taken
@@ -199,6 +198,7 @@ int q35_bw_probe_init(q35_bw_probe *p, int threads, size_t bytes);
 double q35_bw_probe_run(q35_bw_probe *p);
 void q35_bw_probe_free(q35_bw_probe *p);
 
+/* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads);
 /* The BF16 dot (vdpbf16ps) peak, GFLOP/s (0 if not measured: older file or no AVX512_BF16). */
 double q35_limit_bf16dot_peak(const q35_machine_limits *lim, int threads);

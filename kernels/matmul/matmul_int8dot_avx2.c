@@ -3,7 +3,7 @@
  *   Q8_0: one 32-weight block per ymm: vpmaddubsw(|w|, sign(q, w)) multiplies unsigned by signed
  *         bytes and adds pairs into int16 (|w| <= 127 and |q| <= 127, so a pair is at most 32258:
  *         no saturation, and no room to add a second block's), vpmaddwd by ones adds pairs again
- *         into 8 int32; then i_b to fp32 (exact) times the block's fp32 dw_b d_b (`rows`).
+ *         into 8 int32; then i_b to fp32 (exact) times the block's fp32 dw_b d_b (`q8_rows`).
  *   Q4_0: two blocks per ymm (matmul_int8dot_pairs.inc): low and high nibbles, vpmaddubsw
  *         (n <= 15), the two int16 sums added, vpmaddwd; -8 s in the first lane of each block so
  *         i_b is the exact eq. I4 sum, as in the plain-C body.  (Until 2026-12-07 one block per
@@ -27,21 +27,14 @@ INL float f16(const char *p)
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
-INL __m256i block_dot(q35_wtype wt, const char *blk, __m256i x, int32_t s)
+/* One Q8_0 block against its 32 activations: 8 int32 (the signs moved onto x, |w| unsigned). */
+INL __m256i q8_block_dot(const char *blk, __m256i x)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
-    if (wt == WT_Q8_0) {
-        const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), ones);
-    }
-    const __m128i b = _mm_loadu_si128((const __m128i *)(blk + 2));
-    const __m256i n = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1),
-                                       _mm256_set1_epi8(15));
-    const __m256i i = _mm256_madd_epi16(_mm256_maddubs_epi16(n, x), ones);
-    return _mm256_add_epi32(i, _mm256_setr_epi32(-8 * s, 0, 0, 0, 0, 0, 0, 0));
+    const __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
 }
 
-INL float hsum(__m256 v)
+INL float hsum8(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -49,9 +42,8 @@ INL float hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* nr (<= R) rows of W, row r at W + r * rstride, against one row of activations. */
-INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, const int32_t *s, const char *W,
-              size_t rstride, size_t bb, float *out)
+/* Q8_0: nr (<= R) rows of W, row r at W + r * rstride, against one row of activations. */
+INL void q8_rows(int nr, int nb, const int8_t *q, const float *d, const char *W, size_t rstride, size_t bb, float *out)
 {
     __m256 acc[R];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
@@ -63,10 +55,10 @@ INL void rows(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d, con
             const char *blk = W + r * rstride + b * bb;
             _mm_prefetch(blk + MM_QPREFETCH_BYTES, _MM_HINT_T0); /* matmul_internal.h */
             const __m256 sc = _mm256_set1_ps(f16(blk) * d[b]);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(wt, blk, x, s[b])), sc, acc[r]);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block_dot(blk, x)), sc, acc[r]);
         }
     }
-    for (int r = 0; r < nr; r++) out[r] = hsum(acc[r]);
+    for (int r = 0; r < nr; r++) out[r] = hsum8(acc[r]);
 }
 
 /* dw_b d_b and dw_{b+1} d_{b+1} in lanes 0 and 1 (d: the activations' scales of the pair). */
@@ -79,7 +71,6 @@ INL __m128 pair_scale(const char *blk, size_t bb, const float *d)
     __builtin_memcpy(&dd, d, 8);
     return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)(h0 | (uint32_t)h1 << 16))), _mm_castpd_ps(_mm_set_sd(dd)));
 }
-#define hsum8 hsum
 #define PAIRS_ROWS R
 #define PAIRS_PREFETCH(blk, bb) _mm_prefetch((blk) + MM_QPREFETCH_BYTES, _MM_HINT_T0) /* matmul_internal.h */
 /* the two vpmaddubsw's int16 pair sums added (each at most 2 * 15 * 127 = 3810, so the sum fits),
@@ -95,7 +86,7 @@ INL void rows_of_w(q35_wtype wt, int nr, int nb, const int8_t *q, const float *d
     if (wt == WT_Q4_0)
         q4_pairs(nr, nb, q, d, s, W, rstride, bb, out);
     else
-        rows(WT_Q8_0, nr, nb, q, d, s, W, rstride, bb, out);
+        q8_rows(nr, nb, q, d, W, rstride, bb, out);
 }
 
 INL void body(q35_wtype wt, int M, int N, int K, const q35_qact *A, int m0, const char *W, size_t rowb, float *C,
