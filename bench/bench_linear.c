@@ -50,11 +50,13 @@ static int call(void *ctx, char *err, size_t errlen)
     return linear_run(entry(k->i), &p, &k->o, err, errlen);
 }
 
-/* "q8" -> WT_Q8_0 ...; -1 if unknown. */
+/* "q8" -> WT_Q8_0_R16 ... (as the model's --weights: q8 / q4 interleaved, q8_0 / q4_0 in rows);
+ * -1 if unknown. */
 static int wtype_of(const char *s, size_t n)
 {
     static const struct { const char *name; q35_wtype wt; } t[] = {
-        {"f32", WT_F32}, {"bf16", WT_BF16}, {"q8", WT_Q8_0}, {"q4", WT_Q4_0}};
+        {"f32", WT_F32},        {"bf16", WT_BF16},     {"q8", WT_Q8_0_R16},
+        {"q4", WT_Q4_0_R16},    {"q8_0", WT_Q8_0},     {"q4_0", WT_Q4_0}};
     for (size_t i = 0; i < sizeof t / sizeof *t; i++)
         if (strlen(t[i].name) == n && !strncmp(s, t[i].name, n)) return (int)t[i].wt;
     return -1;
@@ -71,16 +73,24 @@ static void *make_w(q35_wtype wt, const float *wf, int N, int K, size_t copies)
                 copies > 1 ? "ies" : "y", (double)(rowb * N * copies) / (1 << 20));
         return NULL;
     }
+    const q35_wtype bt = q35_wtype_block(wt);
     for (int n = 0; n < N; n++) {
         const float *src = wf + (size_t)n * K;
         int bad = 0;
-        switch (wt) {
+        switch (bt) {
         case WT_F32: memcpy(w + n * rowb, src, rowb); break;
         case WT_BF16: q35_f32_to_bf16_array(src, (uint16_t *)(w + n * rowb), (size_t)K); break;
         case WT_Q8_0: bad = q35_quantize_row_q8_0(src, (q35_block_q8_0 *)(w + n * rowb), (size_t)K); break;
         default: bad = q35_quantize_row_q4_0(src, (q35_block_q4_0 *)(w + n * rowb), (size_t)K); break;
         }
         if (bad) { fprintf(stderr, "q35lab: bench linear: could not quantize W\n"); free(w); return NULL; }
+    }
+    if (q35_wtype_is_r16(wt)) { /* the rows just written, interleaved into the second copy's place, then back */
+        char *tmp = copies > 1 ? w + rowb * N : malloc(rowb * N);
+        if (!tmp) { fprintf(stderr, "q35lab: bench linear: out of memory\n"); free(w); return NULL; }
+        q35_r16_pack(w, bt == WT_Q8_0, (size_t)N, (size_t)K, tmp);
+        memcpy(w, tmp, rowb * N);
+        if (copies == 1) free(tmp);
     }
     for (size_t c = 1; c < copies; c++) memcpy(w + c * rowb * N, w, rowb * N);
     return w;
@@ -89,20 +99,25 @@ static void *make_w(q35_wtype wt, const float *wf, int N, int K, size_t copies)
 int bench_linear(const linear_bench_config *cfg)
 {
     if (bench_check_impl_list("linear", cfg->impl, is_named)) return 2;
-    q35_wtype wts[4];
+    q35_wtype wts[Q35_WT_COUNT];
     int nw = 0;
     for (const char *s = cfg->weights; *s;) {
         const size_t n = strcspn(s, ",");
         const int wt = wtype_of(s, n);
-        if (wt < 0 || nw == 4) {
-            fprintf(stderr, "q35lab: bench linear: --weights takes f32,bf16,q8,q4; got '%.*s'\n", (int)n, s);
+        if (wt < 0 || nw == Q35_WT_COUNT) {
+            fprintf(stderr, "q35lab: bench linear: --weights takes f32,bf16,q8,q4,q8_0,q4_0; got '%.*s'\n", (int)n, s);
             return 2;
         }
         wts[nw++] = (q35_wtype)wt;
         s += n + (s[n] == ',');
     }
-    int need_blocks = 0;
-    for (int i = 0; i < nw; i++) need_blocks |= q35_wtype_is_quant(wts[i]);
+    int need_blocks = 0, need_r16 = 0;
+    for (int i = 0; i < nw; i++) need_blocks |= q35_wtype_is_quant(wts[i]), need_r16 |= q35_wtype_is_r16(wts[i]);
+    if (need_r16 && cfg->N % Q35_R16) {
+        fprintf(stderr, "q35lab: bench linear: q8 and q4 interleave 16 rows, N=%d is not a multiple of 16 (q8_0 and "
+                "q4_0 keep ggml's rows)\n", cfg->N);
+        return 2;
+    }
     if (cfg->N < 1 || cfg->K < 1 || (need_blocks && cfg->K % Q35_QBLOCK)) {
         fprintf(stderr, "q35lab: bench linear: needs N, K >= 1 (K a multiple of %d for q8, q4); got N=%d K=%d\n",
                 Q35_QBLOCK, cfg->N, cfg->K);

@@ -21,11 +21,15 @@ int model_quant_parse(const char *weights, const char *quant_only, const char *a
         if (rank == 0) fprintf(stderr, "error: --quant-only needs --weights q8|q4\n");
         return -1;
     }
-    lo->quant = !strcmp(weights, "q8") || !strcmp(weights, "q8_0")   ? WT_Q8_0
-                : !strcmp(weights, "q4") || !strcmp(weights, "q4_0") ? WT_Q4_0
-                                                                     : WT_F32;
+    /* q8 / q4: interleaved rows where the family allows (docs/quantization.md §8); q8_0 / q4_0: ggml's
+     * row layout everywhere (the same values: for A/B runs and byte-for-byte comparisons) */
+    lo->quant = !strcmp(weights, "q8")     ? WT_Q8_0_R16
+                : !strcmp(weights, "q4")   ? WT_Q4_0_R16
+                : !strcmp(weights, "q8_0") ? WT_Q8_0
+                : !strcmp(weights, "q4_0") ? WT_Q4_0
+                                           : WT_F32;
     if (lo->quant == WT_F32) {
-        if (rank == 0) fprintf(stderr, "error: --weights must be q8 or q4, got '%s'\n", weights);
+        if (rank == 0) fprintf(stderr, "error: --weights must be q8, q4, q8_0 or q4_0, got '%s'\n", weights);
         return -1;
     }
     if (quant_only && q35_wfamily_parse(quant_only, &lo->quant_families, err, sizeof err)) {
@@ -62,7 +66,9 @@ static void quant_summary(const q35_model *m, char *buf, size_t n)
     if (!m->qfamilies) return;
     size_t at = (size_t)snprintf(buf, n, "; %s:", q35_wtype_name(m->qwt));
     for (int f = 0; f < Q35_WF_COUNT && at < n; f++)
-        if ((m->qfamilies >> f) & 1u) at += (size_t)snprintf(buf + at, n - at, " %s", q35_wfamily_name((q35_wfamily)f));
+        if ((m->qfamilies >> f) & 1u)
+            at += (size_t)snprintf(buf + at, n - at, " %s%s", q35_wfamily_name((q35_wfamily)f),
+                                   (m->qr16 >> f) & 1u ? " (r16)" : "");
 }
 
 int model_args_open(const model_args *a, q35_model *m)
@@ -84,7 +90,7 @@ int model_args_open(const model_args *a, q35_model *m)
     const q35_config *c = &m->cfg;
     char qs[128];
     quant_summary(m, qs, sizeof qs);
-    if (a->load.quant && a->load.quant != m->qwt && comm->rank == 0)
+    if (a->load.quant && q35_wtype_block(a->load.quant) != m->qwt && comm->rank == 0)
         fprintf(stderr, "note: --weights %s: no selected family has rows of whole 32-weight blocks; nothing quantized\n",
                 a->weights);
     if (comm->rank == 0)

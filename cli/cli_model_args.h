@@ -14,7 +14,7 @@ typedef struct {
     const char *prompts;   /* --prompt-ids */
     const char *moe_shard; /* --moe-shard tp|ep (tensor-parallel runs) */
     const char *tp_mutant; /* --tp-mutant: a wrong split, for tests/tp_test.sh only */
-    const char *weights;   /* --weights q8|q4: quantize at load (docs/quantization.md) */
+    const char *weights;   /* --weights q8|q4|q8_0|q4_0: quantize at load (docs/quantization.md) */
     const char *quant_only;/* --quant-only FAMILY,...: only these families */
     const char *against;   /* validate --against full: the reference path on the unquantized model */
 } model_args;
@@ -36,7 +36,8 @@ typedef struct {
     "  --mmap             keep matrices in the file maps where possible (models larger than memory)\n"             \
     "  --f32              hold BF16 weights as F32 in memory\n"                                                    \
     "  --moe-shard tp|ep  under mpirun: split every expert (tp, default) or give each rank whole experts (ep)\n"   \
-    "  --weights q8|q4    quantize the matrices at load to Q8_0 / Q4_0 (docs/quantization.md)\n"                  \
+    "  --weights q8|q4    quantize the matrices at load to Q8_0 / Q4_0, 16 rows interleaved where the family\n"   \
+    "                     allows (docs/quantization.md §8); q8_0|q4_0: the same values in ggml's row layout\n"      \
     "  --quant-only LIST  with --weights: only these families (deltanet,attention,mlp,moe,lm_head; default all)\n"   \
     "  --against full     validate with --weights: the reference path runs on the unquantized weights, so token\n"  \
     "                     match and max|dlogit| measure the quantization's cost\n"

@@ -80,15 +80,16 @@ typedef struct {
     float block[Q35_FP_BLOCK];
 } fp_ctx;
 
-/* Values [at, at + n) of a tensor as f32, into the hash. */
-static void hash_values(fp_ctx *x, const void *data, q35_wtype wt, uint64_t at, size_t n)
+/* Values [at, at + n) of a tensor (rows of ldw) as f32, into the hash. */
+static void hash_values(fp_ctx *x, const void *data, q35_wtype wt, uint64_t ldw, uint64_t at, size_t n)
 {
     if (wt == WT_F32) {
         XXH3_128bits_update(x->st, (const float *)data + at, n * sizeof(float));
         return;
     }
-    if (wt != WT_BF16) { /* quantized: the exact dequantized values (a quantized model is another model) */
-        for (size_t i = 0; i < n; i++) x->block[i] = q35_w_at(data, wt, at + i);
+    if (wt != WT_BF16) { /* quantized: the exact dequantized values (a quantized model is another model; the
+                          * layout, rows or interleaved, is not: the same values hash the same) */
+        for (size_t i = 0; i < n; i++) x->block[i] = q35_w_rc(data, wt, ldw, (at + i) / ldw, (at + i) % ldw);
         XXH3_128bits_update(x->st, x->block, n * sizeof(float));
         return;
     }
@@ -106,6 +107,7 @@ static void hash_tensor(fp_ctx *x, const char *name, const void *data, int matri
         n *= (uint64_t)shape[i];
         dims[i] = shape[i];
     }
+    const uint64_t ldw = (uint64_t)shape[ndim - 1];
     XXH3_128bits_update(x->st, name, strlen(name) + 1);
     const int32_t nd = ndim;
     XXH3_128bits_update(x->st, &nd, sizeof nd);
@@ -113,13 +115,13 @@ static void hash_tensor(fp_ctx *x, const char *name, const void *data, int matri
     const uint64_t whole = (uint64_t)Q35_FP_BLOCKS * Q35_FP_BLOCK;
     if (n <= whole) {
         for (uint64_t at = 0; at < n; at += Q35_FP_BLOCK)
-            hash_values(x, data, wt, at, (size_t)(n - at < Q35_FP_BLOCK ? n - at : Q35_FP_BLOCK));
+            hash_values(x, data, wt, ldw, at, (size_t)(n - at < Q35_FP_BLOCK ? n - at : Q35_FP_BLOCK));
         return;
     }
     /* blocks k = 0 .. B-1 start at k (n - block) / (B - 1): the first at 0, the last ending at n */
     for (uint64_t k = 0; k < Q35_FP_BLOCKS; k++) {
         const uint64_t at = k * (n - Q35_FP_BLOCK) / (Q35_FP_BLOCKS - 1);
-        hash_values(x, data, wt, at, Q35_FP_BLOCK);
+        hash_values(x, data, wt, ldw, at, Q35_FP_BLOCK);
     }
 }
 

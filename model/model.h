@@ -75,7 +75,10 @@ typedef struct {
     int shard_mutant;  /* Q35_SHARD_MUTANT_*: wrong splits kept for tests/tp_test.sh; 0 */
     /* Quantize at load (docs/quantization.md): quant WT_Q8_0 or WT_Q4_0 (WT_F32 / WT_BF16: no),
      * the families of quant_families (bit 1 << q35_wfamily; 0: every family).  A family whose
-     * matrices are not all rows of whole 32-weight blocks stays in the checkpoint's type. */
+     * matrices are not all rows of whole 32-weight blocks stays in the checkpoint's type.
+     * WT_Q8_0_R16 / WT_Q4_0_R16: the same blocks, and the families that allow it stored with 16
+     * rows interleaved (§8: not moe, whose experts are sliced by rows and columns; every matrix's
+     * rows a multiple of 16); the others in the row layout. */
     q35_wtype quant;
     unsigned quant_families;
 } q35_load_opts;
@@ -88,6 +91,8 @@ typedef struct {
     q35_wtype wt;          /* dtype of every matrix in memory, except the quantized families: */
     q35_wtype qwt;         /* WT_Q8_0 / WT_Q4_0 of the families in qfamilies (q35_model_wt) */
     unsigned qfamilies;    /* bit 1 << q35_wfamily: quantized at load (0: none) */
+    unsigned qr16;         /* of those, the families stored interleaved (q35_wtype_r16(qwt)) */
+    size_t qr16_bytes;     /* they are the first qr16_bytes of qarena */
     const char *disk_dtype;/* "BF16", "F16", "F32" or "mixed" */
     q35_layer *layers;     /* [num_hidden_layers] */
     const void *embed;     /* [V, H] */
@@ -115,15 +120,16 @@ void q35_model_free(q35_model *m);
 /* The dtype of a family's matrices in memory. */
 static inline q35_wtype q35_model_wt(const q35_model *m, q35_wfamily f)
 {
-    return (m->qfamilies >> f) & 1u ? m->qwt : m->wt;
+    return (m->qr16 >> f) & 1u ? q35_wtype_r16(m->qwt) : (m->qfamilies >> f) & 1u ? m->qwt : m->wt;
 }
 /* The dtype of the matrix at ptr (a quantized copy lives in qarena). */
 static inline q35_wtype q35_model_matrix_wt(const q35_model *m, const void *ptr)
 {
     const char *p = ptr, *a = m->qarena;
-    return a && p >= a && p < a + m->qarena_bytes ? m->qwt : m->wt;
+    return !a || p < a || p >= a + m->qarena_bytes ? m->wt : p < a + m->qr16_bytes ? q35_wtype_r16(m->qwt) : m->qwt;
 }
-/* model/quantize.c: quantize the families of mask (0: all) to wt after loading; 0 or -1 with a
+/* model/quantize.c: quantize the families of mask (0: all) to wt after loading (an interleaved wt:
+ * its block type, interleaved where the family allows, as q35_load_opts.quant says); 0 or -1 with a
  * message.  Called by q35_model_load when opts->quant is a quantized type. */
 int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, size_t errlen);
 /* "deltanet,attention,mlp,moe,lm_head" (or "all") to a mask; 0 or -1 with a message. */

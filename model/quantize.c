@@ -5,7 +5,9 @@
  * kernel (madvise MADV_DONTNEED on the whole pages inside each one; nothing reads them again),
  * except the embedding table when lm_head is tied to it and matrices read from the file maps.
  * A family with a matrix whose rows are not whole 32-weight blocks (K % 32 != 0) stays
- * unquantized. */
+ * unquantized.  Asked for an interleaved type, the families whose matrices all have a multiple of 16
+ * rows, but moe, are stored with 16 rows interleaved (kernels/quant/quant_r16.h, docs/quantization.md
+ * §8), at the front of the arena (q35_model_matrix_wt tells them by address); the rest in rows. */
 #include "common/errmsg.h"
 #include "common/huge_pages.h"
 #include "model/model.h"
@@ -93,9 +95,27 @@ static int layer_mats(const q35_config *c, q35_layer *L, int full, qmat *o)
     return n;
 }
 
+/* Rows [r0, r1) of a matrix (K a row) quantized to wt's blocks at dst (row layout). */
+static int quantize_rows(const void *src, q35_wtype from, q35_wtype wt, int K, size_t r0, size_t r1, float *row, char *dst)
+{
+    for (size_t r = r0; r < r1; r++) {
+        const size_t at = r * (size_t)K;
+        if (from == WT_BF16)
+            q35_bf16_to_f32_array((const uint16_t *)src + at, row, (size_t)K);
+        else
+            memcpy(row, (const float *)src + at, (size_t)K * sizeof(float));
+        void *o = dst + q35_wtype_bytes(wt, (r - r0) * (size_t)K);
+        if ((wt == WT_Q8_0 ? q35_quantize_row_q8_0(row, o, (size_t)K) : q35_quantize_row_q4_0(row, o, (size_t)K)))
+            return -1;
+    }
+    return 0;
+}
+
 int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, size_t errlen)
 {
     if (!q35_wtype_is_quant(wt)) { q35_errmsg(err, errlen, "quantize: %s is not a quantized type", q35_wtype_name(wt)); return -1; }
+    const int want_r16 = q35_wtype_is_r16(wt);
+    wt = q35_wtype_block(wt);
     if (m->qarena) { q35_errmsg(err, errlen, "quantize: the model is already quantized"); return -1; }
     if (!mask) mask = (1u << Q35_WF_COUNT) - 1;
     const q35_config *c = &m->local;
@@ -116,9 +136,22 @@ int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, siz
     unsigned ok = mask & present;
     for (int i = 0; i < n; i++)
         if (all[i].K % Q35_QBLOCK) ok &= ~(1u << all[i].fam);
-    size_t bytes = 0;
+    unsigned r16 = want_r16 ? ok & ~(1u << Q35_WF_MOE) : 0;
     for (int i = 0; i < n; i++)
-        if ((ok >> all[i].fam) & 1u) bytes += q35_wtype_bytes(wt, all[i].rows * (size_t)all[i].K);
+        if (all[i].rows % Q35_R16) r16 &= ~(1u << all[i].fam);
+    /* the interleaved families first: q35_model_matrix_wt tells them by address */
+    for (int i = 0, j = 0; i < n; i++)
+        if ((r16 >> all[i].fam) & 1u) {
+            const qmat t = all[i];
+            memmove(all + j + 1, all + j, (size_t)(i - j) * sizeof *all);
+            all[j++] = t;
+        }
+    size_t bytes = 0, r16_bytes = 0;
+    for (int i = 0; i < n; i++)
+        if ((ok >> all[i].fam) & 1u) {
+            bytes += q35_wtype_bytes(wt, all[i].rows * (size_t)all[i].K);
+            if ((r16 >> all[i].fam) & 1u) r16_bytes = bytes;
+        }
     if (!bytes) { /* nothing to do (no selected family fits): the model stays as loaded */
         free(all);
         return 0;
@@ -134,23 +167,25 @@ int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, siz
         char *dst = arena + off;
         const q35_wtype from = m->wt;
         int failed = 0;
+        const int inter = (r16 >> q->fam) & 1u;
+        /* interleaved: each thread quantizes a group of 16 rows into its scratch, then packs it */
+        const size_t step = inter ? Q35_R16 : 1;
 #pragma omp parallel reduction(| : failed)
         {
             float *row = malloc((size_t)q->K * sizeof(float));
-            if (!row) failed = 1;
+            char *grp = inter ? malloc(q35_wtype_bytes(wt, Q35_R16 * (size_t)q->K)) : NULL;
+            if (!row || (inter && !grp)) failed = 1;
 #pragma omp for schedule(static)
-            for (size_t r = 0; r < q->rows; r++) {
-                if (!row) continue;
-                const size_t at = r * (size_t)q->K;
-                if (from == WT_BF16)
-                    q35_bf16_to_f32_array((const uint16_t *)src + at, row, (size_t)q->K);
-                else
-                    memcpy(row, (const float *)src + at, (size_t)q->K * sizeof(float));
-                void *o = dst + q35_wtype_bytes(wt, at);
-                if ((wt == WT_Q8_0 ? q35_quantize_row_q8_0(row, o, (size_t)q->K) : q35_quantize_row_q4_0(row, o, (size_t)q->K)))
+            for (size_t r = 0; r < q->rows; r += step) {
+                if (failed) continue;
+                char *o = dst + q35_wtype_bytes(wt, r * (size_t)q->K);
+                if (quantize_rows(src, from, wt, q->K, r, r + step, row, inter ? grp : o))
                     failed = 1;
+                else if (inter)
+                    q35_r16_pack(grp, wt == WT_Q8_0, Q35_R16, (size_t)q->K, o);
             }
             free(row);
+            free(grp);
         }
         if (failed) bad = i;
         *q->ptr = dst;
@@ -174,7 +209,7 @@ int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, siz
     }
     free(all);
     m->qarena = arena, m->qarena_bytes = bytes;
-    m->qwt = wt, m->qfamilies = ok;
+    m->qwt = wt, m->qfamilies = ok, m->qr16 = r16, m->qr16_bytes = r16_bytes;
     m->weight_bytes += bytes; /* the quantized copies; the loaded ones stay allocated (see the top) */
     return 0;
 }

@@ -12,7 +12,7 @@ int linear_ref(const linear_problem *p, const linear_opts *o)
     double *w = malloc((size_t)p->K * sizeof *w);
     if (!w) return -1;
     for (int n = 0; n < p->N; n++) {
-        for (int k = 0; k < p->K; k++) w[k] = q35_w_at(p->w, p->wt, (size_t)n * p->K + k);
+        for (int k = 0; k < p->K; k++) w[k] = q35_w_rc(p->w, p->wt, (size_t)p->K, (size_t)n, (size_t)k);
         for (int m = 0; m < p->M; m++) {
             const float *x = p->x + (size_t)m * p->K;
             double acc = 0.0;

@@ -148,7 +148,7 @@ static void deltanet(q35_model_ref *r, int l, const double *xn, double *x, doubl
     }
     for (int n = 0; n < H; n++) {
         double acc = 0;
-        for (int i = 0; i < vd; i++) acc += q35_w_at(L->out_proj, wt, (size_t)n * vd + i) * o[i];
+        for (int i = 0; i < vd; i++) acc += q35_w_rc(L->out_proj, wt, (size_t)vd, (size_t)n, (size_t)i) * o[i];
         x[n] += acc;
     }
 }
@@ -185,7 +185,7 @@ int q35_model_ref_step(q35_model_ref *r, int32_t token, float *logits, char *err
     q35_ref_rmsnorm_c(x, m->final_norm, H, c->rms_norm_eps, xn);
     for (int v = 0; v < V; v++) {
         double acc = 0;
-        for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), (size_t)v * H + h) * xn[h];
+        for (int h = 0; h < H; h++) acc += q35_w_rc(m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), (size_t)H, (size_t)v, (size_t)h) * xn[h];
         logits[v] = (float)acc;
     }
     r->pos++;

@@ -96,7 +96,7 @@ int q35_mtp_ref_forward(q35_mtp_ref *r, int T, const int32_t *tokens, const floa
             float *lg = logits + (all_logits ? (size_t)t * V : 0);
             for (int v = 0; v < V; v++) {
                 double acc = 0;
-                for (int h = 0; h < H; h++) acc += q35_w_at(m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), (size_t)v * H + h) * xn[h];
+                for (int h = 0; h < H; h++) acc += q35_w_rc(m->lm_head, q35_model_wt(m, Q35_WF_LM_HEAD), (size_t)H, (size_t)v, (size_t)h) * xn[h];
                 lg[v] = (float)acc;
             }
         }

@@ -13,7 +13,7 @@ void q35_ref_matvec(const void *W, q35_wtype wt, int N, int K, const double *x, 
 {
     for (int n = 0; n < N; n++) {
         double acc = 0;
-        for (int k = 0; k < K; k++) acc += q35_w_at(W, wt, (size_t)n * K + k) * x[k];
+        for (int k = 0; k < K; k++) acc += q35_w_rc(W, wt, (size_t)K, (size_t)n, (size_t)k) * x[k];
         y[n] = acc;
     }
 }
@@ -76,7 +76,7 @@ void q35_ref_attention(const q35_config *c, const q35_layer *L, q35_wtype wt, do
     }
     for (int n = 0; n < H; n++) {
         double acc = 0;
-        for (int i = 0; i < nh * hd; i++) acc += q35_w_at(L->o_proj, wt, (size_t)n * nh * hd + i) * o[i];
+        for (int i = 0; i < nh * hd; i++) acc += q35_w_rc(L->o_proj, wt, (size_t)nh * hd, (size_t)n, (size_t)i) * o[i];
         x[n] += acc;
     }
 }
@@ -88,14 +88,14 @@ static void swiglu(const void *Wg, const void *Wu, const void *Wd, q35_wtype wt,
     for (int i = 0; i < I; i++) {
         double g = 0, u = 0;
         for (int k = 0; k < H; k++) {
-            g += q35_w_at(Wg, wt, (size_t)i * ld_gu + k) * xn[k];
-            u += q35_w_at(Wu, wt, (size_t)i * ld_gu + k) * xn[k];
+            g += q35_w_rc(Wg, wt, ld_gu, (size_t)i, (size_t)k) * xn[k];
+            u += q35_w_rc(Wu, wt, ld_gu, (size_t)i, (size_t)k) * xn[k];
         }
         mid[i] = q35_ref_silu(g) * u;
     }
     for (int n = 0; n < H; n++) {
         double acc = 0;
-        for (int i = 0; i < I; i++) acc += q35_w_at(Wd, wt, (size_t)n * I + i) * mid[i];
+        for (int i = 0; i < I; i++) acc += q35_w_rc(Wd, wt, (size_t)I, (size_t)n, (size_t)i) * mid[i];
         x[n] += scale * acc;
     }
 }

@@ -833,7 +833,7 @@ static void test_quant_options(void **state)
 {
     (void)state;
     expect_failure(TINY_DIR, ARGS("validate", "--model", TINY_DIR, "--weights", "q5"), 2,
-                   "error: --weights must be q8 or q4, got 'q5'");
+                   "error: --weights must be q8, q4, q8_0 or q4_0, got 'q5'");
     expect_failure(TINY_DIR, ARGS("validate", "--model", TINY_DIR, "--quant-only", "moe"), 2,
                    "error: --quant-only needs --weights q8|q4");
     expect_failure(TINY_DIR, ARGS("generate", "--model", TINY_DIR, "--weights", "q8", "--quant-only", "moe,experts"), 2,
@@ -841,7 +841,10 @@ static void test_quant_options(void **state)
     expect_failure(TINY_DIR, ARGS("validate", "--model", TINY_DIR, "--against", "full"), 2,
                    "error: --against takes 'full' and goes with --weights q8|q4, got 'full' without --weights");
     expect_failure(TINY_DIR, ARGS("bench", "model", "--model", TINY_DIR, "--weights", "int8"), 2,
-                   "error: --weights must be q8 or q4, got 'int8'");
+                   "error: --weights must be q8, q4, q8_0 or q4_0, got 'int8'");
+    expect_failure(TINY_DIR, ARGS("bench", "linear", "--N", "100", "--weights", "q4"), 2,
+                   "q35lab: bench linear: q8 and q4 interleave 16 rows, N=100 is not a multiple of 16 (q8_0 and q4_0 "
+                   "keep ggml's rows)");
     expect_failure(TINY_DIR, ARGS("bench", "linear", "--cold", "0"), 2,
                    "q35lab bench linear: --cold expects an integer in [1, 1048576], got '0'");
 }

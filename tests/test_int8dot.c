@@ -189,6 +189,7 @@ typedef struct {
     q35_wtype wt;
     float *x;
     unsigned char *w;
+    unsigned char *wrows; /* interleaved w: the row layout it was packed from (expected values' source) */
     size_t rowb;
     q35_qact a;
     void *amem;
@@ -198,6 +199,9 @@ static void iprob_make(iprob *p, int M, int N, int K, q35_wtype wt, uint64_t see
 {
     uint64_t s = seed;
     p->M = M; p->N = N; p->K = K; p->wt = wt;
+    p->wrows = NULL;
+    const q35_wtype rw = wt;
+    wt = q35_wtype_block(wt);
     p->x = malloc(sizeof(float) * M * K);
     fill_x(p->x, M, K, &s);
     p->rowb = q35_wtype_bytes(wt, (size_t)K);
@@ -212,6 +216,11 @@ static void iprob_make(iprob *p, int M, int N, int K, q35_wtype wt, uint64_t see
             assert_int_equal(q35_quantize_row_q4_0(wf, (q35_block_q4_0 *)(p->w + n * p->rowb), (size_t)K), 0);
     }
     free(wf);
+    if (q35_wtype_is_r16(rw)) {
+        p->wrows = p->w;
+        p->w = malloc(p->rowb * N);
+        q35_r16_pack(p->wrows, wt == WT_Q8_0, (size_t)N, (size_t)K, p->w);
+    }
     p->amem = malloc(q35_qact_bytes(M, K));
     q35_qact_init(&p->a, M, K, p->amem);
     q35_qact_quantize_rows(&p->a, p->x, K, 0, M);
@@ -221,6 +230,7 @@ static void iprob_free(iprob *p)
 {
     free(p->x);
     free(p->w);
+    free(p->wrows);
     free(p->amem);
 }
 
@@ -239,14 +249,15 @@ static void check_matmul(const iprob *p, int acc, const char *lvl)
                 else assert_true(isnan(c));
                 continue;
             }
-            const unsigned char *row = p->w + (size_t)n * p->rowb;
+            const unsigned char *row = (p->wrows ? p->wrows : p->w) + (size_t)n * p->rowb;
+            const q35_wtype bt = q35_wtype_block(p->wt);
             double e = c0, mag = fabs(c0), exact = c0, cost = 0;
             for (int b = 0; b < nb; b++) {
-                const double db = p->a.d[m * nb + b], dw = w_scale(p->wt, row, b);
+                const double db = p->a.d[m * nb + b], dw = w_scale(bt, row, b);
                 long long i = 0;
                 double wabs = 0, iabs = 0;
                 for (int j = 0; j < 32; j++) {
-                    const int wi = w_int(p->wt, row, b, j);
+                    const int wi = w_int(bt, row, b, j);
                     i += (long long)wi * p->a.q[(size_t)m * K + 32 * b + j];
                     iabs += fabs((double)wi * p->a.q[(size_t)m * K + 32 * b + j]);
                     exact += dw * wi * (double)p->x[(size_t)m * K + 32 * b + j];
@@ -286,10 +297,24 @@ static void grid_level(cpu_isa_level lvl, void *ctx)
                     iprob_free(&p);
                     cases++;
                 }
+    /* interleaved W: whole groups of 16 rows, every count of rows of A the bodies split differently */
+    static const int Nr[] = {16, 32, 48};
+    for (int wt = WT_Q8_0_R16; wt <= WT_Q4_0_R16; wt++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            for (size_t ni = 0; ni < sizeof Nr / sizeof *Nr; ni++)
+                for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+                    iprob p;
+                    iprob_make(&p, Ms[mi], Nr[ni], Ks[ki], (q35_wtype)wt, 5000u + 37u * cases);
+                    check_matmul(&p, 0, cpu_isa_name(lvl));
+                    check_matmul(&p, 1, cpu_isa_name(lvl));
+                    iprob_free(&p);
+                    cases++;
+                }
     /* a W larger than the kernels' 256 KiB row blocks, many rows of A */
-    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++) {
+    static const q35_wtype big[] = {WT_Q8_0, WT_Q4_0, WT_Q8_0_R16, WT_Q4_0_R16};
+    for (int i = 0; i < 4; i++) {
         iprob p;
-        iprob_make(&p, 6, 300, 1024, (q35_wtype)wt, 77);
+        iprob_make(&p, 6, 304, 1024, big[i], 77);
         check_matmul(&p, 0, cpu_isa_name(lvl));
         iprob_free(&p);
     }
@@ -343,9 +368,9 @@ static void linear_level(cpu_isa_level lvl, void *ctx)
     assert_non_null(impl);
     assert_true(impl->lossy);
     static const int Ms[] = {1, 3, 64, 70};
-    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++)
+    for (int wt = WT_Q8_0; wt <= WT_Q4_0_R16; wt++)
         for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
-            const int M = Ms[mi], N = 200, K = 256;
+            const int M = Ms[mi], N = 208, K = 256;
             iprob p;
             iprob_make(&p, M, N, K, (q35_wtype)wt, 900 + mi);
             float *y = malloc(sizeof(float) * M * N), *yr = malloc(sizeof(float) * M * N);

@@ -12,6 +12,7 @@
  */
 #include "harness/impl_select.h"
 #include "harness/model_validate.h"
+#include "model/fingerprint.h"
 #include "model/model.h"
 
 #include <stdarg.h>
@@ -42,8 +43,18 @@ static void check_one(const char *dir, q35_wtype q, unsigned fam)
     const unsigned want = fam ? fam : (1u << Q35_WF_COUNT) - 1;
     for (int f = 0; f < Q35_WF_COUNT; f++) {
         const int present = f == Q35_WF_MLP ? !m.cfg.is_moe : f == Q35_WF_MOE ? m.cfg.is_moe : 1;
-        const q35_wtype expect = present && ((want >> f) & 1u) ? q : full.wt;
-        assert_int_equal(q35_model_wt(&m, (q35_wfamily)f), expect);
+        const q35_wtype got = q35_model_wt(&m, (q35_wfamily)f);
+        if (!present || !((want >> f) & 1u)) {
+            assert_int_equal(got, full.wt);
+        } else if (q35_wtype_is_r16(q)) {
+            /* interleaved where every matrix of the family has a multiple of 16 rows and it is not moe
+             * (docs/quantization.md §8): in the tiny checkpoints the DeltaNet b / a projections have
+             * 4 rows, attention, mlp and lm_head (256 rows) have multiples of 16 */
+            const int inter = f != Q35_WF_MOE && f != Q35_WF_DELTANET;
+            assert_int_equal(got, inter ? q : q35_wtype_block(q));
+        } else {
+            assert_int_equal(got, q);
+        }
     }
     /* pointers: a quantized family's matrices live in the quantized arena, the others do not */
     const q35_layer *L = &m.layers[0]; /* layer 0 is linear attention in every test checkpoint */
@@ -87,7 +98,45 @@ static void test_all_families(void **state)
     for (size_t c = 0; c < sizeof ckpts / sizeof *ckpts; c++) {
         check_one(ckpts[c], WT_Q8_0, 0);
         check_one(ckpts[c], WT_Q4_0, 0);
+        check_one(ckpts[c], WT_Q8_0_R16, 0);
+        check_one(ckpts[c], WT_Q4_0_R16, 0);
     }
+}
+
+/* Interleaving is a layout, not another model (docs/quantization.md §8): the same checkpoint quantized
+ * in rows and interleaved gives the same model fingerprint (it hashes the dequantized values) and the
+ * reference path, which reads every element through q35_w_rc in double in a fixed order, the same
+ * logits bit for bit.  A permuted row or element in the packing or the accessor changes both. */
+static void test_r16_same_model(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof ckpts / sizeof *ckpts; c++)
+        for (int w = 0; w < 2; w++) {
+            const q35_wtype rows = w ? WT_Q4_0 : WT_Q8_0;
+            q35_model a, b;
+            load(ckpts[c], rows, 0, &a);
+            load(ckpts[c], q35_wtype_r16(rows), 0, &b);
+            assert_int_equal(q35_model_wt(&b, Q35_WF_LM_HEAD), q35_wtype_r16(rows));
+            assert_int_equal(q35_model_wt(&a, Q35_WF_LM_HEAD), rows);
+            char err[512];
+            q35_hash128 ha, hb;
+            if (q35_model_fingerprint(&a, &ha, err, sizeof err) || q35_model_fingerprint(&b, &hb, err, sizeof err))
+                fail_msg("fingerprint: %s", err);
+            assert_true(q35_hash128_equal(ha, hb));
+            q35_prompts p;
+            if (q35_prompts_default(a.cfg.vocab_size, &p, err, sizeof err)) fail_msg("%s", err);
+            p.steps = 4;
+            int32_t *ta = NULL, *tb = NULL;
+            float *la = NULL, *lb = NULL;
+            if (q35_reference_run(&a, &p, &ta, &la, err, sizeof err) || q35_reference_run(&b, &p, &tb, &lb, err, sizeof err))
+                fail_msg("reference run: %s", err);
+            const size_t nl = (size_t)p.n * (size_t)p.steps * (size_t)a.cfg.vocab_size;
+            assert_memory_equal(la, lb, nl * sizeof *la);
+            free(ta), free(tb), free(la), free(lb);
+            q35_prompts_free(&p);
+            q35_model_free(&a);
+            q35_model_free(&b);
+        }
 }
 
 static void test_subsets(void **state)
@@ -98,6 +147,7 @@ static void test_subsets(void **state)
     for (size_t s = 0; s < sizeof subsets / sizeof *subsets; s++) {
         check_one(ckpts[1], WT_Q4_0, subsets[s]);
         check_one(ckpts[0], WT_Q8_0, subsets[s]);
+        check_one(ckpts[0], WT_Q4_0_R16, subsets[s]);
     }
 }
 
@@ -175,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_router_unquantized),
         cmocka_unit_test(test_all_families),
         cmocka_unit_test(test_subsets),
+        cmocka_unit_test(test_r16_same_model),
     };
     return cmocka_run_group_tests_name("model_quant", tests, NULL, NULL);
 }

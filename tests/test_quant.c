@@ -230,6 +230,44 @@ static void test_layout(void **state)
     assert_int_equal(q35_wtype_bytes(WT_BF16, 64), 128);
 }
 
+/* The interleaved layout as docs/quantization.md §8 and quant_r16.h write it, byte by byte: 32 rows
+ * x 64 columns (2 groups x 2 blocks), each byte of the row layout given a value of its own, packed,
+ * then every byte looked up where the layout says it goes; and every element read back through
+ * q35_w_rc against the row layout's value (deq_spec). */
+static void test_r16_layout(void **state)
+{
+    (void)state;
+    enum { N = 32, K = 64, NB = K / 32 };
+    for (int q8 = 0; q8 < 2; q8++) {
+        const size_t bb = q8 ? 34 : 18, tb = 16 * bb, qbytes = bb - 2;
+        unsigned char rows[N * NB * 34], packed[N * NB * 34];
+        for (size_t i = 0; i < N * NB * bb; i++) rows[i] = (unsigned char)(i * 7 + 3);
+        for (int n = 0; n < N; n++) /* finite scales: fp16 0x3C00 + small, row n block b */
+            for (int b = 0; b < NB; b++) rows[(n * NB + b) * bb + 1] = 0x3C;
+        q35_r16_pack(rows, q8, N, K, packed);
+        for (int n = 0; n < N; n++)
+            for (int b = 0; b < NB; b++) {
+                const unsigned char *blk = rows + (n * NB + b) * bb;
+                const unsigned char *tile = packed + ((size_t)(n / 16) * NB + b) * tb;
+                const int i = n % 16;
+                assert_int_equal(tile[2 * i], blk[0]);
+                assert_int_equal(tile[2 * i + 1], blk[1]);
+                for (size_t j = 0; j < qbytes; j++) /* quant byte j: chunk j / 4, row i's four bytes */
+                    assert_int_equal(tile[32 + 64 * (j / 4) + 4 * i + j % 4], blk[2 + j]);
+            }
+        const q35_wtype wt = q8 ? WT_Q8_0_R16 : WT_Q4_0_R16;
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++) {
+                const double want = deq_spec(q35_wtype_block(wt), rows + (size_t)n * NB * bb, (size_t)k);
+                assert_true((double)q35_w_rc(packed, wt, K, (size_t)n, (size_t)k) == want);
+            }
+        assert_true(isnan(q35_w_at(packed, wt, 0))); /* no flat index */
+        unsigned char back[N * NB * 34];
+        q35_r16_unpack_rows(packed, q8, K, 0, N, 0, NB, back, NB * bb);
+        assert_memory_equal(back, rows, N * NB * bb);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Matmul                                                              */
 /* ------------------------------------------------------------------ */
@@ -239,6 +277,7 @@ typedef struct {
     q35_wtype wt;
     float *A, *C, *C0;
     void *W;
+    void *Wrows; /* interleaved W: the row layout it was packed from (the expected values' source) */
     double *ref, *absref;
 } qprob;
 
@@ -249,6 +288,8 @@ static void qprob_make(qprob *p, int M, int N, int K, q35_wtype wt, uint64_t see
 {
     memset(p, 0, sizeof *p);
     p->M = M, p->N = N, p->K = K, p->wt = wt;
+    const q35_wtype rw = wt; /* the interleaved types: W made in rows (wt's blocks), packed at the end */
+    wt = q35_wtype_block(wt);
     const int K32 = (K + 31) / 32 * 32;
     p->lda = K + pad, p->ldw = K32 + (pad ? 32 : 0), p->ldc = N + pad;
     p->A = malloc((size_t)M * p->lda * 4);
@@ -286,6 +327,11 @@ static void qprob_make(qprob *p, int M, int N, int K, q35_wtype wt, uint64_t see
         }
     }
     free(row);
+    if (q35_wtype_is_r16(rw)) { /* expected values stay those of the row layout's bytes (deq_spec below) */
+        void *packed = malloc(q35_wtype_bytes(wt, (size_t)N * p->ldw));
+        q35_r16_pack(p->W, wt == WT_Q8_0, (size_t)N, (size_t)p->ldw, packed);
+        p->Wrows = p->W, p->W = packed;
+    }
     for (int m = 0; m < M + 1; m++)
         for (int n = 0; n < p->ldc; n++) {
             float v = integer ? (float)((int)(rng_next(&s) % 201) - 100) : rng_unif(&s);
@@ -294,7 +340,7 @@ static void qprob_make(qprob *p, int M, int N, int K, q35_wtype wt, uint64_t see
         }
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
-            const char *wr = (const char *)p->W + q35_wtype_bytes(wt, (size_t)n * p->ldw);
+            const char *wr = (const char *)(p->Wrows ? p->Wrows : p->W) + q35_wtype_bytes(wt, (size_t)n * p->ldw);
             double acc = 0, abs = 0;
             for (int k = 0; k < K; k++) {
                 const double t = (double)p->A[(size_t)m * p->lda + k] * deq_spec(wt, wr, (size_t)k);
@@ -308,7 +354,7 @@ static void qprob_make(qprob *p, int M, int N, int K, q35_wtype wt, uint64_t see
 
 static void qprob_free(qprob *p)
 {
-    free(p->A); free(p->W); free(p->C); free(p->C0); free(p->ref); free(p->absref);
+    free(p->A); free(p->W); free(p->Wrows); free(p->C); free(p->C0); free(p->ref); free(p->absref);
 }
 
 static const q35_mm_strategy strategies[] = {Q35_MM_AUTO, Q35_MM_GENERIC, Q35_MM_DOT, Q35_MM_PACKED, Q35_MM_PACKA,
@@ -354,14 +400,17 @@ static void grid_level(cpu_isa_level lvl, void *ctx)
 {
     const int integer = ((const grid_ctx *)ctx)->integer;
     uint64_t seed = 1;
-    for (int w = 0; w < 2; w++)
+    static const q35_wtype wts[] = {WT_Q8_0, WT_Q4_0, WT_Q8_0_R16, WT_Q4_0_R16};
+    for (int w = 0; w < 4; w++)
         for (size_t mi = 0; mi < sizeof grid_M / sizeof *grid_M; mi++)
             for (size_t ni = 0; ni < sizeof grid_N / sizeof *grid_N; ni++)
                 for (size_t ki = 0; ki < sizeof grid_K / sizeof *grid_K; ki++) {
-                    const int M = grid_M[mi], N = grid_N[ni], K = grid_K[ki];
+                    const int M = grid_M[mi], K = grid_K[ki];
+                    /* interleaved: whole groups of 16 rows (16, 48, 208 for 1 / 7 / 33 / 200) */
+                    const int N = q35_wtype_is_r16(wts[w]) ? (grid_N[ni] + 15) / 16 * 16 : grid_N[ni];
                     if (K >= 512 && M * N > 2048) continue;
                     qprob p;
-                    qprob_make(&p, M, N, K, w ? WT_Q4_0 : WT_Q8_0, seed++, integer, (int)((mi + ni + ki) % 2) * 3);
+                    qprob_make(&p, M, N, K, wts[w], seed++, integer, (int)((mi + ni + ki) % 2) * 3);
                     for (int s = 0; s < NSTRAT; s++)
                         for (int acc = 0; acc < 2; acc++) run_check(&p, strategies[s], acc, integer, cpu_isa_name(lvl));
                     qprob_free(&p);
@@ -403,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_f16_decode_all),
         cmocka_unit_test(test_f16_encode),
         cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_r16_layout),
         cmocka_unit_test(test_quant_round_trip),
         cmocka_unit_test(test_strategy_choice),
         cmocka_unit_test(test_matmul_exact_integers),

@@ -50,6 +50,8 @@ int linear_validate(const linear_problem *p, char *err, size_t errlen)
     if (q35_wtype_is_quant(p->wt) && p->K % Q35_QBLOCK)
         FAIL("linear: %s weights need K=%d to be a multiple of %d (rows of whole blocks)", q35_wtype_name(p->wt), p->K,
              Q35_QBLOCK);
+    if (q35_wtype_is_r16(p->wt) && p->N % Q35_R16)
+        FAIL("linear: %s weights interleave %d rows, N=%d is not a multiple", q35_wtype_name(p->wt), Q35_R16, p->N);
     if (p->M == 0) return 0;
     if (!p->x || !p->w || !p->y) FAIL("linear: missing %s", !p->x ? "x" : !p->w ? "w" : "y");
     const size_t ny = (size_t)p->M * p->N * 4;

@@ -89,6 +89,8 @@ const char *q35_wtype_name(q35_wtype t)
     case WT_BF16: return "bf16";
     case WT_Q8_0: return "q8_0";
     case WT_Q4_0: return "q4_0";
+    case WT_Q8_0_R16: return "q8_0_r16";
+    case WT_Q4_0_R16: return "q4_0_r16";
     }
     return "?";
 }
@@ -160,19 +162,25 @@ static int mm_blas(int M, int N, int K, const float *A, size_t lda, const void *
     return 0;
 }
 
-/* Rows [n0, n0 + nb) of a quantized W to fp32, ldo floats apart (ldo >= K rounded up to 32). */
+/* Rows [n0, n0 + nb) of a quantized W to fp32, ldo floats apart (ldo >= K rounded up to 32).
+ * Interleaved W: each row's blocks first back to the row layout in rowbuf (q35_wtype_bytes(wt, ldo)). */
 static void dequant_rows(cpu_isa_level isa, const void *W, q35_wtype wt, size_t ldw, int n0, int nb, int K, float *out,
-                         size_t ldo)
+                         size_t ldo, void *rowbuf)
 {
     const size_t nblk = ((size_t)K + Q35_QBLOCK - 1) / Q35_QBLOCK;
+    const q35_wtype bt = q35_wtype_block(wt);
     for (int n = 0; n < nb; n++) {
         const char *row = (const char *)W + q35_wtype_bytes(wt, (size_t)(n0 + n) * ldw);
+        if (q35_wtype_is_r16(wt)) {
+            q35_r16_unpack_rows(W, bt == WT_Q8_0, ldw, (size_t)(n0 + n), 1, 0, nblk, rowbuf, 0);
+            row = rowbuf;
+        }
         float *o = out + (size_t)n * ldo;
         if (isa >= ISA_AVX512)
-            mm_avx512_dequant(wt, row, o, nblk);
+            mm_avx512_dequant(bt, row, o, nblk);
         else if (isa >= ISA_AVX2)
-            mm_avx2_dequant(wt, row, o, nblk);
-        else if (wt == WT_Q8_0)
+            mm_avx2_dequant(bt, row, o, nblk);
+        else if (bt == WT_Q8_0)
             q35_dequantize_row_q8_0((const q35_block_q8_0 *)row, o, nblk * Q35_QBLOCK);
         else
             q35_dequantize_row_q4_0((const q35_block_q4_0 *)row, o, nblk * Q35_QBLOCK);
@@ -190,13 +198,35 @@ static int mm_quant_tiles(q35_mm_strategy s, int M, int N, int K, const float *A
      * tiles of K = 3584 cost as much as the products (docs/matmul.md "Quantized W") */
     tile = tile < QUANT_TILE_MIN_ROWS ? QUANT_TILE_MIN_ROWS : tile / 16 * 16;
     if (tile > N) tile = N;
-    float *buf = malloc((size_t)tile * ldo * sizeof(float));
+    float *buf = malloc((size_t)tile * ldo * sizeof(float) + q35_wtype_bytes(wt, ldo));
     if (!buf) return -1;
     const cpu_isa_level isa = cpu_isa();
     for (int n0 = 0; n0 < N; n0 += tile) {
         const int nb = N - n0 < tile ? N - n0 : tile;
-        dequant_rows(isa, W, wt, ldw, n0, nb, K, buf, ldo);
+        dequant_rows(isa, W, wt, ldw, n0, nb, K, buf, ldo, buf + (size_t)tile * ldo);
         q35_matmul_xwt_with(s, M, nb, K, A, lda, buf, WT_F32, (int)ldo, C + n0, ldc, acc);
+    }
+    free(buf);
+    return 0;
+}
+
+static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
+                         int ldw, float *C, int ldc, int acc);
+
+/* Interleaved W (docs/quantization.md §8) through the row-layout kernels one group of 16 rows at a
+ * time: the group's blocks back to the row layout, then strategy s on them.  The per-block work of
+ * DOT is the same; the unpacking is one more pass over bytes already in L1.  -1 without scratch. */
+static int r16_by_groups(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
+                         int ldw, float *C, int ldc, int acc)
+{
+    const size_t nblk = ((size_t)K + Q35_QBLOCK - 1) / Q35_QBLOCK, rowb = q35_wtype_bytes(wt, nblk * Q35_QBLOCK);
+    const q35_wtype bt = q35_wtype_block(wt);
+    char *buf = malloc(Q35_R16 * rowb);
+    if (!buf) return -1;
+    for (int n0 = 0; n0 < N; n0 += Q35_R16) {
+        const int nr = N - n0 < Q35_R16 ? N - n0 : Q35_R16;
+        q35_r16_unpack_rows(W, bt == WT_Q8_0, (size_t)ldw, (size_t)n0, nr, 0, nblk, buf, rowb);
+        matmul_quant(s, M, nr, K, A, lda, buf, bt, (int)(nblk * Q35_QBLOCK), C + n0, ldc, acc);
     }
     free(buf);
     return 0;
@@ -213,13 +243,27 @@ static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A,
         s = choose_quant(isa, M, N, K);
     }
     const int simd = isa >= ISA_AVX2 && K % Q35_QBLOCK == 0;
+    /* interleaved W: DOT has its own bodies on whole groups of 16 rows; tiles dequantize it row by row;
+     * GENERIC (and rows past the last whole group) unpack a group at a time */
+    if (q35_wtype_is_r16(wt)) {
+        const int whole = s == Q35_MM_DOT && simd ? N / Q35_R16 * Q35_R16 : 0;
+        if (whole) {
+            (isa >= ISA_AVX512 ? mm_avx512_qdot_r16 : mm_avx2_qdot_r16)(M, whole, K, A, (size_t)lda, W, wt, (size_t)ldw,
+                                                                      C, (size_t)ldc, acc);
+            if (whole == N) return;
+            W = (const char *)W + q35_wtype_bytes(wt, (size_t)whole * ldw), N -= whole, C += whole;
+        }
+        if ((s == Q35_MM_DOT || s == Q35_MM_GENERIC || !simd) && r16_by_groups(s, M, N, K, A, lda, W, wt, ldw, C, ldc, acc) == 0)
+            return;
+    }
     if (s == Q35_MM_GENERIC || (s == Q35_MM_DOT && !simd)) {
         mm_generic(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C, (size_t)ldc, acc);
         return;
     }
     if (s != Q35_MM_DOT && mm_quant_tiles(s, M, N, K, A, lda, W, wt, (size_t)ldw, C, ldc, acc) == 0) return;
-    /* DOT, or the tiles' scratch could not be allocated */
-    if (!simd)
+    /* DOT, or the tiles' scratch could not be allocated; interleaved W without scratch: mm_generic, which
+     * unpacks one block at a time */
+    if (!simd || q35_wtype_is_r16(wt))
         mm_generic(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C, (size_t)ldc, acc);
     else
         (isa >= ISA_AVX512 ? mm_avx512_qdot : mm_avx2_qdot)(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C,

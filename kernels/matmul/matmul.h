@@ -10,29 +10,44 @@
 
 #include "kernels/quant/quant.h"
 #include "kernels/quant/quant_act.h"
+#include "kernels/quant/quant_r16.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 /* WT_Q8_0 / WT_Q4_0: ggml's 32-weight blocks with an fp16 scale (kernels/quant/quant.h,
  * docs/quantization.md).  A quantized matrix's rows start on a block: its ldw (in elements) is a
- * multiple of 32, and row n starts q35_wtype_bytes(wt, n * ldw) bytes in. */
-typedef enum { WT_F32 = 0, WT_BF16 = 1, WT_Q8_0 = 2, WT_Q4_0 = 3 } q35_wtype;
-#define Q35_WT_COUNT 4
+ * multiple of 32, and row n starts q35_wtype_bytes(wt, n * ldw) bytes in.
+ * WT_Q8_0_R16 / WT_Q4_0_R16: the same blocks with 16 rows interleaved (kernels/quant/quant_r16.h):
+ * the same bytes per element; N % 16 == 0 and W starts on a group of 16 rows, so only row offsets
+ * that are multiples of 16 exist (n * ldw as above); elements by q35_w_rc, not q35_w_at. */
+typedef enum { WT_F32 = 0, WT_BF16 = 1, WT_Q8_0 = 2, WT_Q4_0 = 3, WT_Q8_0_R16 = 4, WT_Q4_0_R16 = 5 } q35_wtype;
+#define Q35_WT_COUNT 6
 
-static inline int q35_wtype_is_quant(q35_wtype t) { return t == WT_Q8_0 || t == WT_Q4_0; }
+static inline int q35_wtype_is_r16(q35_wtype t) { return t == WT_Q8_0_R16 || t == WT_Q4_0_R16; }
+static inline int q35_wtype_is_quant(q35_wtype t) { return t == WT_Q8_0 || t == WT_Q4_0 || q35_wtype_is_r16(t); }
+/* The block type: WT_Q8_0 for WT_Q8_0_R16, WT_Q4_0 for WT_Q4_0_R16, t otherwise. */
+static inline q35_wtype q35_wtype_block(q35_wtype t)
+{
+    return t == WT_Q8_0_R16 ? WT_Q8_0 : t == WT_Q4_0_R16 ? WT_Q4_0 : t;
+}
+/* The interleaved type of a block type (WT_Q8_0 -> WT_Q8_0_R16 ...), t itself otherwise. */
+static inline q35_wtype q35_wtype_r16(q35_wtype t)
+{
+    return t == WT_Q8_0 ? WT_Q8_0_R16 : t == WT_Q4_0 ? WT_Q4_0_R16 : t;
+}
 /* Bytes of n consecutive elements: n * 4 or n * 2, or whole 32-weight blocks (34 or 18 bytes;
  * n rounded up to a block).  Every pointer offset into a weight array goes through this. */
 static inline size_t q35_wtype_bytes(q35_wtype t, size_t n)
 {
     switch (t) {
     case WT_BF16: return n * 2;
-    case WT_Q8_0: return (n + Q35_QBLOCK - 1) / Q35_QBLOCK * sizeof(q35_block_q8_0);
-    case WT_Q4_0: return (n + Q35_QBLOCK - 1) / Q35_QBLOCK * sizeof(q35_block_q4_0);
+    case WT_Q8_0: case WT_Q8_0_R16: return (n + Q35_QBLOCK - 1) / Q35_QBLOCK * sizeof(q35_block_q8_0);
+    case WT_Q4_0: case WT_Q4_0_R16: return (n + Q35_QBLOCK - 1) / Q35_QBLOCK * sizeof(q35_block_q4_0);
     default: return n * 4;
     }
 }
-/* "f32", "bf16", "q8_0", "q4_0". */
+/* "f32", "bf16", "q8_0", "q4_0", "q8_0_r16", "q4_0_r16". */
 const char *q35_wtype_name(q35_wtype t);
 
 /* lda, ldw, ldc in elements.  W rows are ldw elements apart.  Quantized W (WT_Q8_0, WT_Q4_0):
@@ -51,15 +66,23 @@ uint16_t q35_f32_to_bf16(float f);
 void q35_f32_to_bf16_array(const float *x, uint16_t *y, size_t n);
 
 /* Reads element i of a weight array of type wt as fp32, exactly (quantized: element i % 32 of
- * block i / 32, so i = n * ldw + k with ldw a multiple of 32). */
+ * block i / 32, so i = n * ldw + k with ldw a multiple of 32).  The interleaved types have no
+ * flat index (an element's place depends on ldw): NaN, so a caller that forgot shows. */
 static inline float q35_w_at(const void *W, q35_wtype wt, size_t i)
 {
     switch (wt) {
     case WT_BF16: return q35_bf16_to_f32(((const uint16_t *)W)[i]);
     case WT_Q8_0: return q35_q8_0_at((const q35_block_q8_0 *)W + i / Q35_QBLOCK, (int)(i % Q35_QBLOCK));
     case WT_Q4_0: return q35_q4_0_at((const q35_block_q4_0 *)W + i / Q35_QBLOCK, (int)(i % Q35_QBLOCK));
+    case WT_Q8_0_R16: case WT_Q4_0_R16: return __builtin_nanf("");
     default: return ((const float *)W)[i];
     }
+}
+/* Element k of row n of a matrix with rows ldw elements apart, any type, exactly. */
+static inline float q35_w_rc(const void *W, q35_wtype wt, size_t ldw, size_t n, size_t k)
+{
+    if (q35_wtype_is_r16(wt)) return q35_r16_at(W, wt == WT_Q8_0_R16, ldw, n, k);
+    return q35_w_at(W, wt, n * ldw + k);
 }
 
 /* ---- Added: strategy choice, for tests and benchmarks (docs/matmul.md) ----

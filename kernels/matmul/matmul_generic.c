@@ -48,16 +48,22 @@ static void dot_rows_bf16(int K, const float *a, const uint16_t *w, size_t ldw, 
     for (int r = 0; r < nr; r++) out[r] = lane_sum(s[r]);
 }
 
-/* Quantized: ROWS rows of W, each a row of blocks, against one row a. */
-static void dot_rows_quant(int K, const float *a, const void *w, q35_wtype wt, size_t row_bytes, int nr, float *out)
+/* Quantized: rows n .. n+nr-1 (nr <= ROWS) of W, rows of blocks or interleaved, against one row a. */
+static void dot_rows_quant(int K, const float *a, const void *W, q35_wtype wt, size_t ldw, size_t n, int nr, float *out)
 {
     float s[ROWS][LANES] = {{0}};
+    const q35_wtype bt = q35_wtype_block(wt);
     for (int k0 = 0; k0 < K; k0 += Q35_QBLOCK) {
         const int kb = K - k0 < Q35_QBLOCK ? K - k0 : Q35_QBLOCK;
         for (int r = 0; r < nr; r++) {
-            const char *blk = (const char *)w + r * row_bytes + q35_wtype_bytes(wt, (size_t)k0);
+            const char *blk = (const char *)W + q35_wtype_bytes(wt, (n + (size_t)r) * ldw + (size_t)k0);
+            q35_block_q8_0 tmp; /* the larger block */
+            if (q35_wtype_is_r16(wt)) {
+                q35_r16_unpack_rows(W, bt == WT_Q8_0, ldw, n + (size_t)r, 1, (size_t)k0 / Q35_QBLOCK, 1, &tmp, 0);
+                blk = (const char *)&tmp;
+            }
             float v[Q35_QBLOCK];
-            if (wt == WT_Q8_0)
+            if (bt == WT_Q8_0)
                 q35_dequantize_row_q8_0((const q35_block_q8_0 *)blk, v, Q35_QBLOCK);
             else
                 q35_dequantize_row_q4_0((const q35_block_q4_0 *)blk, v, Q35_QBLOCK);
@@ -75,8 +81,7 @@ void mm_generic(int M, int N, int K, const float *A, size_t lda, const void *W, 
         for (int m = 0; m < M; m++) {
             float out[ROWS];
             if (q35_wtype_is_quant(wt))
-                dot_rows_quant(K, A + m * lda, (const char *)W + q35_wtype_bytes(wt, n * ldw), wt,
-                               q35_wtype_bytes(wt, ldw), nr, out);
+                dot_rows_quant(K, A + m * lda, W, wt, ldw, (size_t)n, nr, out);
             else if (wt == WT_BF16)
                 dot_rows_bf16(K, A + m * lda, (const uint16_t *)W + n * ldw, ldw, nr, out);
             else

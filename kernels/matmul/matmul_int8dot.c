@@ -46,6 +46,10 @@ void q35_matmul_qact_xwt(int M, int N, int K, const q35_qact *A, int m0, const v
                          float *C, int ldc, int accumulate)
 {
     if (M <= 0 || N <= 0) return;
+    if (q35_wtype_is_r16(wt)) {
+        mm_qact_r16(M, N, K, A, m0, (const char *)W, wt, (size_t)ldw, C, (size_t)ldc, accumulate);
+        return;
+    }
     const size_t rowb = q35_wtype_bytes(wt, (size_t)ldw);
     const cpu_isa_level isa = cpu_isa();
     if (isa >= ISA_AVX512 && cpu_has(CPU_FEAT_AVX512_VNNI) && cpu_has(CPU_FEAT_AVX512BW))

@@ -61,6 +61,13 @@ int mm_avx512_qdot(int M, int N, int K, const float *A, size_t lda, const void *
                    float *C, size_t ldc, int acc);
 void mm_avx512_dequant(q35_wtype wt, const void *W, float *y, size_t nblk);
 
+/* matmul_quant_r16_avx512.c / _avx2.c: DOT on interleaved W (WT_Q8_0_R16 / WT_Q4_0_R16), whole
+ * groups of 16 rows (N % 16 == 0), K % 32 == 0; ldw in elements.  Never fail. */
+void mm_avx512_qdot_r16(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                        float *C, size_t ldc, int acc);
+void mm_avx2_qdot_r16(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
+                      float *C, size_t ldc, int acc);
+
 /* matmul_int8dot*.c: the integer-dot bodies of q35_matmul_qact_xwt (K % 32 == 0, M, N >= 1).
  * rowb: bytes per row of W. */
 /* One block's term fl(dw d) * i_b of the definition (eqs. I8 / I4), plain C: the generic body's
@@ -72,5 +79,17 @@ void mm_avx2_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W,
                   float *C, size_t ldc, int acc);
 void mm_avx512vnni_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
                         float *C, size_t ldc, int acc);
+
+/* matmul_int8dot_r16*.c: the same on interleaved W (WT_Q8_0_R16 / WT_Q4_0_R16; ldw: elements a row).
+ * mm_qact_r16 dispatches: whole groups of 16 rows to the SIMD bodies (N a multiple of 16 there), the
+ * rest to the plain-C one, which unpacks each block and runs mm_qact_block. */
+void mm_qact_r16(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t ldw, float *C,
+                 size_t ldc, int acc);
+void mm_generic_qact_r16(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t ldw,
+                         float *C, size_t ldc, int acc);
+void mm_avx2_qact_r16(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t ldw,
+                      float *C, size_t ldc, int acc);
+void mm_avx512vnni_qact_r16(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t ldw,
+                            float *C, size_t ldc, int acc);
 
 #endif

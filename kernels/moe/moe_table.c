@@ -74,7 +74,8 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
     if (p->inter_shared > MOE_MAX_DIM) FAIL("moe: inter_shared=%d exceeds 2^24", p->inter_shared);
     if (p->top_k < 1) FAIL("moe: top_k=%d must be at least 1", p->top_k);
     if (p->top_k > p->E) FAIL("moe: top_k=%d exceeds E=%d", p->top_k, p->E);
-    if (p->wt != WT_F32 && p->wt != WT_BF16 && !q35_wtype_is_quant(p->wt))
+    /* interleaved rows (docs/quantization.md §8) do not allow the per-expert row and column slices */
+    if (p->wt != WT_F32 && p->wt != WT_BF16 && p->wt != WT_Q8_0 && p->wt != WT_Q4_0)
         FAIL("moe: weight dtype %d is none of WT_F32, WT_BF16, WT_Q8_0, WT_Q4_0", (int)p->wt);
     if (q35_wtype_is_quant(p->wt) && p->router_wt != WT_F32 && p->router_wt != WT_BF16)
         FAIL("moe: with %s weights the router and shared-expert gate dtype (router_wt %d) must be WT_F32 or WT_BF16",
