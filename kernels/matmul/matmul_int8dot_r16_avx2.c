@@ -15,7 +15,6 @@
 #define TGT __attribute__((target("avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
 #define PMAX 2
-#define R16_PREFETCH_TILES 6 /* as the AVX-512 body */
 
 INL __m256i bcast4(const int8_t *p)
 {
@@ -53,9 +52,10 @@ INL __m256i half_dot(int q8, const uint8_t *qs, int h, const int8_t *x, int32_t 
 INL void group(int q8, int P, int nb, const int8_t *const *q, const float *const *d, const int32_t *const *s,
                const uint8_t *t, size_t tb, __m256 acc[][2])
 {
+    const size_t pf = MM_R16_PREFETCH_BYTES / tb * tb; /* whole tiles ahead */
     for (int p = 0; p < PMAX; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b++, t += tb) {
-        _mm_prefetch((const char *)t + R16_PREFETCH_TILES * tb, _MM_HINT_T0);
+        for (size_t o = 0; o < tb; o += 64) _mm_prefetch((const char *)t + pf + o, _MM_HINT_T0);
         const uint8_t *qs = t + 2 * Q35_R16;
         _Pragma("GCC unroll 2")
         for (int h = 0; h < 2; h++) {

@@ -19,9 +19,6 @@
 #define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INL static inline __attribute__((always_inline)) TGT
 #define PMAX 4
-/* Software prefetch of the tile this many tiles ahead (one line of it: the stream is sequential,
- * the hardware prefetcher follows once started).  Scratch measurement, docs/quantization.md §8. */
-#define R16_PREFETCH_TILES 6
 
 INL __m512i bcast4(const int8_t *p)
 {
@@ -35,10 +32,11 @@ INL void group(int q8, int P, int nb, const int8_t *const *q, const float *const
                const uint8_t *t, size_t tb, __m512 *acc)
 {
     const __m512i c15 = _mm512_set1_epi8(15), c128 = _mm512_set1_epi8((char)0x80);
+    const size_t pf = MM_R16_PREFETCH_BYTES / tb * tb; /* whole tiles ahead */
     _Pragma("GCC unroll 4")
     for (int p = 0; p < PMAX; p++) acc[p] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++, t += tb) {
-        _mm_prefetch((const char *)t + R16_PREFETCH_TILES * tb, _MM_HINT_T0);
+        for (size_t o = 0; o < tb; o += 64) _mm_prefetch((const char *)t + pf + o, _MM_HINT_T0);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)t));
         const uint8_t *qs = t + 2 * Q35_R16;
         __m512i u[8];

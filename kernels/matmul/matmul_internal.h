@@ -61,6 +61,13 @@ int mm_avx512_qdot(int M, int N, int K, const float *A, size_t lda, const void *
                    float *C, size_t ldc, int acc);
 void mm_avx512_dequant(q35_wtype wt, const void *W, float *y, size_t nblk);
 
+/* The integer-dot bodies on interleaved W read one sequential stream a thread: every line of the
+ * tile about this many bytes ahead is prefetched into L1 (12 Q4_0 tiles, 6 Q8_0 ones).  Measured in
+ * the model's decode on Zen 4 (docs/quantization.md §8): one line 6 tiles ahead left the 0.8B's q4
+ * step at 1.50x its bound at 55-63 GB/s; every line 12 tiles ahead 1.39x; Q8_0 12 tiles ahead (6.4
+ * KiB) 1.38x, 24 tiles into L2 1.60x, 6 tiles 1.31x, as the row layout's 1.30x. */
+#define MM_R16_PREFETCH_BYTES 3456
+
 /* matmul_quant_r16_avx512.c / _avx2.c: DOT on interleaved W (WT_Q8_0_R16 / WT_Q4_0_R16), whole
  * groups of 16 rows (N % 16 == 0), K % 32 == 0; ldw in elements.  Never fail. */
 void mm_avx512_qdot_r16(int M, int N, int K, const float *A, size_t lda, const void *W, q35_wtype wt, size_t ldw,
