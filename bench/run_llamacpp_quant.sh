@@ -483,8 +483,9 @@ END_LOAD=$(load)
 Q35_COMMIT=$(git rev-parse --short HEAD)
 Q35_DIRTY=$(git status --porcelain --untracked-files=no -- kernels model cli ref Makefile 2>/dev/null | wc -l)
 HOST_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
-HOST_FLAGS=$(grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ *$//')
-HOST_AMX=$(grep -o 'amx[a-z_0-9]*' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ *$//')
+# `|| true`: a host without AVX-512 or AMX has no such flag, and grep's status would end the script (pipefail)
+HOST_FLAGS=$( (grep -o 'avx512[a-z_0-9]*' /proc/cpuinfo || true) | sort -u | tr '\n' ' ' | sed 's/ *$//')
+HOST_AMX=$( (grep -o 'amx[a-z_0-9]*' /proc/cpuinfo || true) | sort -u | tr '\n' ' ' | sed 's/ *$//')
 export RUNS GGUF_DIR BUSY_LOAD START_LOAD END_LOAD START_DATE Q35_COMMIT Q35_DIRTY HOST_CPU HOST_FLAGS HOST_AMX \
     LCP_VERSION LCP_VER LCP_BUILD_SRC Q35LAB Q35_ARGS MODEL THREADS ROUNDS LB SETTLE LCP_BUILD_NOTE
 export Q35_BUILT_FROM=${Q35_BUILT_FROM:-}

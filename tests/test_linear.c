@@ -193,21 +193,29 @@ static void test_validate(void **state)
 static void shared_level(cpu_isa_level level, void *ctx)
 {
     (void)ctx;
-    enum { NP = 4, K = 96 };
-    static const int Ns[NP] = {300, 64, 16, 17};
-    static const q35_wtype wts[NP] = {WT_Q8_0, WT_BF16, WT_Q4_0, WT_F32};
+    enum { NP = 6, K = 96 };
+    static const int Ns[NP] = {300, 64, 16, 17, 48, 304};
+    static const q35_wtype wts[NP] = {WT_Q8_0, WT_BF16, WT_Q4_0, WT_F32, WT_Q4_0_R16, WT_Q8_0_R16};
     static const int Ms[] = {1, 3, 8, 70};
     float *row = malloc(K * sizeof *row);
     assert_non_null(row);
     void *w[NP];
     for (int i = 0; i < NP; i++) {
         if (!q35_wtype_is_quant(wts[i])) { w[i] = weights(Ns[i], K, wts[i], 0); continue; }
+        const q35_wtype bt = q35_wtype_block(wts[i]);
         w[i] = malloc(q35_wtype_bytes(wts[i], (size_t)Ns[i] * K));
         assert_non_null(w[i]);
         for (int n = 0; n < Ns[i]; n++) {
             for (int k = 0; k < K; k++) row[k] = urand();
             void *dst = (char *)w[i] + q35_wtype_bytes(wts[i], (size_t)n * K);
-            assert_int_equal(wts[i] == WT_Q8_0 ? q35_quantize_row_q8_0(row, dst, K) : q35_quantize_row_q4_0(row, dst, K), 0);
+            assert_int_equal(bt == WT_Q8_0 ? q35_quantize_row_q8_0(row, dst, K) : q35_quantize_row_q4_0(row, dst, K), 0);
+        }
+        if (q35_wtype_is_r16(wts[i])) { /* the rows written, interleaved (ref reads them through q35_w_rc) */
+            void *rows = w[i];
+            w[i] = malloc(q35_wtype_bytes(wts[i], (size_t)Ns[i] * K));
+            assert_non_null(w[i]);
+            q35_r16_pack(rows, bt == WT_Q8_0, (size_t)Ns[i], K, w[i]);
+            free(rows);
         }
     }
     for (int im = 0; im <= linear_n_impls; im++) {

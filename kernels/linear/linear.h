@@ -3,7 +3,8 @@
  *   Y[M, N] = (accumulate ? Y : 0) + X[M, K] W[N, K]^T        (docs/model.md eq. 1)
  *
  * X and Y are fp32; W is fp32 or bf16 as stored in the checkpoint (a Hugging
- * Face Linear weight [out, in]).  Every projection of the model goes through
+ * Face Linear weight [out, in]), or quantized at load (kernels/matmul/matmul.h's q35_wtype; the
+ * interleaved types need N % 16 == 0, which linear_validate checks).  Every projection of the model goes through
  * this table, so `--impl linear=ref` runs them all in double accumulation.
  * The executable spec is ref/linear_ref.c (same signature, first entry).
  */

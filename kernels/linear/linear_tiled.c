@@ -64,7 +64,7 @@ static void run_panel(const linear_problem *ps, const panel_list *l, int j, mm_f
     int n0, nn;
     const linear_problem *p = panel_at(ps, l, j, &n0, &nn);
     const char *w = (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K);
-    if (xa && q35_wtype_is_quant(p->wt))
+    if (xa && q35_wtype_is_quant(p->wt) && q35_int8dot_takes(p->wt, p->M))
         q35_matmul_qact_xwt(p->M, nn, p->K, xa, 0, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
     else
         mm(p->M, nn, p->K, p->x, p->K, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
@@ -123,15 +123,16 @@ int linear_tiled_amx(const linear_problem *p, const linear_opts *o)
 /* Integer dot (docs/quantization.md "Integer-dot path"), quantized W only: x quantized per 32-element
  * block once (eq. A8q; rows split over the threads), then the same column panels as tiled through
  * q35_matmul_qact_xwt; in a group, the fp32 / bf16 W (a --quant-only model) take the exact path
- * in the same region.  No quantized W, K not whole blocks, or M >= Q35_INT8DOT_MAX_M
- * (kernels/matmul/matmul.h): the exact tiled path.  Without memory for the quantized x: the
+ * in the same region, and so do quantized W that q35_int8dot_takes() refuses (ggml's rows from
+ * Q35_INT8DOT_MAX_M rows of x; kernels/matmul/matmul.h).  No quantized W that takes them, or K not
+ * whole blocks: the exact tiled path.  Without memory for the quantized x: the
  * exact tiled path too (more accurate, never wrong). */
 static int int8dot_group(const linear_problem *ps, int n, const linear_opts *o)
 {
     int quant = 0;
-    for (int i = 0; i < n; i++) quant |= q35_wtype_is_quant(ps[i].wt);
+    for (int i = 0; i < n; i++) quant |= q35_wtype_is_quant(ps[i].wt) && q35_int8dot_takes(ps[i].wt, ps[i].M);
     void *mem = NULL;
-    if (!quant || ps[0].K % Q35_QBLOCK || ps[0].M >= Q35_INT8DOT_MAX_M || !(mem = malloc(q35_qact_bytes(ps[0].M, ps[0].K))))
+    if (!quant || ps[0].K % Q35_QBLOCK || !(mem = malloc(q35_qact_bytes(ps[0].M, ps[0].K))))
         return tiled_group(ps, n, o, q35_matmul_xwt);
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     q35_qact xa;

@@ -50,7 +50,8 @@ static inline size_t q35_wtype_bytes(q35_wtype t, size_t n)
 /* "f32", "bf16", "q8_0", "q4_0", "q8_0_r16", "q4_0_r16". */
 const char *q35_wtype_name(q35_wtype t);
 
-/* lda, ldw, ldc in elements.  W rows are ldw elements apart.  Quantized W (WT_Q8_0, WT_Q4_0):
+/* lda, ldw, ldc in elements.  W rows are ldw elements apart.  Quantized W (WT_Q8_0, WT_Q4_0, and
+ * interleaved: N rows from a group start, docs/quantization.md §8):
  * ldw a multiple of 32; any K <= ldw (the last block's elements past K are never multiplied),
  * but the fast paths need K % 32 == 0: other K run the generic path at every ISA level. */
 void q35_matmul_xwt(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,
@@ -139,8 +140,8 @@ static inline int q35_amx_rows(int M) { return (M + 15) / 16 * 16; }
 void q35_bf16_round_padded(int M, int K, const float *A, int lda, int m0, int m1, uint16_t *out);
 const char *q35_matmul_amx_path(void);
 
-/* Integer dot (docs/quantization.md "Integer-dot path"), quantized W only (WT_Q8_0, WT_Q4_0;
- * K % 32 == 0, ldw a multiple of 32): rows m0 .. m0+M-1 of activations already quantized per
+/* Integer dot (docs/quantization.md "Integer-dot path"), quantized W only (WT_Q8_0, WT_Q4_0 and
+ * their interleaved forms, §8: 16 rows in the lanes of one register; K % 32 == 0, ldw a multiple of 32): rows m0 .. m0+M-1 of activations already quantized per
  * block (kernels/quant/quant_act.h) against W's blocks with integer products:
  *   C[m, n] = (acc ? C : 0) + sum_b (dw_b d_b) * sum_j w_j q_j          (eq. I8; Q4_0: eq. I4)
  * the inner sums exact in int32, the outer in fp32.  AVX-512 VNNI (vpdpbusd, two blocks per
@@ -156,7 +157,13 @@ const char *q35_matmul_int8dot_path(void);
  * "Integer-dot path"): integer / exact time 0.63 (q8) 0.51 (q4) at M = 8, 0.88 / 1.00 at 64,
  * 1.22 / 1.43 at 512. */
 #define Q35_INT8DOT_MAX_M 64
-/* q35_matmul_xwt's contract with the integer dot: quantized W, K % 32 == 0 and M < Q35_INT8DOT_MAX_M
+/* Whether M rows of A against quantized W take the integer dots (else the exact path): fewer than
+ * Q35_INT8DOT_MAX_M rows in ggml's row layout; any number for interleaved W, where one tile's
+ * unpacked nibbles serve 4 rows of A and the integer dots beat the exact tiles at every M (N 6144,
+ * K 1024, M 512, 2 threads, Zen 4: q4 11.2 against 36.4 ms, q8 12.2 against 34.6; docs/quantization.md
+ * §8). */
+static inline int q35_int8dot_takes(q35_wtype wt, int M) { return q35_wtype_is_r16(wt) || M < Q35_INT8DOT_MAX_M; }
+/* q35_matmul_xwt's contract with the integer dot: quantized W, K % 32 == 0 and q35_int8dot_takes(wt, M)
  * quantize A (malloc'd scratch) and run q35_matmul_qact_xwt; everything else, or no memory, runs
  * the exact q35_matmul_xwt.  Lossy as q35_matmul_qact_xwt. */
 void q35_matmul_xwt_int8dot(int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt, int ldw,

@@ -64,7 +64,7 @@ void q35_matmul_xwt_int8dot(int M, int N, int K, const float *A, int lda, const 
                             float *C, int ldc, int accumulate)
 {
     void *mem = NULL;
-    if (M > 0 && N > 0 && q35_wtype_is_quant(wt) && K > 0 && K % Q35_QBLOCK == 0 && M < Q35_INT8DOT_MAX_M)
+    if (M > 0 && N > 0 && q35_wtype_is_quant(wt) && K > 0 && K % Q35_QBLOCK == 0 && q35_int8dot_takes(wt, M))
         mem = malloc(q35_qact_bytes(M, K));
     if (!mem) { /* not a case for integer dots, or no memory: the exact path */
         q35_matmul_xwt(M, N, K, A, lda, W, wt, ldw, C, ldc, accumulate);
