@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Interleaved A/B of two argument sets of one q35lab `bench model --bw-probe` (bench/ab.sh compares
+# two commits; this compares two options of the same binary, e.g. --weights q4_0 against q4).
+# Alternates A and B for ROUNDS rounds, then groups every repetition's step / probed bound by the
+# bandwidth its probes saw, since on a host whose read bandwidth jumps between two levels
+# (docs/calibrate.md "Probes") a median over both compares moments, not options:
+#   lo: both probes below SPLIT GB/s, hi: both above, MOVED repetitions (probes >10% apart) left out.
+#
+#   bash bench/ab_args.sh ROUNDS "A-ARGS" "B-ARGS" -- bench model --model DIR ... --bw-probe
+#   e.g. bash bench/ab_args.sh 3 "--weights q4_0" "--weights q4" -- bench model \
+#          --model $PWD/build/models/qwen3.5-0.8b-bf16 --impl linear=tiled-int8dot --prompt-len 64 --gen 32 \
+#          --reps 3 --threads 2 --bw-probe
+#
+# Environment: Q35LAB (default build/q35lab), SPLIT (default 45 GB/s).  Prints each run's repetition
+# lines as they come, then per side and level: n, step / bound median [min, max], step median.
+set -euo pipefail
+[ $# -ge 5 ] && [ "$4" = "--" ] || { echo "usage: $0 ROUNDS \"A-ARGS\" \"B-ARGS\" -- q35lab-args... --bw-probe" >&2; exit 2; }
+rounds=$1 a_args=$2 b_args=$3
+shift 4
+case "$rounds" in ''|*[!0-9]*|0) echo "ab_args.sh: ROUNDS must be a positive integer" >&2; exit 2 ;; esac
+case " $* " in *" --bw-probe "*) ;; *) echo "ab_args.sh: the command needs --bw-probe (its lines are what is compared)" >&2; exit 2 ;; esac
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${Q35LAB:-$root/build/q35lab}
+[ -x "$bin" ] || make -s -C "$root" build/q35lab >&2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for ((i = 1; i <= rounds; i++)); do
+    for side in A B; do
+        if [ $side = A ]; then args=$a_args; else args=$b_args; fi
+        echo "=== round $i side $side ($args) $(date -u +%T) load $(cut -d' ' -f1 /proc/loadavg)"
+        # shellcheck disable=SC2086 # the argument sets are word lists
+        "$bin" "$@" $args --csv "$tmp/x.csv" --json "$tmp/x.json" 2>&1 | grep -E "rep [0-9]+: step median" |
+            sed "s/^ */$side /" | tee -a "$tmp/reps.txt"
+    done
+done
+echo "=== step / probed bound per side and bandwidth level (split ${SPLIT:-45} GB/s; A: $a_args; B: $b_args)"
+SPLIT=${SPLIT:-45} python3 - "$tmp/reps.txt" <<'PY'
+import os, re, sys, statistics as st
+split = float(os.environ["SPLIT"])
+groups = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(\S) rep \d+: step median ([\d.]+) ms; probe ([\d.]+) / ([\d.]+) GB/s; .*; ([\d.]+)x(.*)", line)
+    if not m or "MOVED" in m.group(6):
+        continue
+    p1, p2 = float(m.group(3)), float(m.group(4))
+    if min(p1, p2) > split: level = "hi"
+    elif max(p1, p2) < split: level = "lo"
+    else: continue
+    groups.setdefault((level, m.group(1)), []).append((float(m.group(5)), float(m.group(2))))
+for (level, side), v in sorted(groups.items()):
+    r = [x[0] for x in v]
+    print(f"{level} {side}: n={len(v)}  step/bound median {st.median(r):.3f}x [{min(r):.3f}, {max(r):.3f}]  "
+          f"step median {st.median(x[1] for x in v):.2f} ms")
+PY
