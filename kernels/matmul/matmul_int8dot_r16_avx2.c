@@ -74,7 +74,7 @@ INL void body(int q8, int M, int N, int K, const q35_qact *A, int m0, const char
               int accumulate)
 {
     const int nb = K / Q35_QBLOCK;
-    const size_t nbA = (size_t)A->K / Q35_QBLOCK, tb = q35_r16_tile_bytes(q8), gstride = ldw / Q35_QBLOCK * tb;
+    const size_t tb = q35_r16_tile_bytes(q8), gstride = ldw / Q35_QBLOCK * tb;
     for (int n = 0; n < N; n += Q35_R16) {
         const uint8_t *t = (const uint8_t *)W + (size_t)(n / Q35_R16) * gstride;
         for (int m = 0; m < M; m += PMAX) {
@@ -82,10 +82,7 @@ INL void body(int q8, int M, int N, int K, const q35_qact *A, int m0, const char
             const int8_t *q[PMAX];
             const float *d[PMAX];
             const int32_t *s[PMAX];
-            for (int p = 0; p < P; p++) {
-                const size_t am = (size_t)(m0 + m + p);
-                q[p] = A->q + am * A->K, d[p] = A->d + am * nbA, s[p] = A->s + am * nbA;
-            }
+            for (int p = 0; p < P; p++) mm_qact_row(A, (size_t)(m0 + m + p), &q[p], &d[p], &s[p]);
             __m256 acc[PMAX][2];
             if (P == 1)
                 group(q8, 1, nb, q, d, s, t, tb, acc);

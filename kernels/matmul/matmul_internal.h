@@ -87,6 +87,13 @@ void mm_avx2_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W,
 void mm_avx512vnni_qact(int M, int N, int K, const q35_qact *A, int m0, const char *W, q35_wtype wt, size_t rowb,
                         float *C, size_t ldc, int acc);
 
+/* Row `row` of quantized activations: its int8 values, block scales and block sums. */
+static inline void mm_qact_row(const q35_qact *A, size_t row, const int8_t **q, const float **d, const int32_t **s)
+{
+    const size_t nb = (size_t)A->K / Q35_QBLOCK;
+    *q = A->q + row * (size_t)A->K, *d = A->d + row * nb, *s = A->s + row * nb;
+}
+
 /* matmul_int8dot_r16*.c: the same on interleaved W (WT_Q8_0_R16 / WT_Q4_0_R16; ldw: elements a row).
  * mm_qact_r16 dispatches: whole groups of 16 rows to the SIMD bodies (N a multiple of 16 there), the
  * rest to the plain-C one, which unpacks each block and runs mm_qact_block. */
