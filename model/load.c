@@ -549,7 +549,7 @@ static int tp_blocks_ok(const q35_model *m, q35_wtype wt, unsigned mask, char *e
             q35_errmsg(err, errlen, "--weights %s under %d ranks: rank %d holds input columns [%d, %d) of %s, not on "
                        "%d-weight block boundaries, so its blocks would differ from one process's; use a rank count "
                        "that splits it on block boundaries, or --quant-only without that family",
-                       q35_wtype_name(wt), sh->ranks, sh->rank, cut[i].off, cut[i].off + cut[i].len,
+                       q35_wtype_name(q35_wtype_block(wt)), sh->ranks, sh->rank, cut[i].off, cut[i].off + cut[i].len,
                        cut[i].what, Q35_QBLOCK);
             return -1;
         }
