@@ -283,33 +283,27 @@ static void grid_level(cpu_isa_level lvl, void *ctx)
 {
     (void)ctx;
     static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
-    static const int Ns[] = {1, 3, 4, 5, 17};
     static const int Ks[] = {32, 64, 96, 1024};
+    /* ggml's rows: any N; interleaved W: whole groups of 16 rows, every count of rows of A the bodies
+     * split differently */
+    static const int Nrows[] = {1, 3, 4, 5, 17}, Nr16[] = {16, 32, 48};
+    static const q35_wtype grid_wts[] = {WT_Q8_0, WT_Q4_0, WT_Q8_0_R16, WT_Q4_0_R16};
     int cases = 0;
-    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++)
+    for (size_t wi = 0; wi < sizeof grid_wts / sizeof *grid_wts; wi++) {
+        const q35_wtype wt = grid_wts[wi];
+        const int r16 = q35_wtype_is_r16(wt);
+        const int *Ns = r16 ? Nr16 : Nrows, nN = r16 ? 3 : 5;
         for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
-            for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+            for (int ni = 0; ni < nN; ni++)
                 for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
                     iprob p;
-                    iprob_make(&p, Ms[mi], Ns[ni], Ks[ki], (q35_wtype)wt, 1000u + 37u * cases);
+                    iprob_make(&p, Ms[mi], Ns[ni], Ks[ki], wt, (r16 ? 5000u : 1000u) + 37u * cases);
                     check_matmul(&p, 0, cpu_isa_name(lvl));
                     check_matmul(&p, 1, cpu_isa_name(lvl));
                     iprob_free(&p);
                     cases++;
                 }
-    /* interleaved W: whole groups of 16 rows, every count of rows of A the bodies split differently */
-    static const int Nr[] = {16, 32, 48};
-    for (int wt = WT_Q8_0_R16; wt <= WT_Q4_0_R16; wt++)
-        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
-            for (size_t ni = 0; ni < sizeof Nr / sizeof *Nr; ni++)
-                for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
-                    iprob p;
-                    iprob_make(&p, Ms[mi], Nr[ni], Ks[ki], (q35_wtype)wt, 5000u + 37u * cases);
-                    check_matmul(&p, 0, cpu_isa_name(lvl));
-                    check_matmul(&p, 1, cpu_isa_name(lvl));
-                    iprob_free(&p);
-                    cases++;
-                }
+    }
     /* a W larger than the kernels' 256 KiB row blocks, many rows of A */
     static const q35_wtype big[] = {WT_Q8_0, WT_Q4_0, WT_Q8_0_R16, WT_Q4_0_R16};
     for (int i = 0; i < 4; i++) {

@@ -211,28 +211,6 @@ static int mm_quant_tiles(q35_mm_strategy s, int M, int N, int K, const float *A
 }
 
 static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
-                         int ldw, float *C, int ldc, int acc);
-
-/* Interleaved W (docs/quantization.md §8) through the row-layout kernels one group of 16 rows at a
- * time: the group's blocks back to the row layout, then strategy s on them.  The per-block work of
- * DOT is the same; the unpacking is one more pass over bytes already in L1.  -1 without scratch. */
-static int r16_by_groups(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
-                         int ldw, float *C, int ldc, int acc)
-{
-    const size_t nblk = ((size_t)K + Q35_QBLOCK - 1) / Q35_QBLOCK, rowb = q35_wtype_bytes(wt, nblk * Q35_QBLOCK);
-    const q35_wtype bt = q35_wtype_block(wt);
-    char *buf = malloc(Q35_R16 * rowb);
-    if (!buf) return -1;
-    for (int n0 = 0; n0 < N; n0 += Q35_R16) {
-        const int nr = N - n0 < Q35_R16 ? N - n0 : Q35_R16;
-        q35_r16_unpack_rows(W, bt == WT_Q8_0, (size_t)ldw, (size_t)n0, nr, 0, nblk, buf, rowb);
-        matmul_quant(s, M, nr, K, A, lda, buf, bt, (int)(nblk * Q35_QBLOCK), C + n0, ldc, acc);
-    }
-    free(buf);
-    return 0;
-}
-
-static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A, int lda, const void *W, q35_wtype wt,
                          int ldw, float *C, int ldc, int acc)
 {
     const cpu_isa_level isa = cpu_isa();
@@ -244,17 +222,15 @@ static void matmul_quant(q35_mm_strategy s, int M, int N, int K, const float *A,
     }
     const int simd = isa >= ISA_AVX2 && K % Q35_QBLOCK == 0;
     /* interleaved W: DOT has its own bodies on whole groups of 16 rows; tiles dequantize it row by row;
-     * GENERIC (and rows past the last whole group) unpack a group at a time */
-    if (q35_wtype_is_r16(wt)) {
-        const int whole = s == Q35_MM_DOT && simd ? N / Q35_R16 * Q35_R16 : 0;
-        if (whole) {
-            (isa >= ISA_AVX512 ? mm_avx512_qdot_r16 : mm_avx2_qdot_r16)(M, whole, K, A, (size_t)lda, W, wt, (size_t)ldw,
-                                                                      C, (size_t)ldc, acc);
-            if (whole == N) return;
-            W = (const char *)W + q35_wtype_bytes(wt, (size_t)whole * ldw), N -= whole, C += whole;
-        }
-        if ((s == Q35_MM_DOT || s == Q35_MM_GENERIC || !simd) && r16_by_groups(s, M, N, K, A, lda, W, wt, ldw, C, ldc, acc) == 0)
-            return;
+     * GENERIC, DOT without SIMD and rows past the last whole group: mm_generic, which unpacks a block at
+     * a time */
+    if (q35_wtype_is_r16(wt) && s == Q35_MM_DOT && simd) {
+        const int whole = N / Q35_R16 * Q35_R16;
+        (isa >= ISA_AVX512 ? mm_avx512_qdot_r16 : mm_avx2_qdot_r16)(M, whole, K, A, (size_t)lda, W, wt, (size_t)ldw, C,
+                                                                  (size_t)ldc, acc);
+        if (whole == N) return;
+        W = (const char *)W + q35_wtype_bytes(wt, (size_t)whole * ldw), N -= whole, C += whole;
+        s = Q35_MM_GENERIC;
     }
     if (s == Q35_MM_GENERIC || (s == Q35_MM_DOT && !simd)) {
         mm_generic(M, N, K, A, (size_t)lda, W, wt, (size_t)ldw, C, (size_t)ldc, acc);

@@ -13,9 +13,10 @@ void mm_generic_qact_r16(int M, int N, int K, const q35_qact *A, int m0, const c
     const int nb = K / Q35_QBLOCK;
     const q35_wtype bt = q35_wtype_block(wt);
     for (int m = 0; m < M; m++) {
-        const int8_t *q = A->q + (size_t)(m0 + m) * A->K;
-        const float *d = A->d + (size_t)(m0 + m) * (A->K / Q35_QBLOCK);
-        const int32_t *s = A->s + (size_t)(m0 + m) * (A->K / Q35_QBLOCK);
+        const int8_t *q;
+        const float *d;
+        const int32_t *s;
+        mm_qact_row(A, (size_t)(m0 + m), &q, &d, &s);
         for (int n = 0; n < N; n++) {
             float sum = 0.0f;
             for (int b = 0; b < nb; b++) {
