@@ -7,7 +7,8 @@
 #   bash bench/ab.sh OLD NEW ROUNDS -- bench deltarule --impl recurrent --T 1 --threads 2 --reps 3000
 #
 # The benches run in a temporary directory: give files (--model, --machine) as absolute paths.
-# `bench model --bw-probe` also prints each run's median step / probed bound ("bound x.xxx").
+# `bench model --bw-probe` also prints each run's median step / probed bound ("bound x.xxx"), one per
+# placement of the threads when a run saw both (docs/calibrate.md "Thread hand-off").
 #
 # OLD, NEW: anything git rev-parse takes (NEW may be "worktree" for the uncommitted tree).
 # Output files of the bench go to a temporary directory, not results/.
@@ -36,6 +37,7 @@ for ((i = 1; i <= rounds; i++)); do
         bin=bin_$side
         printf '%-4s %s\n' "$side" "$("${!bin}" "$@" --csv "$tmp/x.csv" --json "$tmp/x.json" 2>&1 |
             awk '/^  [a-z]/ && $3 == "us" {printf "%s %s us | ", $1, $2}
-                 /step \/ bound over the repetitions: median/ {printf "bound %s | ", $8}')"
+                 /step \/ bound over the repetitions: median/ {printf "bound %s%s | ", $8,
+                     /threads sharing a cache/ ? " (threads near)" : /threads apart/ ? " (threads apart)" : ""}')"
     done
 done

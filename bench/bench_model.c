@@ -141,10 +141,25 @@ static int print_rank_weights(const q35_comm *comm, const q35_model *m)
 /* --bw-probe: calibrate's read of 1 GiB, as `calibrate` measures the bandwidth the bound divides by */
 #define BW_PROBE_BYTES ((size_t)1 << 30)
 
+/* What the probes saw just before ([0]) and just after ([1]) one repetition's decode steps: the read
+ * bandwidth (GB/s) and, with 2 threads or more, the hand-off round trip between threads 0 and 1 (ns;
+ * 0 at 1 thread), which says whether the threads shared a last-level cache (docs/calibrate.md
+ * "Thread hand-off": on the Zen 4 guest the bandwidth doubles when they do not). */
+typedef struct {
+    double bw[2], handoff[2];
+} probe_mark;
+#define HANDOFF_TRIPS 20000 /* 1-8 ms */
+
+static void probe_now(q35_bw_probe *probe, probe_mark *pm, int i)
+{
+    pm->handoff[i] = q35_handoff_probe_run(probe->threads, HANDOFF_TRIPS);
+    pm->bw[i] = q35_bw_probe_run(probe);
+}
+
 /* One prompt length at one thread count: reps x (prefill, gen - 1 decode steps).  With a probe,
- * bw[2 r], bw[2 r + 1]: the read bandwidth just before and just after repetition r's steps. */
+ * pm[r]: what it saw around repetition r's steps. */
 static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, int reps, double *ttft, double *step,
-                   phase_comm *pre, phase_comm *dec, q35_bw_probe *probe, double *bw, char *err, size_t errlen)
+                   phase_comm *pre, phase_comm *dec, q35_bw_probe *probe, probe_mark *pm, char *err, size_t errlen)
 {
     q35_state s;
     if (q35_state_init(&s, &m->local, 1, len + gen, err, errlen)) return -1;
@@ -161,7 +176,7 @@ static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, in
         if (q35_forward(m, &s, im, len, ids, NULL, lg, 0, err, errlen)) goto out;
         if (r >= 0) ttft[r] = q35_now() - t0;
         if (r >= 0) comm_add(pre, mark, ttft[r]);
-        if (r >= 0 && probe) bw[2 * r] = q35_bw_probe_run(probe);
+        if (r >= 0 && probe) probe_now(probe, &pm[r], 0);
         for (int g = 0; g < gen - 1; g++) {
             comm_mark(mark);
             t0 = q35_now();
@@ -171,7 +186,7 @@ static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, in
             if (r >= 0) step[(size_t)r * (gen - 1) + g] = q35_now() - t0;
             if (r >= 0) comm_add(dec, mark, step[(size_t)r * (gen - 1) + g]);
         }
-        if (r >= 0 && probe) bw[2 * r + 1] = q35_bw_probe_run(probe);
+        if (r >= 0 && probe) probe_now(probe, &pm[r], 1);
     }
     rc = 0;
 out:
@@ -187,43 +202,88 @@ out:
  * A repetition whose two probes differ by more than BW_PROBE_STEADY is left out of the median:
  * the bandwidth moved while its steps ran, and the mean of the probes is then a bandwidth the
  * steps may never have had (a Zen 4 guest switches between 33-36 and 55-61 GB/s on 2 threads;
- * the probe's own spread is a few percent, docs/calibrate.md "Probes"). */
+ * the probe's own spread is a few percent, docs/calibrate.md "Probes").
+ * The hand-off round trip says where the threads sat.  On that guest the two bandwidths are two
+ * placements: threads sharing a last-level cache (hand-off 50-95 ns, 30-37 GB/s) or apart (320-380
+ * ns, 48-63 GB/s), and a step pays more for every exchange between threads when they are apart.
+ * The ratios of the two placements are two different figures, so when both occur each gets its own
+ * median: "apart" is a hand-off above HANDOFF_APART times the run's smallest, and a repetition whose
+ * two hand-offs differ by that factor (the threads moved) is left out like a MOVED one. */
 #define BW_PROBE_STEADY 0.10
-static void print_probed(const double *step, int reps, int gen, const double *bw, double bytes, double sb)
+#define HANDOFF_APART 2.0
+enum { PLACE_ONE, PLACE_NEAR, PLACE_APART, PLACE_MOVED };
+
+static int placement(const probe_mark *m, double hmin)
+{
+    const double h0 = m->handoff[0], h1 = m->handoff[1];
+    if (!(h0 > 0 && h1 > 0 && hmin > 0)) return PLACE_ONE;
+    if (fmax(h0, h1) > HANDOFF_APART * fmin(h0, h1)) return PLACE_MOVED;
+    return 0.5 * (h0 + h1) > HANDOFF_APART * hmin ? PLACE_APART : PLACE_NEAR;
+}
+
+static void print_group(const double *ratio, const double *hand, int n, int counted, int moved, const char *label)
+{
+    const q35_stats q = q35_stats_of(ratio, n);
+    printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f] (%d of %d repetitions; "
+           "%d MOVED", q.median, q.min, q.max, n, counted + moved, moved);
+    if (label) {
+        const q35_stats h = q35_stats_of(hand, n);
+        printf("; threads %s: hand-off %.0f-%.0f ns", label, h.min, h.max);
+    }
+    printf(")\n");
+}
+
+static void print_probed(const double *step, int reps, int gen, const probe_mark *pm, double bytes, double sb)
 {
     printf("      decode against a read-bandwidth probe (calibrate's read of %zu MiB) just before and after each "
            "repetition's steps:\n", BW_PROBE_BYTES >> 20);
-    double *ratio = malloc(sizeof *ratio * (size_t)reps);
-    if (!ratio) return;
-    int n = 0, moved = 0;
+    double *ratio = malloc(sizeof *ratio * 2 * (size_t)reps), *hand = malloc(sizeof *hand * 2 * (size_t)reps);
+    if (!ratio || !hand) { free(ratio); free(hand); return; }
+    double hmin = 0;
+    for (int r = 0; r < reps; r++)
+        for (int i = 0; i < 2; i++)
+            if (pm[r].handoff[i] > 0 && (hmin == 0 || pm[r].handoff[i] < hmin)) hmin = pm[r].handoff[i];
+    int n[2] = {0, 0}, moved = 0; /* [0]: near or one placement, [1]: apart */
     for (int r = 0; r < reps; r++) {
         const q35_stats st = q35_stats_of(step + (size_t)r * (gen - 1), gen - 1);
-        const double b0 = bw[2 * r], b1 = bw[2 * r + 1];
+        const double b0 = pm[r].bw[0], b1 = pm[r].bw[1];
         if (!(b0 > 0 && b1 > 0)) {
             printf("        rep %d: the probe failed\n", r + 1);
             continue;
         }
         const double bound = (bytes + sb) / (0.5 * (b0 + b1) * 1e9);
         const double diff = fabs(b0 - b1) / fmax(b0, b1);
-        printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s; bound (weights + state) %.2f ms; %.3fx",
-               r + 1, st.median * 1e3, b0, b1, bound * 1e3, st.median / bound);
+        const int place = placement(&pm[r], hmin);
+        printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s", r + 1, st.median * 1e3, b0, b1);
+        if (place != PLACE_ONE) printf(", hand-off %.0f / %.0f ns", pm[r].handoff[0], pm[r].handoff[1]);
+        printf("; bound (weights + state) %.2f ms; %.3fx", bound * 1e3, st.median / bound);
         if (diff > BW_PROBE_STEADY) {
             moved++;
             printf("  MOVED: the probes differ by %.0f%%, left out of the median\n", 100 * diff);
+        } else if (place == PLACE_MOVED) {
+            moved++;
+            printf("  MOVED: the threads moved (hand-offs differ by more than %.0fx), left out of the median\n",
+                   HANDOFF_APART);
         } else {
-            ratio[n++] = st.median / bound;
+            const int g = place == PLACE_APART;
+            ratio[g * reps + n[g]] = st.median / bound;
+            hand[g * reps + n[g]++] = 0.5 * (pm[r].handoff[0] + pm[r].handoff[1]);
             printf("\n");
         }
     }
-    if (n) {
-        const q35_stats q = q35_stats_of(ratio, n);
-        printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f] (%d of %d repetitions; "
-               "%d MOVED)\n", q.median, q.min, q.max, n, n + moved, moved);
+    const int counted = n[0] + n[1], labelled = hmin > 0;
+    if (n[0] && n[1]) { /* two placements: two figures, never their mixture */
+        print_group(ratio, hand, n[0], counted, moved, "sharing a cache");
+        print_group(ratio + reps, hand + reps, n[1], counted, moved, "apart");
+    } else if (counted) {
+        print_group(n[0] ? ratio : ratio + reps, n[0] ? hand : hand + reps, counted, counted, moved,
+                    labelled ? "in one placement" : NULL);
     } else if (moved) {
         printf("        step / bound over the repetitions: none: the bandwidth moved during every repetition's "
                "steps (%d MOVED); run again\n", moved);
     }
     free(ratio);
+    free(hand);
 }
 
 int bench_model(const model_bench_config *config)
@@ -269,7 +329,7 @@ int bench_model(const model_bench_config *config)
     }
     int rc = 0;
     q35_bw_probe probe = {0};
-    double *bw = NULL;
+    probe_mark *pm = NULL;
     if (cfg.bw_probe && comm->size > 1) {
         fprintf(stderr, "q35lab: bench model: --bw-probe is for one process (the ranks would probe at once)\n");
         rc = 2;
@@ -282,8 +342,8 @@ int bench_model(const model_bench_config *config)
             im.threads = th;
             if (cfg.bw_probe && probe.threads != th) { /* the probe's array, touched by this row's threads */
                 q35_bw_probe_free(&probe);
-                if (!bw) bw = calloc(2 * (size_t)cfg.reps, sizeof *bw);
-                if (!bw || q35_bw_probe_init(&probe, th, BW_PROBE_BYTES)) {
+                if (!pm) pm = calloc((size_t)cfg.reps, sizeof *pm);
+                if (!pm || q35_bw_probe_init(&probe, th, BW_PROBE_BYTES)) {
                     fprintf(stderr, "q35lab: bench model: no memory for the bandwidth probe (%zu MiB)\n",
                             BW_PROBE_BYTES >> 20);
                     rc = 2;
@@ -296,7 +356,7 @@ int bench_model(const model_bench_config *config)
             q35_load_mark lm;
             q35_load_begin(&lm);
             phase_comm pc_pre = {0}, pc_dec = {0};
-            if (run_one(&m, &im, len, cfg.gen, cfg.reps, ttft, step, &pc_pre, &pc_dec, cfg.bw_probe ? &probe : NULL, bw,
+            if (run_one(&m, &im, len, cfg.gen, cfg.reps, ttft, step, &pc_pre, &pc_dec, cfg.bw_probe ? &probe : NULL, pm,
                         err, sizeof err)) {
                 fprintf(stderr, "q35lab: bench model: %s\n", err);
                 if (comm->size > 1) q35_comm_abort(comm, 2); /* the other ranks wait in a collective */
@@ -335,7 +395,7 @@ int bench_model(const model_bench_config *config)
                 print_breakdown("prefill per call", &pc_pre);
                 print_breakdown("decode per step", &pc_dec);
                 if (cfg.bw_probe)
-                    print_probed(step, cfg.reps, cfg.gen, bw, bytes, q35_config_decode_state_bytes(&m.cfg, len + cfg.gen / 2));
+                    print_probed(step, cfg.reps, cfg.gen, pm, bytes, q35_config_decode_state_bytes(&m.cfg, len + cfg.gen / 2));
             }
             if (comm->size > 1 && m.cfg.is_moe &&
                 (print_expert_rows(comm, "prefill", &pc_pre) || print_expert_rows(comm, "decode", &pc_dec)))
@@ -344,7 +404,7 @@ int bench_model(const model_bench_config *config)
     if (!ttft || !step) { fprintf(stderr, "q35lab: bench model: out of memory\n"); rc = 2; }
     free(ttft);
     free(step);
-    free(bw);
+    free(pm);
     q35_bw_probe_free(&probe);
     if (bench_report_close(&rep, rc == 0) && !rc) rc = 2;
     q35_model_free(&m);

@@ -86,7 +86,8 @@ static const char usage_model[] =
     "                        repetition's decode steps: each repetition's median step against the bound with\n"
     "                        state at that moment's bandwidth, and their median (one process only); a\n"
     "                        repetition whose two probes differ by more than 10% is marked MOVED and left\n"
-    "                        out of the median\n"
+    "                        out of the median; with 2 threads or more, also the threads' hand-off round\n"
+    "                        trip (ns: whether they share a last-level cache; docs/calibrate.md)\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n";
 

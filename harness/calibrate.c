@@ -24,6 +24,7 @@
 #include <omp.h>
 #include <papi.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -551,6 +552,9 @@ static void mem_first_touch(void *vctx, int tid, int nt, long inner)
     }
 }
 
+/* Right after each read figure, so the two describe the same placement of the threads. */
+static int handoff_stats(int threads, int reps, q35_stats *out);
+
 static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
 {
     mem_ctx *c = calloc(1, sizeof *c);
@@ -582,6 +586,10 @@ static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
             progress(pg, "memory %s, 3 x %zu MiB, %d thread%s", bw_kind_names[kind], bytes >> 20, t, t > 1 ? "s" : "");
             double work = arrays[kind] * (double)c->n * sizeof(float);
             if (measure(rc, t, mem_work, c, 1, work, cfg->mem_reps, &r->mem[kind][ti])) goto out;
+            if (kind == Q35_BW_READ && t >= 2 && handoff_stats(t, cfg->mem_reps, &r->handoff[ti])) {
+                q35_errmsg(rc->err, rc->errlen, "OpenMP gave fewer than 2 threads for the hand-off probe");
+                goto out;
+            }
         }
     }
     for (int k = 0; k < Q35_MAX_THREADS; k++) g_sink += c->sink[k * 8];
@@ -646,6 +654,78 @@ void q35_bw_probe_free(q35_bw_probe *p)
         free(c);
     }
     p->ctx = NULL;
+}
+
+/* ---- Thread hand-off ----
+ * One cache line passed back and forth between threads 0 and 1: each waits (spinning on an acquire
+ * load) for the other's value, then stores the next.  A round trip is two transfers of the line
+ * between the two cores' caches, so it says how far apart the threads sit: about 50-80 ns when
+ * they share a last-level cache, several times that when the line crosses between two (another
+ * CCD of an EPYC, another socket).  On the 2-vCPU Zen 4 guest the placement moves, and with it
+ * both this figure and the 2-thread read bandwidth (docs/calibrate.md "Thread hand-off"). */
+#define HANDOFF_REPS 3
+typedef struct {
+    _Alignas(64) atomic_int turn;
+    char pad[64 - sizeof(atomic_int)];
+} handoff_line;
+
+/* Seconds for `trips` round trips, or 0 if OpenMP gave fewer than 2 threads. */
+static double handoff_once(int threads, int trips)
+{
+    handoff_line *l = aligned_alloc(64, sizeof *l);
+    if (!l) return 0;
+    atomic_init(&l->turn, 0);
+    double t0 = 0, t1 = 0;
+    int nt = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num();
+#pragma omp single
+        nt = omp_get_num_threads();
+        /* implicit barrier: every thread has nt */
+        if (nt >= 2 && tid < 2) {
+            if (tid == 0) t0 = q35_now();
+            for (int i = 0; i < trips; i++) {
+                const int want = 2 * i + tid, next = want + 1;
+                while (atomic_load_explicit(&l->turn, memory_order_acquire) != want) {}
+                atomic_store_explicit(&l->turn, next, memory_order_release);
+            }
+            if (tid == 0) {
+                while (atomic_load_explicit(&l->turn, memory_order_acquire) != 2 * trips) {}
+                t1 = q35_now();
+            }
+        }
+    }
+    free(l);
+    return nt >= 2 ? t1 - t0 : 0;
+}
+
+#define HANDOFF_TRIPS 20000
+static int handoff_stats(int threads, int reps, q35_stats *out)
+{
+    double v[256];
+    if (reps > 256) reps = 256;
+    handoff_once(threads, HANDOFF_TRIPS / 10);
+    for (int r = 0; r < reps; r++) {
+        const double dt = handoff_once(threads, HANDOFF_TRIPS);
+        if (!(dt > 0)) return -1;
+        v[r] = dt / HANDOFF_TRIPS * 1e9;
+    }
+    *out = q35_stats_of(v, reps);
+    return 0;
+}
+
+double q35_handoff_probe_run(int threads, int trips)
+{
+    if (threads < 2 || threads > Q35_MAX_THREADS || trips < 1) return 0;
+    double v[HANDOFF_REPS];
+    handoff_once(threads, trips / 10 + 1); /* both threads awake and the line in play */
+    for (int r = 0; r < HANDOFF_REPS; r++) {
+        const double dt = handoff_once(threads, trips);
+        if (!(dt > 0)) return 0;
+        v[r] = dt / trips * 1e9;
+    }
+    return q35_stats_of(v, HANDOFF_REPS).median;
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -1117,6 +1197,16 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
         snprintf(path, sizeof path, "sgemm_gflops.%s", key);
         cJSON_AddItemToObject(sg, key, per_threads(cfg, r->sgemm[s], noisy, path));
     }
+    /* added with the hand-off probe: readers must tolerate its absence (older files) */
+    cJSON *ho = NULL;
+    for (int ti = 0; ti < cfg->nthreads; ti++) {
+        if (r->handoff[ti].n < 1) continue;
+        char key[16];
+        snprintf(key, sizeof key, "%d", cfg->threads[ti]);
+        if (!ho) ho = cJSON_AddObjectToObject(root, "handoff_round_trip_ns");
+        cJSON_AddItemToObject(ho, key, stats_json(&r->handoff[ti]));
+    }
+    if (!ho) cJSON_AddStringToObject(root, "handoff_round_trip_ns", "n/a: no thread count above 1");
     cJSON_AddItemToObject(root, "noisy_figures", noisy);
 
     cJSON_AddNumberToObject(root, "load_other_fraction", r->load_other_fraction);
@@ -1173,6 +1263,10 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
             snprintf(fig, sizeof fig, "memory %s (GB/s)", bw_kind_names[k]);
             noisy += table_row(f, fig, cfg->threads[ti], &r->mem[k][ti]);
         }
+    for (int ti = 0; ti < cfg->nthreads; ti++) /* not a limit: where the threads sit (not marked noisy) */
+        if (r->handoff[ti].n > 0)
+            fprintf(f, "  %-34s %7d %10.1f   %9.1f - %-9.1f\n", "thread hand-off round trip (ns)", cfg->threads[ti],
+                    r->handoff[ti].median, r->handoff[ti].min, r->handoff[ti].max);
     for (int s = 0; s < Q35_CACHE_NSIZES; s++)
         for (int k = 0; k < Q35_CACHE_NKIND; k++)
             for (int ti = 0; ti < cfg->nthreads; ti++) {

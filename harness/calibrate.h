@@ -114,6 +114,7 @@ typedef struct {
     q35_stats mem[Q35_BW_NKIND][Q35_CAL_MAX_TLIST];                      /* GB/s */
     q35_stats cache[Q35_CACHE_NSIZES][Q35_CACHE_NKIND][Q35_CAL_MAX_TLIST]; /* GB/s, all threads */
     q35_stats sgemm[Q35_SGEMM_NSHAPES][Q35_CAL_MAX_TLIST];               /* GFLOP/s */
+    q35_stats handoff[Q35_CAL_MAX_TLIST];  /* ns per round trip, threads 0 and 1; n = 0 at 1 thread */
     const char *bw_isa;            /* vector ISA of the bandwidth kernels */
     int huge_pages_used;           /* STREAM arrays got transparent huge pages */
     double huge_page_fraction;     /* AnonHugePages / size of the array mapping */
@@ -197,6 +198,12 @@ typedef struct {
 int q35_bw_probe_init(q35_bw_probe *p, int threads, size_t bytes);
 double q35_bw_probe_run(q35_bw_probe *p);
 void q35_bw_probe_free(q35_bw_probe *p);
+/* How far apart threads 0 and 1 of a `threads` region sit: one cache line passed between them
+ * `trips` times each way, ns per round trip, the median of 3 runs (20000 trips: 1-8 ms).  About
+ * 50-80 ns when they share a last-level cache, several times that when they do not (on the Zen 4
+ * guest, 320-380 ns, and then its 2-thread read bandwidth is about twice as high: docs/calibrate.md
+ * "Thread hand-off").  0 with fewer than 2 threads, or if OpenMP gave fewer. */
+double q35_handoff_probe_run(int threads, int trips);
 
 /* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
 double q35_limit_fma_peak(const q35_machine_limits *lim, int threads);

@@ -35,14 +35,23 @@ for args in "" "--weights q8 --impl linear=tiled-int8dot"; do
             { bad "bench model ${args:-bf16}: rows missing"; cat "$out/m.txt"; }
     else bad "bench model ${args:-bf16} exited non-zero"; cat "$out/m.txt"; fi
 done
-# --bw-probe: each repetition against the bound at the bandwidth probed around its steps, and their median
+# --bw-probe: each repetition against the bound at the bandwidth probed around its steps, with the
+# threads' hand-off round trip (2 threads), and the median per placement of the threads
 if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 4 --reps 2 --threads 2 --bw-probe > "$out/p.txt" 2>&1 &&
-    [ "$(grep -cE "^        rep [12]: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s; bound \(weights \+ state\) [0-9.]+ ms; [0-9.]+x(  MOVED: the probes differ by [0-9]+%, left out of the median)?$" "$out/p.txt")" -eq 2 ] &&
-    # the median counts the steady repetitions; a host whose bandwidth moved during both gets no ratio
-    { grep -qE "^        step / bound over the repetitions: median [0-9.]+x \[min [0-9.]+, max [0-9.]+\] \(([12]) of 2 repetitions; [01] MOVED\)$" "$out/p.txt" ||
+    [ "$(grep -cE "^        rep [12]: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s, hand-off [0-9]+ / [0-9]+ ns; bound \(weights \+ state\) [0-9.]+ ms; [0-9.]+x(  MOVED: (the probes differ by [0-9]+%|the threads moved \(hand-offs differ by more than 2x\)), left out of the median)?$" "$out/p.txt")" -eq 2 ] &&
+    # one median when the steady repetitions saw one placement, one per placement when they saw two
+    # (never their mixture); a host whose bandwidth or threads moved during both gets no ratio
+    { grep -qE "^        step / bound over the repetitions: median [0-9.]+x \[min [0-9.]+, max [0-9.]+\] \(([12]) of [12] repetitions; [01] MOVED; threads in one placement: hand-off [0-9]+-[0-9]+ ns\)$" "$out/p.txt" ||
+      [ "$(grep -cE "^        step / bound over the repetitions: median [0-9.]+x \[min [0-9.]+, max [0-9.]+\] \(1 of 2 repetitions; 0 MOVED; threads (sharing a cache|apart): hand-off [0-9]+-[0-9]+ ns\)$" "$out/p.txt")" -eq 2 ] ||
       grep -qE "^        step / bound over the repetitions: none: the bandwidth moved during every repetition's steps \(2 MOVED\); run again$" "$out/p.txt"; }; then
     ok "bench model --bw-probe"
 else bad "bench model --bw-probe"; cat "$out/p.txt"; fi
+# one thread: no hand-off to probe, the format of one placement without a label
+if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 3 --reps 1 --threads 1 --bw-probe > "$out/p1.txt" 2>&1 &&
+    grep -qE "^        rep 1: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s; bound" "$out/p1.txt" &&
+    ! grep -q "hand-off" "$out/p1.txt"; then
+    ok "bench model --bw-probe, 1 thread"
+else bad "bench model --bw-probe, 1 thread"; cat "$out/p1.txt"; fi
 [ "$(wc -l < "$out/m.jsonl")" -ge 4 ] && ok "bench model --json: $(wc -l < "$out/m.jsonl") rows" ||
     bad "bench model --json: fewer than 4 rows"
 

@@ -260,6 +260,16 @@ static void test_measurements(void **state)
         check_per_threads(get(c, "triad"), cfg->cache_reps);
     }
 
+    /* the hand-off round trip: per thread count above 1, else marked n/a (tiny: 1 thread) */
+    const cJSON *ho = get(g_root, "handoff_round_trip_ns");
+    int multi = 0;
+    for (int i = 0; i < cfg->nthreads; i++) multi |= cfg->threads[i] > 1;
+    if (multi) {
+        assert_true(cJSON_IsObject(ho));
+    } else {
+        assert_true(cJSON_IsString(ho) && !strncmp(ho->valuestring, "n/a", 3));
+    }
+
     const cJSON *sg = get(g_root, "sgemm_gflops");
     assert_int_equal(cJSON_GetArraySize(sg), Q35_SGEMM_NSHAPES);
     check_per_threads(get(sg, "64x128x128"), cfg->sgemm_reps);
@@ -309,6 +319,43 @@ static void test_bw_probe(void **state)
     assert_true(g > 0.0 && isfinite(g));
     q35_bw_probe_free(&p);
     q35_bw_probe_free(&p);
+}
+
+/* The hand-off probe: nothing below 2 threads or 1 trip; with 2 threads a positive finite time per
+ * round trip (how long is the host's business: 50-400 ns on the development VMs).  Few trips, so a
+ * host with one core, where each hand-off waits for the scheduler, still ends. */
+static void test_handoff_probe(void **state)
+{
+    (void)state;
+    assert_true(q35_handoff_probe_run(1, 100) == 0.0);
+    assert_true(q35_handoff_probe_run(2, 0) == 0.0);
+    assert_true(q35_handoff_probe_run(Q35_MAX_THREADS + 1, 100) == 0.0);
+    const double ns = q35_handoff_probe_run(2, 200);
+    assert_true(ns > 0.0 && isfinite(ns));
+
+    /* calibrate on 2 threads: the figure under "2", one value per read repetition, in the table */
+    q35_calib_config cfg;
+    q35_calib_config_tiny(&cfg);
+    cfg.threads[0] = 2;
+    q35_calib_result *r = malloc(sizeof *r);
+    char err[256];
+    assert_non_null(r);
+    assert_int_equal(q35_calibrate(&cfg, r, err, sizeof err), 0);
+    cJSON *root = q35_calib_to_json(r);
+    const cJSON *two = get(get(root, "handoff_round_trip_ns"), "2");
+    assert_true(cJSON_IsObject(two));
+    assert_int_equal((int)get(two, "n")->valuedouble, cfg.mem_reps);
+    assert_true(get(two, "median")->valuedouble > 0.0);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    q35_calib_print_table(f, r);
+    fclose(f);
+    assert_non_null(strstr(buf, "thread hand-off round trip (ns)          2"));
+    free(buf);
+    cJSON_Delete(root);
+    free(r);
 }
 
 /* Medians read back equal the JSON's; unmeasured thread counts and unknown names give 0. */
@@ -456,7 +503,7 @@ int main(void)
         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_noisy_rule),
         cmocka_unit_test(test_measurements),
         cmocka_unit_test(test_limits_load),       cmocka_unit_test(test_limits_load_errors),
-        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_fma_probe), cmocka_unit_test(test_bw_probe),      cmocka_unit_test(test_table_and_config),
+        cmocka_unit_test(test_write_atomic),      cmocka_unit_test(test_fma_probe), cmocka_unit_test(test_bw_probe), cmocka_unit_test(test_handoff_probe),      cmocka_unit_test(test_table_and_config),
     };
     return cmocka_run_group_tests_name("calibrate", tests, group_setup, group_teardown);
 }
