@@ -54,7 +54,9 @@ typedef struct {
 
 #define MAX_PER_LAYER 16
 
-static int layer_mats(const q35_config *c, q35_layer *L, int full, qmat *o)
+/* El: the experts this rank holds (expert parallelism keeps num_experts global for the router, but each
+ * rank's expert matrices hold only its own, model/shard.c's e0 .. e1). */
+static int layer_mats(const q35_config *c, int El, q35_layer *L, int full, qmat *o)
 {
     const int H = c->hidden_size;
     int n = 0;
@@ -78,7 +80,7 @@ static int layer_mats(const q35_config *c, q35_layer *L, int full, qmat *o)
      * llama-quantize keeps ffn_gate_inp and ffn_gate_inp_shexp unquantized for the same reason).  The forward
      * and ref/ read them in m->wt (moe_problem.router_wt, q35_ref_mlp's router_wt). */
     if (c->is_moe) {
-        const int E = c->num_experts, I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
+        const int E = El, I = c->moe_intermediate_size, Is = c->shared_expert_intermediate_size;
         ADD(experts_gate_up, (size_t)E * 2 * I, H, Q35_WF_MOE);
         ADD(experts_down, (size_t)E * H, I, Q35_WF_MOE);
         if (Is > 0) {
@@ -126,7 +128,7 @@ int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, siz
     for (int l = 0; l < nl; l++) {
         const int mtp = l == c->num_hidden_layers;
         q35_layer *L = mtp ? &m->mtp.layer : &m->layers[l];
-        n += layer_mats(c, L, mtp || c->layer_types[l] == Q35_LAYER_FULL, all + n);
+        n += layer_mats(c, m->sh.e1 - m->sh.e0, L, mtp || c->layer_types[l] == Q35_LAYER_FULL, all + n);
     }
     qmat lm = {&m->lm_head, (size_t)m->sh.vocab_n, c->hidden_size, Q35_WF_LM_HEAD};
     all[n++] = lm;

@@ -106,6 +106,10 @@ qcheck() { # model ranks [extra args]
 qcheck tests/data/model/hf-tiny-dense-bf16 2 --weights q8
 qcheck tests/data/model/hf-tiny-dense-bf16 4 --weights q4
 qcheck tests/data/model/hf-tiny-moe-f32 2 --weights q8 --quant-only deltanet,attention,lm_head --moe-shard tp
+# expert parallelism: each rank's expert matrices hold only its experts (model init's tiny-moe: 16 experts,
+# intermediate 64, so the tensor-parallel split falls on a block boundary too)
+qcheck "$work/tiny-moe-bf16-fused" 2 --weights q4_0 --moe-shard ep
+qcheck "$work/tiny-moe-bf16-fused" 2 --weights q8_0 --moe-shard tp
 # a split off the block boundaries (the tiny MoE's 32-wide expert intermediate over 2 ranks) is
 # refused by every rank, naming the matrix, and nobody waits
 out=$work/qsplit.txt
