@@ -163,13 +163,16 @@ float *moe_weight_f32(const moe_problem *p, const char *name, size_t *n)
     if ((!per_expert_gu && !src) || cnt == 0) return NULL;
     float *dst = malloc(sizeof(float) * cnt);
     if (!dst) return NULL;
+    /* rows of ld elements (q35_w_rc: any layout, the interleaved ones too) */
+    const size_t ld = !strcmp(name, "down_proj") ? NI : !strcmp(name, "shared_down_proj") ? Is : H;
+    const q35_wtype wt = !strcmp(name, "router") || !strcmp(name, "shared_expert_gate") ? moe_router_wt(p) : p->wt;
     if (per_expert_gu)
         for (size_t e = 0; e < E; e++) {
             const void *W = per_expert_gu == 1 ? moe_gate(p, (int)e) : moe_up(p, (int)e);
-            for (size_t i = 0; i < IH; i++) dst[e * IH + i] = q35_w_at(W, p->wt, i);
+            for (size_t i = 0; i < IH; i++) dst[e * IH + i] = q35_w_rc(W, p->wt, H, i / H, i % H);
         }
     else
-        for (size_t i = 0; i < cnt; i++) dst[i] = q35_w_at(src, p->wt, i);
+        for (size_t i = 0; i < cnt; i++) dst[i] = q35_w_rc(src, wt, ld, i / ld, i % ld);
     if (n) *n = cnt;
     return dst;
 }
@@ -191,7 +194,7 @@ static void logits_double(const moe_problem *p, int t, double *l)
     for (int e = 0; e < p->E; e++) {
         double acc = 0.0;
         for (int h = 0; h < p->hidden; h++)
-            acc += (double)q35_w_at(p->router, p->wt, (size_t)e * p->hidden + h) * x[h];
+            acc += (double)q35_w_at(p->router, moe_router_wt(p), (size_t)e * p->hidden + h) * x[h];
         l[e] = acc;
     }
 }

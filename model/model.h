@@ -77,8 +77,9 @@ typedef struct {
      * the families of quant_families (bit 1 << q35_wfamily; 0: every family).  A family whose
      * matrices are not all rows of whole 32-weight blocks stays in the checkpoint's type.
      * WT_Q8_0_R16 / WT_Q4_0_R16: the same blocks, and the families that allow it stored with 16
-     * rows interleaved (§8: not moe, whose experts are sliced by rows and columns; every matrix's
-     * rows a multiple of 16); the others in the row layout. */
+     * rows interleaved (§8: every matrix's rows a multiple of 16; moe also each expert's
+     * intermediate size and the hidden size, so every expert starts on a group); the others in the
+     * row layout. */
     q35_wtype quant;
     unsigned quant_families;
 } q35_load_opts;

@@ -6,7 +6,8 @@
  * except the embedding table when lm_head is tied to it and matrices read from the file maps.
  * A family with a matrix whose rows are not whole 32-weight blocks (K % 32 != 0) stays
  * unquantized.  Asked for an interleaved type, the families whose matrices all have a multiple of 16
- * rows, but moe, are stored with 16 rows interleaved (kernels/quant/quant_r16.h, docs/quantization.md
+ * rows (moe: each expert's I and the hidden size, so every expert starts on a group) are stored with 16
+ * rows interleaved (kernels/quant/quant_r16.h, docs/quantization.md
  * §8), at the front of the arena (q35_model_matrix_wt tells them by address); the rest in rows. */
 #include "common/errmsg.h"
 #include "common/huge_pages.h"
@@ -138,9 +139,13 @@ int q35_model_quantize(q35_model *m, q35_wtype wt, unsigned mask, char *err, siz
     unsigned ok = mask & present;
     for (int i = 0; i < n; i++)
         if (all[i].K % Q35_QBLOCK) ok &= ~(1u << all[i].fam);
-    unsigned r16 = want_r16 ? ok & ~(1u << Q35_WF_MOE) : 0;
+    unsigned r16 = want_r16 ? ok : 0;
     for (int i = 0; i < n; i++)
         if (all[i].rows % Q35_R16) r16 &= ~(1u << all[i].fam);
+    /* the experts' matrices are stacked: each expert, and the up half of its gate_up, must start on a group */
+    if (c->is_moe && (c->moe_intermediate_size % Q35_R16 || c->shared_expert_intermediate_size % Q35_R16 ||
+                      c->hidden_size % Q35_R16))
+        r16 &= ~(1u << Q35_WF_MOE);
     /* the interleaved families first: q35_model_matrix_wt tells them by address */
     for (int i = 0, j = 0; i < n; i++)
         if ((r16 >> all[i].fam) & 1u) {

@@ -1,7 +1,7 @@
 /* Scalar reference of the Qwen3.5 sparse MoE block: the executable spec.
  *
  * Straight from docs/moe.md eqs. (1)-(7), token by token, in double.  Weights
- * are read element by element with q35_w_at, so bf16 weights enter as their
+ * are read element by element with q35_w_rc, so bf16 weights enter as their
  * exact values.  The router is its own, in double (it does not call
  * moe_route): softmax over all E experts, top-k in descending probability
  * with ties to the lower expert index, optional renormalization.  Readable
@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* sum_h W[row, h] * x[h], in double (W row-major with rows of n elements). */
+/* sum_h W[row, h] * x[h], in double (W rows of n elements; q35_w_rc reads any layout, the interleaved
+ * ones too, element by element). */
 static double dot_w(const void *W, q35_wtype wt, size_t row, int n, const double *x)
 {
     double acc = 0.0;
-    const size_t base = row * (size_t)n;
-    for (int h = 0; h < n; h++) acc += (double)q35_w_at(W, wt, base + h) * x[h];
+    for (int h = 0; h < n; h++) acc += (double)q35_w_rc(W, wt, (size_t)n, row, (size_t)h) * x[h];
     return acc;
 }
 

@@ -405,31 +405,44 @@ static void test_linear_entry(void **state)
  * entry's (docs/quantization.md §4). */
 #define TOL_INT8DOT 0x1p-5
 
+/* rows x K random weights quantized to wt's blocks; an interleaved wt: packed from those rows
+ * (rows a multiple of 16), so row and interleaved W of one seed hold the same values. */
 static void *quantized_rows(q35_wtype wt, int rows, int K, uint64_t *s)
 {
-    const size_t rowb = q35_wtype_bytes(wt, (size_t)K);
+    const q35_wtype bt = q35_wtype_block(wt);
+    const size_t rowb = q35_wtype_bytes(bt, (size_t)K);
     char *w = malloc(rowb * rows);
     float *f = malloc(sizeof(float) * K);
     for (int r = 0; r < rows; r++) {
         for (int k = 0; k < K; k++) f[k] = rng_unif(s) / sqrtf((float)K);
-        if (wt == WT_Q8_0) assert_int_equal(q35_quantize_row_q8_0(f, (q35_block_q8_0 *)(w + r * rowb), (size_t)K), 0);
+        if (bt == WT_Q8_0) assert_int_equal(q35_quantize_row_q8_0(f, (q35_block_q8_0 *)(w + r * rowb), (size_t)K), 0);
         else assert_int_equal(q35_quantize_row_q4_0(f, (q35_block_q4_0 *)(w + r * rowb), (size_t)K), 0);
     }
     free(f);
-    return w;
+    if (!q35_wtype_is_r16(wt)) return w;
+    assert_int_equal(rows % Q35_R16, 0);
+    char *packed = malloc(rowb * rows);
+    q35_r16_pack(w, bt == WT_Q8_0, (size_t)rows, (size_t)K, packed);
+    free(w);
+    return packed;
 }
 
 static void moe_level(cpu_isa_level lvl, void *ctx)
 {
     (void)ctx;
-    const moe_impl *impl = moe_find("grouped-int8dot"), *exact = moe_find("grouped");
+    const moe_impl *impl = moe_find("grouped-int8dot"), *exact = moe_find("grouped"), *per_token = moe_find("per_token");
     assert_non_null(impl);
+    assert_non_null(per_token);
     assert_true(impl->lossy);
     static const int Ts[] = {1, 7, 90}; /* 90 x 2 / 8 rows per expert: some experts above 16, none above 64 */
-    for (int wt = WT_Q8_0; wt <= WT_Q4_0; wt++)
-        for (size_t ti = 0; ti < sizeof Ts / sizeof *Ts; ti++) {
+    enum { NT = sizeof Ts / sizeof *Ts };
+    float *ref_rows[2][NT] = {{NULL}}; /* ref's output on the row layout, by block type and T */
+    /* the row types first, then the interleaved ones on the same values (the seed follows the block type) */
+    for (int wt = WT_Q8_0; wt <= WT_Q4_0_R16; wt++)
+        for (size_t ti = 0; ti < NT; ti++) {
             const int T = Ts[ti], H = 128, E = 8, k = 2, I = 64, Is = 96;
-            uint64_t s = 4242 + 7 * ti + wt;
+            const int bt = (int)q35_wtype_block((q35_wtype)wt);
+            uint64_t s = 4242 + 7 * ti + (uint64_t)bt;
             float *x = malloc(sizeof(float) * T * H), *router = malloc(sizeof(float) * E * H);
             float *sg = malloc(sizeof(float) * H);
             for (int i = 0; i < T * H; i++) x[i] = rng_unif(&s);
@@ -451,6 +464,21 @@ static void moe_level(cpu_isa_level lvl, void *ctx)
             moe_opts o2 = {.threads = 2};
             p.out = o_ref, p.topk_ids = id_ref;
             assert_int_equal(moe_run(&moe_ref_impl, &p, &o2, &st, err, sizeof err), 0);
+            /* interleaving is a layout: ref reads the same values through q35_w_rc, in the same order */
+            if (q35_wtype_is_r16((q35_wtype)wt)) assert_memory_equal(o_ref, ref_rows[bt - WT_Q8_0][ti], sizeof(float) * T * H);
+            /* per_token at T = 1 cuts each expert into slices of whole blocks: rows of gate / up and
+             * columns of down start inside the matrices (q35_w_offset); exact, to its fp32 claim */
+            p.out = o_ex;
+            for (int i = 0; i < T * H; i++) o_ex[i] = NAN;
+            assert_int_equal(moe_run(per_token, &p, &o2, &st, err, sizeof err), 0);
+            double npt = 0, dpt = 0;
+            for (int i = 0; i < T * H; i++) {
+                npt += ((double)o_ex[i] - o_ref[i]) * ((double)o_ex[i] - o_ref[i]);
+                dpt += (double)o_ref[i] * o_ref[i];
+            }
+            if (!(sqrt(npt / dpt) <= per_token->tol_f32))
+                fail_msg("%s per_token %s T=%d: normwise %.2e vs ref", cpu_isa_name(lvl), q35_wtype_name((q35_wtype)wt), T,
+                         sqrt(npt / dpt));
             p.out = o, p.topk_ids = id;
             for (int i = 0; i < T * H; i++) o[i] = NAN; /* an unwritten output shows */
             assert_int_equal(moe_run(impl, &p, &o2, &st, err, sizeof err), 0);
@@ -470,8 +498,12 @@ static void moe_level(cpu_isa_level lvl, void *ctx)
             assert_true(rel_ex <= exact->tol_f32);
             assert_true(rel > rel_ex); /* the activations really were quantized */
             free(x); free(router); free(sg); free(gate); free(up); free(down); free(shg); free(shu); free(shd);
-            free(o_ref); free(o); free(o_ex); free(id_ref); free(id);
+            if (q35_wtype_is_r16((q35_wtype)wt)) free(o_ref);
+            else ref_rows[bt - WT_Q8_0][ti] = o_ref;
+            free(o); free(o_ex); free(id_ref); free(id);
         }
+    for (int b = 0; b < 2; b++)
+        for (size_t ti = 0; ti < NT; ti++) free(ref_rows[b][ti]);
 }
 
 static void test_moe_entry(void **state)

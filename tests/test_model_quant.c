@@ -47,10 +47,10 @@ static void check_one(const char *dir, q35_wtype q, unsigned fam)
         if (!present || !((want >> f) & 1u)) {
             assert_int_equal(got, full.wt);
         } else if (q35_wtype_is_r16(q)) {
-            /* interleaved where every matrix of the family has a multiple of 16 rows and it is not moe
-             * (docs/quantization.md §8): in the tiny checkpoints the DeltaNet b / a projections have
-             * 4 rows, attention, mlp and lm_head (256 rows) have multiples of 16 */
-            const int inter = f != Q35_WF_MOE && f != Q35_WF_DELTANET;
+            /* interleaved where every matrix of the family has a multiple of 16 rows (docs/quantization.md
+             * §8): in the tiny checkpoints the DeltaNet b / a projections have 4 rows; attention, mlp,
+             * lm_head (256 rows) and moe (hidden 64, expert and shared intermediate sizes 32) multiples of 16 */
+            const int inter = f != Q35_WF_DELTANET;
             assert_int_equal(got, inter ? q : q35_wtype_block(q));
         } else {
             assert_int_equal(got, q);

@@ -110,6 +110,9 @@ qcheck tests/data/model/hf-tiny-moe-f32 2 --weights q8 --quant-only deltanet,att
 # intermediate 64, so the tensor-parallel split falls on a block boundary too)
 qcheck "$work/tiny-moe-bf16-fused" 2 --weights q4_0 --moe-shard ep
 qcheck "$work/tiny-moe-bf16-fused" 2 --weights q8_0 --moe-shard tp
+# the experts with 16 rows interleaved (docs/quantization.md §8), sliced by experts and by rows
+qcheck "$work/tiny-moe-bf16-fused" 2 --weights q4 --moe-shard ep
+qcheck "$work/tiny-moe-bf16-fused" 2 --weights q8 --moe-shard tp
 # a split off the block boundaries (the tiny MoE's 32-wide expert intermediate over 2 ranks) is
 # refused by every rank, naming the matrix, and nobody waits
 out=$work/qsplit.txt

@@ -86,6 +86,16 @@ static inline float q35_w_rc(const void *W, q35_wtype wt, size_t ldw, size_t n, 
     return q35_w_at(W, wt, n * ldw + k);
 }
 
+/* Bytes from W to the start of the submatrix at row n, column k of a matrix with rows ldw elements
+ * apart: the W a slice of rows and columns passes to q35_matmul_xwt with the same ldw.  Quantized
+ * types need k % 32 == 0 (a block start); the interleaved ones n % 16 == 0 as well, where a column
+ * offset moves to block k / 32 of every group's tiles (each 16 blocks long: kernels/quant/quant_r16.h). */
+static inline size_t q35_w_offset(q35_wtype wt, size_t ldw, size_t n, size_t k)
+{
+    if (q35_wtype_is_r16(wt)) return q35_wtype_bytes(wt, n * ldw) + Q35_R16 * q35_wtype_bytes(wt, k);
+    return q35_wtype_bytes(wt, n * ldw + k);
+}
+
 /* ---- Added: strategy choice, for tests and benchmarks (docs/matmul.md) ----
  * q35_matmul_xwt() is q35_matmul_xwt_with(Q35_MM_AUTO, ...).  AUTO picks by cpu_isa(), M and
  * N, with thresholds measured on a Zen 3 (q35_matmul_strategy(); docs/matmul.md): generic C

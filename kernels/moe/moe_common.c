@@ -36,15 +36,16 @@ void moe_ffn_rows_mm(const moe_problem *p, moe_mm_fn mm, const void *wg, const v
 {
     const int H = p->hidden, n = i1 - i0;
     float *G = work, *U = work + (size_t)m * n;
-    mm(m, n, H, X, ldx, (const char *)wg + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, G, n, 0);
-    mm(m, n, H, X, ldx, (const char *)wu + q35_wtype_bytes(p->wt, (size_t)i0 * H), p->wt, H, U, n, 0);
+    /* rows [i0, i1) of Wg, Wu [I, H]; quantized i0 is a multiple of 32 (moe_per_token's slices) */
+    mm(m, n, H, X, ldx, (const char *)wg + q35_w_offset(p->wt, H, (size_t)i0, 0), p->wt, H, G, n, 0);
+    mm(m, n, H, X, ldx, (const char *)wu + q35_w_offset(p->wt, H, (size_t)i0, 0), p->wt, H, U, n, 0);
     for (int r = 0; r < m; r++) {
         const float sc = scale ? scale[r] : 1.0f;
         float *g = G + (size_t)r * n, *u = U + (size_t)r * n;
         for (int i = 0; i < n; i++) g[i] = sc * moe_silu(g[i]) * u[i];
     }
     /* down: columns [i0, i1) of Wd [hidden, I] */
-    mm(m, H, n, G, n, (const char *)wd + q35_wtype_bytes(p->wt, (size_t)i0), p->wt, I, Y, ldy, accumulate);
+    mm(m, H, n, G, n, (const char *)wd + q35_w_offset(p->wt, (size_t)I, 0, (size_t)i0), p->wt, I, Y, ldy, accumulate);
 }
 
 void moe_shared_gate(const moe_problem *p, float *gate)

@@ -74,9 +74,8 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
     if (p->inter_shared > MOE_MAX_DIM) FAIL("moe: inter_shared=%d exceeds 2^24", p->inter_shared);
     if (p->top_k < 1) FAIL("moe: top_k=%d must be at least 1", p->top_k);
     if (p->top_k > p->E) FAIL("moe: top_k=%d exceeds E=%d", p->top_k, p->E);
-    /* interleaved rows (docs/quantization.md §8) do not allow the per-expert row and column slices */
-    if (p->wt != WT_F32 && p->wt != WT_BF16 && p->wt != WT_Q8_0 && p->wt != WT_Q4_0)
-        FAIL("moe: weight dtype %d is none of WT_F32, WT_BF16, WT_Q8_0, WT_Q4_0", (int)p->wt);
+    if ((unsigned)p->wt >= Q35_WT_COUNT)
+        FAIL("moe: weight dtype %d is none of WT_F32, WT_BF16, WT_Q8_0, WT_Q4_0, WT_Q8_0_R16, WT_Q4_0_R16", (int)p->wt);
     if (q35_wtype_is_quant(p->wt) && p->router_wt != WT_F32 && p->router_wt != WT_BF16)
         FAIL("moe: with %s weights the router and shared-expert gate dtype (router_wt %d) must be WT_F32 or WT_BF16",
              q35_wtype_name(p->wt), (int)p->router_wt);
@@ -85,6 +84,12 @@ int moe_validate(const moe_problem *p, int check_values, char *err, size_t errle
                                       p->expert_stride_gu % Q35_QBLOCK))
         FAIL("moe: %s weights need hidden=%d, inter=%d, inter_shared=%d and the gate_up stride to be multiples of %d",
              q35_wtype_name(p->wt), p->hidden, p->inter, p->inter_shared, Q35_QBLOCK);
+    /* interleaved rows (docs/quantization.md §8): every expert, its up half and every slice of rows start on a
+     * group of 16 rows (moe.h's offsets, moe_per_token's slices of 32), every matrix is whole groups */
+    if (q35_wtype_is_r16(p->wt) && (p->hidden % Q35_R16 || p->inter % Q35_R16 || p->inter_shared % Q35_R16 ||
+                                    (p->expert_stride_gu && p->expert_stride_gu % ((size_t)Q35_R16 * p->hidden))))
+        FAIL("moe: %s weights interleave 16 rows: hidden=%d, inter=%d, inter_shared=%d and the gate_up stride in rows "
+             "must be multiples of 16", q35_wtype_name(p->wt), p->hidden, p->inter, p->inter_shared);
     const struct { const char *name; const void *ptr; } need[] = {
         {"x", p->x}, {"router", p->router}, {"gate_proj", p->gate_proj}, {"up_proj", p->up_proj},
         {"down_proj", p->down_proj}, {"out", p->out}};
