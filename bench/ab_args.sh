@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two argument sets of one q35lab `bench model --bw-probe` (bench/ab.sh compares
 # two commits; this compares two options of the same binary, e.g. --weights q4_0 against q4).
-# Alternates A and B for ROUNDS rounds, then groups every repetition's step / probed bound by the
-# bandwidth its probes saw, since on a host whose read bandwidth jumps between two levels
-# (docs/calibrate.md "Probes") a median over both compares moments, not options:
-#   lo: both probes below SPLIT GB/s, hi: both above, MOVED repetitions (probes >10% apart) left out.
+# Alternates A and B for ROUNDS rounds, then groups every repetition's step / probed bound by where
+# its threads sat, since on a host whose read bandwidth jumps between two levels (docs/calibrate.md
+# "Thread hand-off") a median over both compares moments, not options:
+#   near / apart: the threads' hand-off round trip (2 threads or more) below / above 2x the smallest
+#   of the run ("one placement" when none is above); without hand-offs (1 thread), lo / hi: both
+#   bandwidth probes below / above SPLIT GB/s.
+#   MOVED repetitions (probes >10% apart, or the threads moved) are left out.
 #
 #   bash bench/ab_args.sh ROUNDS "A-ARGS" "B-ARGS" -- bench model --model DIR ... --bw-probe
 #   e.g. bash bench/ab_args.sh 3 "--weights q4_0" "--weights q4" -- bench model \
@@ -33,20 +36,29 @@ for ((i = 1; i <= rounds; i++)); do
             sed "s/^ */$side /" | tee -a "$tmp/reps.txt"
     done
 done
-echo "=== step / probed bound per side and bandwidth level (split ${SPLIT:-45} GB/s; A: $a_args; B: $b_args)"
+echo "=== step / probed bound per side and placement of the threads (or bandwidth level, split ${SPLIT:-45} GB/s; A: $a_args; B: $b_args)"
 SPLIT=${SPLIT:-45} python3 - "$tmp/reps.txt" <<'PY'
 import os, re, sys, statistics as st
 split = float(os.environ["SPLIT"])
-groups = {}
+rows = []
 for line in open(sys.argv[1]):
-    m = re.match(r"(\S) rep \d+: step median ([\d.]+) ms; probe ([\d.]+) / ([\d.]+) GB/s; .*; ([\d.]+)x(.*)", line)
-    if not m or "MOVED" in m.group(6):
-        continue
+    m = re.match(r"(\S) rep \d+: step median ([\d.]+) ms; probe ([\d.]+) / ([\d.]+) GB/s"
+                 r"(?:, hand-off ([\d.]+) / ([\d.]+) ns)?; .*; ([\d.]+)x(.*)", line)
+    if m and "MOVED" not in m.group(8):
+        rows.append(m)
+hand = [float(m.group(i)) for m in rows if m.group(5) for i in (5, 6)]
+hmin = min(hand) if hand else 0
+two = bool(hand) and max(hand) > 2 * hmin  # both placements seen: else no name for the one there was
+groups = {}
+for m in rows:
     p1, p2 = float(m.group(3)), float(m.group(4))
-    if min(p1, p2) > split: level = "hi"
+    if m.group(5):
+        apart = (float(m.group(5)) + float(m.group(6))) / 2 > 2 * hmin
+        level = ("apart" if apart else "near") if two else f"one placement, hand-off {hmin:.0f}-{max(hand):.0f} ns"
+    elif min(p1, p2) > split: level = "hi"
     elif max(p1, p2) < split: level = "lo"
     else: continue
-    groups.setdefault((level, m.group(1)), []).append((float(m.group(5)), float(m.group(2))))
+    groups.setdefault((level, m.group(1)), []).append((float(m.group(7)), float(m.group(2))))
 for (level, side), v in sorted(groups.items()):
     r = [x[0] for x in v]
     print(f"{level} {side}: n={len(v)}  step/bound median {st.median(r):.3f}x [{min(r):.3f}, {max(r):.3f}]  "
