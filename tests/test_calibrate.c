@@ -321,6 +321,18 @@ static void test_bw_probe(void **state)
     q35_bw_probe_free(&p);
 }
 
+/* The readable table of r, as a string to free. */
+static char *table_of(const q35_calib_result *r)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    q35_calib_print_table(f, r);
+    fclose(f);
+    return buf;
+}
+
 /* The hand-off probe: nothing below 2 threads or 1 trip; with 2 threads a positive finite time per
  * round trip (how long is the host's business: 50-400 ns on the development VMs).  Few trips, so a
  * host with one core, where each hand-off waits for the scheduler, still ends. */
@@ -346,12 +358,7 @@ static void test_handoff_probe(void **state)
     assert_true(cJSON_IsObject(two));
     assert_int_equal((int)get(two, "n")->valuedouble, cfg.mem_reps);
     assert_true(get(two, "median")->valuedouble > 0.0);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
-    q35_calib_print_table(f, r);
-    fclose(f);
+    char *buf = table_of(r);
     assert_non_null(strstr(buf, "thread hand-off round trip (ns)          2"));
     free(buf);
     cJSON_Delete(root);
@@ -460,12 +467,7 @@ static void test_write_atomic(void **state)
 static void test_table_and_config(void **state)
 {
     (void)state;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    assert_non_null(f);
-    q35_calib_print_table(f, g_res);
-    fclose(f);
+    char *buf = table_of(g_res);
     assert_non_null(strstr(buf, "memory triad"));
     assert_non_null(strstr(buf, "sgemm 64x128x128"));
     if (!__builtin_cpu_supports("avx512f")) assert_non_null(strstr(buf, "n/a: CPU has no AVX-512F"));
