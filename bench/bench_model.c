@@ -204,8 +204,8 @@ out:
  * steps may never have had (a Zen 4 guest switches between 33-36 and 55-61 GB/s on 2 threads;
  * the probe's own spread is a few percent, docs/calibrate.md "Probes").
  * The hand-off round trip says where the threads sat.  On that guest the two bandwidths are two
- * placements: threads sharing a last-level cache (hand-off 50-95 ns, 30-37 GB/s) or apart (320-380
- * ns, 48-63 GB/s), and a step pays more for every exchange between threads when they are apart.
+ * placements: threads sharing a last-level cache (hand-off 74-98 ns, 29-38 GB/s) or apart (315-349
+ * ns, 42-61 GB/s), and a step pays more for every exchange between threads when they are apart.
  * The ratios of the two placements are two different figures, so when both occur each gets its own
  * median: "apart" is a hand-off above HANDOFF_APART times the run's smallest, and a repetition whose
  * two hand-offs differ by that factor (the threads moved) is left out like a MOVED one. */

@@ -553,7 +553,8 @@ static void mem_first_touch(void *vctx, int tid, int nt, long inner)
 }
 
 /* Right after each read figure, so the two describe the same placement of the threads. */
-static int handoff_stats(int threads, int reps, q35_stats *out);
+#define HANDOFF_TRIPS 20000
+static int handoff_stats(int threads, int trips, int reps, q35_stats *out);
 
 static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
 {
@@ -586,7 +587,7 @@ static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
             progress(pg, "memory %s, 3 x %zu MiB, %d thread%s", bw_kind_names[kind], bytes >> 20, t, t > 1 ? "s" : "");
             double work = arrays[kind] * (double)c->n * sizeof(float);
             if (measure(rc, t, mem_work, c, 1, work, cfg->mem_reps, &r->mem[kind][ti])) goto out;
-            if (kind == Q35_BW_READ && t >= 2 && handoff_stats(t, cfg->mem_reps, &r->handoff[ti])) {
+            if (kind == Q35_BW_READ && t >= 2 && handoff_stats(t, HANDOFF_TRIPS, cfg->mem_reps, &r->handoff[ti])) {
                 q35_errmsg(rc->err, rc->errlen, "OpenMP gave fewer than 2 threads for the hand-off probe");
                 goto out;
             }
@@ -700,16 +701,17 @@ static double handoff_once(int threads, int trips)
     return nt >= 2 ? t1 - t0 : 0;
 }
 
-#define HANDOFF_TRIPS 20000
-static int handoff_stats(int threads, int reps, q35_stats *out)
+/* reps timed runs of `trips` round trips after an untimed one (both threads awake, the line in play):
+ * ns per round trip.  -1 if OpenMP gave fewer than 2 threads. */
+static int handoff_stats(int threads, int trips, int reps, q35_stats *out)
 {
     double v[256];
     if (reps > 256) reps = 256;
-    handoff_once(threads, HANDOFF_TRIPS / 10);
+    handoff_once(threads, trips / 10 + 1);
     for (int r = 0; r < reps; r++) {
-        const double dt = handoff_once(threads, HANDOFF_TRIPS);
+        const double dt = handoff_once(threads, trips);
         if (!(dt > 0)) return -1;
-        v[r] = dt / HANDOFF_TRIPS * 1e9;
+        v[r] = dt / trips * 1e9;
     }
     *out = q35_stats_of(v, reps);
     return 0;
@@ -717,15 +719,9 @@ static int handoff_stats(int threads, int reps, q35_stats *out)
 
 double q35_handoff_probe_run(int threads, int trips)
 {
-    if (threads < 2 || threads > Q35_MAX_THREADS || trips < 1) return 0;
-    double v[HANDOFF_REPS];
-    handoff_once(threads, trips / 10 + 1); /* both threads awake and the line in play */
-    for (int r = 0; r < HANDOFF_REPS; r++) {
-        const double dt = handoff_once(threads, trips);
-        if (!(dt > 0)) return 0;
-        v[r] = dt / trips * 1e9;
-    }
-    return q35_stats_of(v, HANDOFF_REPS).median;
+    q35_stats st;
+    if (threads < 2 || threads > Q35_MAX_THREADS || trips < 1 || handoff_stats(threads, trips, HANDOFF_REPS, &st)) return 0;
+    return st.median;
 }
 
 /* ------------------------------------------------------------------------------------- */
