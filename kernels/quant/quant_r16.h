@@ -11,7 +11,8 @@
  *       Q4_0: 4 chunks, chunk v = qs[4v .. 4v+3]: low nibbles elements 4v .. 4v+3, high nibbles
  *             elements 16+4v .. 16+4v+3 (qs[j] holds elements j and j+16, as in the row layout)
  * So group g starts as many bytes in as 16g rows of the row layout take: a range of whole groups is
- * an interleaved matrix of its own; a range of columns is not.
+ * an interleaved matrix of its own; a range of whole blocks of columns is one only with the full
+ * ldw, from a start moved by whole tiles (q35_w_offset in kernels/matmul/matmul.h).
  * Why: the integer dot of one row of activations against this layout broadcasts four activations
  * and multiplies them with 16 rows in one vpdpbusd, with the 16 rows' scales in one vcvtph2ps and the
  * 16 results in the lanes of one register, where the row layout needs a scalar scale route and a
