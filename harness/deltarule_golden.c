@@ -169,6 +169,10 @@ int dr_golden_load(const char *path, dr_golden *g, char *err, size_t errlen)
     TRY(meta_double(&f, "scale", 0.0, &scale, path, err, errlen));
     TRY(meta_double(&f, "atol", DR_GOLDEN_DEFAULT_ATOL, &g->atol, path, err, errlen));
     TRY(meta_double(&f, "rtol", DR_GOLDEN_DEFAULT_RTOL, &g->rtol, path, err, errlen));
+    if (g->atol < 0 || g->rtol < 0) { /* |got - want| <= atol + rtol |want| could then never hold */
+        q35_errmsg(err, errlen, "%s: metadata atol = %g, rtol = %g: tolerances must be >= 0", path, g->atol, g->rtol);
+        goto fail;
+    }
     p->scale = (float)scale;
     TRY(dr_case_alloc_outputs(&g->c, &g->c.out, &g->c.final_state));
     p->q = g->c.q; p->k = g->c.k; p->v = g->c.v; p->g = g->c.g; p->beta = g->c.beta;

@@ -1004,7 +1004,7 @@ static void test_golden_round_trip(void **state)
     }
 }
 
-typedef enum { GOLDEN_INTACT, GOLDEN_NO_FINAL_STATE, GOLDEN_BAD_V_SHAPE, GOLDEN_NO_L2NORM_META } golden_defect;
+typedef enum { GOLDEN_INTACT, GOLDEN_NO_FINAL_STATE, GOLDEN_BAD_V_SHAPE, GOLDEN_NO_L2NORM_META, GOLDEN_NEGATIVE_ATOL } golden_defect;
 
 /* A golden file for c with expectations r, written tensor by tensor with
  * the safetensors writer, with one defect. */
@@ -1024,6 +1024,7 @@ static void write_defective_golden(const char *path, const dr_case *c, const out
              st_writer_add(w, "out", ST_F32, 4, sv, r->out);
     if (defect != GOLDEN_NO_FINAL_STATE) rc = rc || st_writer_add(w, "final_state", ST_F32, 4, ss, r->state);
     if (defect != GOLDEN_NO_L2NORM_META) rc = rc || st_writer_meta(w, "use_qk_l2norm", "1");
+    if (defect == GOLDEN_NEGATIVE_ATOL) rc = rc || st_writer_meta(w, "atol", "-1e05"); /* what the fuzzer found */
     if (rc) fail_msg("st_writer: %s", st_writer_error(w));
     char err[512];
     if (st_writer_write(w, path, err, sizeof err)) fail_msg("st_writer_write: %s", err);
@@ -1032,8 +1033,9 @@ static void write_defective_golden(const char *path, const dr_case *c, const out
 }
 
 /* dr_golden_load rejects a file missing final_state, one whose v does not
- * match q's [B, T], and one without use_qk_l2norm metadata: -1 with the
- * offending name in the message (the intact file loads). */
+ * match q's [B, T], one without use_qk_l2norm metadata and one with a negative
+ * atol (no element could pass): -1 with the offending name in the message (the
+ * intact file loads). */
 static void test_golden_malformed(void **state)
 {
     (void)state;
@@ -1042,6 +1044,7 @@ static void test_golden_malformed(void **state)
         {GOLDEN_NO_FINAL_STATE, "'final_state'"},
         {GOLDEN_BAD_V_SHAPE, "'v'"},
         {GOLDEN_NO_L2NORM_META, "'use_qk_l2norm'"},
+        {GOLDEN_NEGATIVE_ATOL, "atol = -100000"},
     };
     dr_case c;
     make_case(&c, (dr_shape){1, 9, 1, 2, 8, 8, 0, 0}, DR_REGIME_RANDOM, 90);
