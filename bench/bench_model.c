@@ -148,11 +148,10 @@ static int print_rank_weights(const q35_comm *comm, const q35_model *m)
 typedef struct {
     double bw[2], handoff[2];
 } probe_mark;
-#define HANDOFF_TRIPS 20000 /* 1-8 ms */
 
 static void probe_now(q35_bw_probe *probe, probe_mark *pm, int i)
 {
-    pm->handoff[i] = q35_handoff_probe_run(probe->threads, HANDOFF_TRIPS);
+    pm->handoff[i] = q35_handoff_probe_run(probe->threads, Q35_HANDOFF_TRIPS);
     pm->bw[i] = q35_bw_probe_run(probe);
 }
 

@@ -553,7 +553,6 @@ static void mem_first_touch(void *vctx, int tid, int nt, long inner)
 }
 
 /* Right after each read figure, so the two describe the same placement of the threads. */
-#define HANDOFF_TRIPS 20000
 static int handoff_stats(int threads, int trips, int reps, q35_stats *out);
 
 static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r, progress_t *pg)
@@ -587,7 +586,7 @@ static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
             progress(pg, "memory %s, 3 x %zu MiB, %d thread%s", bw_kind_names[kind], bytes >> 20, t, t > 1 ? "s" : "");
             double work = arrays[kind] * (double)c->n * sizeof(float);
             if (measure(rc, t, mem_work, c, 1, work, cfg->mem_reps, &r->mem[kind][ti])) goto out;
-            if (kind == Q35_BW_READ && t >= 2 && handoff_stats(t, HANDOFF_TRIPS, cfg->mem_reps, &r->handoff[ti])) {
+            if (kind == Q35_BW_READ && t >= 2 && handoff_stats(t, Q35_HANDOFF_TRIPS, cfg->mem_reps, &r->handoff[ti])) {
                 q35_errmsg(rc->err, rc->errlen, "OpenMP gave fewer than 2 threads for the hand-off probe");
                 goto out;
             }

@@ -203,6 +203,7 @@ void q35_bw_probe_free(q35_bw_probe *p);
  * 50-80 ns when they share a last-level cache, several times that when they do not (on the Zen 4
  * guest, 320-380 ns, and then its 2-thread read bandwidth is about twice as high: docs/calibrate.md
  * "Thread hand-off").  0 with fewer than 2 threads, or if OpenMP gave fewer. */
+#define Q35_HANDOFF_TRIPS 20000 /* calibrate's figure and bench model's probes */
 double q35_handoff_probe_run(int threads, int trips);
 
 /* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */

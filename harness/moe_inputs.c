@@ -149,27 +149,29 @@ float *moe_weight_f32(const moe_problem *p, const char *name, size_t *n)
 {
     const size_t H = p->hidden, E = p->E, NI = p->inter, Is = p->inter_shared, IH = NI * H;
     const void *src = NULL;
-    size_t cnt = 0;
+    size_t cnt = 0, ld = H; /* ld: elements a row (q35_w_rc reads any layout, the interleaved ones too) */
+    q35_wtype wt = p->wt;
     int per_expert_gu = 0; /* 1: gate, 2: up (strided per expert) */
-    if (!strcmp(name, "router")) { src = p->router; cnt = E * H; }
+    if (!strcmp(name, "router")) { src = p->router; cnt = E * H; wt = moe_router_wt(p); }
     else if (!strcmp(name, "gate_proj")) { per_expert_gu = 1; cnt = E * IH; }
     else if (!strcmp(name, "up_proj")) { per_expert_gu = 2; cnt = E * IH; }
-    else if (!strcmp(name, "down_proj")) { src = p->down_proj; cnt = E * H * NI; }
+    else if (!strcmp(name, "down_proj")) { src = p->down_proj; cnt = E * H * NI; ld = NI; }
     else if (!strcmp(name, "shared_gate_proj")) { src = p->shared_gate; cnt = Is * H; }
     else if (!strcmp(name, "shared_up_proj")) { src = p->shared_up; cnt = Is * H; }
-    else if (!strcmp(name, "shared_down_proj")) { src = p->shared_down; cnt = H * Is; }
-    else if (!strcmp(name, "shared_expert_gate")) { src = p->inter_shared > 0 ? p->shared_expert_gate : NULL; cnt = H; }
+    else if (!strcmp(name, "shared_down_proj")) { src = p->shared_down; cnt = H * Is; ld = Is; }
+    else if (!strcmp(name, "shared_expert_gate")) {
+        src = p->inter_shared > 0 ? p->shared_expert_gate : NULL;
+        cnt = H;
+        wt = moe_router_wt(p);
+    }
     else return NULL;
     if ((!per_expert_gu && !src) || cnt == 0) return NULL;
     float *dst = malloc(sizeof(float) * cnt);
     if (!dst) return NULL;
-    /* rows of ld elements (q35_w_rc: any layout, the interleaved ones too) */
-    const size_t ld = !strcmp(name, "down_proj") ? NI : !strcmp(name, "shared_down_proj") ? Is : H;
-    const q35_wtype wt = !strcmp(name, "router") || !strcmp(name, "shared_expert_gate") ? moe_router_wt(p) : p->wt;
     if (per_expert_gu)
         for (size_t e = 0; e < E; e++) {
             const void *W = per_expert_gu == 1 ? moe_gate(p, (int)e) : moe_up(p, (int)e);
-            for (size_t i = 0; i < IH; i++) dst[e * IH + i] = q35_w_rc(W, p->wt, H, i / H, i % H);
+            for (size_t i = 0; i < IH; i++) dst[e * IH + i] = q35_w_rc(W, wt, H, i / H, i % H);
         }
     else
         for (size_t i = 0; i < cnt; i++) dst[i] = q35_w_rc(src, wt, ld, i / ld, i % ld);

@@ -17,6 +17,7 @@
  *  - grouped-int8dot on a quantized MoE block against ref's MoE (double, the same quantized
  *    weights) within TOL_INT8DOT, with ref's routing (the router stays fp32).
  */
+#include "harness/metrics.h"
 #include "kernels/cpu_features.h"
 #include "kernels/linear/linear.h"
 #include "kernels/moe/moe.h"
@@ -292,7 +293,8 @@ static void grid_level(cpu_isa_level lvl, void *ctx)
     for (size_t wi = 0; wi < sizeof grid_wts / sizeof *grid_wts; wi++) {
         const q35_wtype wt = grid_wts[wi];
         const int r16 = q35_wtype_is_r16(wt);
-        const int *Ns = r16 ? Nr16 : Nrows, nN = r16 ? 3 : 5;
+        const int *Ns = r16 ? Nr16 : Nrows;
+        const int nN = r16 ? (int)(sizeof Nr16 / sizeof *Nr16) : (int)(sizeof Nrows / sizeof *Nrows);
         for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
             for (int ni = 0; ni < nN; ni++)
                 for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
@@ -375,12 +377,7 @@ static void linear_level(cpu_isa_level lvl, void *ctx)
             linear_opts o = {2};
             assert_int_equal(linear_run(impl, &lp, &o, err, sizeof err), 0);
             assert_int_equal(linear_run(&linear_ref_impl, &lr, &o, err, sizeof err), 0);
-            double num = 0, den = 0;
-            for (int i = 0; i < M * N; i++) {
-                num += ((double)y[i] - yr[i]) * ((double)y[i] - yr[i]);
-                den += (double)yr[i] * yr[i];
-            }
-            const double rel = sqrt(num / den);
+            const double rel = err_compare(y, yr, (size_t)M * N).normwise;
             if (!(rel <= impl->claim_tol)) {
                 fprintf(stderr, "[%s] tiled-int8dot %s M=%d: normwise %.3g > claim %.3g\n", cpu_isa_name(lvl),
                         q35_wtype_name(p.wt), M, rel, impl->claim_tol);
@@ -471,27 +468,18 @@ static void moe_level(cpu_isa_level lvl, void *ctx)
             p.out = o_ex;
             for (int i = 0; i < T * H; i++) o_ex[i] = NAN;
             assert_int_equal(moe_run(per_token, &p, &o2, &st, err, sizeof err), 0);
-            double npt = 0, dpt = 0;
-            for (int i = 0; i < T * H; i++) {
-                npt += ((double)o_ex[i] - o_ref[i]) * ((double)o_ex[i] - o_ref[i]);
-                dpt += (double)o_ref[i] * o_ref[i];
-            }
-            if (!(sqrt(npt / dpt) <= per_token->tol_f32))
+            const double rel_pt = err_compare(o_ex, o_ref, (size_t)T * H).normwise;
+            if (!(rel_pt <= per_token->tol_f32))
                 fail_msg("%s per_token %s T=%d: normwise %.2e vs ref", cpu_isa_name(lvl), q35_wtype_name((q35_wtype)wt), T,
-                         sqrt(npt / dpt));
+                         rel_pt);
             p.out = o, p.topk_ids = id;
             for (int i = 0; i < T * H; i++) o[i] = NAN; /* an unwritten output shows */
             assert_int_equal(moe_run(impl, &p, &o2, &st, err, sizeof err), 0);
             assert_memory_equal(id, id_ref, sizeof(int32_t) * T * k); /* the router is exact */
             p.out = o_ex;
             assert_int_equal(moe_run(exact, &p, &o2, &st, err, sizeof err), 0);
-            double num = 0, den = 0, nex = 0;
-            for (int i = 0; i < T * H; i++) {
-                num += ((double)o[i] - o_ref[i]) * ((double)o[i] - o_ref[i]);
-                nex += ((double)o_ex[i] - o_ref[i]) * ((double)o_ex[i] - o_ref[i]);
-                den += (double)o_ref[i] * o_ref[i];
-            }
-            const double rel = sqrt(num / den), rel_ex = sqrt(nex / den);
+            const double rel = err_compare(o, o_ref, (size_t)T * H).normwise;
+            const double rel_ex = err_compare(o_ex, o_ref, (size_t)T * H).normwise;
             printf("[ INFO     ] %s grouped-int8dot %s T=%d: normwise %.2e vs ref (grouped %.1e)\n", cpu_isa_name(lvl),
                    q35_wtype_name((q35_wtype)wt), T, rel, rel_ex);
             assert_true(rel <= TOL_INT8DOT);
