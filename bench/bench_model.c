@@ -70,6 +70,17 @@ static void comm_add(phase_comm *pc, const double before[N_MARK], double wall)
     pc->steps++;
 }
 
+static void phase_sum(phase_comm *to, const phase_comm *pc)
+{
+    to->ns += pc->ns;
+    to->count += pc->count;
+    to->bytes += pc->bytes;
+    to->expert_rows += pc->expert_rows;
+    for (int i = 0; i < N_FAMILIES; i++) to->family_ns[i] += pc->family_ns[i];
+    to->wall += pc->wall;
+    to->steps += pc->steps;
+}
+
 /* "      decode per step (mean 18.40 ms): linear 12.31 ms (66.9%), ..., the rest 4.62 ms (25.1%)":
  * the mean time of a timed call in each kernel family, and what is left: the model code between
  * the kernels (norms, gates, copies, the greedy pick) and their forks.  Families with no time
@@ -147,6 +158,7 @@ static int print_rank_weights(const q35_comm *comm, const q35_model *m)
  * "Thread hand-off": on the Zen 4 guest the bandwidth doubles when they do not). */
 typedef struct {
     double bw[2], handoff[2];
+    phase_comm dec; /* this repetition's decode steps alone: each placement gets its own split */
 } probe_mark;
 
 static void probe_now(q35_bw_probe *probe, probe_mark *pm, int i)
@@ -175,7 +187,10 @@ static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, in
         if (q35_forward(m, &s, im, len, ids, NULL, lg, 0, err, errlen)) goto out;
         if (r >= 0) ttft[r] = q35_now() - t0;
         if (r >= 0) comm_add(pre, mark, ttft[r]);
-        if (r >= 0 && probe) probe_now(probe, &pm[r], 0);
+        if (r >= 0 && probe) {
+            pm[r].dec = (phase_comm){0};
+            probe_now(probe, &pm[r], 0);
+        }
         for (int g = 0; g < gen - 1; g++) {
             comm_mark(mark);
             t0 = q35_now();
@@ -183,7 +198,12 @@ static int run_one(const q35_model *m, const q35_impls *im, int len, int gen, in
             if (tok < 0) { snprintf(err, errlen, "the greedy token's all-reduce failed"); goto out; }
             if (q35_forward(m, &s, im, 1, &tok, NULL, lg, 0, err, errlen)) goto out;
             if (r >= 0) step[(size_t)r * (gen - 1) + g] = q35_now() - t0;
-            if (r >= 0) comm_add(dec, mark, step[(size_t)r * (gen - 1) + g]);
+            if (r >= 0) {
+                phase_comm one = {0};
+                comm_add(&one, mark, step[(size_t)r * (gen - 1) + g]);
+                phase_sum(dec, &one);
+                if (probe) phase_sum(&pm[r].dec, &one);
+            }
         }
         if (r >= 0 && probe) probe_now(probe, &pm[r], 1);
     }
@@ -220,7 +240,8 @@ static int placement(const probe_mark *m, double hmin)
     return 0.5 * (h0 + h1) > HANDOFF_APART * hmin ? PLACE_APART : PLACE_NEAR;
 }
 
-static void print_group(const double *ratio, const double *hand, int n, int counted, int moved, const char *label)
+static void print_group(const double *ratio, const double *hand, int n, int counted, int moved, const char *label,
+                        const phase_comm *split)
 {
     const q35_stats q = q35_stats_of(ratio, n);
     printf("        step / bound over the repetitions: median %.3fx [min %.3f, max %.3f] (%d of %d repetitions; "
@@ -230,6 +251,8 @@ static void print_group(const double *ratio, const double *hand, int n, int coun
         printf("; threads %s: hand-off %.0f-%.0f ns", label, h.min, h.max);
     }
     printf(")\n");
+    /* where these repetitions' steps went: what a placement costs shows per family */
+    print_breakdown("  their decode per step", split);
 }
 
 static void print_probed(const double *step, int reps, int gen, const probe_mark *pm, double bytes, double sb)
@@ -243,6 +266,8 @@ static void print_probed(const double *step, int reps, int gen, const probe_mark
         for (int i = 0; i < 2; i++)
             if (pm[r].handoff[i] > 0 && (hmin == 0 || pm[r].handoff[i] < hmin)) hmin = pm[r].handoff[i];
     int n[2] = {0, 0}, moved = 0; /* [0]: near or one placement, [1]: apart */
+    phase_comm split[2];
+    memset(split, 0, sizeof split);
     for (int r = 0; r < reps; r++) {
         const q35_stats st = q35_stats_of(step + (size_t)r * (gen - 1), gen - 1);
         const double b0 = pm[r].bw[0], b1 = pm[r].bw[1];
@@ -265,6 +290,7 @@ static void print_probed(const double *step, int reps, int gen, const probe_mark
                    HANDOFF_APART);
         } else {
             const int g = place == PLACE_APART;
+            phase_sum(&split[g], &pm[r].dec);
             ratio[g * reps + n[g]] = st.median / bound;
             hand[g * reps + n[g]++] = 0.5 * (pm[r].handoff[0] + pm[r].handoff[1]);
             printf("\n");
@@ -272,11 +298,11 @@ static void print_probed(const double *step, int reps, int gen, const probe_mark
     }
     const int counted = n[0] + n[1], labelled = hmin > 0;
     if (n[0] && n[1]) { /* two placements: two figures, never their mixture */
-        print_group(ratio, hand, n[0], counted, moved, "sharing a cache");
-        print_group(ratio + reps, hand + reps, n[1], counted, moved, "apart");
+        print_group(ratio, hand, n[0], counted, moved, "sharing a cache", &split[0]);
+        print_group(ratio + reps, hand + reps, n[1], counted, moved, "apart", &split[1]);
     } else if (counted) {
         print_group(n[0] ? ratio : ratio + reps, n[0] ? hand : hand + reps, counted, counted, moved,
-                    labelled ? "in one placement" : NULL);
+                    labelled ? "in one placement" : NULL, n[0] ? &split[0] : &split[1]);
     } else if (moved) {
         printf("        step / bound over the repetitions: none: the bandwidth moved during every repetition's "
                "steps (%d MOVED); run again\n", moved);

@@ -6,7 +6,7 @@
 #    parts and "the rest" add up to the mean step, with q8 weights and the
 #    shared projections of the integer-dot entry;
 #  - bench linear --cold: the header says W is cold, every entry has a row;
-#  - bench model --bw-probe: a ratio per repetition and their median;
+#  - bench model --bw-probe: a ratio per repetition and their median, with their split of a step;
 #  - bench deltarule --grad --pairs: the interleaved ratios, one per backward.
 # Usage: tests/bench_cli_test.sh BUILD_DIR   (from the project root, after make)
 set -uo pipefail
@@ -46,6 +46,18 @@ if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 4 --reps 2 --
       grep -qE "^        step / bound over the repetitions: none: the bandwidth moved during every repetition's steps \(2 MOVED\); run again$" "$out/p.txt"; }; then
     ok "bench model --bw-probe"
 else bad "bench model --bw-probe"; cat "$out/p.txt"; fi
+# each placement's median comes with its repetitions' own split of a step into the kernel families;
+# when every repetition counted, that split is the whole run's "decode per step", to the digit
+medians=$(grep -c "^        step / bound over the repetitions: median" "$out/p.txt")
+splits=$(grep -cE "^        their decode per step \(mean [0-9.]+ ms\): linear [0-9.]+ ms \([0-9.]+%\),.* the rest -?[0-9.]+ ms \(-?[0-9.]+%\)$" "$out/p.txt")
+whole=$(sed -nE 's/^      decode per step \(mean ([0-9.]+) ms\).*/\1/p' "$out/p.txt")
+if [ "$medians" -ge 1 ] && [ "$splits" -eq "$medians" ] &&
+    { ! grep -q "(2 of 2 repetitions; 0 MOVED" "$out/p.txt" ||
+      grep -q "^        their decode per step (mean $whole ms)" "$out/p.txt"; }; then
+    ok "bench model --bw-probe: a split of the step per placement ($splits)"
+elif grep -q "none: the bandwidth moved" "$out/p.txt"; then
+    ok "bench model --bw-probe: no repetition counted, no split (host moved)"
+else bad "bench model --bw-probe: per-placement split ($medians medians, $splits splits, whole $whole)"; cat "$out/p.txt"; fi
 # one thread: no hand-off to probe, the format of one placement without a label
 if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 3 --reps 1 --threads 1 --bw-probe > "$out/p1.txt" 2>&1 &&
     grep -qE "^        rep 1: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s; bound" "$out/p1.txt" &&
