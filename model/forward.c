@@ -103,12 +103,12 @@ int q35_forward_opt(const q35_model *m, q35_state *s, const q35_impls *im, int T
 
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const q35_layer *L = &m->layers[l];
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (BT > 1) /* one row: no fork */
         for (int r = 0; r < BT; r++) q35_rmsnorm_centred(x + (size_t)r * H, L->input_norm, H, c->rms_norm_eps, xn + (size_t)r * H);
         if (c->layer_types[l] == Q35_LAYER_LINEAR ? q35_layer_deltanet(&f, l, xn, x)
                                                   : q35_layer_attention(&f, L, s->k_cache[l], s->v_cache[l], xn, x))
             goto out;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (BT > 1) /* one row: no fork */
         for (int r = 0; r < BT; r++) q35_rmsnorm_centred(x + (size_t)r * H, L->post_norm, H, c->rms_norm_eps, xn + (size_t)r * H);
         if (q35_layer_mlp(&f, L, xn, x)) goto out;
     }
