@@ -87,7 +87,9 @@ static const char usage_model[] =
     "                        state at that moment's bandwidth, and their median (one process only); a\n"
     "                        repetition whose two probes differ by more than 10% is marked MOVED and left\n"
     "                        out of the median; with 2 threads or more, also the threads' hand-off round\n"
-    "                        trip (ns: whether they share a last-level cache; docs/calibrate.md)\n"
+    "                        trip (ns: whether they share a last-level cache; docs/calibrate.md) and one\n"
+    "                        median per placement of the threads; each median comes with its repetitions'\n"
+    "                        own split of a step into the kernel families\n"
     "  --json F --csv F      append every result to these files (nothing is written without them)\n"
     "  --machine F           the calibrated limits (default results/machine.json)\n";
 
