@@ -255,7 +255,8 @@ static void print_group(const double *ratio, const double *hand, int n, int coun
     print_breakdown("  their decode per step", split);
 }
 
-static void print_probed(const double *step, int reps, int gen, const probe_mark *pm, double bytes, double sb)
+static void print_probed(const double *step, int reps, int gen, const probe_mark *pm, double bytes, double sb,
+                         int threads)
 {
     printf("      decode against a read-bandwidth probe (calibrate's read of %zu MiB) just before and after each "
            "repetition's steps:\n", BW_PROBE_BYTES >> 20);
@@ -280,6 +281,7 @@ static void print_probed(const double *step, int reps, int gen, const probe_mark
         const int place = placement(&pm[r], hmin);
         printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s", r + 1, st.median * 1e3, b0, b1);
         if (place != PLACE_ONE) printf(", hand-off %.0f / %.0f ns", pm[r].handoff[0], pm[r].handoff[1]);
+        else if (threads >= 2) printf(", hand-off n/a (threads 0 and 1 did not run at once: one CPU for both?)");
         printf("; bound (weights + state) %.2f ms; %.3fx", bound * 1e3, st.median / bound);
         if (diff > BW_PROBE_STEADY) {
             moved++;
@@ -420,7 +422,8 @@ int bench_model(const model_bench_config *config)
                 print_breakdown("prefill per call", &pc_pre);
                 print_breakdown("decode per step", &pc_dec);
                 if (cfg.bw_probe)
-                    print_probed(step, cfg.reps, cfg.gen, pm, bytes, q35_config_decode_state_bytes(&m.cfg, len + cfg.gen / 2));
+                    print_probed(step, cfg.reps, cfg.gen, pm, bytes, q35_config_decode_state_bytes(&m.cfg, len + cfg.gen / 2),
+                                 th);
             }
             if (comm->size > 1 && m.cfg.is_moe &&
                 (print_expert_rows(comm, "prefill", &pc_pre) || print_expert_rows(comm, "decode", &pc_dec)))

@@ -586,10 +586,12 @@ static int run_mem(run_ctx *rc, const q35_calib_config *cfg, q35_calib_result *r
             progress(pg, "memory %s, 3 x %zu MiB, %d thread%s", bw_kind_names[kind], bytes >> 20, t, t > 1 ? "s" : "");
             double work = arrays[kind] * (double)c->n * sizeof(float);
             if (measure(rc, t, mem_work, c, 1, work, cfg->mem_reps, &r->mem[kind][ti])) goto out;
-            if (kind == Q35_BW_READ && t >= 2 && handoff_stats(t, Q35_HANDOFF_TRIPS, cfg->mem_reps, &r->handoff[ti])) {
+            const int ho = kind == Q35_BW_READ && t >= 2 ? handoff_stats(t, Q35_HANDOFF_TRIPS, cfg->mem_reps, &r->handoff[ti]) : 0;
+            if (ho == -1) {
                 q35_errmsg(rc->err, rc->errlen, "OpenMP gave fewer than 2 threads for the hand-off probe");
                 goto out;
             }
+            if (ho == -2) r->handoff_given_up[ti] = 1; /* no figure: n/a with the reason */
         }
     }
     for (int k = 0; k < Q35_MAX_THREADS; k++) g_sink += c->sink[k * 8];
@@ -664,19 +666,45 @@ void q35_bw_probe_free(q35_bw_probe *p)
  * CCD of an EPYC, another socket).  On the 2-vCPU Zen 4 guest the placement moves, and with it
  * both this figure and the 2-thread read bandwidth (docs/calibrate.md "Thread hand-off"). */
 #define HANDOFF_REPS 3
+/* A run is given up after this long: 20000 round trips take 1-8 ms when the two threads run at
+ * once, but when they share one CPU (taskset -c 0, a cgroup of one CPU, an OpenMP binding that
+ * puts both on one place) every pass of the line waits for the scheduler to switch threads, and
+ * the run would take minutes. */
+#define HANDOFF_GIVE_UP_S 0.5
+#define HANDOFF_CHECK_SPINS 4096 /* spins between two looks at the clock */
+#define HANDOFF_NA_SHARED "n/a: threads 0 and 1 did not run at once (given up after 0.5 s: one CPU for both?)"
 typedef struct {
     _Alignas(64) atomic_int turn;
     char pad[64 - sizeof(atomic_int)];
+    _Alignas(64) atomic_int given_up; /* its own line: read in the spins, written at most once */
+    char pad2[64 - sizeof(atomic_int)];
 } handoff_line;
 
-/* Seconds for `trips` round trips, or 0 if OpenMP gave fewer than 2 threads. */
+/* Spins until the line holds `want`: 0, or -1 if either thread gave up (past `deadline`). */
+static int handoff_wait(handoff_line *l, int want, double deadline)
+{
+    for (long spins = 1; atomic_load_explicit(&l->turn, memory_order_acquire) != want; spins++) {
+        if (spins % HANDOFF_CHECK_SPINS) continue;
+        if (atomic_load_explicit(&l->given_up, memory_order_relaxed)) return -1;
+        if (q35_now() > deadline) {
+            atomic_store_explicit(&l->given_up, 1, memory_order_relaxed);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Seconds for `trips` round trips; 0 if OpenMP gave fewer than 2 threads, -1 if the run was given
+ * up (the threads did not run at once). */
 static double handoff_once(int threads, int trips)
 {
     handoff_line *l = aligned_alloc(64, sizeof *l);
     if (!l) return 0;
     atomic_init(&l->turn, 0);
+    atomic_init(&l->given_up, 0);
     double t0 = 0, t1 = 0;
     int nt = 0;
+    const double deadline = q35_now() + HANDOFF_GIVE_UP_S;
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num();
@@ -685,30 +713,31 @@ static double handoff_once(int threads, int trips)
         /* implicit barrier: every thread has nt */
         if (nt >= 2 && tid < 2) {
             if (tid == 0) t0 = q35_now();
-            for (int i = 0; i < trips; i++) {
+            int ok = 1;
+            for (int i = 0; i < trips && ok; i++) {
                 const int want = 2 * i + tid, next = want + 1;
-                while (atomic_load_explicit(&l->turn, memory_order_acquire) != want) {}
-                atomic_store_explicit(&l->turn, next, memory_order_release);
+                ok = !handoff_wait(l, want, deadline);
+                if (ok) atomic_store_explicit(&l->turn, next, memory_order_release);
             }
-            if (tid == 0) {
-                while (atomic_load_explicit(&l->turn, memory_order_acquire) != 2 * trips) {}
-                t1 = q35_now();
-            }
+            if (tid == 0 && ok && !handoff_wait(l, 2 * trips, deadline)) t1 = q35_now();
         }
     }
+    const int given_up = atomic_load(&l->given_up);
     free(l);
-    return nt >= 2 ? t1 - t0 : 0;
+    if (nt < 2) return 0;
+    return given_up ? -1 : t1 - t0;
 }
 
 /* reps timed runs of `trips` round trips after an untimed one (both threads awake, the line in play):
- * ns per round trip.  -1 if OpenMP gave fewer than 2 threads. */
+ * ns per round trip.  -1 if OpenMP gave fewer than 2 threads, -2 if a run was given up. */
 static int handoff_stats(int threads, int trips, int reps, q35_stats *out)
 {
     double v[256];
     if (reps > 256) reps = 256;
-    handoff_once(threads, trips / 10 + 1);
+    if (handoff_once(threads, trips / 10 + 1) < 0) return -2;
     for (int r = 0; r < reps; r++) {
         const double dt = handoff_once(threads, trips);
+        if (dt < 0) return -2;
         if (!(dt > 0)) return -1;
         v[r] = dt / trips * 1e9;
     }
@@ -1195,11 +1224,12 @@ struct cJSON *q35_calib_to_json(const q35_calib_result *r)
     /* added with the hand-off probe: readers must tolerate its absence (older files) */
     cJSON *ho = NULL;
     for (int ti = 0; ti < cfg->nthreads; ti++) {
-        if (r->handoff[ti].n < 1) continue;
+        if (r->handoff[ti].n < 1 && !r->handoff_given_up[ti]) continue;
         char key[16];
         snprintf(key, sizeof key, "%d", cfg->threads[ti]);
         if (!ho) ho = cJSON_AddObjectToObject(root, "handoff_round_trip_ns");
-        cJSON_AddItemToObject(ho, key, stats_json(&r->handoff[ti]));
+        if (r->handoff_given_up[ti]) cJSON_AddStringToObject(ho, key, HANDOFF_NA_SHARED);
+        else cJSON_AddItemToObject(ho, key, stats_json(&r->handoff[ti]));
     }
     if (!ho) cJSON_AddStringToObject(root, "handoff_round_trip_ns", "n/a: no thread count above 1");
     cJSON_AddItemToObject(root, "noisy_figures", noisy);
@@ -1259,7 +1289,9 @@ void q35_calib_print_table(FILE *f, const q35_calib_result *r)
             noisy += table_row(f, fig, cfg->threads[ti], &r->mem[k][ti]);
         }
     for (int ti = 0; ti < cfg->nthreads; ti++) /* not a limit: where the threads sit (not marked noisy) */
-        if (r->handoff[ti].n > 0)
+        if (r->handoff_given_up[ti])
+            fprintf(f, "  %-34s %7d %s\n", "thread hand-off round trip (ns)", cfg->threads[ti], HANDOFF_NA_SHARED);
+        else if (r->handoff[ti].n > 0)
             fprintf(f, "  %-34s %7d %10.1f   %9.1f - %-9.1f\n", "thread hand-off round trip (ns)", cfg->threads[ti],
                     r->handoff[ti].median, r->handoff[ti].min, r->handoff[ti].max);
     for (int s = 0; s < Q35_CACHE_NSIZES; s++)

@@ -115,6 +115,7 @@ typedef struct {
     q35_stats cache[Q35_CACHE_NSIZES][Q35_CACHE_NKIND][Q35_CAL_MAX_TLIST]; /* GB/s, all threads */
     q35_stats sgemm[Q35_SGEMM_NSHAPES][Q35_CAL_MAX_TLIST];               /* GFLOP/s */
     q35_stats handoff[Q35_CAL_MAX_TLIST];  /* ns per round trip, threads 0 and 1; n = 0 at 1 thread */
+    int handoff_given_up[Q35_CAL_MAX_TLIST]; /* 1: the threads did not run at once (one CPU for both) */
     const char *bw_isa;            /* vector ISA of the bandwidth kernels */
     int huge_pages_used;           /* STREAM arrays got transparent huge pages */
     double huge_page_fraction;     /* AnonHugePages / size of the array mapping */
@@ -202,7 +203,8 @@ void q35_bw_probe_free(q35_bw_probe *p);
  * `trips` times each way, ns per round trip, the median of 3 runs (20000 trips: 1-8 ms).  About
  * 50-80 ns when they share a last-level cache, several times that when they do not (on the Zen 4
  * guest, 320-380 ns, and then its 2-thread read bandwidth is about twice as high: docs/calibrate.md
- * "Thread hand-off").  0 with fewer than 2 threads, or if OpenMP gave fewer. */
+ * "Thread hand-off").  0 with fewer than 2 threads, if OpenMP gave fewer, or if the threads did not
+ * run at once (sharing one CPU, a run is given up after 0.5 s instead of taking minutes). */
 #define Q35_HANDOFF_TRIPS 20000 /* calibrate's figure and bench model's probes */
 double q35_handoff_probe_run(int threads, int trips);
 

@@ -58,6 +58,14 @@ if [ "$medians" -ge 1 ] && [ "$splits" -eq "$medians" ] &&
 elif grep -q "none: the bandwidth moved" "$out/p.txt"; then
     ok "bench model --bw-probe: no repetition counted, no split (host moved)"
 else bad "bench model --bw-probe: per-placement split ($medians medians, $splits splits, whole $whole)"; cat "$out/p.txt"; fi
+# both threads on one CPU (taskset -c 0): the hand-off probe gives up instead of spinning for
+# minutes, and says so; the timeout turns a hang into a failure
+if ! command -v taskset > /dev/null; then
+    echo "  skip bench model --bw-probe on one CPU: no taskset"
+elif timeout 300 taskset -c 0 "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 3 --reps 1 --threads 2 --bw-probe > "$out/p0.txt" 2>&1 &&
+    grep -qE "^        rep 1: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s, hand-off n/a \(threads 0 and 1 did not run at once: one CPU for both\?\); bound" "$out/p0.txt"; then
+    ok "bench model --bw-probe, 2 threads on one CPU: hand-off n/a"
+else bad "bench model --bw-probe, 2 threads on one CPU"; cat "$out/p0.txt"; fi
 # one thread: no hand-off to probe, the format of one placement without a label
 if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 3 --reps 1 --threads 1 --bw-probe > "$out/p1.txt" 2>&1 &&
     grep -qE "^        rep 1: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s; bound" "$out/p1.txt" &&
