@@ -3,6 +3,8 @@
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 
+#include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,29 @@ static const char usage[] =
  *   parallelism is its own OpenMP (BLAS calls run inside its tasks on one
  *   thread), so OpenBLAS starts single-threaded; `calibrate` still raises
  *   it with openblas_set_num_threads() for its multi-thread sgemm figures. */
+/* Under OMP_PROC_BIND (or OMP_PLACES) libgomp has, at load, already bound this thread to its first
+ * place, and exec keeps that narrowed mask: the new process would find one place and put every
+ * thread on it (OMP_PROC_BIND=close OMP_PLACES=cores ran both threads on CPU 0 of the 2-core guest,
+ * at half the speed, with nothing to say so).  The places were computed from the mask q35lab was
+ * started with, so their union gives that mask back before the exec. */
+static void unbind_for_exec(void)
+{
+    const int np = omp_get_num_places();
+    if (np <= 0) return; /* no binding: the mask is the one we were started with */
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int p = 0; p < np; p++) {
+        const int n = omp_get_place_num_procs(p);
+        int *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
+        if (!ids) continue;
+        omp_get_place_proc_ids(p, ids);
+        for (int i = 0; i < n; i++)
+            if (ids[i] >= 0 && ids[i] < CPU_SETSIZE) CPU_SET(ids[i], &all);
+        free(ids);
+    }
+    if (CPU_COUNT(&all) > 0) sched_setaffinity(0, sizeof all, &all); /* advisory: on failure exec as we are */
+}
+
 static void set_thread_pools(char **argv)
 {
     int changed = 0;
@@ -63,7 +88,10 @@ static void set_thread_pools(char **argv)
         setenv("OPENBLAS_NUM_THREADS", "1", 1);
         changed = 1;
     }
-    if (changed) execv("/proc/self/exe", argv);
+    if (changed) {
+        unbind_for_exec();
+        execv("/proc/self/exe", argv);
+    }
     /* exec failed (no /proc): carry on with the libraries' defaults */
 }
 

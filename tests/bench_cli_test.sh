@@ -66,6 +66,15 @@ elif timeout 300 taskset -c 0 "$q" bench model --model "$out/tiny-dense" --promp
     grep -qE "^        rep 1: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s, hand-off n/a \(threads 0 and 1 did not run at once: one CPU for both\?\); bound" "$out/p0.txt"; then
     ok "bench model --bw-probe, 2 threads on one CPU: hand-off n/a"
 else bad "bench model --bw-probe, 2 threads on one CPU"; cat "$out/p0.txt"; fi
+# OMP_PROC_BIND: libgomp binds the first thread to its first place at load, and q35lab's re-exec
+# (for GOMP_SPINCOUNT and OPENBLAS_NUM_THREADS) kept that mask, so every thread ran on one CPU;
+# the two threads must now run at once (a hand-off figure, not n/a)
+if [ "$(nproc)" -lt 2 ]; then
+    echo "  skip OMP_PROC_BIND: fewer than 2 CPUs"
+elif OMP_PROC_BIND=close OMP_PLACES=cores timeout 300 "$q" calibrate --threads 2 --quick --mem-mib 16 --out "$out/bind.json" > "$out/bind.txt" 2>&1 &&
+    grep -qE "^  thread hand-off round trip \(ns\) +2 +[0-9.]+ +[0-9.]+ - [0-9.]+" "$out/bind.txt"; then
+    ok "OMP_PROC_BIND=close OMP_PLACES=cores: the 2 threads on 2 CPUs"
+else bad "OMP_PROC_BIND=close OMP_PLACES=cores: the 2 threads on 2 CPUs"; cat "$out/bind.txt"; fi
 # one thread: no hand-off to probe, the format of one placement without a label
 if "$q" bench model --model "$out/tiny-dense" --prompt-len 8 --gen 3 --reps 1 --threads 1 --bw-probe > "$out/p1.txt" 2>&1 &&
     grep -qE "^        rep 1: step median [0-9.]+ ms; probe [0-9.]+ / [0-9.]+ GB/s; bound" "$out/p1.txt" &&
