@@ -335,6 +335,19 @@ static char *table_of(const q35_calib_result *r)
     return buf;
 }
 
+/* calibrate's tiny run on 2 threads (q35_calibrate's return code in *rc). */
+static q35_calib_result *calibrate_two_threads(int *rc)
+{
+    q35_calib_config cfg;
+    q35_calib_config_tiny(&cfg);
+    cfg.threads[0] = 2;
+    q35_calib_result *r = malloc(sizeof *r);
+    char err[256];
+    assert_non_null(r);
+    *rc = q35_calibrate(&cfg, r, err, sizeof err);
+    return r;
+}
+
 /* CPUs this process may run on. */
 static int cpus_allowed(void)
 {
@@ -360,17 +373,13 @@ static void test_handoff_probe(void **state)
     assert_true(ns > 0.0 && isfinite(ns));
 
     /* calibrate on 2 threads: the figure under "2", one value per read repetition, in the table */
-    q35_calib_config cfg;
-    q35_calib_config_tiny(&cfg);
-    cfg.threads[0] = 2;
-    q35_calib_result *r = malloc(sizeof *r);
-    char err[256];
-    assert_non_null(r);
-    assert_int_equal(q35_calibrate(&cfg, r, err, sizeof err), 0);
+    int rc;
+    q35_calib_result *r = calibrate_two_threads(&rc);
+    assert_int_equal(rc, 0);
     cJSON *root = q35_calib_to_json(r);
     const cJSON *two = get(get(root, "handoff_round_trip_ns"), "2");
     assert_true(cJSON_IsObject(two));
-    assert_int_equal((int)get(two, "n")->valuedouble, cfg.mem_reps);
+    assert_int_equal((int)get(two, "n")->valuedouble, r->cfg.mem_reps);
     assert_true(get(two, "median")->valuedouble > 0.0);
     char *buf = table_of(r);
     assert_non_null(strstr(buf, "thread hand-off round trip (ns)          2"));
@@ -402,13 +411,8 @@ static void test_handoff_one_cpu(void **state)
 
     alarm(120);
     const double ns = q35_handoff_probe_run(2, Q35_HANDOFF_TRIPS);
-    q35_calib_config cfg;
-    q35_calib_config_tiny(&cfg);
-    cfg.threads[0] = 2;
-    q35_calib_result *r = malloc(sizeof *r);
-    char err[256];
-    assert_non_null(r);
-    const int rc = q35_calibrate(&cfg, r, err, sizeof err);
+    int rc;
+    q35_calib_result *r = calibrate_two_threads(&rc);
     alarm(0);
     int restored = 0;
 #pragma omp parallel num_threads(2) reduction(+ : restored)
