@@ -189,7 +189,10 @@ static void test_validate(void **state)
 /* linear_run_shared: each y is bitwise what linear_run writes for its problem alone, for every
  * entry (ref and the lossy ones included), weight types mixed in one group (a --quant-only model),
  * one output accumulating, 1-3 threads, M from decode to past Q35_INT8DOT_MAX_M (where the group
- * runs one by one), at every ISA level the host has. */
+ * runs one by one), at every ISA level the host has.  One row of x is split into one share of the
+ * group's bytes per thread, with boundaries inside the problems: its shared call must also be
+ * bitwise the same at 2 and 3 threads as at 1 (a column left out or computed twice, into the
+ * accumulating y, would show). */
 static void shared_level(cpu_isa_level level, void *ctx)
 {
     (void)ctx;
@@ -223,7 +226,7 @@ static void shared_level(cpu_isa_level level, void *ctx)
         if (impl->available && !impl->available()) continue;
         for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
             const int M = Ms[mi];
-            float *x = malloc((size_t)M * K * sizeof *x), *init[NP], *alone[NP], *together[NP];
+            float *x = malloc((size_t)M * K * sizeof *x), *init[NP], *alone[NP], *together[NP], *one_thread[NP];
             assert_non_null(x);
             for (size_t i = 0; i < (size_t)M * K; i++) x[i] = urand();
             linear_problem ps[NP];
@@ -232,7 +235,8 @@ static void shared_level(cpu_isa_level level, void *ctx)
                 init[i] = malloc(ny * sizeof(float));
                 alone[i] = malloc(ny * sizeof(float));
                 together[i] = malloc(ny * sizeof(float));
-                assert_true(init[i] && alone[i] && together[i]);
+                one_thread[i] = malloc(ny * sizeof(float));
+                assert_true(init[i] && alone[i] && together[i] && one_thread[i]);
                 for (size_t j = 0; j < ny; j++) init[i][j] = urand();
                 ps[i] = (linear_problem){.M = M, .N = Ns[i], .K = K, .x = x, .w = w[i], .wt = wts[i], .y = together[i],
                                          .accumulate = i == 1};
@@ -252,9 +256,15 @@ static void shared_level(cpu_isa_level level, void *ctx)
                     if (memcmp(alone[i], together[i], (size_t)M * Ns[i] * sizeof(float)))
                         fail_msg("%s M=%d problem %d (%s) threads=%d isa=%s: the shared call differs from linear_run",
                                  impl->name, M, i, q35_wtype_name(wts[i]), th, cpu_isa_name(cpu_isa()));
+                for (int i = 0; M == 1 && i < NP; i++) {
+                    if (th == 1) memcpy(one_thread[i], together[i], (size_t)Ns[i] * sizeof(float));
+                    else if (memcmp(one_thread[i], together[i], (size_t)Ns[i] * sizeof(float)))
+                        fail_msg("%s M=1 problem %d (%s) isa=%s: the shared call at %d threads differs from 1 thread",
+                                 impl->name, i, q35_wtype_name(wts[i]), cpu_isa_name(cpu_isa()), th);
+                }
                 assert_int_equal(cpu_isa(), level);
             }
-            for (int i = 0; i < NP; i++) { free(init[i]); free(alone[i]); free(together[i]); }
+            for (int i = 0; i < NP; i++) { free(init[i]); free(alone[i]); free(together[i]); free(one_thread[i]); }
             free(x);
         }
     }

@@ -6,6 +6,8 @@
  * against all M rows, which is what the PACKED strategy wants.  Panels are
  * a multiple of 16 columns (the micro-kernel width) and there are about
  * four per thread so a slow thread on a noisy host does not hold the rest.
+ * One row of x (decode) is split differently: one share of the bytes per
+ * thread (row_share below).
  */
 #include "kernels/linear/linear.h"
 
@@ -58,11 +60,9 @@ static const linear_problem *panel_at(const linear_problem *ps, const panel_list
     return &ps[i];
 }
 
-/* Panel j through mm, or (xa non-NULL) through the integer dots for a quantized W. */
-static void run_panel(const linear_problem *ps, const panel_list *l, int j, mm_fn mm, const q35_qact *xa)
+/* Columns n0 .. n0+nn-1 of p through mm, or (xa non-NULL) through the integer dots for a quantized W. */
+static void run_columns(const linear_problem *p, int n0, int nn, mm_fn mm, const q35_qact *xa)
 {
-    int n0, nn;
-    const linear_problem *p = panel_at(ps, l, j, &n0, &nn);
     const char *w = (const char *)p->w + q35_wtype_bytes(p->wt, (size_t)n0 * p->K);
     if (xa && q35_wtype_is_quant(p->wt) && q35_int8dot_takes(p->wt, p->M))
         q35_matmul_qact_xwt(p->M, nn, p->K, xa, 0, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
@@ -70,12 +70,58 @@ static void run_panel(const linear_problem *ps, const panel_list *l, int j, mm_f
         mm(p->M, nn, p->K, p->x, p->K, w, p->wt, p->K, p->y + n0, p->N, p->accumulate);
 }
 
-/* ps[0..n) (n <= SHARED_MAX) in one parallel region, panels dynamically scheduled. */
+static void run_panel(const linear_problem *ps, const panel_list *l, int j, mm_fn mm, const q35_qact *xa)
+{
+    int n0, nn;
+    const linear_problem *p = panel_at(ps, l, j, &n0, &nn);
+    run_columns(p, n0, nn, mm, xa);
+}
+
+/* ---- One row of x: one share of the bytes per thread ----
+ * At decode a call is nothing but reading W.  Thread t of nt takes the 16-column units of the
+ * problems (in order, as if their W were one matrix) whose first byte lies in [tot·t/nt,
+ * tot·(t+1)/nt): one stream per thread, no scheduling, and in the integer-dot path no barrier
+ * (each thread quantizes x for itself).  With the two vCPUs on two dies of a Zen 4 host this took
+ * the 0.8B's q4 decode from 1.48x to 1.40x of its bound (docs/quantization.md §8, "One share a
+ * thread"); on one die it changed nothing.  Any split gives a row the same bits: each column's sum
+ * does not depend on which thread computes it. */
+static size_t unit_bytes(const linear_problem *p) { return q35_wtype_bytes(p->wt, (size_t)16 * p->K); }
+static int units(const linear_problem *p) { return (p->N + 15) / 16; }
+
+/* The first unit of a problem starting at byte `at` whose own first byte is at or past b. */
+static int first_unit_from(size_t b, size_t at, size_t ub, int n_units)
+{
+    if (b <= at) return 0;
+    const size_t u = (b - at + ub - 1) / ub;
+    return u > (size_t)n_units ? n_units : (int)u;
+}
+
+static void row_share(const linear_problem *ps, int n, int t, int nt, mm_fn mm, const q35_qact *xa)
+{
+    size_t tot = 0;
+    for (int i = 0; i < n; i++) tot += unit_bytes(&ps[i]) * units(&ps[i]);
+    const size_t b0 = tot / nt * t + tot % nt * t / nt, b1 = tot / nt * (t + 1) + tot % nt * (t + 1) / nt;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t ub = unit_bytes(&ps[i]);
+        const int u0 = first_unit_from(b0, at, ub, units(&ps[i])), u1 = first_unit_from(b1, at, ub, units(&ps[i]));
+        at += ub * units(&ps[i]);
+        if (u1 > u0) run_columns(&ps[i], u0 * 16, (u1 * 16 < ps[i].N ? u1 * 16 : ps[i].N) - u0 * 16, mm, xa);
+    }
+}
+
+/* ps[0..n) (n <= SHARED_MAX) in one parallel region: panels dynamically scheduled, or one
+ * share a thread for one row of x. */
 static int tiled_group(const linear_problem *ps, int n, const linear_opts *o, mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     panel_list l;
     list_panels(ps, n, threads, &l);
+    if (ps[0].M == 1) {
+#pragma omp parallel num_threads(threads) if (l.total > 1)
+        row_share(ps, n, omp_get_thread_num(), omp_get_num_threads(), mm, NULL);
+        return 0;
+    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (l.total > 1)
     for (int j = 0; j < l.total; j++) run_panel(ps, &l, j, mm, NULL);
     return 0;
@@ -131,21 +177,31 @@ static int int8dot_group(const linear_problem *ps, int n, const linear_opts *o)
 {
     int quant = 0;
     for (int i = 0; i < n; i++) quant |= q35_wtype_is_quant(ps[i].wt) && q35_int8dot_takes(ps[i].wt, ps[i].M);
-    void *mem = NULL;
-    if (!quant || ps[0].K % Q35_QBLOCK || !(mem = malloc(q35_qact_bytes(ps[0].M, ps[0].K))))
-        return tiled_group(ps, n, o, q35_matmul_xwt);
+    if (!quant || ps[0].K % Q35_QBLOCK) return tiled_group(ps, n, o, q35_matmul_xwt);
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
-    q35_qact xa;
-    q35_qact_init(&xa, ps[0].M, ps[0].K, mem);
     panel_list l;
     list_panels(ps, n, threads, &l);
+    /* One row of x: a copy of its quantized blocks per thread, a cache line apart. */
+    const int M = ps[0].M, K = ps[0].K, one_row = M == 1 && l.total > 1;
+    const size_t xa_bytes = (q35_qact_bytes(M, K) + 63) / 64 * 64;
+    void *mem = malloc(xa_bytes * (one_row ? threads : 1));
+    if (!mem) return tiled_group(ps, n, o, q35_matmul_xwt);
+    q35_qact xa;
+    q35_qact_init(&xa, M, K, mem);
 #pragma omp parallel num_threads(threads) if (l.total > 1)
     {
-        const int nt = omp_get_num_threads(), t = omp_get_thread_num(), M = ps[0].M;
-        q35_qact_quantize_rows(&xa, ps[0].x, ps[0].K, (int)((long long)M * t / nt), (int)((long long)M * (t + 1) / nt));
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (one_row) {
+            q35_qact mine;
+            q35_qact_init(&mine, 1, K, (char *)mem + xa_bytes * t);
+            q35_qact_quantize_rows(&mine, ps[0].x, K, 0, 1);
+            row_share(ps, n, t, nt, q35_matmul_xwt, &mine);
+        } else {
+            q35_qact_quantize_rows(&xa, ps[0].x, K, (int)((long long)M * t / nt), (int)((long long)M * (t + 1) / nt));
 #pragma omp barrier
 #pragma omp for schedule(dynamic, 1)
-        for (int j = 0; j < l.total; j++) run_panel(ps, &l, j, q35_matmul_xwt, &xa);
+            for (int j = 0; j < l.total; j++) run_panel(ps, &l, j, q35_matmul_xwt, &xa);
+        }
     }
     free(mem);
     return 0;
