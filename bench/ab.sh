@@ -7,8 +7,9 @@
 #   bash bench/ab.sh OLD NEW ROUNDS -- bench deltarule --impl recurrent --T 1 --threads 2 --reps 3000
 #
 # The benches run in a temporary directory: give files (--model, --machine) as absolute paths.
-# `bench model --bw-probe` also prints each run's median step / probed bound ("bound x.xxx"), one per
-# placement of the threads when a run saw both (docs/calibrate.md "Thread hand-off").
+# A `bench model --bw-probe` command goes to bench/ab_args.sh with the two binaries (A = OLD,
+# B = NEW): it prints every repetition's step / probed bound and groups them by where the threads sat
+# (docs/calibrate.md "Thread hand-off"), since a median over both placements compares moments.
 #
 # OLD, NEW: anything git rev-parse takes (NEW may be "worktree" for the uncommitted tree).
 # Output files of the bench go to a temporary directory, not results/.
@@ -31,13 +32,16 @@ build() { # rev dir -> binary path
 }
 bin_old=$(build "$old" "$tmp/old")
 bin_new=$(build "$new" "$tmp/new")
+case " $* " in *" --bw-probe "*)
+    echo "A = $old ($bin_old), B = $new ($bin_new)"
+    Q35LAB=$bin_old Q35LAB_B=$bin_new bash "$root/bench/ab_args.sh" "$rounds" "" "" -- "$@"
+    exit ;;
+esac
 cd "$tmp"
 for ((i = 1; i <= rounds; i++)); do
     for side in old new; do
         bin=bin_$side
         printf '%-4s %s\n' "$side" "$("${!bin}" "$@" --csv "$tmp/x.csv" --json "$tmp/x.json" 2>&1 |
-            awk '/^  [a-z]/ && $3 == "us" {printf "%s %s us | ", $1, $2}
-                 /step \/ bound over the repetitions: median/ {printf "bound %s%s | ", $8,
-                     /threads sharing a cache/ ? " (threads near)" : /threads apart/ ? " (threads apart)" : ""}')"
+            awk '/^  [a-z]/ && $3 == "us" {printf "%s %s us | ", $1, $2}')"
     done
 done

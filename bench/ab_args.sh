@@ -14,8 +14,9 @@
 #          --model $PWD/build/models/qwen3.5-0.8b-bf16 --impl linear=tiled-int8dot --prompt-len 64 --gen 32 \
 #          --reps 3 --threads 2 --bw-probe
 #
-# Environment: Q35LAB (default build/q35lab), SPLIT (default 45 GB/s).  Prints each run's repetition
-# lines as they come, then per side and level: n, step / bound median [min, max], step median.
+# Environment: Q35LAB (default build/q35lab), Q35LAB_B (side B's binary, default Q35LAB: bench/ab.sh
+# sets both to compare two commits), SPLIT (default 45 GB/s).  Prints each run's repetition lines as
+# they come, then per side and level: n, step / bound median [min, max], step median.
 set -euo pipefail
 [ $# -ge 5 ] && [ "$4" = "--" ] || { echo "usage: $0 ROUNDS \"A-ARGS\" \"B-ARGS\" -- q35lab-args... --bw-probe" >&2; exit 2; }
 rounds=$1 a_args=$2 b_args=$3
@@ -23,13 +24,15 @@ shift 4
 case "$rounds" in ''|*[!0-9]*|0) echo "ab_args.sh: ROUNDS must be a positive integer" >&2; exit 2 ;; esac
 case " $* " in *" --bw-probe "*) ;; *) echo "ab_args.sh: the command needs --bw-probe (its lines are what is compared)" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${Q35LAB:-$root/build/q35lab}
-[ -x "$bin" ] || make -s -C "$root" build/q35lab >&2
+bin_a=${Q35LAB:-$root/build/q35lab}
+bin_b=${Q35LAB_B:-$bin_a}
+[ -x "$bin_a" ] || make -s -C "$root" build/q35lab >&2
+[ -x "$bin_b" ] || { echo "ab_args.sh: Q35LAB_B=$bin_b is not an executable" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for ((i = 1; i <= rounds; i++)); do
     for side in A B; do
-        if [ $side = A ]; then args=$a_args; else args=$b_args; fi
+        if [ $side = A ]; then args=$a_args bin=$bin_a; else args=$b_args bin=$bin_b; fi
         echo "=== round $i side $side ($args) $(date -u +%T) load $(cut -d' ' -f1 /proc/loadavg)"
         # shellcheck disable=SC2086 # the argument sets are word lists
         "$bin" "$@" $args --csv "$tmp/x.csv" --json "$tmp/x.json" 2>&1 | grep -E "rep [0-9]+: step median" |

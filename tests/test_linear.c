@@ -189,10 +189,10 @@ static void test_validate(void **state)
 /* linear_run_shared: each y is bitwise what linear_run writes for its problem alone, for every
  * entry (ref and the lossy ones included), weight types mixed in one group (a --quant-only model),
  * one output accumulating, 1-3 threads, M from decode to past Q35_INT8DOT_MAX_M (where the group
- * runs one by one), at every ISA level the host has.  One row of x is split into one share of the
- * group's bytes per thread, with boundaries inside the problems: its shared call must also be
- * bitwise the same at 2 and 3 threads as at 1 (a column left out or computed twice, into the
- * accumulating y, would show). */
+ * runs one by one), at every ISA level the host has.  One row of x through the integer dots is
+ * split into one share of the group's bytes per thread, with boundaries inside the problems: every
+ * shared call at one row must also be bitwise the same at 2 and 3 threads as at 1 (a column left
+ * out or computed twice, into the accumulating y, would show). */
 static void shared_level(cpu_isa_level level, void *ctx)
 {
     (void)ctx;

@@ -6,8 +6,8 @@
  * against all M rows, which is what the PACKED strategy wants.  Panels are
  * a multiple of 16 columns (the micro-kernel width) and there are about
  * four per thread so a slow thread on a noisy host does not hold the rest.
- * One row of x (decode) is split differently: one share of the bytes per
- * thread (row_share below).
+ * One row of x through the integer dots is split differently: one share of
+ * the bytes per thread (row_share below).
  */
 #include "kernels/linear/linear.h"
 
@@ -77,14 +77,15 @@ static void run_panel(const linear_problem *ps, const panel_list *l, int j, mm_f
     run_columns(p, n0, nn, mm, xa);
 }
 
-/* ---- One row of x: one share of the bytes per thread ----
+/* ---- One row of x through the integer dots: one share of the bytes per thread ----
  * At decode a call is nothing but reading W.  Thread t of nt takes the 16-column units of the
  * problems (in order, as if their W were one matrix) whose first byte lies in [tot·t/nt,
- * tot·(t+1)/nt): one stream per thread, no scheduling, and in the integer-dot path no barrier
- * (each thread quantizes x for itself).  With the two vCPUs on two dies of a Zen 4 host this took
- * the 0.8B's q4 decode from 1.48x to 1.40x of its bound (docs/quantization.md §8, "One share a
- * thread"); on one die it changed nothing.  Any split gives a row the same bits: each column's sum
- * does not depend on which thread computes it. */
+ * tot·(t+1)/nt): one stream per thread, no scheduling, and no barrier, since each thread quantizes
+ * x for itself.  With the two vCPUs on two dies of a Zen 4 host this took the 0.8B's q4 decode
+ * from about 1.52x to 1.45x of its probed bound; on one die it changed nothing (docs/quantization.md
+ * §8, "One share a thread").  The exact path has no barrier to save, and its bf16 decode measured
+ * the same or slower with the shares, so it keeps the panels.  Any split gives a row the same bits:
+ * each column's sum does not depend on which thread computes it. */
 static size_t unit_bytes(const linear_problem *p) { return q35_wtype_bytes(p->wt, (size_t)16 * p->K); }
 static int units(const linear_problem *p) { return (p->N + 15) / 16; }
 
@@ -110,18 +111,12 @@ static void row_share(const linear_problem *ps, int n, int t, int nt, mm_fn mm, 
     }
 }
 
-/* ps[0..n) (n <= SHARED_MAX) in one parallel region: panels dynamically scheduled, or one
- * share a thread for one row of x. */
+/* ps[0..n) (n <= SHARED_MAX) in one parallel region, panels dynamically scheduled. */
 static int tiled_group(const linear_problem *ps, int n, const linear_opts *o, mm_fn mm)
 {
     const int threads = o->threads > 0 ? o->threads : omp_get_max_threads();
     panel_list l;
     list_panels(ps, n, threads, &l);
-    if (ps[0].M == 1) {
-#pragma omp parallel num_threads(threads) if (l.total > 1)
-        row_share(ps, n, omp_get_thread_num(), omp_get_num_threads(), mm, NULL);
-        return 0;
-    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (l.total > 1)
     for (int j = 0; j < l.total; j++) run_panel(ps, &l, j, mm, NULL);
     return 0;
