@@ -281,7 +281,7 @@ static void print_probed(const double *step, int reps, int gen, const probe_mark
         const int place = placement(&pm[r], hmin);
         printf("        rep %d: step median %.2f ms; probe %.1f / %.1f GB/s", r + 1, st.median * 1e3, b0, b1);
         if (place != PLACE_ONE) printf(", hand-off %.0f / %.0f ns", pm[r].handoff[0], pm[r].handoff[1]);
-        else if (threads >= 2) printf(", hand-off n/a (threads 0 and 1 did not run at once: one CPU for both?)");
+        else if (threads >= 2) printf(", hand-off n/a (" Q35_HANDOFF_NA_WHY ": one CPU for both?)");
         printf("; bound (weights + state) %.2f ms; %.3fx", bound * 1e3, st.median / bound);
         if (diff > BW_PROBE_STEADY) {
             moved++;

@@ -672,7 +672,7 @@ void q35_bw_probe_free(q35_bw_probe *p)
  * the run would take minutes. */
 #define HANDOFF_GIVE_UP_S 0.5
 #define HANDOFF_CHECK_SPINS 4096 /* spins between two looks at the clock */
-#define HANDOFF_NA_SHARED "n/a: threads 0 and 1 did not run at once (given up after 0.5 s: one CPU for both?)"
+#define HANDOFF_NA_SHARED "n/a: " Q35_HANDOFF_NA_WHY " (given up after 0.5 s: one CPU for both?)"
 typedef struct {
     _Alignas(64) atomic_int turn;
     char pad[64 - sizeof(atomic_int)];

@@ -206,6 +206,9 @@ void q35_bw_probe_free(q35_bw_probe *p);
  * "Thread hand-off").  0 with fewer than 2 threads, if OpenMP gave fewer, or if the threads did not
  * run at once (sharing one CPU, a run is given up after 0.5 s instead of taking minutes). */
 #define Q35_HANDOFF_TRIPS 20000 /* calibrate's figure and bench model's probes */
+/* Why there is no hand-off figure when the run was given up: calibrate's table and JSON and
+ * bench model's probe lines say it in these words. */
+#define Q35_HANDOFF_NA_WHY "threads 0 and 1 did not run at once"
 double q35_handoff_probe_run(int threads, int trips);
 
 /* The best measured ISA's FMA peak at this thread count, GFLOP/s (0 if none). */
